@@ -1,0 +1,133 @@
+"""optix: composable, JIT-compiled optimizers for JAX.
+
+An optimizer is a :class:`GradientTransformation`: a pure ``(init, update)`` pair. Small
+transforms compose with :func:`chain`; :func:`apply_updates` adds the result to the params.
+Transforms produce directions; only :func:`scale_lr` turns a direction into a step (multiplying by
+``-learning_rate``), and :func:`apply_updates` only adds.
+"""
+
+from optix import schedules as schedules
+from optix._apply import apply_updates as apply_updates
+from optix._apply import incremental_update as incremental_update
+from optix._base import EmptyState as EmptyState
+from optix._base import GradientTransformation as GradientTransformation
+from optix._base import OptState as OptState
+from optix._base import Params as Params
+from optix._base import ScalarOrSchedule as ScalarOrSchedule
+from optix._base import Schedule as Schedule
+from optix._base import Updates as Updates
+from optix._base import identity as identity
+from optix._base import set_to_zero as set_to_zero
+from optix._base import stateless as stateless
+from optix._chain import chain as chain
+from optix._chain import named_chain as named_chain
+from optix._hyperparams import HyperparamState as HyperparamState
+from optix._hyperparams import get_hyperparams as get_hyperparams
+from optix._hyperparams import set_hyperparams as set_hyperparams
+from optix.optimizers._adam import adam as adam
+from optix.optimizers._adam import adamax as adamax
+from optix.optimizers._adam import adamw as adamw
+from optix.optimizers._adam import nadam as nadam
+from optix.optimizers._adam import radam as radam
+from optix.optimizers._adaptive import adadelta as adadelta
+from optix.optimizers._adaptive import adagrad as adagrad
+from optix.optimizers._adaptive import rmsprop as rmsprop
+from optix.optimizers._sgd import noisy_sgd as noisy_sgd
+from optix.optimizers._sgd import sgd as sgd
+from optix.transforms._adam import ScaleByAdamaxState as ScaleByAdamaxState
+from optix.transforms._adam import ScaleByAdamState as ScaleByAdamState
+from optix.transforms._adam import ScaleByNadamState as ScaleByNadamState
+from optix.transforms._adam import ScaleByRadamState as ScaleByRadamState
+from optix.transforms._adam import scale_by_adam as scale_by_adam
+from optix.transforms._adam import scale_by_adamax as scale_by_adamax
+from optix.transforms._adam import scale_by_nadam as scale_by_nadam
+from optix.transforms._adam import scale_by_radam as scale_by_radam
+from optix.transforms._adaptive import ScaleByAdadeltaState as ScaleByAdadeltaState
+from optix.transforms._adaptive import ScaleByAdagradState as ScaleByAdagradState
+from optix.transforms._adaptive import ScaleByRmsState as ScaleByRmsState
+from optix.transforms._adaptive import scale_by_adadelta as scale_by_adadelta
+from optix.transforms._adaptive import scale_by_adagrad as scale_by_adagrad
+from optix.transforms._adaptive import scale_by_rms as scale_by_rms
+from optix.transforms._clip import ClipByGlobalNormState as ClipByGlobalNormState
+from optix.transforms._clip import ClipState as ClipState
+from optix.transforms._clip import clip as clip
+from optix.transforms._clip import clip_by_global_norm as clip_by_global_norm
+from optix.transforms._momentum import ScaleByMomentumState as ScaleByMomentumState
+from optix.transforms._momentum import scale_by_momentum as scale_by_momentum
+from optix.transforms._regularize import AddDecayedWeightsState as AddDecayedWeightsState
+from optix.transforms._regularize import AddNoiseState as AddNoiseState
+from optix.transforms._regularize import add_decayed_weights as add_decayed_weights
+from optix.transforms._regularize import add_noise as add_noise
+from optix.transforms._regularize import noise_key as noise_key
+from optix.transforms._scale import ScaleByScheduleState as ScaleByScheduleState
+from optix.transforms._scale import ScaleLrState as ScaleLrState
+from optix.transforms._scale import ScaleState as ScaleState
+from optix.transforms._scale import scale as scale
+from optix.transforms._scale import scale_by_schedule as scale_by_schedule
+from optix.transforms._scale import scale_by_sign as scale_by_sign
+from optix.transforms._scale import scale_lr as scale_lr
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AddDecayedWeightsState",
+    "AddNoiseState",
+    "ClipByGlobalNormState",
+    "ClipState",
+    "EmptyState",
+    "GradientTransformation",
+    "HyperparamState",
+    "OptState",
+    "Params",
+    "ScalarOrSchedule",
+    "ScaleByAdadeltaState",
+    "ScaleByAdagradState",
+    "ScaleByAdamState",
+    "ScaleByAdamaxState",
+    "ScaleByMomentumState",
+    "ScaleByNadamState",
+    "ScaleByRadamState",
+    "ScaleByRmsState",
+    "ScaleByScheduleState",
+    "ScaleLrState",
+    "ScaleState",
+    "Schedule",
+    "Updates",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamw",
+    "add_decayed_weights",
+    "add_noise",
+    "apply_updates",
+    "chain",
+    "clip",
+    "clip_by_global_norm",
+    "get_hyperparams",
+    "identity",
+    "incremental_update",
+    "nadam",
+    "named_chain",
+    "noise_key",
+    "noisy_sgd",
+    "radam",
+    "rmsprop",
+    "scale",
+    "scale_by_adadelta",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_momentum",
+    "scale_by_nadam",
+    "scale_by_radam",
+    "scale_by_rms",
+    "scale_by_schedule",
+    "scale_by_sign",
+    "scale_lr",
+    "schedules",
+    "set_hyperparams",
+    "set_to_zero",
+    "sgd",
+    "stateless",
+]

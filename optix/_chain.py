@@ -1,0 +1,98 @@
+"""Composition: run transforms one after another."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from optix._base import GradientTransformation
+
+
+def _accepts_extra(update: Any) -> bool:
+    """Whether ``update`` takes ``**kwargs`` (optix transforms and optax's ExtraArgs ones do)."""
+    try:
+        params = inspect.signature(update).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _check_member(tx: Any, position: str) -> None:
+    if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+        raise TypeError(
+            f"chain member {position} is a {type(tx).__name__}, not a gradient transformation "
+            "(an object with callable `init` and `update`); did you forget to call a factory, "
+            "as in `optix.scale_by_adam()`?"
+        )
+
+
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Apply transforms in sequence; the state is the tuple of their states.
+
+    Extra keyword arguments given to ``update`` (``value=``, ``value_fn=``, ...) reach every member
+    that accepts ``**kwargs``; members that do not (plain optax transforms) get none. Any object
+    with ``init`` and ``update`` can be a member, optax transforms included.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.chain(optix.clip_by_global_norm(1.0), optix.scale_by_adam(), optix.scale_lr(1e-3))
+      >>> state = tx.init({"w": jnp.zeros(3)})
+      >>> updates, state = tx.update({"w": jnp.ones(3)}, state)
+    """
+    for i, tx in enumerate(transforms):
+        _check_member(tx, f"#{i}")
+    forwards = [_accepts_extra(tx.update) for tx in transforms]
+
+    def init(params):
+        return tuple(tx.init(params) for tx in transforms)
+
+    def update(updates, state, params=None, **extra):
+        if not isinstance(state, tuple) or len(state) != len(transforms):
+            raise ValueError(
+                f"chain of {len(transforms)} transforms got a state that is not a tuple of "
+                f"{len(transforms)} states; was it built by this chain's init?"
+            )
+        new_state = []
+        for tx, s, fwd in zip(transforms, state, forwards, strict=True):
+            updates, s = (
+                tx.update(updates, s, params, **extra) if fwd else tx.update(updates, s, params)
+            )
+            new_state.append(s)
+        return updates, tuple(new_state)
+
+    return GradientTransformation(init, update)
+
+
+def named_chain(*transforms: tuple[str, GradientTransformation]) -> GradientTransformation:
+    """Like :func:`chain`, with each member's state under a name: ``{name: state}``.
+
+    The names become parts of hyperparameter paths, so ``set_hyperparams(state,
+    **{"head/learning_rate": 1e-3})`` can address one member.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.named_chain(("clip", optix.clip(1.0)), ("sgd", optix.sgd(0.1)))
+      >>> sorted(tx.init({"w": jnp.zeros(3)}))
+      ['clip', 'sgd']
+    """
+    names = [name for name, _ in transforms]
+    for name, tx in transforms:
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(
+                f"named_chain names must be non-empty strings without '/', got {name!r}"
+            )
+        _check_member(tx, repr(name))
+    if len(set(names)) != len(names):
+        raise ValueError(f"named_chain names must be unique, got {names}")
+    inner = chain(*(tx for _, tx in transforms))
+
+    def init(params):
+        return dict(zip(names, inner.init(params), strict=True))
+
+    def update(updates, state, params=None, **extra):
+        if not isinstance(state, dict) or sorted(state) != sorted(names):
+            raise ValueError(f"named_chain expected a state dict with keys {names}")
+        updates, new = inner.update(updates, tuple(state[n] for n in names), params, **extra)
+        return updates, dict(zip(names, new, strict=True))
+
+    return GradientTransformation(init, update)

@@ -1,0 +1,103 @@
+"""Tree math shared by every transform: per-leaf mapping, moments, norms and dtype handling.
+
+Per-leaf math runs in at least the hyperparameter precision (float32), whatever the dtype of the
+leaf, and each transform casts its results back explicitly: updates to the gradient's dtype,
+moments to their chosen dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from optix._hyperparams import hyperparam_dtype
+
+
+def compute_dtype(dtype: DTypeLike) -> jnp.dtype:
+    """The dtype math on a leaf of ``dtype`` runs in: never below the hyperparameter precision."""
+    return jnp.promote_types(dtype, hyperparam_dtype())
+
+
+def real_dtype(dtype: DTypeLike) -> jnp.dtype:
+    """The real counterpart of ``dtype`` (float32 for complex64), or ``dtype`` itself."""
+    return jnp.finfo(dtype).dtype
+
+
+def upcast(x: jax.Array) -> jax.Array:
+    """``x`` in its :func:`compute_dtype`."""
+    return x.astype(compute_dtype(x.dtype))
+
+
+def abs_sq(x: jax.Array) -> jax.Array:
+    """``|x|^2``, real for complex ``x``."""
+    if jnp.iscomplexobj(x):
+        return jnp.real(x) ** 2 + jnp.imag(x) ** 2
+    return x * x
+
+
+def map_leaves(fn: Callable[..., Any], *trees: Any, n_out: int | None = None) -> Any:
+    """Apply ``fn`` leaf by leaf over trees shaped like the first one.
+
+    With ``n_out`` set, ``fn`` returns a tuple of that length and the result is a tuple of trees (one
+    per output), so a transform can write its per-leaf math as one small function returning
+    ``(update, new_mu, new_nu)``. ``None``
+    leaves of the first tree are passed through as ``None``. Inside ``fn``, JAX's standard dtype
+    promotion applies (a float32 hyperparameter times a bf16 leaf is float32), whatever the user's
+    promotion setting; ``fn`` casts its outputs explicitly.
+    """
+    leaves, treedef = jax.tree.flatten(trees[0])
+    rest = [treedef.flatten_up_to(t) for t in trees[1:]]
+    with jax.numpy_dtype_promotion("standard"):
+        outs = [fn(*args) for args in zip(leaves, *rest, strict=True)]
+    if n_out is None:
+        return treedef.unflatten(outs)
+    cols = list(zip(*outs, strict=True)) if outs else [()] * n_out
+    return tuple(treedef.unflatten(list(col)) for col in cols)
+
+
+def zeros_like(tree: Any, dtype: DTypeLike | None = None, *, real: bool = False) -> Any:
+    """Zeros shaped like ``tree``; ``dtype`` overrides each leaf's dtype; ``real`` drops complex."""
+
+    def leaf(x):
+        dt = jnp.dtype(dtype) if dtype is not None else jnp.dtype(x.dtype)
+        if real and jnp.issubdtype(dt, jnp.complexfloating):
+            dt = real_dtype(dt)
+        elif dtype is not None and jnp.issubdtype(x.dtype, jnp.complexfloating) and not real:
+            dt = jnp.promote_types(dt, jnp.complex64)
+        return jnp.zeros(jnp.shape(x), dt)
+
+    return jax.tree.map(leaf, tree)
+
+
+def full_like(
+    tree: Any, value: float, dtype: DTypeLike | None = None, *, real: bool = False
+) -> Any:
+    """Like :func:`zeros_like`, filled with ``value``."""
+    return jax.tree.map(
+        lambda z: jnp.full(z.shape, value, z.dtype), zeros_like(tree, dtype, real=real)
+    )
+
+
+def global_norm(tree: Any) -> jax.Array:
+    """The L2 norm of all leaves together, accumulated in at least float32."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.zeros([], hyperparam_dtype())
+    with jax.numpy_dtype_promotion("standard"):
+        total = sum(jnp.sum(abs_sq(upcast(x))) for x in leaves)
+    return jnp.sqrt(total)
+
+
+def cast_tree(tree: Any, like: Any) -> Any:
+    """``tree`` with each leaf cast to the dtype of the matching leaf of ``like``."""
+    return jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)
+
+
+def bias_correction(decay: jax.Array, count: jax.Array) -> jax.Array:
+    """``1 - decay**count``: the weight a zero-initialised running mean has gathered after
+    ``count`` updates, in the hyperparameter precision."""
+    return 1 - decay ** count.astype(decay.dtype)

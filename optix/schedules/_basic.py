@@ -1,0 +1,183 @@
+"""Constant, polynomial (and linear), exponential and piecewise-constant schedules, and ``join``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from optix import _validate
+from optix._base import Schedule
+from optix._hyperparams import hyperparam_dtype
+
+
+def _as_float(x: ArrayLike) -> jax.Array:
+    return jnp.asarray(x, dtype=hyperparam_dtype())
+
+
+def constant(value: ArrayLike) -> Schedule:
+    """``value`` at every step.
+
+    Example:
+      >>> import optix
+      >>> float(optix.schedules.constant(0.1)(1000))
+      0.1...
+    """
+    _validate.check_finite("value", value)
+    return lambda step: jnp.full(jnp.shape(step), value, hyperparam_dtype())
+
+
+def polynomial(
+    init_value: ArrayLike,
+    end_value: ArrayLike,
+    power: ArrayLike,
+    transition_steps: int,
+    transition_begin: int = 0,
+) -> Schedule:
+    """Polynomial decay from ``init_value`` to ``end_value`` over ``transition_steps`` steps.
+
+    .. math::
+        v(s) = (v_0 - v_1) \\big(1 - \\tfrac{\\min(\\max(s - b, 0), T)}{T}\\big)^p + v_1
+
+    with ``b = transition_begin``. The value is ``init_value`` before ``b`` and ``end_value`` after
+    ``b + T``.
+
+    Example:
+      >>> import optix
+      >>> float(optix.schedules.polynomial(1.0, 0.0, 2, 10)(5))
+      0.25
+    """
+    _validate.check_finite("init_value", init_value)
+    _validate.check_finite("end_value", end_value)
+    _validate.check_finite("power", power)
+    _validate.check_int("transition_steps", transition_steps, minimum=1)
+    _validate.check_int("transition_begin", transition_begin, minimum=0)
+
+    def schedule(step):
+        s = jnp.clip(_as_float(step) - transition_begin, 0, transition_steps)
+        frac = 1 - s / transition_steps
+        return (_as_float(init_value) - end_value) * frac**power + end_value
+
+    return schedule
+
+
+def linear(
+    init_value: ArrayLike, end_value: ArrayLike, transition_steps: int, transition_begin: int = 0
+) -> Schedule:
+    """Linear interpolation from ``init_value`` to ``end_value`` over ``transition_steps``.
+
+    :func:`polynomial` with ``power=1``.
+
+    Example:
+      >>> import optix
+      >>> float(optix.schedules.linear(0.0, 1.0, 10)(3))
+      0.3...
+    """
+    return polynomial(init_value, end_value, 1, transition_steps, transition_begin)
+
+
+def exponential_decay(
+    init_value: ArrayLike,
+    transition_steps: int,
+    decay_rate: ArrayLike,
+    staircase: bool = False,
+    *,
+    transition_begin: int = 0,
+    end_value: ArrayLike | None = None,
+) -> Schedule:
+    """Exponential decay: ``init_value * decay_rate ** ((step - begin) / transition_steps)``.
+
+    With ``staircase`` the exponent is floored, so the value drops every ``transition_steps``.
+    ``end_value``, when given, bounds the value (from below when decaying, above when growing).
+
+    Example:
+      >>> import optix
+      >>> float(optix.schedules.exponential_decay(1.0, 10, 0.5)(20))
+      0.25
+    """
+    _validate.check_finite("init_value", init_value)
+    _validate.check_int("transition_steps", transition_steps, minimum=1)
+    _validate.check_positive("decay_rate", decay_rate)
+    _validate.check_int("transition_begin", transition_begin, minimum=0)
+
+    def schedule(step):
+        p = jnp.maximum(_as_float(step) - transition_begin, 0) / transition_steps
+        if staircase:
+            p = jnp.floor(p)
+        value = _as_float(init_value) * _as_float(decay_rate) ** p
+        if end_value is not None:
+            bound = _as_float(end_value)
+            value = jnp.maximum(value, bound) if decay_rate < 1 else jnp.minimum(value, bound)
+        return value
+
+    return schedule
+
+
+def piecewise_constant(
+    init_value: ArrayLike, boundaries_and_scales: Mapping[int, ArrayLike] | None = None
+) -> Schedule:
+    """``init_value`` times the product of every scale whose boundary the step has passed.
+
+    .. math:: v(s) = v_0 \\prod_{b_i < s} f_i
+
+    A boundary ``b`` takes effect from step ``b + 1`` (optax's convention: the value at step ``b``
+    itself is still the old one).
+
+    Example:
+      >>> import optix
+      >>> sched = optix.schedules.piecewise_constant(1.0, {10: 0.1, 20: 0.1})
+      >>> [round(float(sched(s)), 4) for s in (10, 11, 21)]
+      [1.0, 0.1, 0.01]
+    """
+    _validate.check_finite("init_value", init_value)
+    items = sorted((boundaries_and_scales or {}).items())
+    for b, f in items:
+        _validate.check_int("boundaries_and_scales boundary", b, minimum=0)
+        _validate.check_nonnegative(f"boundaries_and_scales[{b}]", f)
+
+    def schedule(step):
+        value = _as_float(init_value)
+        s = jnp.asarray(step)
+        for b, f in items:
+            value = jnp.where(s > b, value * _as_float(f), value)
+        return value
+
+    return schedule
+
+
+def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    """Run ``schedules[i + 1]`` from step ``boundaries[i]`` on, with its step count restarted.
+
+    .. math:: v(s) = f_{i+1}(s - b_i) \\quad \\text{for } b_i \\le s < b_{i+1}
+
+    Example:
+      >>> import optix
+      >>> warm = optix.schedules.linear(0.0, 1.0, 10)
+      >>> decay = optix.schedules.exponential_decay(1.0, 10, 0.5)
+      >>> sched = optix.schedules.join([warm, decay], [10])
+      >>> [float(sched(s)) for s in (5, 10, 20)]
+      [0.5, 1.0, 0.5]
+    """
+    if len(schedules) != len(boundaries) + 1:
+        raise ValueError(
+            f"join needs one more schedule than boundaries, got {len(schedules)} schedules "
+            f"and {len(boundaries)} boundaries"
+        )
+    for i, f in enumerate(schedules):
+        if not callable(f):
+            raise TypeError(f"`schedules[{i}]` must be callable, got {f!r}")
+    for b in boundaries:
+        _validate.check_int("boundaries", b, minimum=0)
+    if list(boundaries) != sorted(boundaries):
+        raise ValueError(f"`boundaries` must be increasing, got {list(boundaries)}")
+
+    def schedule(step):
+        s = jnp.asarray(step)
+        value = _as_float(schedules[0](s))
+        for b, f in zip(boundaries, schedules[1:], strict=True):
+            value = jnp.where(s < b, value, _as_float(f(s - b)))
+        return value
+
+    return schedule

@@ -1,0 +1,1 @@
+"""Elementary gradient transformations, one module per family (re-exported from ``optix``)."""

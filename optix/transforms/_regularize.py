@@ -1,0 +1,169 @@
+"""Regularization by the update: weight decay added to the gradient, and annealed gradient noise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, Params, ScalarOrSchedule
+from optix._hyperparams import Hyperparams, HyperparamState
+
+
+def is_mask_fn(mask: Any) -> bool:
+    """True for a plain function; False for a pytree mask, even a callable one (an equinox module
+    is a callable pytree: it is a mask, not a function returning one)."""
+    return callable(mask) and jax.tree_util.treedef_is_leaf(jax.tree.structure(mask))
+
+
+def resolve_mask(mask: Any, params: Params, what: str) -> Any:
+    """The mask tree for ``params``: ``mask`` itself, or ``mask(params)`` for a mask function."""
+    tree = mask(params) if is_mask_fn(mask) else mask
+    _validate.check_same_structure(tree, params, f"`{what}` mask", "params")
+    return tree
+
+
+def _static_bool(m: Any) -> bool | None:
+    if isinstance(m, bool | np.bool_):
+        return bool(m)
+    if isinstance(m, np.ndarray) and m.shape == () and m.dtype == bool:
+        return bool(m)
+    return None
+
+
+class AddDecayedWeightsState(NamedTuple):
+    hyperparams: HyperparamState  # weight_decay
+
+
+def add_decayed_weights(
+    weight_decay: ScalarOrSchedule = 0.0,
+    mask: Any | Callable[[Params], Any] | None = None,
+) -> GradientTransformation:
+    """Add ``weight_decay * params`` to the updates.
+
+    .. math:: u_t = g_t + \\lambda \\theta_{t-1}
+
+    Placed before an adaptive scaling, this is the classic L2 penalty (torch.optim.SGD's and
+    torch.optim.Adam's ``weight_decay``). Placed after it and before :func:`scale_lr`, it is
+    decoupled weight decay, as in :func:`optix.adamw`.
+
+    Args:
+      weight_decay: ``lambda`` >= 0, or a schedule.
+      mask: which params are decayed: a pytree of bools shaped like the params, or a function
+        ``params -> such a pytree`` (for example to skip biases and norms). Default: all.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optix
+      >>> params = {"w": jnp.ones(2), "b": jnp.ones(2)}
+      >>> tx = optix.add_decayed_weights(0.1, mask={"w": True, "b": False})
+      >>> tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)[0]["b"]
+      Array([0., 0.], dtype=float32)
+    """
+    _validate.check_nonnegative("weight_decay", weight_decay)
+    spec = Hyperparams(weight_decay=weight_decay)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`add_decayed_weights` params")
+        if mask is not None:
+            resolve_mask(mask, params, "add_decayed_weights")
+        return AddDecayedWeightsState(spec.init())
+
+    def update(updates, state, params=None, **extra):
+        del extra
+        _validate.require_params(params, "add_decayed_weights")
+        _validate.check_float_leaves(updates, "`add_decayed_weights` updates")
+        _validate.check_same_structure(updates, params, "updates", "params")
+        hp, hyperparams = spec.step(state.hyperparams)
+        wd = hp["weight_decay"]
+        masks = resolve_mask(mask, params, "add_decayed_weights") if mask is not None else None
+
+        def leaf(u, p, m=True):
+            static = _static_bool(m)
+            if static is False:
+                return u
+            decayed = (_tree.upcast(u) + wd * p).astype(u.dtype)
+            return decayed if static else jnp.where(m, decayed, u)
+
+        trees = (updates, params) if masks is None else (updates, params, masks)
+        return _tree.map_leaves(leaf, *trees), AddDecayedWeightsState(hyperparams)
+
+    return GradientTransformation(init, update)
+
+
+class AddNoiseState(NamedTuple):
+    hyperparams: HyperparamState  # eta, gamma; count is t
+    key: jax.Array  # raw PRNG key data; fixed, the step is folded in
+
+
+def _raw_key(seed: Any) -> jax.Array:
+    if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
+        return jax.random.PRNGKey(int(seed))
+    arr = jnp.asarray(seed)
+    if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(arr)
+    if arr.dtype != jnp.uint32:
+        raise TypeError(f"`seed` must be an int or a PRNG key, got {seed!r}")
+    return arr
+
+
+def noise_key(key: jax.Array, step: jax.Array, leaf_index: int) -> jax.Array:
+    """The key that draws the noise of leaf number ``leaf_index`` (in flattening order) at 0-based
+    ``step``. Documented so that the noise can be reproduced outside the optimizer."""
+    return jax.random.fold_in(jax.random.fold_in(key, step), leaf_index)
+
+
+def add_noise(
+    eta: ScalarOrSchedule = 0.01, gamma: ScalarOrSchedule = 0.55, seed: Any = 0
+) -> GradientTransformation:
+    """Add annealed Gaussian noise to the updates.
+
+    .. math:: u_t = g_t + n_t, \\qquad n_t \\sim \\mathcal{N}\\big(0, \\eta / (1 + t)^\\gamma\\big)
+
+    with ``t`` the 0-based step. The noise of leaf ``i`` at step ``t`` is drawn with
+    :func:`noise_key` ``(key, t, i)``, ``jax.random.normal`` in float32 (or wider), so a run is
+    reproducible from its seed. For complex leaves the noise is circular complex Gaussian with the
+    same total variance.
+
+    Args:
+      eta: the initial variance, >= 0.
+      gamma: the annealing exponent, >= 0 (0.55 in the paper).
+      seed: an int or a PRNG key.
+
+    Example:
+      >>> import optix
+      >>> tx = optix.chain(optix.add_noise(0.01, 0.55, seed=0), optix.scale_lr(0.1))
+
+    Reference: Neelakantan et al., "Adding gradient noise improves learning for very deep
+    networks", 2015.
+    """
+    _validate.check_nonnegative("eta", eta)
+    _validate.check_nonnegative("gamma", gamma)
+    key = _raw_key(seed)
+    spec = Hyperparams(eta=eta, gamma=gamma)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`add_noise` params")
+        return AddNoiseState(spec.init(), key)
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_float_leaves(updates, "`add_noise` updates")
+        step = state.hyperparams.count
+        hp, hyperparams = spec.step(state.hyperparams)
+        std = jnp.sqrt(hp["eta"] / (1 + step.astype(hp["eta"].dtype)) ** hp["gamma"])
+        leaves, treedef = jax.tree.flatten(updates)
+
+        def noisy(i, g):
+            dt = _tree.compute_dtype(g.dtype)
+            n = jax.random.normal(noise_key(state.key, step, i), jnp.shape(g), dt)
+            with jax.numpy_dtype_promotion("standard"):
+                return (g.astype(dt) + std * n).astype(g.dtype)
+
+        out = treedef.unflatten([noisy(i, g) for i, g in enumerate(leaves)])
+        return out, AddNoiseState(hyperparams, state.key)
+
+    return GradientTransformation(init, update)

@@ -1,0 +1,114 @@
+"""Scaling: by a constant, by the learning rate (the one place a sign is flipped), by a schedule."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from optix import _tree, _validate
+from optix._base import EmptyState, GradientTransformation, ScalarOrSchedule
+from optix._hyperparams import Hyperparams, HyperparamState
+
+
+def _multiply(updates, factor):
+    return _tree.map_leaves(lambda u: (_tree.upcast(u) * factor).astype(u.dtype), updates)
+
+
+def _scaling(name: str, transform: str, value, sign: float, state_cls) -> GradientTransformation:
+    spec = Hyperparams(**{name: value})
+
+    def init(params):
+        _validate.check_float_leaves(params, f"`{transform}` params")
+        return state_cls(hyperparams=spec.init())
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_float_leaves(updates, f"`{transform}` updates")
+        hp, hyperparams = spec.step(state.hyperparams)
+        return _multiply(updates, sign * hp[name]), state_cls(hyperparams=hyperparams)
+
+    return GradientTransformation(init, update)
+
+
+class ScaleState(NamedTuple):
+    hyperparams: HyperparamState  # factor
+
+
+def scale(factor: ScalarOrSchedule) -> GradientTransformation:
+    """Multiply updates by ``factor`` (a number or a schedule); no sign is flipped.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.scale(0.5)
+      >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0]
+      Array([0.5, 0.5], dtype=float32)
+    """
+    _validate.check_finite("factor", factor)
+    return _scaling("factor", "scale", factor, 1.0, ScaleState)
+
+
+class ScaleLrState(NamedTuple):
+    hyperparams: HyperparamState  # learning_rate
+
+
+def scale_lr(learning_rate: ScalarOrSchedule) -> GradientTransformation:
+    """Turn a direction into a step: multiply by ``-learning_rate``.
+
+    .. math:: u_t = -\\eta_t \\, d_t
+
+    This is the only transform in optix that flips a sign; :func:`optix.apply_updates` only adds.
+
+    Args:
+      learning_rate: a number >= 0, or a schedule ``step -> rate`` (see ``optix.schedules``).
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.scale_lr(0.1)
+      >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0]
+      Array([-0.1, -0.1], dtype=float32)
+    """
+    _validate.check_nonnegative("learning_rate", learning_rate)
+    return _scaling("learning_rate", "scale_lr", learning_rate, -1.0, ScaleLrState)
+
+
+class ScaleByScheduleState(NamedTuple):
+    hyperparams: HyperparamState  # scale (scheduled)
+
+
+def scale_by_schedule(schedule: ScalarOrSchedule) -> GradientTransformation:
+    """Multiply updates by ``schedule(count)``, where count is the number of updates so far.
+
+    No sign is flipped; pair it with ``scale(-1.0)`` or use :func:`scale_lr` with the schedule.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.scale_by_schedule(optix.schedules.linear(1.0, 0.0, 10))
+      >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0]
+      Array([1., 1.], dtype=float32)
+    """
+    if not callable(schedule):
+        raise TypeError(f"`schedule` must be callable (step -> value), got {schedule!r}")
+    return _scaling("scale", "scale_by_schedule", schedule, 1.0, ScaleByScheduleState)
+
+
+def scale_by_sign() -> GradientTransformation:
+    """Replace each update by its sign (``x / |x|`` for complex), as in signSGD.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> optix.scale_by_sign().update(jnp.array([-3.0, 0.0, 2.0]), optix.EmptyState())[0]
+      Array([-1.,  0.,  1.], dtype=float32)
+    """
+
+    def init(params):
+        _validate.check_float_leaves(params, "`scale_by_sign` params")
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_float_leaves(updates, "`scale_by_sign` updates")
+        return jax.tree.map(jnp.sign, updates), state
+
+    return GradientTransformation(init, update)
