@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from optix import _validate
+from optix import _tree, _validate
 from optix._base import Params, Updates
 
 
@@ -37,7 +37,7 @@ def apply_updates(params: Params, updates: Updates) -> Params:
         if p is None or u is None:
             return p
         p = jnp.asarray(p)
-        wide = jnp.promote_types(p.dtype, jnp.result_type(u))
+        wide = _tree.wider(p.dtype, jnp.result_type(u))
         return (p.astype(wide) + jnp.asarray(u).astype(wide)).astype(p.dtype)
 
     return treedef.unflatten([add(p, u) for p, u in zip(p_leaves, u_leaves, strict=True)])

@@ -17,9 +17,16 @@ from jax.typing import DTypeLike
 from optix._hyperparams import hyperparam_dtype
 
 
+def wider(a: DTypeLike, b: DTypeLike) -> jnp.dtype:
+    """The dtype both ``a`` and ``b`` convert to without loss (JAX's standard promotion lattice,
+    whatever the user's promotion setting)."""
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.promote_types(a, b)
+
+
 def compute_dtype(dtype: DTypeLike) -> jnp.dtype:
     """The dtype math on a leaf of ``dtype`` runs in: never below the hyperparameter precision."""
-    return jnp.promote_types(dtype, hyperparam_dtype())
+    return wider(dtype, hyperparam_dtype())
 
 
 def real_dtype(dtype: DTypeLike) -> jnp.dtype:
@@ -67,7 +74,7 @@ def zeros_like(tree: Any, dtype: DTypeLike | None = None, *, real: bool = False)
         if real and jnp.issubdtype(dt, jnp.complexfloating):
             dt = real_dtype(dt)
         elif dtype is not None and jnp.issubdtype(x.dtype, jnp.complexfloating) and not real:
-            dt = jnp.promote_types(dt, jnp.complex64)
+            dt = wider(dt, jnp.complex64)
         return jnp.zeros(jnp.shape(x), dt)
 
     return jax.tree.map(leaf, tree)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule
 from optix._hyperparams import Hyperparams, HyperparamState
+from optix.transforms._common import hyperparams_only
 
 
 class ClipState(NamedTuple):
@@ -27,30 +28,20 @@ def clip(max_delta: ScalarOrSchedule) -> GradientTransformation:
       Array([-1. ,  0.5,  1. ], dtype=float32)
     """
     _validate.check_nonnegative("max_delta", max_delta)
-    spec = Hyperparams(max_delta=max_delta)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`clip` params")
-        return ClipState(spec.init())
+    def leaf(u, c):
+        uc = _tree.upcast(u)
+        if jnp.iscomplexobj(uc):
+            mag = jnp.abs(uc)
+            out = jnp.where(mag > c, uc * (c / jnp.where(mag > c, mag, 1)), uc)
+        else:
+            out = jnp.clip(uc, -c, c)
+        return out.astype(u.dtype)
 
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_float_leaves(updates, "`clip` updates")
-        hp, hyperparams = spec.step(state.hyperparams)
-        c = hp["max_delta"]
+    def apply(updates, params, hp):
+        return _tree.map_leaves(lambda u: leaf(u, hp["max_delta"]), updates)
 
-        def leaf(u):
-            uc = _tree.upcast(u)
-            if jnp.iscomplexobj(uc):
-                mag = jnp.abs(uc)
-                out = jnp.where(mag > c, uc * (c / jnp.where(mag > c, mag, 1)), uc)
-            else:
-                out = jnp.clip(uc, -c, c)
-            return out.astype(u.dtype)
-
-        return _tree.map_leaves(leaf, updates), ClipState(hyperparams)
-
-    return GradientTransformation(init, update)
+    return hyperparams_only("clip", ClipState, Hyperparams(max_delta=max_delta), apply)
 
 
 class ClipByGlobalNormState(NamedTuple):
@@ -75,21 +66,13 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
     networks", ICML 2013.
     """
     _validate.check_nonnegative("max_norm", max_norm)
-    spec = Hyperparams(max_norm=max_norm)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`clip_by_global_norm` params")
-        return ClipByGlobalNormState(spec.init())
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_float_leaves(updates, "`clip_by_global_norm` updates")
-        hp, hyperparams = spec.step(state.hyperparams)
+    def apply(updates, params, hp):
         c = hp["max_norm"]
         norm = _tree.global_norm(updates)
         clipped = norm > c  # false for all-zero gradients, so no 0/0
         factor = jnp.where(clipped, c / jnp.where(clipped, norm, 1), 1)
-        out = _tree.map_leaves(lambda u: (_tree.upcast(u) * factor).astype(u.dtype), updates)
-        return out, ClipByGlobalNormState(hyperparams)
+        return _tree.map_leaves(lambda u: (_tree.upcast(u) * factor).astype(u.dtype), updates)
 
-    return GradientTransformation(init, update)
+    spec = Hyperparams(max_norm=max_norm)
+    return hyperparams_only("clip_by_global_norm", ClipByGlobalNormState, spec, apply)

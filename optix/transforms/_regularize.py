@@ -12,6 +12,7 @@ import numpy as np
 from optix import _tree, _validate
 from optix._base import GradientTransformation, Params, ScalarOrSchedule
 from optix._hyperparams import Hyperparams, HyperparamState
+from optix.transforms._common import hyperparams_only
 
 
 def is_mask_fn(mask: Any) -> bool:
@@ -64,34 +65,34 @@ def add_decayed_weights(
       Array([0., 0.], dtype=float32)
     """
     _validate.check_nonnegative("weight_decay", weight_decay)
-    spec = Hyperparams(weight_decay=weight_decay)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`add_decayed_weights` params")
+    def leaf(u, p, m, wd):
+        static = _static_bool(m)
+        if static is False:
+            return u
+        decayed = (_tree.upcast(u) + wd * p).astype(u.dtype)
+        return decayed if static else jnp.where(m, decayed, u)
+
+    def apply(updates, params, hp):
+        wd = hp["weight_decay"]
+        if mask is None:
+            return _tree.map_leaves(lambda u, p: leaf(u, p, True, wd), updates, params)
+        masks = resolve_mask(mask, params, "add_decayed_weights")
+        return _tree.map_leaves(lambda u, p, m: leaf(u, p, m, wd), updates, params, masks)
+
+    def check_mask(params):
         if mask is not None:
             resolve_mask(mask, params, "add_decayed_weights")
-        return AddDecayedWeightsState(spec.init())
 
-    def update(updates, state, params=None, **extra):
-        del extra
-        _validate.require_params(params, "add_decayed_weights")
-        _validate.check_float_leaves(updates, "`add_decayed_weights` updates")
-        _validate.check_same_structure(updates, params, "updates", "params")
-        hp, hyperparams = spec.step(state.hyperparams)
-        wd = hp["weight_decay"]
-        masks = resolve_mask(mask, params, "add_decayed_weights") if mask is not None else None
-
-        def leaf(u, p, m=True):
-            static = _static_bool(m)
-            if static is False:
-                return u
-            decayed = (_tree.upcast(u) + wd * p).astype(u.dtype)
-            return decayed if static else jnp.where(m, decayed, u)
-
-        trees = (updates, params) if masks is None else (updates, params, masks)
-        return _tree.map_leaves(leaf, *trees), AddDecayedWeightsState(hyperparams)
-
-    return GradientTransformation(init, update)
+    spec = Hyperparams(weight_decay=weight_decay)
+    return hyperparams_only(
+        "add_decayed_weights",
+        AddDecayedWeightsState,
+        spec,
+        apply,
+        needs_params=True,
+        check_init=check_mask,
+    )
 
 
 class AddNoiseState(NamedTuple):

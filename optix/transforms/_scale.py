@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from optix import _tree, _validate
 from optix._base import EmptyState, GradientTransformation, ScalarOrSchedule
 from optix._hyperparams import Hyperparams, HyperparamState
+from optix.transforms._common import hyperparams_only
 
 
 def _multiply(updates, factor):
@@ -17,19 +18,10 @@ def _multiply(updates, factor):
 
 
 def _scaling(name: str, transform: str, value, sign: float, state_cls) -> GradientTransformation:
-    spec = Hyperparams(**{name: value})
+    def apply(updates, params, hp):
+        return _multiply(updates, sign * hp[name])
 
-    def init(params):
-        _validate.check_float_leaves(params, f"`{transform}` params")
-        return state_cls(hyperparams=spec.init())
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_float_leaves(updates, f"`{transform}` updates")
-        hp, hyperparams = spec.step(state.hyperparams)
-        return _multiply(updates, sign * hp[name]), state_cls(hyperparams=hyperparams)
-
-    return GradientTransformation(init, update)
+    return hyperparams_only(transform, state_cls, Hyperparams(**{name: value}), apply)
 
 
 class ScaleState(NamedTuple):

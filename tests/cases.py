@@ -1,0 +1,103 @@
+"""The registry of optimizer cases that drives the contract suite.
+
+Every per-case fact lives here, not in ``if name in [...]`` branches inside tests: the
+reference the case is checked against, whether it supports complex params, whether its
+``update`` needs ``params``, and the learning rate it uses on each convergence problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optix
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    factory: Callable[..., optix.GradientTransformation]
+    kwargs: dict[str, Any]
+    reference: str  # where its numbers are checked: "torch", "optax" or "numpy"
+    supports_complex: bool = True
+    needs_params: bool = False
+    # learning rate per convergence problem (quadratic, rosenbrock, logistic)
+    lr: dict[str, float] = field(default_factory=dict)
+
+    def make(self, **overrides: Any) -> optix.GradientTransformation:
+        kwargs = {**self.kwargs, **overrides}
+        return self.factory(**kwargs)
+
+    def make_for(self, problem: str) -> optix.GradientTransformation:
+        return self.make(learning_rate=self.lr[problem])
+
+
+def _lr(quadratic: float, rosenbrock: float, logistic: float) -> dict[str, float]:
+    return {"quadratic": quadratic, "rosenbrock": rosenbrock, "logistic": logistic}
+
+
+CASES: list[Case] = [
+    Case("sgd", optix.sgd, {"learning_rate": 0.05}, "torch", lr=_lr(0.05, 1e-3, 1.0)),
+    Case(
+        "momentum",
+        optix.sgd,
+        {"learning_rate": 0.02, "momentum": 0.9},
+        "torch",
+        lr=_lr(0.02, 2e-4, 0.5),
+    ),
+    Case(
+        "nesterov",
+        optix.sgd,
+        {"learning_rate": 0.02, "momentum": 0.9, "nesterov": True},
+        "torch",
+        lr=_lr(0.02, 2e-4, 0.5),
+    ),
+    Case(
+        "sgd_l2",
+        optix.sgd,
+        {"learning_rate": 0.05, "momentum": 0.5, "weight_decay": 1e-4},
+        "torch",
+        needs_params=True,
+        lr=_lr(0.05, 5e-4, 1.0),
+    ),
+    Case("rmsprop", optix.rmsprop, {"learning_rate": 1e-2}, "torch", lr=_lr(0.02, 2e-3, 0.02)),
+    Case(
+        "rmsprop_centered_momentum",
+        optix.rmsprop,
+        {"learning_rate": 1e-2, "centered": True, "momentum": 0.5},
+        "torch",
+        lr=_lr(0.01, 1e-3, 0.01),
+    ),
+    Case("adagrad", optix.adagrad, {"learning_rate": 0.1}, "torch", lr=_lr(0.5, 0.2, 0.5)),
+    Case("adadelta", optix.adadelta, {"learning_rate": 1.0}, "torch", lr=_lr(1.0, 1.0, 1.0)),
+    Case("adam", optix.adam, {"learning_rate": 1e-2}, "torch", lr=_lr(0.05, 0.02, 0.05)),
+    Case(
+        "amsgrad",
+        optix.adam,
+        {"learning_rate": 1e-2, "amsgrad": True},
+        "torch",
+        lr=_lr(0.05, 0.02, 0.05),
+    ),
+    Case(
+        "adamw",
+        optix.adamw,
+        {"learning_rate": 1e-2, "weight_decay": 1e-4},
+        "torch",
+        needs_params=True,
+        lr=_lr(0.05, 0.02, 0.05),
+    ),
+    Case("adamax", optix.adamax, {"learning_rate": 1e-2}, "torch", lr=_lr(0.05, 0.02, 0.05)),
+    Case("nadam", optix.nadam, {"learning_rate": 1e-2}, "torch", lr=_lr(0.05, 0.02, 0.05)),
+    Case("radam", optix.radam, {"learning_rate": 1e-2}, "torch", lr=_lr(0.05, 1e-3, 0.05)),
+    Case(
+        "noisy_sgd",
+        optix.noisy_sgd,
+        {"learning_rate": 0.05, "eta": 1e-4},
+        "optax",
+        lr=_lr(0.05, 1e-3, 1.0),
+    ),
+]
+
+BY_NAME = {case.name: case for case in CASES}
+IDS = [case.name for case in CASES]

@@ -1,0 +1,180 @@
+"""The contract suite: every optimizer in the registry goes through the same checks."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import optix
+from tests.cases import CASES, IDS
+from tests.problems import PROBLEMS, TARGETS, train
+
+
+def _params(dtype=jnp.float32):
+    rng = np.random.default_rng(1)
+    return {
+        "scalar": jnp.asarray(rng.normal(), dtype),
+        "vector": jnp.asarray(rng.normal(size=5), dtype),
+        "layer": [jnp.asarray(rng.normal(size=(3, 4)), dtype)],
+    }
+
+
+def _grads(params, seed=2):
+    rng = np.random.default_rng(seed)
+
+    def leaf(p):
+        g = rng.normal(size=p.shape)
+        if jnp.iscomplexobj(p):
+            g = g + 1j * rng.normal(size=p.shape)
+        return jnp.asarray(g, p.dtype)
+
+    return jax.tree.map(leaf, params)
+
+
+def _signature(tree):
+    return jax.tree.structure(tree), [(x.shape, x.dtype) for x in jax.tree.leaves(tree)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_jit_second_step_does_not_recompile(case):
+    tx = case.make()
+    traces = []
+
+    @jax.jit
+    def step(params, state, grads):
+        traces.append(1)
+        updates, state = tx.update(grads, state, params)
+        return optix.apply_updates(params, updates), state
+
+    params = _params()
+    state = tx.init(params)
+    for seed in range(3):
+        params, state = step(params, state, _grads(params, seed))
+    state = optix.set_hyperparams(state, learning_rate=1e-4)  # a new rate: same compiled step
+    params, state = step(params, state, _grads(params, 7))
+    assert len(traces) == 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_init_works_through_eval_shape(case):
+    tx = case.make()
+    params = _params()
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+    abstract = jax.eval_shape(tx.init, shapes)
+    assert _signature(abstract) == _signature(tx.init(params))
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_state_is_stable_across_update_scan_and_cond(case):
+    tx = case.make()
+    params = _params()
+    state = tx.init(params)
+    _, new_state = jax.jit(tx.update)(_grads(params), state, params)
+    assert _signature(new_state) == _signature(state)
+
+    def body(state, grads):
+        return tx.update(grads, state, params)[1], None
+
+    grads = jax.tree.map(lambda g: jnp.stack([g, -g]), _grads(params))
+    scanned, _ = jax.jit(lambda s: jax.lax.scan(body, s, grads))(state)
+    assert _signature(scanned) == _signature(state)
+
+    def maybe_step(flag, state):
+        return jax.lax.cond(
+            flag, lambda s: tx.update(_grads(params), s, params)[1], lambda s: s, state
+        )
+
+    assert _signature(jax.jit(maybe_step)(True, state)) == _signature(state)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16, jnp.complex64])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_dtypes_are_kept(case, dtype):
+    if jnp.issubdtype(dtype, jnp.complexfloating) and not case.supports_complex:
+        with pytest.raises((TypeError, ValueError), match="complex"):
+            case.make().init(_params(dtype))
+        return
+    tx = case.make()
+    params = _params(dtype)
+    state = tx.init(params)
+    updates, state = jax.jit(tx.update)(_grads(params), state, params)
+    for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params), strict=True):
+        assert u.dtype == p.dtype
+        assert bool(jnp.all(jnp.isfinite(u)))
+    new_params = optix.apply_updates(params, updates)
+    assert [x.dtype for x in jax.tree.leaves(new_params)] == [dtype] * 3
+    for name, value in optix.get_hyperparams(state).items():
+        assert value.dtype == jnp.float32, name
+    if "b2" in optix.get_hyperparams(state):
+        assert float(optix.get_hyperparams(state)["b2"]) < 1.0
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_chains_with_other_transforms(case):
+    """chain(scale(0.5), opt) on g equals opt on g / 2; identities around it change nothing."""
+    params = _params()
+    grads = _grads(params)
+    half = jax.tree.map(lambda g: g / 2, grads)
+    plain = case.make()
+    expected, _ = plain.update(half, plain.init(params), params)
+    tx = optix.chain(optix.identity(), optix.scale(0.5), case.make(), optix.identity())
+    got, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+    for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got), strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_converges(case, problem):
+    loss, params = PROBLEMS[problem]()
+    steps, fraction = TARGETS[problem]
+    final, losses = train(case.make_for(problem), loss, params, steps)
+    first, last = float(losses[0]), float(loss(final))
+    assert np.isfinite(last)
+    assert last < fraction * first, f"{case.name} on {problem}: {first:.4g} -> {last:.4g}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_vmap_over_learning_rates_is_a_sweep(case):
+    """One vmapped step over a batch of states equals separate runs, one per learning rate."""
+    params = _params()
+    grads = _grads(params)
+    tx = case.make()
+    rates = jnp.array([1e-3, 1e-2, 1e-1], jnp.float32)
+    states = jax.vmap(lambda lr: optix.set_hyperparams(tx.init(params), learning_rate=lr))(rates)
+    batched, _ = jax.jit(jax.vmap(tx.update, in_axes=(None, 0, None)))(grads, states, params)
+    for i, lr in enumerate([1e-3, 1e-2, 1e-1]):
+        single_tx = case.make(learning_rate=lr)
+        single, _ = single_tx.update(grads, single_tx.init(params), params)
+        for b, s in zip(jax.tree.leaves(batched), jax.tree.leaves(single), strict=True):
+            np.testing.assert_allclose(b[i], s, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_vmap_over_params(case):
+    tx = case.make()
+    params = jax.tree.map(lambda x: jnp.stack([x, 2 * x]), _params())
+    grads = jax.tree.map(lambda x: jnp.stack([x, -x]), _grads(_params()))
+    states = jax.vmap(tx.init)(params)
+    updates, _ = jax.jit(jax.vmap(tx.update))(grads, states, params)
+    for i in range(2):
+        p_i = jax.tree.map(lambda x, i=i: x[i], params)
+        g_i = jax.tree.map(lambda x, i=i: x[i], grads)
+        single, _ = tx.update(g_i, tx.init(p_i), p_i)
+        for b, s in zip(jax.tree.leaves(updates), jax.tree.leaves(single), strict=True):
+            np.testing.assert_allclose(b[i], s, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_params_none_is_a_clear_error_exactly_when_needed(case):
+    tx = case.make()
+    params = _params()
+    state = tx.init(params)
+    if case.needs_params:
+        with pytest.raises(ValueError, match="needs the current parameters"):
+            tx.update(_grads(params), state, None)
+    else:
+        updates, _ = tx.update(_grads(params), state, None)
+        assert jax.tree.structure(updates) == jax.tree.structure(params)

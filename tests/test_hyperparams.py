@@ -1,0 +1,132 @@
+"""Hyperparameters live in state: readable, settable, float32, sweepable, never recompiling."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import optix
+
+PARAMS = {"w": jnp.ones((2, 3), jnp.float32), "b": jnp.zeros(3, jnp.float32)}
+GRADS = {"w": jnp.full((2, 3), 0.5, jnp.float32), "b": jnp.full(3, -1.0, jnp.float32)}
+
+
+def test_get_reads_every_hyperparameter_of_an_optimizer():
+    state = optix.adamw(3e-4, b1=0.8, b2=0.95, eps=1e-6, weight_decay=0.1).init(PARAMS)
+    hp = optix.get_hyperparams(state)
+    assert set(hp) == {"learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay"}
+    expected = {"learning_rate": 3e-4, "b1": 0.8, "b2": 0.95, "eps": 1e-6, "weight_decay": 0.1}
+    for name, value in expected.items():
+        assert hp[name].dtype == jnp.float32
+        assert float(hp[name]) == pytest.approx(value, rel=1e-7)
+
+
+def test_set_changes_the_step_and_nothing_else():
+    tx = optix.sgd(0.1)
+    state = optix.set_hyperparams(tx.init(PARAMS), learning_rate=0.01)
+    updates, _ = tx.update(GRADS, state)
+    np.testing.assert_allclose(updates["w"], -0.01 * GRADS["w"], rtol=1e-6)
+    assert float(optix.get_hyperparams(state)["learning_rate"]) == pytest.approx(0.01)
+
+
+def test_changing_the_learning_rate_does_not_recompile():
+    tx = optix.adam(1e-3)
+    traces = []
+
+    @jax.jit
+    def step(params, state):
+        traces.append(1)
+        updates, state = tx.update(GRADS, state, params)
+        return optix.apply_updates(params, updates), state
+
+    params, state = PARAMS, tx.init(PARAMS)
+    for lr in [1e-3, 5e-4, 1e-4, 0.0]:
+        state = optix.set_hyperparams(state, learning_rate=lr, b1=0.5)
+        new_params, state = step(params, state)
+    assert len(traces) == 1
+    # the last rate was 0: params must not move
+    np.testing.assert_array_equal(new_params["w"], params["w"])
+
+
+def test_low_precision_params_keep_float32_hyperparameters():
+    params = jax.tree.map(lambda x: x.astype(jnp.bfloat16), PARAMS)
+    state = optix.adam(1e-3, b2=0.999).init(params)
+    hp = optix.get_hyperparams(state)
+    assert all(v.dtype == jnp.float32 for v in hp.values())
+    assert float(hp["b2"]) == pytest.approx(0.999, rel=1e-7)  # bf16 would round it to 1.0
+    state = optix.set_hyperparams(state, b2=0.9995)
+    assert float(optix.get_hyperparams(state)["b2"]) < 1.0
+
+
+def test_ambiguous_names_are_keyed_and_addressed_by_path():
+    tx = optix.named_chain(("encoder", optix.sgd(0.1)), ("head", optix.adam(1e-3)))
+    state = tx.init(PARAMS)
+    hp = optix.get_hyperparams(state)
+    assert float(hp["encoder/0/learning_rate"]) == pytest.approx(0.1)
+    assert float(hp["head/1/learning_rate"]) == pytest.approx(1e-3)
+    assert "b1" in hp  # unique names stay short
+    with pytest.raises(ValueError, match="ambiguous.*encoder/0/learning_rate"):
+        optix.set_hyperparams(state, learning_rate=1.0)
+    state = optix.set_hyperparams(state, **{"encoder/learning_rate": 0.5})
+    hp = optix.get_hyperparams(state)
+    assert float(hp["encoder/0/learning_rate"]) == pytest.approx(0.5)
+    assert float(hp["head/1/learning_rate"]) == pytest.approx(1e-3)
+
+
+def test_unknown_name_lists_the_known_ones():
+    state = optix.sgd(0.1).init(PARAMS)
+    with pytest.raises(ValueError, match="no hyperparameter 'lr'.*learning_rate"):
+        optix.set_hyperparams(state, lr=0.1)
+
+
+def test_schedule_value_is_readable_and_read_only():
+    sched = optix.schedules.linear(1.0, 0.0, 10)
+    tx = optix.sgd(sched)
+    state = tx.init(PARAMS)
+    assert float(optix.get_hyperparams(state)["learning_rate"]) == pytest.approx(1.0)
+    for k in range(3):
+        updates, state = tx.update(GRADS, state)
+        np.testing.assert_allclose(updates["b"], -float(sched(k)) * GRADS["b"], rtol=1e-6)
+        assert float(optix.get_hyperparams(state)["learning_rate"]) == pytest.approx(sched(k))
+    with pytest.raises(ValueError, match="schedule"):
+        optix.set_hyperparams(state, learning_rate=0.1)
+
+
+def test_set_validates_values_and_shapes():
+    state = optix.adam(1e-3).init(PARAMS)
+    with pytest.raises(ValueError, match="learning_rate"):
+        optix.set_hyperparams(state, learning_rate=-1.0)
+    with pytest.raises(ValueError, match="b1"):
+        optix.set_hyperparams(state, b1=1.0)
+    with pytest.raises(ValueError, match="shape"):
+        optix.set_hyperparams(state, learning_rate=jnp.ones(3))
+
+
+def test_vmap_over_states_sweeps_learning_rates_in_one_compiled_step():
+    tx = optix.adam(1e-3)
+    rates = jnp.array([1e-3, 1e-2, 1e-1], jnp.float32)
+    states = jax.vmap(lambda lr: optix.set_hyperparams(tx.init(PARAMS), learning_rate=lr))(rates)
+    traces = []
+
+    @jax.jit
+    @jax.vmap
+    def step(state):
+        traces.append(1)
+        return tx.update(GRADS, state, PARAMS)
+
+    for _ in range(3):
+        updates, states = step(states)
+    assert len(traces) == 1
+    # Adam's first steps have magnitude ~lr, so the sweep must scale exactly with the rate
+    ratio = updates["w"][2] / updates["w"][0]
+    np.testing.assert_allclose(ratio, 100.0, rtol=1e-4)
+
+
+def test_hyperparameters_are_found_inside_optax_and_nested_containers():
+    optax = pytest.importorskip("optax")
+    tx = optix.chain(optax.scale_by_adam(), optix.clip_by_global_norm(1.0), optix.scale_lr(0.1))
+    state = {"outer": [tx.init(PARAMS)]}
+    hp = optix.get_hyperparams(state)
+    assert set(hp) == {"max_norm", "learning_rate"}

@@ -1,0 +1,87 @@
+"""Property tests over random tree shapes, dtypes and hyperparameters."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import optix
+from tests.cases import CASES
+
+DTYPES = [jnp.float32, jnp.bfloat16, jnp.float16]
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+shapes = st.lists(st.integers(1, 4), min_size=0, max_size=3).map(tuple)
+
+
+@st.composite
+def trees(draw):
+    """A nested dict/list tree of random-shaped leaves of one random float dtype."""
+    dtype = draw(st.sampled_from(DTYPES))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    leaf_shapes = draw(st.lists(shapes, min_size=1, max_size=4))
+    leaves = [jnp.asarray(rng.normal(size=s), dtype) for s in leaf_shapes]
+    layout = draw(st.sampled_from(["dict", "list", "nested"]))
+    if layout == "dict":
+        return {f"p{i}": x for i, x in enumerate(leaves)}
+    if layout == "list":
+        return leaves
+    return {"a": leaves[:1], "b": {f"q{i}": x for i, x in enumerate(leaves[1:])}}
+
+
+@SETTINGS
+@given(params=trees(), case_index=st.integers(0, len(CASES) - 1))
+def test_every_optimizer_keeps_structure_dtype_and_finiteness(params, case_index):
+    tx = CASES[case_index].make()
+    state = tx.init(params)
+    grads = jax.tree.map(lambda x: (x * 0.5 + 0.1).astype(x.dtype), params)
+    for _ in range(2):
+        updates, state = tx.update(grads, state, params)
+    assert jax.tree.structure(updates) == jax.tree.structure(params)
+    for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params), strict=True):
+        assert u.dtype == p.dtype and u.shape == p.shape
+        assert bool(jnp.all(jnp.isfinite(u.astype(jnp.float32))))
+
+
+@SETTINGS
+@given(params=trees(), lr=st.floats(0.0, 10.0, allow_nan=False))
+def test_plain_sgd_is_minus_lr_times_gradient(params, lr):
+    tx = optix.sgd(lr)
+    updates, _ = tx.update(params, tx.init(params))
+    for u, g in zip(jax.tree.leaves(updates), jax.tree.leaves(params), strict=True):
+        expected = (-np.float32(lr) * np.asarray(g, np.float32)).astype(np.float32)
+        np.testing.assert_allclose(np.asarray(u, np.float32), expected, rtol=1e-2, atol=1e-6)
+
+
+@SETTINGS
+@given(params=trees(), max_norm=st.floats(1e-3, 100.0), scale=st.floats(1e-3, 1e3))
+def test_clip_by_global_norm_bounds_the_norm_and_keeps_direction(params, max_norm, scale):
+    grads = jax.tree.map(lambda x: (x.astype(jnp.float32) * scale).astype(x.dtype), params)
+    tx = optix.clip_by_global_norm(max_norm)
+    out, _ = tx.update(grads, tx.init(params))
+    norm_in = float(optix._tree.global_norm(grads))
+    norm_out = float(optix._tree.global_norm(out))
+    tol = 1e-2 if grads and jax.tree.leaves(grads)[0].dtype != jnp.float32 else 1e-5
+    assert norm_out <= max_norm * (1 + tol) + 1e-12
+    if norm_in <= max_norm:  # no clipping needed: unchanged, bit for bit
+        for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(grads), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@SETTINGS
+@given(
+    params=trees(),
+    b1=st.floats(0.0, 0.999),
+    b2=st.floats(0.0, 0.9999),
+    eps=st.floats(1e-10, 1e-2),
+)
+def test_adam_first_step_is_bounded_by_one(params, b1, b2, eps):
+    """After one step |m_hat / (sqrt(v_hat) + eps)| = |g| / (|g| + eps) <= 1 for any betas."""
+    tx = optix.scale_by_adam(b1, b2, eps)
+    out, _ = tx.update(params, tx.init(params))
+    for u in jax.tree.leaves(out):
+        assert float(jnp.max(jnp.abs(u.astype(jnp.float32)), initial=0.0)) <= 1.0 + 1e-2
