@@ -96,7 +96,10 @@ def global_norm(tree: Any) -> jax.Array:
         return jnp.zeros([], hyperparam_dtype())
     with jax.numpy_dtype_promotion("standard"):
         total = sum(jnp.sum(abs_sq(upcast(x))) for x in leaves)
-    return jnp.sqrt(total)
+    # sqrt has an infinite derivative at 0: route zero through a safe branch so that
+    # differentiating through clipping an all-zero gradient gives 0, not NaN.
+    positive = total > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, total, 1)), 0)
 
 
 def cast_tree(tree: Any, like: Any) -> Any:

@@ -122,7 +122,8 @@ def adamax(
         u_t = \\max(\\beta_2 u_{t-1}, |g_t| + \\epsilon), \\qquad
         \\theta_t = \\theta_{t-1} - \\frac{\\eta}{1-\\beta_1^t} \\frac{m_t}{u_t}
 
-    torch.optim.Adamax's convention (``eps`` inside the max); ``eps_in_max=False`` gives optax's.
+    torch.optim.Adamax's and optax's convention (``eps`` inside the max); ``eps_in_max=False``
+    adds it to the denominator instead.
 
     Args:
       learning_rate: step size >= 0, or a schedule.

@@ -57,7 +57,9 @@ def polynomial(
 
     def schedule(step):
         s = jnp.clip(_as_float(step) - transition_begin, 0, transition_steps)
-        frac = 1 - s / transition_steps
+        # (T - s) / T is exactly 0 at s = T even when XLA turns the division into a multiply by
+        # 1/T; the clip keeps a fractional power away from negative bases.
+        frac = jnp.clip((transition_steps - s) / transition_steps, 0, 1)
         return (_as_float(init_value) - end_value) * frac**power + end_value
 
     return schedule
@@ -103,9 +105,14 @@ def exponential_decay(
     _validate.check_int("transition_begin", transition_begin, minimum=0)
 
     def schedule(step):
-        p = jnp.maximum(_as_float(step) - transition_begin, 0) / transition_steps
-        if staircase:
-            p = jnp.floor(p)
+        step = jnp.asarray(step)
+        if staircase and jnp.issubdtype(step.dtype, jnp.integer):
+            # integer division: a float floor of s * (1/T) can land one step late
+            elapsed = jnp.maximum(step.astype(jnp.int32) - transition_begin, 0)
+            p = _as_float(elapsed // transition_steps)
+        else:
+            p = jnp.maximum(_as_float(step) - transition_begin, 0) / transition_steps
+            p = jnp.floor(p) if staircase else p
         value = _as_float(init_value) * _as_float(decay_rate) ** p
         if end_value is not None:
             bound = _as_float(end_value)
@@ -120,15 +127,15 @@ def piecewise_constant(
 ) -> Schedule:
     """``init_value`` times the product of every scale whose boundary the step has passed.
 
-    .. math:: v(s) = v_0 \\prod_{b_i < s} f_i
+    .. math:: v(s) = v_0 \\prod_{b_i \\le s} f_i
 
-    A boundary ``b`` takes effect from step ``b + 1`` (optax's convention: the value at step ``b``
-    itself is still the old one).
+    A boundary ``b`` takes effect at step ``b`` itself, as in optax, torch's ``MultiStepLR`` and
+    :func:`join`.
 
     Example:
       >>> import optix
       >>> sched = optix.schedules.piecewise_constant(1.0, {10: 0.1, 20: 0.1})
-      >>> [round(float(sched(s)), 4) for s in (10, 11, 21)]
+      >>> [round(float(sched(s)), 4) for s in (9, 10, 20)]
       [1.0, 0.1, 0.01]
     """
     _validate.check_finite("init_value", init_value)
@@ -138,10 +145,10 @@ def piecewise_constant(
         _validate.check_nonnegative(f"boundaries_and_scales[{b}]", f)
 
     def schedule(step):
-        value = _as_float(init_value)
         s = jnp.asarray(step)
+        value = jnp.full(jnp.shape(s), init_value, hyperparam_dtype())
         for b, f in items:
-            value = jnp.where(s > b, value * _as_float(f), value)
+            value = jnp.where(s >= b, value * _as_float(f), value)
         return value
 
     return schedule
@@ -170,8 +177,8 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
             raise TypeError(f"`schedules[{i}]` must be callable, got {f!r}")
     for b in boundaries:
         _validate.check_int("boundaries", b, minimum=0)
-    if list(boundaries) != sorted(boundaries):
-        raise ValueError(f"`boundaries` must be increasing, got {list(boundaries)}")
+    if any(a >= b for a, b in zip(boundaries[:-1], boundaries[1:], strict=True)):
+        raise ValueError(f"`boundaries` must be strictly increasing, got {list(boundaries)}")
 
     def schedule(step):
         s = jnp.asarray(step)

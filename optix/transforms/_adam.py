@@ -138,8 +138,10 @@ def scale_by_adamax(
         u^\\infty_t = \\max(\\beta_2 u^\\infty_{t-1}, |g_t| + \\epsilon), \\quad
         u_t = \\frac{m_t}{(1-\\beta_1^t)\\, u^\\infty_t}
 
-    ``eps`` sits inside the max, as in torch.optim.Adamax. ``eps_in_max=False`` gives optax's
-    convention, ``u_inf_t = max(b2 u_inf_{t-1}, |g_t|)`` and ``u_t = m_hat_t / (u_inf_t + eps)``.
+    ``eps`` sits inside the max, as in torch.optim.Adamax and optax's ``adamax``.
+    ``eps_in_max=False`` instead adds it to the denominator: ``u_inf_t = max(b2 u_inf_{t-1},
+    |g_t|)`` and ``u_t = m_hat_t / (u_inf_t + eps)``, which keeps ``eps`` from accumulating in a
+    slowly decaying norm.
 
     Example:
       >>> import optix

@@ -63,9 +63,13 @@ def scale_by_momentum(
         hp, hyperparams = spec.step(state.hyperparams)
         mu, tau = hp["momentum"], hp["dampening"]
 
+        # The buffer starts at zero, so step 1 only needs the gradient's coefficient switched to 1
+        # (a scalar select, not a per-element one).
+        coef = jnp.where(first, 1, 1 - tau)
+
         def leaf(g, b):
             gc = _tree.upcast(g)
-            b_new = jnp.where(first, gc, mu * b + (1 - tau) * gc)
+            b_new = mu * b + coef * gc
             u = gc + mu * b_new if nesterov else b_new
             return u.astype(g.dtype), b_new.astype(b.dtype)
 
