@@ -14,7 +14,7 @@ import optix
 def init_mlp(key, sizes=(1, 32, 32, 1)):
     keys = jax.random.split(key, len(sizes) - 1)
     return [
-        {"w": jax.random.normal(k, (m, n)) / jnp.sqrt(m), "b": jnp.zeros(n)}
+        {"w": jax.random.normal(k, (m, n)) / jnp.sqrt(m), "b": jnp.zeros((1, n))}
         for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)
     ]
 
