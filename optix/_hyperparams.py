@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optix import _validate
+from optix import _paths, _validate
 
 
 def hyperparam_dtype() -> jnp.dtype:
@@ -96,12 +96,20 @@ _RULES: dict[str, Callable[[str, Any], None]] = {
 }
 
 
+def _is_hp(x: Any) -> bool:
+    return isinstance(x, HyperparamState)
+
+
+def _flatten(state: Any) -> tuple[list, Any]:
+    """``state`` flattened with each :class:`HyperparamState` kept whole, as (path, leaf) pairs."""
+    return jax.tree_util.tree_flatten_with_path(state, is_leaf=_is_hp)
+
+
 def _find(state: Any) -> list[tuple[tuple[str, ...], HyperparamState]]:
     found = []
-    is_hp = lambda x: isinstance(x, HyperparamState)  # noqa: E731
-    for path, leaf in jax.tree_util.tree_flatten_with_path(state, is_leaf=is_hp)[0]:
-        if is_hp(leaf):
-            parts = _validate.path_str(path).split("/") if path else []
+    for path, leaf in _flatten(state)[0]:
+        if _is_hp(leaf):
+            parts = list(_paths.parts(path))
             # The field that holds the HyperparamState says nothing the user needs to type.
             if parts and parts[-1] == "hyperparams":
                 parts = parts[:-1]
@@ -205,10 +213,7 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
                 f"{np.shape(new)}; to sweep values, vmap over set_hyperparams instead"
             )
         new_values[index][name] = new.astype(old.dtype)
-    replacements = {
-        id(hp): hp._replace(values=v) for (_, hp), v in zip(found, new_values, strict=True)
-    }
-    is_hp = lambda x: isinstance(x, HyperparamState)  # noqa: E731
-    return jax.tree.map(
-        lambda x: replacements.get(id(x), x) if is_hp(x) else x, state, is_leaf=is_hp
-    )
+    pairs, treedef = _flatten(state)
+    updated = iter(new_values)
+    leaves = [leaf._replace(values=next(updated)) if _is_hp(leaf) else leaf for _, leaf in pairs]
+    return jax.tree.unflatten(treedef, leaves)

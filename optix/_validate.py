@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optix._paths import path_str
+
 
 def concrete_float(value: Any) -> float | None:
     """The value as a Python float when it is a concrete real scalar, else None."""
@@ -69,23 +71,6 @@ def check_int(name: str, value: Any, minimum: int = 0) -> None:
         raise TypeError(f"`{name}` must be an integer, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}, got {value!r}")
-
-
-def path_str(path: tuple) -> str:
-    """``/``-joined form of a JAX key path: dict keys, attribute names and sequence indices."""
-    parts = []
-    for key in path:
-        if isinstance(key, jax.tree_util.DictKey):
-            parts.append(str(key.key))
-        elif isinstance(key, jax.tree_util.GetAttrKey):
-            parts.append(key.name)
-        elif isinstance(key, jax.tree_util.SequenceKey):
-            parts.append(str(key.idx))
-        elif isinstance(key, jax.tree_util.FlattenedIndexKey):
-            parts.append(str(key.key))
-        else:
-            parts.append(str(key))
-    return "/".join(parts) or "<root>"
 
 
 def check_float_leaves(tree: Any, what: str) -> None:

@@ -187,3 +187,16 @@ def test_moment_dtypes_are_selectable():
     assert state[0].mu["w"].dtype == jnp.bfloat16 and state[0].nu["w"].dtype == jnp.float32
     updates, new_state = jax.jit(tx.update)(params, state, params)
     assert updates["w"].dtype == jnp.float32 and new_state[0].mu["w"].dtype == jnp.bfloat16
+
+
+def test_add_decayed_weights_mask_by_path_patterns():
+    params = {
+        "enc": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)},
+        "norm": {"scale": jnp.ones(2)},
+    }
+    grads = jax.tree.map(jnp.zeros_like, params)
+    tx = optix.add_decayed_weights(0.5, mask={"**/bias": False, "norm": False, "**": True})
+    out, _ = tx.update(grads, tx.init(params), params)
+    _close(out["enc"]["kernel"], 0.5 * params["enc"]["kernel"])
+    _close(out["enc"]["bias"], jnp.zeros(2))
+    _close(out["norm"]["scale"], jnp.zeros(2))

@@ -120,9 +120,14 @@ def test_chain_rejects_non_transforms():
 
 
 def test_mask_with_another_structure_is_an_error():
+    # a dict without the params' structure is read as path patterns: the uncovered leaf is named
     tx = optix.adamw(1e-3, mask={"w": True})
-    with pytest.raises(ValueError, match="'b' is in params but not in"):
+    with pytest.raises(ValueError, match="no pattern matches the leaf 'b'"):
         tx.init(PARAMS)
+    # a list mask of the wrong length names the missing path
+    tx = optix.add_decayed_weights(0.1, mask=[True])
+    with pytest.raises(ValueError, match="'1' is in params but not in"):
+        tx.init([jnp.ones(2), jnp.ones(2)])
 
 
 def test_hyperparameter_must_be_real():

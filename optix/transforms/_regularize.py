@@ -9,23 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optix import _tree, _validate
+from optix import _paths, _tree, _validate
 from optix._base import GradientTransformation, Params, ScalarOrSchedule
 from optix._hyperparams import Hyperparams, HyperparamState
 from optix.transforms._common import hyperparams_only
-
-
-def is_mask_fn(mask: Any) -> bool:
-    """True for a plain function; False for a pytree mask, even a callable one (an equinox module
-    is a callable pytree: it is a mask, not a function returning one)."""
-    return callable(mask) and jax.tree_util.treedef_is_leaf(jax.tree.structure(mask))
-
-
-def resolve_mask(mask: Any, params: Params, what: str) -> Any:
-    """The mask tree for ``params``: ``mask`` itself, or ``mask(params)`` for a mask function."""
-    tree = mask(params) if is_mask_fn(mask) else mask
-    _validate.check_same_structure(tree, params, f"`{what}` mask", "params")
-    return tree
 
 
 def _static_bool(m: Any) -> bool | None:
@@ -54,8 +41,9 @@ def add_decayed_weights(
 
     Args:
       weight_decay: ``lambda`` >= 0, or a schedule.
-      mask: which params are decayed: a pytree of bools shaped like the params, or a function
-        ``params -> such a pytree`` (for example to skip biases and norms). Default: all.
+      mask: which params are decayed: a pytree of bools shaped like the params, a function
+        ``params -> such a pytree``, or a dict of path patterns to bools, first match wins
+        (``{"**/bias": False, "**": True}``). Default: all.
 
     Example:
       >>> import jax, jax.numpy as jnp, optix
@@ -77,12 +65,12 @@ def add_decayed_weights(
         wd = hp["weight_decay"]
         if mask is None:
             return _tree.map_leaves(lambda u, p: leaf(u, p, True, wd), updates, params)
-        masks = resolve_mask(mask, params, "add_decayed_weights")
+        masks = _paths.resolve(mask, params, "`add_decayed_weights` mask")
         return _tree.map_leaves(lambda u, p, m: leaf(u, p, m, wd), updates, params, masks)
 
     def check_mask(params):
         if mask is not None:
-            resolve_mask(mask, params, "add_decayed_weights")
+            _paths.resolve(mask, params, "`add_decayed_weights` mask")
 
     spec = Hyperparams(weight_decay=weight_decay)
     return hyperparams_only(
