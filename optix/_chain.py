@@ -8,7 +8,7 @@ from typing import Any
 from optix._base import GradientTransformation
 
 
-def _accepts_extra(update: Any) -> bool:
+def accepts_extra(update: Any) -> bool:
     """Whether ``update`` takes ``**kwargs`` (optix transforms and optax's ExtraArgs ones do)."""
     try:
         params = inspect.signature(update).parameters.values()
@@ -41,7 +41,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """
     for i, tx in enumerate(transforms):
         _check_member(tx, f"#{i}")
-    forwards = [_accepts_extra(tx.update) for tx in transforms]
+    forwards = [accepts_extra(tx.update) for tx in transforms]
 
     def init(params):
         return tuple(tx.init(params) for tx in transforms)

@@ -1,0 +1,4 @@
+"""Wrappers around transforms: per-layer optimizers, masking, accumulation, NaN safety, averaging.
+
+Every name is re-exported from ``optix``.
+"""
