@@ -24,6 +24,10 @@ from optix._chain import named_chain as named_chain
 from optix._hyperparams import HyperparamState as HyperparamState
 from optix._hyperparams import get_hyperparams as get_hyperparams
 from optix._hyperparams import set_hyperparams as set_hyperparams
+from optix._state import format_state as format_state
+from optix._state import state_get as state_get
+from optix._state import state_paths as state_paths
+from optix._state import state_set as state_set
 from optix.optimizers._adam import adam as adam
 from optix.optimizers._adam import adamax as adamax
 from optix.optimizers._adam import adamw as adamw
@@ -104,6 +108,7 @@ __all__ = [
     "chain",
     "clip",
     "clip_by_global_norm",
+    "format_state",
     "get_hyperparams",
     "identity",
     "incremental_update",
@@ -129,5 +134,8 @@ __all__ = [
     "set_hyperparams",
     "set_to_zero",
     "sgd",
+    "state_get",
+    "state_paths",
+    "state_set",
     "stateless",
 ]

@@ -63,18 +63,22 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
-def named_chain(*transforms: tuple[str, GradientTransformation]) -> GradientTransformation:
+def named_chain(
+    *transforms: tuple[str, GradientTransformation], **named: GradientTransformation
+) -> GradientTransformation:
     """Like :func:`chain`, with each member's state under a name: ``{name: state}``.
 
-    The names become parts of hyperparameter paths, so ``set_hyperparams(state,
-    **{"head/learning_rate": 1e-3})`` can address one member.
+    Members are given as ``(name, transform)`` pairs, as keyword arguments, or both (pairs first).
+    The names become parts of state paths, so ``set_hyperparams(state, **{"head/learning_rate":
+    1e-3})`` or ``state_get(state, "adam/mu")`` can address one member.
 
     Example:
       >>> import jax.numpy as jnp, optix
-      >>> tx = optix.named_chain(("clip", optix.clip(1.0)), ("sgd", optix.sgd(0.1)))
+      >>> tx = optix.named_chain(clip=optix.clip(1.0), sgd=optix.sgd(0.1))
       >>> sorted(tx.init({"w": jnp.zeros(3)}))
       ['clip', 'sgd']
     """
+    transforms = (*transforms, *named.items())
     names = [name for name, _ in transforms]
     for name, tx in transforms:
         if not isinstance(name, str) or not name or "/" in name:
