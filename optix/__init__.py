@@ -52,6 +52,10 @@ from optix.transforms._adaptive import ScaleByRmsState as ScaleByRmsState
 from optix.transforms._adaptive import scale_by_adadelta as scale_by_adadelta
 from optix.transforms._adaptive import scale_by_adagrad as scale_by_adagrad
 from optix.transforms._adaptive import scale_by_rms as scale_by_rms
+from optix.transforms._blockclip import AdaptiveGradClipState as AdaptiveGradClipState
+from optix.transforms._blockclip import ClipByBlockRmsState as ClipByBlockRmsState
+from optix.transforms._blockclip import adaptive_grad_clip as adaptive_grad_clip
+from optix.transforms._blockclip import clip_by_block_rms as clip_by_block_rms
 from optix.transforms._clip import ClipByGlobalNormState as ClipByGlobalNormState
 from optix.transforms._clip import ClipState as ClipState
 from optix.transforms._clip import clip as clip
@@ -70,19 +74,45 @@ from optix.transforms._scale import scale as scale
 from optix.transforms._scale import scale_by_schedule as scale_by_schedule
 from optix.transforms._scale import scale_by_sign as scale_by_sign
 from optix.transforms._scale import scale_lr as scale_lr
+from optix.wrappers._accumulate import AccumulateState as AccumulateState
+from optix.wrappers._accumulate import accumulate as accumulate
+from optix.wrappers._average import ParamEmaState as ParamEmaState
+from optix.wrappers._average import SwaState as SwaState
+from optix.wrappers._average import averaged_params as averaged_params
+from optix.wrappers._average import param_ema as param_ema
+from optix.wrappers._average import swa as swa
+from optix.wrappers._lookahead import LookaheadState as LookaheadState
+from optix.wrappers._lookahead import lookahead as lookahead
+from optix.wrappers._masked import MaskedState as MaskedState
+from optix.wrappers._masked import freeze as freeze
+from optix.wrappers._masked import masked as masked
+from optix.wrappers._nonfinite import SkipNonfiniteState as SkipNonfiniteState
+from optix.wrappers._nonfinite import skip_nonfinite as skip_nonfinite
+from optix.wrappers._partition import PartitionState as PartitionState
+from optix.wrappers._partition import partition as partition
+from optix.wrappers._plateau import ReduceOnPlateauState as ReduceOnPlateauState
+from optix.wrappers._plateau import reduce_on_plateau as reduce_on_plateau
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccumulateState",
+    "AdaptiveGradClipState",
     "AddDecayedWeightsState",
     "AddNoiseState",
+    "ClipByBlockRmsState",
     "ClipByGlobalNormState",
     "ClipState",
     "EmptyState",
     "GradientTransformation",
     "HyperparamState",
+    "LookaheadState",
+    "MaskedState",
     "OptState",
+    "ParamEmaState",
     "Params",
+    "PartitionState",
+    "ReduceOnPlateauState",
     "ScalarOrSchedule",
     "ScaleByAdadeltaState",
     "ScaleByAdagradState",
@@ -96,27 +126,39 @@ __all__ = [
     "ScaleLrState",
     "ScaleState",
     "Schedule",
+    "SkipNonfiniteState",
+    "SwaState",
     "Updates",
+    "accumulate",
     "adadelta",
     "adagrad",
     "adam",
     "adamax",
     "adamw",
+    "adaptive_grad_clip",
     "add_decayed_weights",
     "add_noise",
     "apply_updates",
+    "averaged_params",
     "chain",
     "clip",
+    "clip_by_block_rms",
     "clip_by_global_norm",
     "format_state",
+    "freeze",
     "get_hyperparams",
     "identity",
     "incremental_update",
+    "lookahead",
+    "masked",
     "nadam",
     "named_chain",
     "noise_key",
     "noisy_sgd",
+    "param_ema",
+    "partition",
     "radam",
+    "reduce_on_plateau",
     "rmsprop",
     "scale",
     "scale_by_adadelta",
@@ -134,8 +176,10 @@ __all__ = [
     "set_hyperparams",
     "set_to_zero",
     "sgd",
+    "skip_nonfinite",
     "state_get",
     "state_paths",
     "state_set",
     "stateless",
+    "swa",
 ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
-from optix._base import GradientTransformation
+from optix._base import GradientTransformation, OptState, Params, Updates
 
 
 def accepts_extra(update: Any) -> bool:
@@ -17,13 +18,22 @@ def accepts_extra(update: Any) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
-def _check_member(tx: Any, position: str) -> None:
+def check_transform(tx: Any, what: str) -> None:
+    """Raise ``TypeError`` unless ``tx`` has callable ``init`` and ``update``."""
     if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
         raise TypeError(
-            f"chain member {position} is a {type(tx).__name__}, not a gradient transformation "
-            "(an object with callable `init` and `update`); did you forget to call a factory, "
-            "as in `optix.scale_by_adam()`?"
+            f"{what} is a {type(tx).__name__}, not a gradient transformation (an object with "
+            "callable `init` and `update`); did you forget to call a factory, as in "
+            "`optix.adam(1e-3)`?"
         )
+
+
+def caller(tx: Any) -> Callable[[Updates, OptState, Params, dict], tuple]:
+    """``tx.update`` as ``f(updates, state, params, extra)``; ``extra`` reaches only a transform
+    whose ``update`` takes ``**kwargs`` (plain optax transforms do not)."""
+    if accepts_extra(tx.update):
+        return lambda u, s, p, extra: tx.update(u, s, p, **extra)
+    return lambda u, s, p, extra: tx.update(u, s, p)
 
 
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
@@ -40,8 +50,8 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
       >>> updates, state = tx.update({"w": jnp.ones(3)}, state)
     """
     for i, tx in enumerate(transforms):
-        _check_member(tx, f"#{i}")
-    forwards = [accepts_extra(tx.update) for tx in transforms]
+        check_transform(tx, f"chain member #{i}")
+    calls = [caller(tx) for tx in transforms]
 
     def init(params):
         return tuple(tx.init(params) for tx in transforms)
@@ -53,10 +63,8 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
                 f"{len(transforms)} states; was it built by this chain's init?"
             )
         new_state = []
-        for tx, s, fwd in zip(transforms, state, forwards, strict=True):
-            updates, s = (
-                tx.update(updates, s, params, **extra) if fwd else tx.update(updates, s, params)
-            )
+        for call, s in zip(calls, state, strict=True):
+            updates, s = call(updates, s, params, extra)
             new_state.append(s)
         return updates, tuple(new_state)
 
@@ -85,7 +93,7 @@ def named_chain(
             raise ValueError(
                 f"named_chain names must be non-empty strings without '/', got {name!r}"
             )
-        _check_member(tx, repr(name))
+        check_transform(tx, f"named_chain member {name!r}")
     if len(set(names)) != len(names):
         raise ValueError(f"named_chain names must be unique, got {names}")
     inner = chain(*(tx for _, tx in transforms))

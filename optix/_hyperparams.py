@@ -93,6 +93,13 @@ _RULES: dict[str, Callable[[str, Any], None]] = {
     "eta": _validate.check_nonnegative,
     "gamma": _validate.check_nonnegative,
     "momentum_decay": _validate.check_nonnegative,
+    "threshold": _validate.check_nonnegative,
+    "slow_step_size": _validate.check_closed_unit_interval,
+    "clipping": _validate.check_nonnegative,
+    "factor": _validate.check_finite,
+    "rtol": _validate.check_nonnegative,
+    "atol": _validate.check_nonnegative,
+    "min_scale": _validate.check_nonnegative,
 }
 
 
@@ -105,35 +112,53 @@ def _flatten(state: Any) -> tuple[list, Any]:
     return jax.tree_util.tree_flatten_with_path(state, is_leaf=_is_hp)
 
 
-def _find(state: Any) -> list[tuple[tuple[str, ...], HyperparamState]]:
+def _node_at(tree: Any, path: tuple) -> Any:
+    for key in path:
+        if isinstance(key, jax.tree_util.GetAttrKey):
+            tree = getattr(tree, key.name)
+        elif isinstance(key, jax.tree_util.SequenceKey):
+            tree = tree[key.idx]
+        elif isinstance(key, jax.tree_util.DictKey):
+            tree = tree[key.key]
+        else:
+            return None
+    return tree
+
+
+def _find(state: Any) -> list[tuple[tuple[str, ...], HyperparamState, type | None]]:
+    """(path, hyperparameters, class of the state holding them) for each set of hyperparameters.
+
+    The ``hyperparams`` field name is left out of the path: it says nothing a user needs to type.
+    """
     found = []
     for path, leaf in _flatten(state)[0]:
         if _is_hp(leaf):
-            parts = list(_paths.parts(path))
-            # The field that holds the HyperparamState says nothing the user needs to type.
-            if parts and parts[-1] == "hyperparams":
-                parts = parts[:-1]
-            found.append((tuple(parts), leaf))
+            owner = None
+            if path and _paths.key_str(path[-1]) == "hyperparams":
+                owner, path = type(_node_at(state, path[:-1])), path[:-1]
+            found.append((_paths.parts(path), leaf, owner))
     return found
+
+
+_OWNER_RULES: dict[tuple[type, str], Callable[[str, Any], None]] = {}
+
+
+def register_rules(owner: type, **rules: Callable[[str, Any], None]) -> None:
+    """Range checks that ``set_hyperparams`` applies to the hyperparameters of ``owner`` states,
+    overriding the checks by name (``reduce_on_plateau``'s ``factor`` is not ``scale``'s)."""
+    for name, rule in rules.items():
+        _OWNER_RULES[(owner, name)] = rule
 
 
 def _entries(state: Any) -> list[tuple[tuple[str, ...], str, bool, tuple]]:
     """(full path, name, settable, location) for every hyperparameter in ``state``."""
     out = []
-    for index, (prefix, hp) in enumerate(_find(state)):
+    for index, (prefix, hp, _) in enumerate(_find(state)):
         for name in hp.values:
             out.append((prefix + (name,), name, True, (index, name)))
         for name in hp.scheduled:
             out.append((prefix + (name,), name, False, (index, name)))
     return out
-
-
-def _matches(address: tuple[str, ...], full: tuple[str, ...]) -> bool:
-    """True when ``address`` ends with ``full``'s name and its parts appear in ``full`` in order."""
-    if address[-1] != full[-1]:
-        return False
-    it = iter(full[:-1])
-    return all(part in it for part in address[:-1])
 
 
 def _short_keys(entries: list) -> list[str]:
@@ -184,12 +209,12 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
     requests = {**(values or {}), **kwargs}
     found = _find(state)
     entries = _entries(state)
-    new_values = [dict(hp.values) for _, hp in found]
+    new_values = [dict(hp.values) for _, hp, _ in found]
     for address, value in requests.items():
         parts = tuple(p for p in address.split("/") if p)
         if not parts:
             raise ValueError(f"empty hyperparameter name {address!r}")
-        hits = [e for e in entries if _matches(parts, e[0])]
+        hits = [e for e in entries if _paths.address_matches(parts, e[0])]
         if not hits:
             known = ", ".join(sorted(_short_keys(entries))) or "none"
             raise ValueError(f"no hyperparameter {address!r} in this state; it has: {known}")
@@ -202,7 +227,7 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
                 f"hyperparameter '{'/'.join(full)}' is driven by a schedule and cannot be set; "
                 "build the optimizer with a constant value to make it settable"
             )
-        rule = _RULES.get(name)
+        rule = _OWNER_RULES.get((found[index][2], name), _RULES.get(name))
         if rule is not None:
             rule(address, value)
         old = new_values[index][name]

@@ -12,7 +12,7 @@ and ``"encoder/**"`` both match every leaf under ``encoder``.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -71,6 +71,16 @@ def matches(pattern: str, path: tuple[str, ...] | str) -> bool:
     return any(_match(segments, target[:n]) for n in range(len(target), -1, -1))
 
 
+def address_matches(address: tuple[str, ...], full: tuple[str, ...]) -> bool:
+    """Whether a short ``address`` names the node at path ``full``: its last part is ``full``'s
+    last part and its other parts appear in ``full`` in the same order (``"adam/mu"`` names
+    ``"adam/0/mu"``)."""
+    if not address or not full or address[-1] != full[-1]:
+        return False
+    it = iter(full[:-1])
+    return all(part in it for part in address[:-1])
+
+
 def is_function(spec: Any) -> bool:
     """True for a plain function; False for any pytree, even a callable one (an equinox module)."""
     return callable(spec) and jax.tree_util.treedef_is_leaf(jax.tree.structure(spec))
@@ -93,33 +103,52 @@ def from_patterns(patterns: Mapping[str, Any], params: Any, what: str) -> Any:
     return jax.tree_util.tree_map_with_path(value, params)
 
 
-def resolve(
-    spec: Any,
-    params: Any,
-    what: str,
-    *,
-    is_tree: bool | None = None,
-    check: Callable[[Any], None] | None = None,
-) -> Any:
-    """The label or mask tree for ``params`` described by ``spec``.
+def _is_none(x: Any) -> bool:
+    return x is None
 
-    ``spec`` may be a tree with the params' structure; a function ``params -> such a tree``; or a
-    dict of path patterns (any dict, with string keys, that does not have the params' structure).
+
+def _is_pattern_dict(spec: Any, tree: Any) -> bool:
+    """A dict of path patterns: string keys and leaf values (labels or flags), without the
+    structure of ``tree``. A nested dict is a tree of the wrong structure, whatever its keys."""
+    return (
+        isinstance(spec, Mapping)
+        and jax.tree.structure(spec) != jax.tree.structure(tree)
+        and all(isinstance(k, str) for k in spec)
+        and all(jax.tree_util.treedef_is_leaf(jax.tree.structure(v)) for v in spec.values())
+    )
+
+
+def resolve_leaves(
+    spec: Any, tree: Any, what: str, *, is_tree: bool | None = None, default: Any = None
+) -> list:
+    """The value ``spec`` gives each leaf of ``tree``, in flattening order.
+
+    ``spec`` may be a tree with the structure of ``tree``; a tree written for the full params of
+    which ``tree`` is a masked view (``None`` where leaves were masked out); a function
+    ``tree -> such a tree``; or a dict of path patterns (first match wins; ``default``, when not
+    None, is the value of a leaf no pattern matches, which is otherwise an error naming its path).
     A callable pytree, such as an equinox module, is a tree, never a function; ``is_tree=True``
-    says so explicitly and ``is_tree=False`` forces a call. ``check`` is applied to every value.
+    says so explicitly and ``is_tree=False`` forces a call.
     """
     from optix import _validate
 
     if is_tree is False or (is_tree is None and is_function(spec)):
-        tree = spec(params)
-    elif isinstance(spec, Mapping) and jax.tree.structure(spec) != jax.tree.structure(params):
-        if not all(isinstance(k, str) for k in spec):
-            _validate.check_same_structure(spec, params, what, "params")
-        tree = from_patterns(spec, params, what)
-    else:
-        tree = spec
-    _validate.check_same_structure(tree, params, what, "params")
-    if check is not None:
-        for value in jax.tree.leaves(tree):
-            check(value)
-    return tree
+        spec = spec(tree)
+    full = jax.tree.structure(tree, is_leaf=_is_none)
+    if full != jax.tree.structure(tree) and jax.tree.structure(spec) == full:
+        pairs = zip(full.flatten_up_to(spec), full.flatten_up_to(tree), strict=True)
+        return [value for value, leaf in pairs if leaf is not None]
+    if is_tree is not True and _is_pattern_dict(spec, tree):
+        patterns = dict(spec)
+        if default is not None:
+            patterns.setdefault("**", default)
+        return jax.tree.leaves(from_patterns(patterns, tree, what))
+    _validate.check_same_structure(spec, tree, what, "params")
+    return jax.tree.leaves(spec)
+
+
+def resolve(spec: Any, tree: Any, what: str, *, is_tree: bool | None = None) -> Any:
+    """Like :func:`resolve_leaves`, as a tree with the structure of ``tree``."""
+    return jax.tree.unflatten(
+        jax.tree.structure(tree), resolve_leaves(spec, tree, what, is_tree=is_tree)
+    )

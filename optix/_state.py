@@ -50,13 +50,6 @@ def _walk(node: Any, raw: tuple = (), readable: tuple = (), shown: bool = True) 
         yield from _walk(child, raw + (key,), readable if skip else readable + (name,), not skip)
 
 
-def _matches(address: tuple[str, ...], full: tuple[str, ...]) -> bool:
-    if not full or address[-1] != full[-1]:
-        return False
-    it = iter(full[:-1])
-    return all(part in it for part in address[:-1])
-
-
 def state_paths(state: Any) -> list[str]:
     """The readable path of every array in ``state``.
 
@@ -73,7 +66,11 @@ def _find(state: Any, address: str) -> tuple[tuple, Any]:
     parts = tuple(p for p in address.split("/") if p)
     if not parts:
         raise ValueError(f"empty state path {address!r}")
-    hits = [(r, raw, node) for r, raw, node, shown in _walk(state) if shown and _matches(parts, r)]
+    hits = [
+        (r, raw, node)
+        for r, raw, node, shown in _walk(state)
+        if shown and _paths.address_matches(parts, r)
+    ]
     if not hits:
         raise ValueError(
             f"no state field {address!r}; `optix.state_paths(state)` lists the addressable paths"

@@ -34,6 +34,21 @@ def real_dtype(dtype: DTypeLike) -> jnp.dtype:
     return jnp.finfo(dtype).dtype
 
 
+def state_dtype(param_dtype: DTypeLike, requested: DTypeLike | None = None) -> jnp.dtype:
+    """The dtype of a buffer that accumulates a ``param_dtype`` leaf (a sum, an average, slow
+    weights): ``requested``, or at least float32 by default; complex leaves keep a complex buffer."""
+    if requested is None:
+        return compute_dtype(param_dtype)
+    if jnp.issubdtype(param_dtype, jnp.complexfloating):
+        return wider(requested, jnp.complex64)
+    return jnp.dtype(requested)
+
+
+def zeros_shaped_like(shapes: Any) -> Any:
+    """Zeros with the shapes and dtypes of a tree of ``jax.ShapeDtypeStruct`` (None kept)."""
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
 def upcast(x: jax.Array) -> jax.Array:
     """``x`` in its :func:`compute_dtype`."""
     return x.astype(compute_dtype(x.dtype))

@@ -55,6 +55,11 @@ def check_unit_interval(name: str, value: Any) -> None:
     _check(name, value, lambda x: 0.0 <= x < 1.0, "in [0, 1)")
 
 
+def check_open_unit_interval(name: str, value: Any) -> None:
+    """Raise if a concrete ``value`` is outside ``(0, 1)``."""
+    _check(name, value, lambda x: 0.0 < x < 1.0, "in (0, 1)")
+
+
 def check_closed_unit_interval(name: str, value: Any) -> None:
     """Raise if a concrete ``value`` is outside ``[0, 1]``."""
     _check(name, value, lambda x: 0.0 <= x <= 1.0, "in [0, 1]")

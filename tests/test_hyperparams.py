@@ -130,3 +130,18 @@ def test_hyperparameters_are_found_inside_optax_and_nested_containers():
     state = {"outer": [tx.init(PARAMS)]}
     hp = optix.get_hyperparams(state)
     assert set(hp) == {"max_norm", "learning_rate"}
+
+
+def test_range_checks_follow_the_owning_transform():
+    """``factor`` is any number for ``scale`` but in (0, 1) for ``reduce_on_plateau``."""
+    tx = optix.named_chain(s=optix.scale(2.0), plateau=optix.reduce_on_plateau(factor=0.5))
+    state = tx.init(PARAMS)
+    state = optix.set_hyperparams(state, **{"s/factor": 3.0})
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\)"):
+        optix.set_hyperparams(state, **{"plateau/factor": 2.0})
+    state = optix.set_hyperparams(state, **{"plateau/factor": 0.25})
+    assert float(optix.get_hyperparams(state)["plateau/factor"]) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="slow_step_size"):
+        optix.set_hyperparams(
+            optix.lookahead(optix.sgd(0.1), 5, 0.5).init(PARAMS), slow_step_size=2
+        )
