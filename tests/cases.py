@@ -101,3 +101,32 @@ CASES: list[Case] = [
 
 BY_NAME = {case.name: case for case in CASES}
 IDS = [case.name for case in CASES]
+
+
+# Every wrapper, as a function of the optimizer it wraps. Labels and masks refer to the contract
+# suite's params tree: {"scalar": (), "vector": (5,), "layer": [(3, 4)]}.
+LABELS = {"scalar": "other", "vector": "main", "layer": ["main"]}
+WRAPPERS: dict[str, Callable[[optix.GradientTransformation], optix.GradientTransformation]] = {
+    "partition": lambda tx: optix.partition({"main": tx, "other": optix.sgd(0.1)}, LABELS),
+    "partition_patterns": lambda tx: optix.partition(
+        {"main": tx, "other": optix.adam(1e-3)}, {"scalar": "other", "**": "main"}
+    ),
+    "masked": lambda tx: optix.masked(tx, {"scalar": False, "**": True}),
+    "freeze": lambda tx: optix.freeze(["scalar"], tx),
+    "accumulate": lambda tx: optix.accumulate(tx, 2),
+    "skip_nonfinite": lambda tx: optix.skip_nonfinite(tx, max_consecutive=3),
+    "lookahead": lambda tx: optix.lookahead(tx, 2, 0.5),
+    "param_ema": lambda tx: optix.chain(tx, optix.param_ema(0.9)),
+    "swa": lambda tx: optix.chain(tx, optix.swa(start_step=1)),
+    "reduce_on_plateau": lambda tx: optix.chain(tx, optix.reduce_on_plateau(patience=1)),
+    "nested": lambda tx: optix.skip_nonfinite(
+        optix.partition(
+            {
+                "main": optix.accumulate(optix.chain(tx, optix.add_decayed_weights(1e-4)), 2),
+                "other": optix.adamw(1e-3),
+            },
+            LABELS,
+        )
+    ),
+}
+WRAPPER_IDS = list(WRAPPERS)

@@ -1,0 +1,81 @@
+"""Every wrapper crossed with every optimizer in the registry, through the same contract."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import optix
+from tests.cases import CASES, IDS, WRAPPER_IDS, WRAPPERS
+from tests.test_contract import _grads, _params, _signature
+
+
+@pytest.mark.parametrize("wrapper", WRAPPER_IDS)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_wrapper_contract(wrapper, case):
+    tx = WRAPPERS[wrapper](case.make())
+    params = _params()
+    state = tx.init(params)
+
+    # init works on abstract params and gives the concrete state's signature
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+    assert _signature(jax.eval_shape(tx.init, shapes)) == _signature(state)
+
+    # jitted steps, with a `value` for the transforms that read it; one trace throughout
+    traces = []
+
+    @jax.jit
+    def step(params, state, grads, value):
+        traces.append(1)
+        updates, state = tx.update(grads, state, params, value=value)
+        return optix.apply_updates(params, updates), state, updates
+
+    first = params
+    for seed in range(4):
+        params, state, updates = step(params, state, _grads(params, seed), jnp.float32(seed))
+        assert _signature(state) == _signature(tx.init(first))
+        for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params), strict=True):
+            assert u.dtype == p.dtype and bool(jnp.all(jnp.isfinite(u)))
+
+    # the wrapped optimizer's hyperparameters are reachable and settable, without recompiling
+    hp = optix.get_hyperparams(state)
+    rates = [k for k in hp if k.endswith("learning_rate")]
+    assert rates, sorted(hp)
+    state = optix.set_hyperparams(state, {k: 1e-4 for k in rates})
+    params, state, _ = step(params, state, _grads(params, 9), jnp.float32(1.0))
+    assert len(traces) == 1
+    moved = [
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(first), strict=True)
+    ]
+    assert any(moved)
+
+    # the state is a valid lax.cond branch and lax.scan carry
+    def body(state, g):
+        return tx.update(g, state, params, value=jnp.float32(0.0))[1], None
+
+    grads = jax.tree.map(lambda g: jnp.stack([g, -g]), _grads(params))
+    scanned, _ = jax.jit(lambda s: jax.lax.scan(body, s, grads))(state)
+    assert _signature(scanned) == _signature(state)
+    kept = jax.jit(
+        lambda s: jax.lax.cond(False, lambda s: body(s, _grads(params))[0], lambda s: s, s)
+    )(state)
+    assert _signature(kept) == _signature(state)
+
+
+@pytest.mark.parametrize("wrapper", WRAPPER_IDS)
+def test_wrapper_keeps_low_precision_dtypes(wrapper):
+    tx = WRAPPERS[wrapper](optix.adamw(1e-3))
+    params = _params(jnp.bfloat16)
+    state = tx.init(params)
+    updates, state = jax.jit(lambda g, s, p: tx.update(g, s, p, value=jnp.float32(1.0)))(
+        _grads(params), state, params
+    )
+    for u in jax.tree.leaves(updates):
+        assert u.dtype == jnp.bfloat16
+    assert all(v.dtype == jnp.float32 for v in optix.get_hyperparams(state).values())
+    assert all(
+        x.dtype == jnp.bfloat16 for x in jax.tree.leaves(optix.apply_updates(params, updates))
+    )
