@@ -7,6 +7,7 @@ Transforms produce directions; only :func:`scale_lr` turns a direction into a st
 """
 
 from optix import schedules as schedules
+from optix import sharding as sharding
 from optix._apply import apply_updates as apply_updates
 from optix._apply import incremental_update as incremental_update
 from optix._base import EmptyState as EmptyState
@@ -21,6 +22,8 @@ from optix._base import set_to_zero as set_to_zero
 from optix._base import stateless as stateless
 from optix._chain import chain as chain
 from optix._chain import named_chain as named_chain
+from optix._checkpoint import check_state as check_state
+from optix._checkpoint import restore_state as restore_state
 from optix._hyperparams import HyperparamState as HyperparamState
 from optix._hyperparams import get_hyperparams as get_hyperparams
 from optix._hyperparams import set_hyperparams as set_hyperparams
@@ -141,6 +144,7 @@ __all__ = [
     "apply_updates",
     "averaged_params",
     "chain",
+    "check_state",
     "clip",
     "clip_by_block_rms",
     "clip_by_global_norm",
@@ -159,6 +163,7 @@ __all__ = [
     "partition",
     "radam",
     "reduce_on_plateau",
+    "restore_state",
     "rmsprop",
     "scale",
     "scale_by_adadelta",
@@ -175,6 +180,7 @@ __all__ = [
     "schedules",
     "set_hyperparams",
     "set_to_zero",
+    "sharding",
     "sgd",
     "skip_nonfinite",
     "state_get",

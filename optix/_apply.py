@@ -10,7 +10,7 @@ from optix import _tree, _validate
 from optix._base import Params, Updates
 
 
-def _is_none(x) -> bool:
+def _is_none(x: object) -> bool:
     return x is None
 
 

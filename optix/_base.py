@@ -18,6 +18,7 @@ OptState = Any
 Schedule = Callable[[ArrayLike], ArrayLike]
 """A function from the int step count to a hyperparameter value."""
 ScalarOrSchedule = float | ArrayLike | Schedule
+"""A hyperparameter: a number (or scalar array), or a :data:`Schedule` giving it per step."""
 
 
 class TransformInitFn(Protocol):

@@ -13,8 +13,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from optix import _paths, _validate
+from optix._base import OptState
 
 
 def hyperparam_dtype() -> jnp.dtype:
@@ -33,7 +35,7 @@ class HyperparamState(NamedTuple):
         right after ``init``); read-only.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count
     values: dict[str, jax.Array]
     scheduled: dict[str, jax.Array]
 
@@ -169,7 +171,7 @@ def _short_keys(entries: list) -> list[str]:
     return [name if counts[name] == 1 else "/".join(full) for full, name, _, _ in entries]
 
 
-def get_hyperparams(state: Any) -> dict[str, jax.Array]:
+def get_hyperparams(state: OptState) -> dict[str, jax.Array]:
     """All hyperparameters found anywhere in a (nested) optimizer state.
 
     A name that occurs once is its own key; a name found in several places (two learning rates in
@@ -191,7 +193,9 @@ def get_hyperparams(state: Any) -> dict[str, jax.Array]:
     return out
 
 
-def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
+def set_hyperparams(
+    state: OptState, values: Mapping[str, ArrayLike] | None = None, /, **kwargs: ArrayLike
+) -> OptState:
     """Return ``state`` with the named hyperparameters replaced; nothing else changes.
 
     Names may be plain (``learning_rate``) or paths (``"encoder/learning_rate"``); a path matches

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optix import _paths
+from optix._base import OptState
 from optix._hyperparams import HyperparamState
 
 _HP_FIELDS = ("values", "scheduled")
@@ -50,7 +51,7 @@ def _walk(node: Any, raw: tuple = (), readable: tuple = (), shown: bool = True) 
         yield from _walk(child, raw + (key,), readable if skip else readable + (name,), not skip)
 
 
-def state_paths(state: Any) -> list[str]:
+def state_paths(state: OptState) -> list[str]:
     """The readable path of every array in ``state``.
 
     Example:
@@ -82,7 +83,7 @@ def _find(state: Any, address: str) -> tuple[tuple, Any]:
     return raw, node
 
 
-def state_get(state: Any, address: str) -> Any:
+def state_get(state: OptState, address: str) -> Any:
     """The field (an array or a whole subtree) of ``state`` at ``address``.
 
     Example:
@@ -95,7 +96,7 @@ def state_get(state: Any, address: str) -> Any:
     return _find(state, address)[1]
 
 
-def state_set(state: Any, address: str, value: Any) -> Any:
+def state_set(state: OptState, address: str, value: Any) -> OptState:
     """``state`` with the field at ``address`` replaced by ``value``; nothing else changes.
 
     ``value`` must have the field's tree structure and shapes; it is cast to the field's dtypes, so
@@ -147,7 +148,7 @@ def _describe(node: Any) -> str:
     return type(node).__name__
 
 
-def format_state(state: Any) -> str:
+def format_state(state: OptState) -> str:
     """A readable, indented tree of ``state``: each field's name, dtype, shape and scalar value.
 
     Example:

@@ -12,7 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
+from jax.typing import ArrayLike, DTypeLike
 
 from optix._hyperparams import hyperparam_dtype
 
@@ -90,18 +90,16 @@ def zeros_like(tree: Any, dtype: DTypeLike | None = None, *, real: bool = False)
             dt = real_dtype(dt)
         elif dtype is not None and jnp.issubdtype(x.dtype, jnp.complexfloating) and not real:
             dt = wider(dt, jnp.complex64)
-        return jnp.zeros(jnp.shape(x), dt)
+        return jnp.zeros_like(x, dtype=dt)  # keeps the leaf's sharding
 
     return jax.tree.map(leaf, tree)
 
 
 def full_like(
-    tree: Any, value: float, dtype: DTypeLike | None = None, *, real: bool = False
+    tree: Any, value: ArrayLike, dtype: DTypeLike | None = None, *, real: bool = False
 ) -> Any:
     """Like :func:`zeros_like`, filled with ``value``."""
-    return jax.tree.map(
-        lambda z: jnp.full(z.shape, value, z.dtype), zeros_like(tree, dtype, real=real)
-    )
+    return jax.tree.map(lambda z: jnp.full_like(z, value), zeros_like(tree, dtype, real=real))
 
 
 def global_norm(tree: Any) -> jax.Array:

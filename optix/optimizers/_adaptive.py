@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from jax.typing import ArrayLike
+
 from optix._base import GradientTransformation, ScalarOrSchedule
 from optix._chain import chain
 from optix.optimizers._sgd import _nonzero
@@ -53,7 +55,7 @@ def rmsprop(
 
 def adagrad(
     learning_rate: ScalarOrSchedule,
-    initial_accumulator_value: float = 0.0,
+    initial_accumulator_value: ArrayLike = 0.0,
     eps: ScalarOrSchedule = 1e-10,
 ) -> GradientTransformation:
     """Adagrad: per-coordinate steps shrinking with the root of the summed squared gradients.

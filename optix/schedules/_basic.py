@@ -116,7 +116,8 @@ def exponential_decay(
         value = _as_float(init_value) * _as_float(decay_rate) ** p
         if end_value is not None:
             bound = _as_float(end_value)
-            value = jnp.maximum(value, bound) if decay_rate < 1 else jnp.minimum(value, bound)
+            # `decay_rate` is a real number here: check_positive rejected anything else
+            value = jnp.maximum(value, bound) if decay_rate < 1 else jnp.minimum(value, bound)  # type: ignore[operator]
         return value
 
     return schedule

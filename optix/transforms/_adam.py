@@ -13,7 +13,7 @@ from optix._base import GradientTransformation, ScalarOrSchedule, Updates
 from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype
 
 
-def _check_betas(b1, b2, eps) -> None:
+def _check_betas(b1: ScalarOrSchedule, b2: ScalarOrSchedule, eps: ScalarOrSchedule) -> None:
     _validate.check_unit_interval("b1", b1)
     _validate.check_unit_interval("b2", b2)
     _validate.check_nonnegative("eps", eps)
@@ -24,6 +24,8 @@ def _moments(params, mu_dtype, nu_dtype):
 
 
 class ScaleByAdamState(NamedTuple):
+    """State of :func:`scale_by_adam`: the hyperparameters and the two moment estimates."""
+
     hyperparams: HyperparamState  # b1, b2, eps, eps_root; count is t
     mu: Updates  # first moment
     nu: Updates  # second moment (of |g|^2)
@@ -117,6 +119,8 @@ def scale_by_adam(
 
 
 class ScaleByAdamaxState(NamedTuple):
+    """State of :func:`scale_by_adamax`: the first moment and the infinity-norm estimate."""
+
     hyperparams: HyperparamState  # b1, b2, eps
     mu: Updates  # first moment
     nu: Updates  # exponentially weighted infinity norm
@@ -180,6 +184,8 @@ def scale_by_adamax(
 
 
 class ScaleByNadamState(NamedTuple):
+    """State of :func:`scale_by_nadam`: the moments and the running product of momentum terms."""
+
     hyperparams: HyperparamState  # b1, b2, eps, momentum_decay
     mu: Updates
     nu: Updates
@@ -250,6 +256,8 @@ def scale_by_nadam(
 
 
 class ScaleByRadamState(NamedTuple):
+    """State of :func:`scale_by_radam`: the hyperparameters and the two moment estimates."""
+
     hyperparams: HyperparamState  # b1, b2, eps, threshold
     mu: Updates
     nu: Updates

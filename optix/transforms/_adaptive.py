@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax.numpy as jnp
-from jax.typing import DTypeLike
+from jax.typing import ArrayLike, DTypeLike
 
 from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
@@ -13,6 +13,8 @@ from optix._hyperparams import Hyperparams, HyperparamState
 
 
 class ScaleByRmsState(NamedTuple):
+    """State of :func:`scale_by_rms`: running means of g^2 and (if centered) of g."""
+
     hyperparams: HyperparamState  # decay, eps
     nu: Updates  # running mean of |g|^2
     mu: Updates | None  # running mean of g (centered only; None otherwise)
@@ -24,7 +26,7 @@ def scale_by_rms(
     *,
     centered: bool = False,
     eps_in_sqrt: bool = False,
-    initial_scale: float = 0.0,
+    initial_scale: ArrayLike = 0.0,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Divide updates by the root of a running mean of squared gradients (RMSprop).
@@ -94,12 +96,14 @@ def scale_by_rms(
 
 
 class ScaleByAdagradState(NamedTuple):
+    """State of :func:`scale_by_adagrad`: the running sum of squared gradients."""
+
     hyperparams: HyperparamState  # eps
     sum_of_squares: Updates
 
 
 def scale_by_adagrad(
-    initial_accumulator_value: float = 0.0,
+    initial_accumulator_value: ArrayLike = 0.0,
     eps: ScalarOrSchedule = 1e-10,
     *,
     accumulator_dtype: DTypeLike | None = None,
@@ -148,6 +152,8 @@ def scale_by_adagrad(
 
 
 class ScaleByAdadeltaState(NamedTuple):
+    """State of :func:`scale_by_adadelta`: running means of squared gradients and steps."""
+
     hyperparams: HyperparamState  # rho, eps
     e_g: Updates  # running mean of |g|^2
     e_x: Updates  # running mean of |delta|^2

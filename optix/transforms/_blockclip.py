@@ -23,6 +23,8 @@ def _safe_sqrt(x: jax.Array) -> jax.Array:
 
 
 class ClipByBlockRmsState(NamedTuple):
+    """State of :func:`clip_by_block_rms`: its hyperparameters only."""
+
     hyperparams: HyperparamState  # threshold
 
 
@@ -45,9 +47,8 @@ def clip_by_block_rms(threshold: ScalarOrSchedule) -> GradientTransformation:
       A transform with state :class:`ClipByBlockRmsState` (``threshold`` in its hyperparams).
 
     Example:
-      >>> import jax.numpy as jnp
-      >>> from optix.transforms._blockclip import clip_by_block_rms
-      >>> tx = clip_by_block_rms(1.0)
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.clip_by_block_rms(1.0)
       >>> tx.update({"w": jnp.array([3.0, 4.0])}, tx.init({"w": jnp.zeros(2)}))[0]["w"]
       Array([0.8485..., 1.1313...], dtype=float32)
     """
@@ -98,6 +99,8 @@ def _unit_norm(x: jax.Array, axes: tuple[int, ...] | None) -> jax.Array:
 
 
 class AdaptiveGradClipState(NamedTuple):
+    """State of :func:`adaptive_grad_clip`: its hyperparameters only."""
+
     hyperparams: HyperparamState  # clipping, eps
 
 
@@ -136,9 +139,8 @@ def adaptive_grad_clip(
       hyperparams). Its ``update`` needs ``params``.
 
     Example:
-      >>> import jax.numpy as jnp
-      >>> from optix.transforms._blockclip import adaptive_grad_clip
-      >>> tx = adaptive_grad_clip(0.1)
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.adaptive_grad_clip(0.1)
       >>> params = {"w": jnp.array([3.0, 4.0])}
       >>> tx.update({"w": jnp.array([6.0, 8.0])}, tx.init(params), params)[0]["w"]
       Array([0.3, 0.4], dtype=float32)

@@ -13,6 +13,8 @@ from optix.transforms._common import hyperparams_only
 
 
 class ClipState(NamedTuple):
+    """State of :func:`clip`: its hyperparameters only."""
+
     hyperparams: HyperparamState  # max_delta
 
 
@@ -45,6 +47,8 @@ def clip(max_delta: ScalarOrSchedule) -> GradientTransformation:
 
 
 class ClipByGlobalNormState(NamedTuple):
+    """State of :func:`clip_by_global_norm`: its hyperparameters only."""
+
     hyperparams: HyperparamState  # max_norm
 
 

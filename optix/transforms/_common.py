@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 
 from optix import _validate
-from optix._base import GradientTransformation, Params, Updates
+from optix._base import GradientTransformation, OptState, Params, Updates
 from optix._hyperparams import Hyperparams
 
 
 def hyperparams_only(
     transform: str,
-    state_cls: type[NamedTuple],
+    state_cls: Callable[..., OptState],
     spec: Hyperparams,
     apply: Callable[[Updates, Params | None, dict[str, jax.Array]], Updates],
     *,

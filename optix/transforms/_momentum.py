@@ -13,6 +13,8 @@ from optix._hyperparams import Hyperparams, HyperparamState
 
 
 class ScaleByMomentumState(NamedTuple):
+    """State of :func:`scale_by_momentum`: the hyperparameters and the momentum buffer."""
+
     hyperparams: HyperparamState  # momentum, dampening
     trace: Updates  # the momentum buffer b_t
 

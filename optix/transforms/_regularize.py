@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from optix import _paths, _tree, _validate
 from optix._base import GradientTransformation, Params, ScalarOrSchedule
@@ -24,6 +25,8 @@ def _static_bool(m: Any) -> bool | None:
 
 
 class AddDecayedWeightsState(NamedTuple):
+    """State of :func:`add_decayed_weights`: its hyperparameters only."""
+
     hyperparams: HyperparamState  # weight_decay
 
 
@@ -84,6 +87,8 @@ def add_decayed_weights(
 
 
 class AddNoiseState(NamedTuple):
+    """State of :func:`add_noise`: the hyperparameters (count is the step) and the PRNG key."""
+
     hyperparams: HyperparamState  # eta, gamma; count is t
     key: jax.Array  # raw PRNG key data; fixed, the step is folded in
 
@@ -99,9 +104,36 @@ def _raw_key(seed: Any) -> jax.Array:
     return arr
 
 
-def noise_key(key: jax.Array, step: jax.Array, leaf_index: int) -> jax.Array:
-    """The key that draws the noise of leaf number ``leaf_index`` (in flattening order) at 0-based
-    ``step``. Documented so that the noise can be reproduced outside the optimizer."""
+def noise_key(key: jax.Array, step: ArrayLike, leaf_index: int) -> jax.Array:
+    """The key that draws the noise of one leaf at one step in :func:`add_noise`.
+
+    Documented so that the noise can be reproduced outside the optimizer: at 0-based ``step`` the
+    noise of leaf number ``leaf_index`` (in ``jax.tree`` flattening order) is
+    ``jax.random.normal(noise_key(key, step, leaf_index), shape, float32)`` times its standard
+    deviation.
+
+    Args:
+      key: the raw (uint32) PRNG key data that ``add_noise`` keeps in its state, e.g.
+        ``jax.random.PRNGKey(seed)``.
+      step: the 0-based step.
+      leaf_index: the leaf's position in flattening order.
+
+    Returns:
+      A raw PRNG key.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optix
+      >>> tx = optix.add_noise(eta=0.01, gamma=0.55, seed=0)
+      >>> state = tx.init(jnp.zeros(3))
+      >>> bool(jnp.array_equal(state.key, jax.random.PRNGKey(0)))
+      True
+      >>> key = optix.noise_key(state.key, 0, 0)
+      >>> std = jnp.sqrt(jnp.float32(0.01))
+      >>> expected = std * jax.random.normal(key, (3,), jnp.float32)
+      >>> updates, _ = tx.update(jnp.zeros(3), state)
+      >>> bool(jnp.allclose(updates, expected))
+      True
+    """
     return jax.random.fold_in(jax.random.fold_in(key, step), leaf_index)
 
 

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from optix import _tree, _validate
-from optix._base import EmptyState, GradientTransformation, ScalarOrSchedule
+from optix._base import EmptyState, GradientTransformation, OptState, ScalarOrSchedule, Updates
 from optix._hyperparams import Hyperparams, HyperparamState
 from optix.transforms._common import hyperparams_only
 
 
-def _multiply(updates, factor):
+def _multiply(updates: Updates, factor: jax.Array) -> Updates:
     return _tree.map_leaves(lambda u: (_tree.upcast(u) * factor).astype(u.dtype), updates)
 
 
-def _scaling(name: str, transform: str, value, sign: float, state_cls) -> GradientTransformation:
+def _scaling(
+    name: str,
+    transform: str,
+    value: ScalarOrSchedule,
+    sign: float,
+    state_cls: Callable[[HyperparamState], OptState],
+) -> GradientTransformation:
     def apply(updates, params, hp):
         return _multiply(updates, sign * hp[name])
 
@@ -25,6 +32,8 @@ def _scaling(name: str, transform: str, value, sign: float, state_cls) -> Gradie
 
 
 class ScaleState(NamedTuple):
+    """State of :func:`scale`: its hyperparameters only."""
+
     hyperparams: HyperparamState  # factor
 
 
@@ -42,6 +51,8 @@ def scale(factor: ScalarOrSchedule) -> GradientTransformation:
 
 
 class ScaleLrState(NamedTuple):
+    """State of :func:`scale_lr`: its hyperparameters only."""
+
     hyperparams: HyperparamState  # learning_rate
 
 
@@ -66,6 +77,8 @@ def scale_lr(learning_rate: ScalarOrSchedule) -> GradientTransformation:
 
 
 class ScaleByScheduleState(NamedTuple):
+    """State of :func:`scale_by_schedule`: its hyperparameters (the scheduled value)."""
+
     hyperparams: HyperparamState  # scale (scheduled)
 
 

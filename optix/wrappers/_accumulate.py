@@ -14,6 +14,8 @@ from optix._chain import caller, check_transform
 
 
 class AccumulateState(NamedTuple):
+    """State of :func:`accumulate`: the inner state, the gradient sum and the micro-step."""
+
     inner_state: OptState  # the wrapped transform's state, advanced once per every_k micro-steps
     acc: Updates  # running sum of this cycle's micro-step gradients, in the accumulation dtype
     micro_step: jax.Array  # int32 micro-steps taken in the current cycle, in [0, every_k)
@@ -50,8 +52,7 @@ def accumulate(
 
     Example:
       >>> import jax.numpy as jnp, optix
-      >>> from optix.wrappers._accumulate import accumulate
-      >>> tx = accumulate(optix.sgd(1.0), every_k=2)
+      >>> tx = optix.accumulate(optix.sgd(1.0), every_k=2)
       >>> state = tx.init({"w": jnp.zeros(2)})
       >>> updates, state = tx.update({"w": jnp.array([1.0, 2.0])}, state)
       >>> updates["w"]  # first micro-step: nothing applied yet
@@ -73,7 +74,7 @@ def accumulate(
     def init(params):
         _validate.check_float_leaves(params, "`accumulate` params")
         acc = jax.tree.map(
-            lambda p: jnp.zeros(jnp.shape(p), _tree.state_dtype(p.dtype, acc_dtype)), params
+            lambda p: jnp.zeros_like(p, dtype=_tree.state_dtype(p.dtype, acc_dtype)), params
         )
         return AccumulateState(inner.init(params), acc, jnp.zeros([], jnp.int32))
 

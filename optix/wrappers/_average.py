@@ -17,7 +17,7 @@ from jax.typing import DTypeLike
 
 from optix import _paths, _tree, _validate
 from optix._apply import apply_updates
-from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule
+from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
 from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, increment
 from optix.wrappers._lookahead import LookaheadState
 
@@ -26,7 +26,7 @@ def _cast_like(params: Params, requested: DTypeLike | None) -> Params:
     return jax.tree.map(lambda p: p.astype(_tree.state_dtype(p.dtype, requested)), params)
 
 
-def _check_step(updates, params, average, transform: str) -> None:
+def _check_step(updates: Updates, params: Params | None, average: Params, transform: str) -> None:
     _validate.require_params(params, transform)
     _validate.check_float_leaves(updates, f"`{transform}` updates")
     _validate.check_same_structure(updates, params, "updates", "params")
@@ -34,6 +34,8 @@ def _check_step(updates, params, average, transform: str) -> None:
 
 
 class ParamEmaState(NamedTuple):
+    """State of :func:`param_ema`: the moving average of the params and its total weight."""
+
     hyperparams: HyperparamState  # decay; count is the number of updates t
     ema: Params  # the exponential moving average (not debiased), in its average dtype
     weight: jax.Array  # the total weight in ``ema``: 1, or 1 - prod(decay) with debiasing
@@ -74,13 +76,12 @@ def param_ema(
 
     Example:
       >>> import jax.numpy as jnp, optix
-      >>> from optix.wrappers._average import averaged_params, param_ema
-      >>> tx = optix.chain(optix.sgd(0.5), param_ema(0.9))
+      >>> tx = optix.chain(optix.sgd(0.5), optix.param_ema(0.9))
       >>> params = {"w": jnp.ones(2)}
       >>> state = tx.init(params)
       >>> updates, state = tx.update({"w": jnp.ones(2)}, state, params)
       >>> params = optix.apply_updates(params, updates)
-      >>> averaged_params(state)["w"]  # 0.9 * 1 + 0.1 * 0.5
+      >>> optix.averaged_params(state)["w"]  # 0.9 * 1 + 0.1 * 0.5
       Array([0.95, 0.95], dtype=float32)
 
     Reference: Polyak & Juditsky, "Acceleration of stochastic approximation by averaging", SIAM
@@ -119,9 +120,11 @@ def param_ema(
 
 
 class SwaState(NamedTuple):
+    """State of :func:`swa`: the running mean of the params and the counters."""
+
     mean: Params  # the running mean of the averaged params (zeros before the first one)
     n_averaged: jax.Array  # int32: how many params went into ``mean``
-    count: jax.Array  # int32: updates made so far
+    count: jax.Array  # type: ignore[assignment]  # int32: updates made so far
 
 
 def swa(
@@ -155,14 +158,13 @@ def swa(
 
     Example:
       >>> import jax.numpy as jnp, optix
-      >>> from optix.wrappers._average import averaged_params, swa
-      >>> tx = optix.chain(optix.sgd(1.0), swa())
+      >>> tx = optix.chain(optix.sgd(1.0), optix.swa())
       >>> params = jnp.zeros(1)
       >>> state = tx.init(params)
       >>> for _ in range(3):  # params 1, 2, 3
       ...     updates, state = tx.update(-jnp.ones(1), state, params)
       ...     params = optix.apply_updates(params, updates)
-      >>> averaged_params(state)
+      >>> optix.averaged_params(state)
       Array([2.], dtype=float32)
 
     Reference: Izmailov et al., "Averaging weights leads to wider optima and better
@@ -244,7 +246,7 @@ def _select(state: Any, path: str | None) -> tuple[str, Any]:
     return "/".join(where) or "<root>", node
 
 
-def _finish(average, ready, params, what: str):
+def _finish(average: Params, ready: jax.Array, params: Params | None, what: str) -> Params:
     """``average``, or ``params`` where no average exists yet (``ready`` is False)."""
     if params is None:
         if not isinstance(ready, jax.core.Tracer) and not bool(ready):
@@ -292,10 +294,9 @@ def averaged_params(
 
     Example:
       >>> import jax.numpy as jnp, optix
-      >>> from optix.wrappers._average import averaged_params, param_ema
-      >>> tx = optix.named_chain(adam=optix.adam(1e-2), ema=param_ema(0.99))
+      >>> tx = optix.named_chain(adam=optix.adam(1e-2), ema=optix.param_ema(0.99))
       >>> params = {"w": jnp.zeros(3, jnp.bfloat16)}
-      >>> averaged_params(tx.init(params), params)["w"].dtype
+      >>> optix.averaged_params(tx.init(params), params)["w"].dtype
       dtype(bfloat16)
     """
     if path is not None and not isinstance(path, str):

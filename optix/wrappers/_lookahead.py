@@ -16,9 +16,11 @@ from optix._hyperparams import Hyperparams, HyperparamState
 
 
 class LookaheadState(NamedTuple):
+    """State of :func:`lookahead`: the fast state, the slow weights and the sync counter."""
+
     inner_state: OptState  # the fast optimizer's state; never reset
     slow: Params  # the slow weights phi, in their own dtype (at least float32 by default)
-    count: jax.Array  # int32: fast steps since the last synchronisation, in [0, sync_period)
+    count: jax.Array  # type: ignore[assignment]  # int32: fast steps since the last sync, in [0, sync_period)
     hyperparams: HyperparamState  # slow_step_size; count is the total number of updates
 
 
@@ -65,8 +67,7 @@ def lookahead(
 
     Example:
       >>> import jax.numpy as jnp, optix
-      >>> from optix.wrappers._lookahead import lookahead
-      >>> tx = lookahead(optix.sgd(0.1), sync_period=2, slow_step_size=0.5)
+      >>> tx = optix.lookahead(optix.sgd(0.1), sync_period=2, slow_step_size=0.5)
       >>> params = jnp.zeros(1)
       >>> state = tx.init(params)
       >>> for _ in range(2):  # fast: 0 -> 0.1 -> 0.2; then slow: 0 + 0.5 * (0.2 - 0) = 0.1

@@ -91,6 +91,8 @@ def _pattern_list(spec: Any) -> Any:
 
 
 class MaskedState(NamedTuple):
+    """State of :func:`masked` and :func:`freeze`: the inner state, built on the selected leaves."""
+
     inner_state: OptState  # the inner transform's state, built on the selected leaves only
 
 
@@ -176,9 +178,8 @@ def masked(
 
     Example:
       >>> import jax.numpy as jnp, optix
-      >>> from optix.wrappers._masked import masked
       >>> params = {"w": jnp.ones(2), "b": jnp.ones(2)}
-      >>> tx = masked(optix.sgd(0.1), {"w": True, "b": False})
+      >>> tx = optix.masked(optix.sgd(0.1), {"w": True, "b": False})
       >>> updates, state = tx.update({"w": jnp.ones(2), "b": jnp.ones(2)}, tx.init(params))
       >>> updates["w"], updates["b"]
       (Array([-0.1, -0.1], dtype=float32), Array([1., 1.], dtype=float32))
@@ -211,9 +212,8 @@ def freeze(
 
     Example:
       >>> import jax.numpy as jnp, optix
-      >>> from optix.wrappers._masked import freeze
       >>> params = {"encoder": {"w": jnp.ones(2)}, "head": {"w": jnp.ones(2)}}
-      >>> tx = freeze(["encoder/**"], optix.adam(0.1))
+      >>> tx = optix.freeze(["encoder/**"], optix.adam(0.1))
       >>> grads = {"encoder": {"w": jnp.ones(2)}, "head": {"w": jnp.ones(2)}}
       >>> updates, state = tx.update(grads, tx.init(params), params)
       >>> updates["encoder"]["w"], updates["head"]["w"]

@@ -74,8 +74,7 @@ def skip_nonfinite(
 
     Example:
       >>> import jax.numpy as jnp, optix
-      >>> from optix.wrappers._nonfinite import skip_nonfinite
-      >>> tx = skip_nonfinite(optix.sgd(0.1))
+      >>> tx = optix.skip_nonfinite(optix.sgd(0.1))
       >>> state = tx.init({"w": jnp.zeros(2)})
       >>> updates, state = tx.update({"w": jnp.array([1.0, jnp.nan])}, state)
       >>> updates["w"], int(state.skipped), int(state.consecutive)

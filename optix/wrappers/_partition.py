@@ -23,6 +23,8 @@ def _check_label(path: str, label: Any) -> str:
 
 
 class PartitionState(NamedTuple):
+    """State of :func:`partition`: one inner state per label."""
+
     inner_states: dict[str, OptState]  # each label's transform state, built on its leaves only
 
 
@@ -67,9 +69,8 @@ def partition(
 
     Example:
       >>> import jax, jax.numpy as jnp, optix
-      >>> from optix.wrappers._partition import partition
       >>> params = {"encoder": {"w": jnp.ones(2)}, "head": {"w": jnp.ones(2), "b": jnp.ones(2)}}
-      >>> tx = partition(
+      >>> tx = optix.partition(
       ...     {"slow": optix.sgd(0.01), "decay": optix.adamw(0.1, weight_decay=0.5),
       ...      "plain": optix.adam(0.1)},
       ...     {"encoder/**": "slow", "**/b": "plain", "**": "decay"},

@@ -15,6 +15,8 @@ from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, r
 
 
 class ReduceOnPlateauState(NamedTuple):
+    """State of :func:`reduce_on_plateau`: the scale, the best value and the plateau counters."""
+
     hyperparams: HyperparamState  # values: factor, rtol, atol, min_scale; scheduled: scale
     best: jax.Array  # lowest evaluated (averaged) value so far; +inf before the first evaluation
     plateau_count: jax.Array  # int32 consecutive evaluations without improvement
@@ -86,8 +88,7 @@ def reduce_on_plateau(
 
     Example:
       >>> import jax.numpy as jnp, optix
-      >>> from optix.wrappers._plateau import reduce_on_plateau
-      >>> tx = optix.chain(optix.sgd(0.1), reduce_on_plateau(factor=0.5, patience=2))
+      >>> tx = optix.chain(optix.sgd(0.1), optix.reduce_on_plateau(factor=0.5, patience=2))
       >>> state = tx.init({"w": jnp.zeros(2)})
       >>> for loss in [3.0, 2.0, 2.0, 2.0]:
       ...     updates, state = tx.update({"w": jnp.ones(2)}, state, value=loss)
@@ -154,7 +155,7 @@ def reduce_on_plateau(
         value_count = state.value_count + 1
         ready = value_count == accumulation_size
         evaluated = evaluate(state, hp, value_sum / accumulation_size)
-        old = (state.hyperparams.scheduled["scale"], state.best)
+        old: tuple[jax.Array, ...] = (state.hyperparams.scheduled["scale"], state.best)
         old += (state.plateau_count, state.cooldown_count)
         scale, best, plateau, cooldown_left = (
             jnp.where(ready, new, prev) for new, prev in zip(evaluated, old, strict=True)

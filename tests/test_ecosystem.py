@@ -1,0 +1,249 @@
+"""optix inside the JAX ecosystem: flax linen's TrainState, flax nnx's Optimizer and State, and
+equinox modules, each checked against optax (an independent implementation) or a hand-written
+step, plus the three examples' losses falling."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import equinox as eqx
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from flax.training.train_state import TrainState
+
+import optix
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str):
+    # registered in sys.modules first: dataclasses (flax linen modules) look their module up there
+    qualified = f"optix_examples.{name}"
+    if qualified not in sys.modules:
+        spec = importlib.util.spec_from_file_location(qualified, ROOT / "examples" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[qualified] = module
+        spec.loader.exec_module(module)
+    return sys.modules[qualified]
+
+
+@pytest.mark.parametrize("name", ["flax_linen", "flax_nnx", "equinox_mlp"])
+def test_example_loss_falls(name, capsys):
+    history = _load(name).main(steps=150)
+    assert len(history) == 150 and all(np.isfinite(history))
+    tail = sum(history[-20:]) / 20
+    assert tail < 0.5 * history[0], (history[0], tail)
+    assert "loss fell from" in capsys.readouterr().out
+
+
+# --- flax linen ---------------------------------------------------------------------------------
+
+
+def test_train_state_apply_gradients_is_one_optix_step():
+    model = nn.Dense(3)
+    params = model.init(jax.random.key(0), jnp.ones((1, 2)))["params"]
+    tx = optix.partition(
+        {"decay": optix.adamw(1e-2, weight_decay=0.1), "plain": optix.sgd(0.1, momentum=0.9)},
+        {"bias": "plain", "**": "decay"},
+    )
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    opt_state, manual = tx.init(params), params
+    for seed in range(3):
+        grads = jax.tree.map(lambda p, s=seed: jnp.full_like(p, 0.5 - s), params)
+        state = state.apply_gradients(grads=grads)
+        updates, opt_state = tx.update(grads, opt_state, manual)
+        manual = optix.apply_updates(manual, updates)
+    assert int(state.step) == 3
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(manual), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(state.opt_state), jax.tree.leaves(opt_state), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# --- flax nnx -----------------------------------------------------------------------------------
+
+
+class _Net(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.layers = nnx.List([nnx.Linear(2, 4, rngs=rngs), nnx.Linear(4, 1, rngs=rngs)])
+
+    def __call__(self, x):
+        return self.layers[1](jnp.tanh(self.layers[0](x)))
+
+
+_GROUPS = {"**/bias": "bias", "layers/0/**": "first", "**": "rest"}
+_OPTIX = {
+    "bias": optix.sgd(0.1),
+    "first": optix.adam(1e-2),
+    "rest": optix.adamw(1e-2, weight_decay=0.1),
+}
+_OPTAX = {
+    "bias": optax.sgd(0.1),
+    "first": optax.adam(1e-2),
+    "rest": optax.adamw(1e-2, weight_decay=0.1),
+}
+
+
+def _group_of(path: str) -> str:
+    return "bias" if "bias" in path else "first" if path.startswith("layers/0/") else "rest"
+
+
+def _loss(model):
+    x = jnp.linspace(-1.0, 1.0, 10).reshape(5, 2)
+    return jnp.mean((model(x) - 1.0) ** 2)
+
+
+def _optax_reference(params: dict[str, jax.Array], grads_fn, steps: int) -> dict[str, jax.Array]:
+    """Each leaf trained alone by its group's optax optimizer (leaves do not interact: none of
+    the three optimizers computes anything across leaves)."""
+    states = {p: _OPTAX[_group_of(p)].init(x) for p, x in params.items()}
+    for _ in range(steps):
+        grads = grads_fn(params)
+        for p in params:
+            with jax.numpy_dtype_promotion("standard"):  # optax is not written for strict mode
+                u, states[p] = _OPTAX[_group_of(p)].update(grads[p], states[p], params[p])
+            params = {**params, p: optax.apply_updates(params[p], u)}
+    return params
+
+
+def _by_path(state) -> dict[str, jax.Array]:
+    flat = nnx.to_flat_state(state)
+    return {"/".join(map(str, k)): v.get_value() for k, v in flat}
+
+
+def test_partition_on_an_nnx_state_gives_each_group_its_optimizer():
+    model = _Net(nnx.Rngs(0))
+    start = _by_path(nnx.state(model, nnx.Param))
+    tx = optix.partition(_OPTIX, _GROUPS)
+
+    # directly on nnx.State: each array sits in a Param node, paths end in /value
+    params = nnx.state(model, nnx.Param)
+    opt_state = tx.init(params)
+    for label in ("first", "rest"):  # the Adam moments of each group cover its leaves only
+        moments = optix._paths.leaf_paths(opt_state.inner_states[label][0].mu)
+        covered = {p.removesuffix("/value") for p in moments}
+        assert covered == {p for p in start if _group_of(p) == label}, (label, covered)
+    assert all(x.shape == () for x in jax.tree.leaves(opt_state.inner_states["bias"]))  # plain SGD
+    for _ in range(3):
+        grads = nnx.grad(_loss)(model)
+        updates, opt_state = tx.update(nnx.state(grads, nnx.Param), opt_state, params)
+        params = optix.apply_updates(params, updates)
+        nnx.update(model, params)
+
+    @jax.jit
+    @jax.grad
+    def grads_fn(flat):  # _loss written out on plain arrays: nnx.Linear is x @ kernel + bias
+        x = jnp.linspace(-1.0, 1.0, 10).reshape(5, 2)
+        h = jnp.tanh(x @ flat["layers/0/kernel"] + flat["layers/0/bias"][None])
+        return jnp.mean((h @ flat["layers/1/kernel"] + flat["layers/1/bias"][None] - 1.0) ** 2)
+
+    expected = _optax_reference(start, grads_fn, 3)
+    got = _by_path(nnx.state(model, nnx.Param))
+    assert set(got) == set(expected) and len(got) == 4
+    for path in got:
+        np.testing.assert_allclose(got[path], expected[path], rtol=3e-5, atol=1e-7, err_msg=path)
+
+
+def test_nnx_optimizer_with_a_partition_matches_a_manual_step():
+    model, manual = _Net(nnx.Rngs(0)), _Net(nnx.Rngs(0))
+    tx = optix.partition(_OPTIX, _GROUPS)
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    params = nnx.as_pure(nnx.state(manual, nnx.Param))  # what nnx.Optimizer hands to optix
+    opt_state = tx.init(params)
+    for _ in range(3):
+        optimizer.update(model, nnx.grad(_loss)(model))
+        grads = nnx.as_pure(nnx.state(nnx.grad(_loss)(manual), nnx.Param))
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optix.apply_updates(params, updates)
+        nnx.update(manual, params)
+    assert int(optimizer.step[...]) == 3
+    got, want = _by_path(nnx.state(model, nnx.Param)), _by_path(nnx.state(manual, nnx.Param))
+    for path in want:
+        np.testing.assert_array_equal(got[path], want[path], err_msg=path)
+    # the optimizer state is reachable through optix's state helpers
+    assert float(optix.state_get(nnx.as_pure(optimizer.opt_state), "rest/weight_decay")) == (
+        pytest.approx(0.1)
+    )
+
+
+# --- equinox ------------------------------------------------------------------------------------
+
+
+def _mlp():
+    return eqx.nn.MLP(2, 1, width_size=4, depth=1, activation=jnp.tanh, key=jax.random.key(0))
+
+
+def _bias_tree(model, on_bias, on_weight):
+    def biases(m):
+        return [layer.bias for layer in m.layers]
+
+    tree = jax.tree.map(lambda _: on_weight, model)
+    return eqx.tree_at(biases, tree, replace=[on_bias] * len(model.layers))
+
+
+def test_an_equinox_module_is_a_mask_tree_never_a_function():
+    model = _mlp()
+    params = eqx.filter(model, eqx.is_array)
+    grads = jax.tree.map(jnp.ones_like, params)
+    mask = _bias_tree(model, on_bias=False, on_weight=True)  # a callable pytree of bools
+    assert callable(mask)
+
+    # masked: weights get SGD's step, biases pass through untouched
+    tx = optix.masked(optix.sgd(0.5), mask)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    for layer in updates.layers:
+        np.testing.assert_array_equal(layer.weight, -0.5 * jnp.ones_like(layer.weight))
+        np.testing.assert_array_equal(layer.bias, jnp.ones_like(layer.bias))
+
+    # adamw's mask: decay on the weights only, checked leaf by leaf against optax
+    tx = optix.adamw(1e-2, weight_decay=0.5, mask=mask)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    for layer, new in zip(model.layers, updates.layers, strict=True):
+        for leaf, decay in [(layer.weight, 0.5), (layer.bias, 0.0)]:
+            ref = optax.adamw(1e-2, weight_decay=decay)
+            with jax.numpy_dtype_promotion("standard"):  # optax is not written for strict mode
+                want, _ = ref.update(jnp.ones_like(leaf), ref.init(leaf), leaf)
+            got = new.weight if leaf is layer.weight else new.bias
+            # optix keeps b2 as a float32 hyperparameter and uses the same rounded value in the
+            # moment update and its bias correction; optax mixes the Python float and the
+            # float32 one, so the first Adam step differs by up to ~1e-5 relative.
+            np.testing.assert_allclose(got, want, rtol=3e-5)
+
+    # partition with an equinox module of labels, run on the filtered model
+    labels = _bias_tree(model, on_bias="b", on_weight="w")
+    tx = optix.partition({"w": optix.sgd(0.1), "b": optix.sgd(1.0)}, labels)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    for layer in updates.layers:
+        np.testing.assert_allclose(layer.weight, -0.1 * jnp.ones_like(layer.weight))
+        np.testing.assert_allclose(layer.bias, -1.0 * jnp.ones_like(layer.bias))
+
+
+def test_equinox_training_step_matches_optax():
+    model = _mlp()
+    tx, ref = optix.adamw(1e-2, weight_decay=0.1), optax.adamw(1e-2, weight_decay=0.1)
+    x = jnp.linspace(-1.0, 1.0, 8).reshape(4, 2)
+
+    @eqx.filter_jit
+    def step(model, state, opt):
+        loss, grads = eqx.filter_value_and_grad(lambda m: jnp.mean(jax.vmap(m)(x) ** 2))(model)
+        updates, state = opt.update(grads, state, eqx.filter(model, eqx.is_array))
+        return eqx.apply_updates(model, updates), state
+
+    ours, theirs = model, model
+    s_ours = tx.init(eqx.filter(model, eqx.is_array))
+    s_theirs = ref.init(eqx.filter(model, eqx.is_array))
+    for _ in range(5):
+        ours, s_ours = step(ours, s_ours, tx)
+        with jax.numpy_dtype_promotion("standard"):  # optax is not written for strict mode
+            theirs, s_theirs = step(theirs, s_theirs, ref)
+    leaves_ours = jax.tree.leaves(eqx.filter(ours, eqx.is_array))
+    leaves_theirs = jax.tree.leaves(eqx.filter(theirs, eqx.is_array))
+    for a, b in zip(leaves_ours, leaves_theirs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=3e-5, atol=1e-7)  # float32 b2: see above
