@@ -15,6 +15,7 @@ import pytest
 import optix
 from optix.wrappers._accumulate import AccumulateState, accumulate
 from tests.cases import CASES, IDS
+from tests.test_contract import _params
 
 K = 4
 
@@ -88,15 +89,6 @@ def test_accumulate_adam_equals_adam_on_the_whole_batch(dtype, rtol, atol):
             s_big,
         )
         assert int(s_small.micro_step) == 0
-
-
-def _params(dtype=jnp.float32):
-    rng = np.random.default_rng(1)
-    return {
-        "scalar": jnp.asarray(rng.normal(), dtype),
-        "vector": jnp.asarray(rng.normal(size=5), dtype),
-        "layer": [jnp.asarray(rng.normal(size=(3, 4)), dtype)],
-    }
 
 
 def _grads(params, rng):

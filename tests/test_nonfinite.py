@@ -11,17 +11,9 @@ import pytest
 import optix
 from optix.wrappers._nonfinite import SkipNonfiniteState, all_finite, skip_nonfinite
 from tests.cases import CASES, IDS
+from tests.test_contract import _params
 
 N_STEPS, BAD = 10, 3
-
-
-def _params(dtype=jnp.float32):
-    rng = np.random.default_rng(1)
-    return {
-        "scalar": jnp.asarray(rng.normal(), dtype),
-        "vector": jnp.asarray(rng.normal(size=5), dtype),
-        "layer": [jnp.asarray(rng.normal(size=(3, 4)), dtype)],
-    }
 
 
 def _grad_sequence(params, n, seed=2):
