@@ -68,3 +68,19 @@ def train(tx: optix.GradientTransformation, loss: Callable, params: Any, steps: 
         return params, losses
 
     return run(params)
+
+
+NOISY_SHAPES = {"scalar": (), "vector": (5,), "matrix": (3, 4)}
+
+
+def noisy_quadratic(n_steps: int, seed: int = 0):
+    """A diagonal quadratic with per-step gradient noise, as NumPy float64 trees:
+    (curvature, target, noise for each of ``n_steps`` steps, initial params)."""
+    rng = np.random.default_rng(seed)
+    curvature = {k: np.exp(rng.uniform(-1, 1, s)) for k, s in NOISY_SHAPES.items()}
+    target = {k: rng.standard_normal(s) for k, s in NOISY_SHAPES.items()}
+    noise = [
+        {k: 0.3 * rng.standard_normal(s) for k, s in NOISY_SHAPES.items()} for _ in range(n_steps)
+    ]
+    p0 = {k: 2.0 * rng.standard_normal(s) for k, s in NOISY_SHAPES.items()}
+    return curvature, target, noise, p0

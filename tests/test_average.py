@@ -38,19 +38,15 @@ from optix.wrappers._average import (
     swa,
 )
 from optix.wrappers._lookahead import lookahead
+from tests.problems import NOISY_SHAPES, noisy_quadratic
 
 N_STEPS = 150
-SHAPES = {"scalar": (), "vector": (5,), "matrix": (3, 4)}
+SHAPES = NOISY_SHAPES
 RTOL, ATOL = 2e-5, 1e-6
 
 
 def _problem(seed: int = 0):
-    rng = np.random.default_rng(seed)
-    curvature = {k: np.exp(rng.uniform(-1, 1, s)) for k, s in SHAPES.items()}
-    target = {k: rng.standard_normal(s) for k, s in SHAPES.items()}
-    noise = [{k: 0.3 * rng.standard_normal(s) for k, s in SHAPES.items()} for _ in range(N_STEPS)]
-    p0 = {k: 2.0 * rng.standard_normal(s) for k, s in SHAPES.items()}
-    return curvature, target, noise, p0
+    return noisy_quadratic(N_STEPS, seed)
 
 
 def _run(tx, dtype=jnp.float32, seed: int = 0):

@@ -23,18 +23,14 @@ import optix
 from optix.wrappers._average import averaged_params
 from optix.wrappers._lookahead import LookaheadState, lookahead
 from tests.cases import CASES, IDS
+from tests.problems import NOISY_SHAPES, noisy_quadratic
 
 N_STEPS = 120
-SHAPES = {"scalar": (), "vector": (5,), "matrix": (3, 4)}
+SHAPES = NOISY_SHAPES
 
 
 def _problem(seed: int = 0):
-    rng = np.random.default_rng(seed)
-    curvature = {k: np.exp(rng.uniform(-1, 1, s)) for k, s in SHAPES.items()}
-    target = {k: rng.standard_normal(s) for k, s in SHAPES.items()}
-    noise = [{k: 0.3 * rng.standard_normal(s) for k, s in SHAPES.items()} for _ in range(N_STEPS)]
-    p0 = {k: 2.0 * rng.standard_normal(s) for k, s in SHAPES.items()}
-    return curvature, target, noise, p0
+    return noisy_quadratic(N_STEPS, seed)
 
 
 def _grad(curvature, target, params, noise, xp=np):
