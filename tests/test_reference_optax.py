@@ -30,69 +30,13 @@ import optax
 import pytest
 
 import optix
-
-N_STEPS = 120
-ZERO_STEP = 11  # one step with an all-zero gradient
-SHAPES = {"scalar": (), "vector": (6,), "matrix": (3, 4)}
-RTOL = 1e-10
-ATOL_REL = 1e-13  # times the largest |update| of the leaf at that step; see the module docstring
-
-
-def _tree(rng: np.random.Generator, scale: float) -> dict[str, np.ndarray]:
-    return {k: scale * rng.standard_normal(shape) for k, shape in SHAPES.items()}
-
-
-def _gradient_stream(seed: int) -> list[dict[str, np.ndarray]]:
-    """``N_STEPS`` float64 gradient trees, magnitudes spread over 1e-3 .. 30, with exact zeros."""
-    rng = np.random.default_rng(seed)
-    grads = []
-    for t in range(N_STEPS):
-        g = _tree(rng, float(np.exp(rng.uniform(math.log(1e-3), math.log(30.0)))))
-        g["vector"][rng.integers(0, 6)] = 0.0  # an exact zero somewhere, every step
-        if t == ZERO_STEP:
-            g = {k: np.zeros_like(v) for k, v in g.items()}
-        grads.append(g)
-    return grads
-
-
-def _params_stream(seed: int) -> list[dict[str, np.ndarray]]:
-    rng = np.random.default_rng(seed + 1000)
-    return [_tree(rng, 2.0) for _ in range(N_STEPS)]
-
-
-def _assert_updates_close(ours, theirs, step: int, what: str) -> None:
-    assert set(ours) == set(theirs)
-    for key in ours:
-        a = np.asarray(ours[key])
-        b = np.asarray(theirs[key])
-        assert a.dtype == np.float64, f"{what}: step {step} leaf {key} has dtype {a.dtype}"
-        assert a.shape == b.shape
-        atol = ATOL_REL * max(float(np.max(np.abs(b), initial=0.0)), 1e-300)
-        np.testing.assert_allclose(
-            a, b, rtol=RTOL, atol=atol, err_msg=f"{what}: step {step}, leaf {key!r}"
-        )
-
-
-def _run_teacher_forced(
-    ours: optix.GradientTransformation,
-    theirs: optax.GradientTransformation,
-    what: str,
-    seed: int = 0,
-) -> None:
-    grads = _gradient_stream(seed)
-    params = _params_stream(seed)
-    as_jax = lambda tree: {k: jnp.asarray(v, jnp.float64) for k, v in tree.items()}  # noqa: E731
-    p0 = as_jax(params[0])
-    state_ours, state_theirs = ours.init(p0), theirs.init(p0)
-    update_ours = jax.jit(ours.update)
-    update_theirs = jax.jit(theirs.update)
-    for t in range(N_STEPS):
-        g, p = as_jax(grads[t]), as_jax(params[t])
-        u_ours, state_ours = update_ours(g, state_ours, p)
-        # optax is not written for strict dtype promotion; it gets JAX's default.
-        with jax.numpy_dtype_promotion("standard"):
-            u_theirs, state_theirs = update_theirs(g, state_theirs, p)
-        _assert_updates_close(u_ours, u_theirs, t, what)
+from tests.reference import (
+    N_STEPS,
+    SHAPES,
+    assert_updates_close,
+    gradient_stream,
+    run_teacher_forced,
+)
 
 
 # The learning-rate schedule that scale_by_schedule is checked with: the same callable for both.
@@ -166,12 +110,12 @@ CASES: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_matches_optax_step_by_step(name, x64):
     make_ours, make_theirs = CASES[name]
-    _run_teacher_forced(make_ours(), make_theirs(), name)
+    run_teacher_forced(make_ours(), make_theirs(), name)
 
 
 def test_scale_by_sign_is_sign(x64):
     tx = optix.scale_by_sign()
-    grads = _gradient_stream(3)
+    grads = gradient_stream(3)
     update = jax.jit(tx.update)
     state = tx.init({k: jnp.zeros(s, jnp.float64) for k, s in SHAPES.items()})
     for t, g_np in enumerate(grads):
@@ -188,7 +132,7 @@ def test_adamax_eps_outside_max_matches_transcription(x64):
     (the convention optix's docstring attributes to optax; optax's adamax is the default one)."""
     lr, b1, b2, eps = 1e-2, 0.85, 0.99, 1e-3
     tx = optix.adamax(lr, b1=b1, b2=b2, eps=eps, eps_in_max=False)
-    grads = _gradient_stream(5)
+    grads = gradient_stream(5)
     state = tx.init({k: jnp.zeros(s, jnp.float64) for k, s in SHAPES.items()})
     update = jax.jit(tx.update)
     m = {k: np.zeros(s) for k, s in SHAPES.items()}
@@ -200,7 +144,7 @@ def test_adamax_eps_outside_max_matches_transcription(x64):
             m[k] = b1 * m[k] + (1 - b1) * g
             u_inf[k] = np.maximum(b2 * u_inf[k], np.abs(g))
             want[k] = -lr * (m[k] / (1 - b1**t)) / (u_inf[k] + eps)
-        _assert_updates_close(u, want, t, "adamax(eps_in_max=False)")
+        assert_updates_close(u, want, t, "adamax(eps_in_max=False)")
 
 
 # ---------------------------------------------------------------------------------------------
