@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from optix._base import GradientTransformation, OptState, Params, Updates
+from optix._fusable import is_elementwise, mark_elementwise
 
 
 def accepts_extra(update: Any) -> bool:
@@ -68,7 +69,10 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
             new_state.append(s)
         return updates, tuple(new_state)
 
-    return GradientTransformation(init, update)
+    result = GradientTransformation(init, update)
+    if all(is_elementwise(tx) for tx in transforms):
+        mark_elementwise(result)  # so `optix.fuse` runs the whole chain on packed buffers
+    return result
 
 
 def named_chain(
@@ -107,4 +111,5 @@ def named_chain(
         updates, new = inner.update(updates, tuple(state[n] for n in names), params, **extra)
         return updates, dict(zip(names, new, strict=True))
 
-    return GradientTransformation(init, update)
+    result = GradientTransformation(init, update)
+    return mark_elementwise(result) if is_elementwise(inner) else result

@@ -115,6 +115,38 @@ def global_norm(tree: Any) -> jax.Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, total, 1)), 0)
 
 
+def match_layout(x: jax.Array, like: jax.Array) -> jax.Array:
+    """``x`` laid out like ``like`` over a mesh with explicit axes (where the layout is part of
+    the type, so params replicated and state split by ZeRO do not mix in a select or a scatter);
+    ``x`` unchanged otherwise."""
+    sx, sy = jax.typeof(x).sharding, jax.typeof(like).sharding
+    mesh = getattr(sy, "mesh", None)
+    explicit = mesh is not None and jax.sharding.AxisType.Explicit in getattr(
+        mesh, "axis_types", ()
+    )
+    if explicit and getattr(sx, "spec", None) != sy.spec:
+        return jax.sharding.reshard(x, sy.spec)
+    return x
+
+
+def unsplit(x: jax.Array) -> jax.Array:
+    """``x`` whole on every device when a mesh with explicit axes splits it (matrix math such as
+    ``x @ x.T`` cannot keep one mesh axis on both dimensions); ``x`` unchanged otherwise."""
+    sx = jax.typeof(x).sharding
+    mesh = getattr(sx, "mesh", None)
+    explicit = mesh is not None and jax.sharding.AxisType.Explicit in getattr(
+        mesh, "axis_types", ()
+    )
+    if explicit and any(a is not None for a in getattr(sx, "spec", ())):
+        return jax.sharding.reshard(x, jax.sharding.PartitionSpec())
+    return x
+
+
+def where(flag: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+    """``jnp.where(flag, x, y)`` with ``x`` laid out like ``y`` (see :func:`match_layout`)."""
+    return jnp.where(flag, match_layout(x, y), y)
+
+
 def cast_tree(tree: Any, like: Any) -> Any:
     """``tree`` with each leaf cast to the dtype of the matching leaf of ``like``."""
     return jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)

@@ -24,6 +24,12 @@ class Case:
     needs_params: bool = False
     # learning rate per convergence problem (quadratic, rosenbrock, logistic)
     lr: dict[str, float] = field(default_factory=dict)
+    # Results depend on the order of float sums beyond rounding, so a data-parallel run (pmap,
+    # ZeRO) matches the single-device run only to a step's size, not to float tolerance.
+    order_sensitive: bool = False
+    # Some state leaf shaped like a param sits at that param's path, so it takes its layout
+    # (False for Shampoo: its per-leaf records hold a vector's diagonal statistic in a field).
+    state_follows_params: bool = True
 
     def make(self, **overrides: Any) -> optix.GradientTransformation:
         kwargs = {**self.kwargs, **overrides}
@@ -97,6 +103,196 @@ CASES: list[Case] = [
         "optax",
         lr=_lr(0.05, 1e-3, 1.0),
     ),
+    # zoo-C: schedule-free, parameter-free (learning_rate multiplies the estimated step) and SAM
+    Case(
+        "schedule_free_sgd",
+        optix.schedule_free_sgd,
+        {"learning_rate": 0.05, "weight_decay": 1e-4},
+        "optax",
+        needs_params=True,
+        lr=_lr(0.1, 1e-3, 1.0),
+    ),
+    Case(
+        "schedule_free_adamw",
+        optix.schedule_free_adamw,
+        {"learning_rate": 1e-2, "warmup_steps": 5, "weight_decay": 1e-4},
+        "optax",
+        needs_params=True,
+        lr=_lr(0.05, 0.02, 0.05),
+    ),
+    Case(
+        "prodigy",
+        optix.prodigy,
+        {"learning_rate": 1.0, "weight_decay": 1e-4},
+        "optax",
+        needs_params=True,
+        lr=_lr(1.0, 1.0, 1.0),
+    ),
+    Case(
+        "dadapt_adamw",
+        optix.dadapt_adamw,
+        {"learning_rate": 1.0, "weight_decay": 1e-4},
+        "optax",
+        needs_params=True,
+        lr=_lr(1.0, 1.0, 1.0),
+    ),
+    Case(
+        "sam",
+        lambda learning_rate, rho=0.01: optix.sam(optix.adam(learning_rate), rho=rho),
+        {"learning_rate": 1e-2},
+        "optax",
+        needs_params=True,
+        lr=_lr(0.05, 0.02, 0.05),
+    ),
+    # zoo-E: L-BFGS. The contract suite passes no objective, so this case has no line search:
+    # a fixed step length `learning_rate` along the L-BFGS direction (pairs with s.y <= 0 are
+    # skipped). The line searches are tested in tests/test_lbfgs.py and tests/test_linesearch.py.
+    Case(
+        "lbfgs",
+        optix.lbfgs,
+        {"learning_rate": 0.5, "linesearch": None},
+        "optax",
+        needs_params=True,
+        lr=_lr(1.0, 0.5, 1.0),
+    ),
+    # zoo-A: elementwise zoo (Adam variants and sign methods); tests/test_zoo_elementwise.py
+    Case("adabelief", optix.adabelief, {"learning_rate": 1e-2}, "optax", lr=_lr(0.05, 0.05, 0.05)),
+    Case("yogi", optix.yogi, {"learning_rate": 1e-2}, "optax", lr=_lr(0.05, 0.1, 0.05)),
+    Case(
+        "adopt",
+        optix.adopt,
+        {"learning_rate": 1e-2},
+        "optax",
+        supports_complex=False,  # the t^(1/4) clipping is undefined for complex numbers
+        lr=_lr(0.05, 0.2, 0.05),
+    ),
+    Case(
+        "ademamix",
+        optix.ademamix,
+        {"learning_rate": 1e-2, "weight_decay": 1e-4},
+        "optax",
+        needs_params=True,
+        lr=_lr(0.1, 0.02, 0.05),
+    ),
+    Case(
+        "adan",
+        optix.adan,
+        {"learning_rate": 1e-2, "weight_decay": 1e-4},
+        "numpy",  # optax's adan weights the gradient difference differently (see the test file)
+        needs_params=True,
+        lr=_lr(0.1, 0.01, 0.05),
+    ),
+    Case(
+        "lion",
+        optix.lion,
+        {"learning_rate": 1e-3, "weight_decay": 1e-4},
+        "optax",
+        needs_params=True,
+        lr=_lr(0.01, 0.005, 0.02),
+    ),
+    Case("sign_sgd", optix.sign_sgd, {"learning_rate": 1e-2}, "optax", lr=_lr(0.01, 1e-3, 0.02)),
+    Case("signum", optix.signum, {"learning_rate": 1e-2}, "optax", lr=_lr(0.02, 2e-3, 0.02)),
+    Case(
+        "rprop",
+        optix.rprop,
+        {"learning_rate": 1e-2},
+        "torch",
+        supports_complex=False,  # compares gradient signs
+        lr=_lr(0.01, 0.01, 0.01),
+    ),
+    # zoo-B: layer-wise (trust ratio) and factored optimizers; tests/test_zoo_layerwise.py and
+    # tests/test_zoo_factored.py
+    Case(
+        "lamb",
+        optix.lamb,
+        {"learning_rate": 1e-2, "weight_decay": 1e-4},
+        "optax",
+        needs_params=True,
+        lr=_lr(0.03, 0.01, 0.03),
+    ),
+    Case(
+        "lars",
+        optix.lars,
+        {"learning_rate": 1e-2, "weight_decay": 1e-4, "trust_coefficient": 1.0},
+        "optax",
+        needs_params=True,
+        lr=_lr(0.003, 0.001, 0.03),
+    ),
+    Case(
+        "novograd",
+        optix.novograd,
+        {"learning_rate": 1e-2, "weight_decay": 1e-4},
+        "optax",
+        needs_params=True,
+        lr=_lr(0.01, 0.003, 0.03),
+    ),
+    Case(
+        "fromage",
+        optix.fromage,
+        {"learning_rate": 1e-2},
+        "optax",
+        needs_params=True,
+        lr=_lr(0.03, 0.01, 0.1),
+    ),
+    Case(
+        "adafactor",
+        optix.adafactor,
+        {"learning_rate": 0.1},
+        "optax",
+        needs_params=True,
+        lr=_lr(0.1, 0.03, 0.1),
+    ),
+    Case(
+        "adafactor_factored_momentum",
+        optix.adafactor,
+        {
+            "learning_rate": 0.01,
+            "min_dim_size_to_factor": 2,  # factors the (3, 4) layer
+            "momentum": 0.9,
+            "multiply_by_parameter_scale": False,
+            "weight_decay_rate": 1e-4,
+        },
+        "optax",
+        needs_params=True,
+        lr=_lr(0.03, 0.01, 0.03),
+    ),
+    Case("sm3", optix.sm3, {"learning_rate": 0.1}, "numpy", lr=_lr(0.3, 0.3, 0.3)),
+    # end zoo-B
+    # zoo-D: matrix optimizers; tests/test_zoo_matrix.py. Muon is checked against torch and optax;
+    # Shampoo and SOAP (in optax neither) against NumPy transcriptions of the papers' algorithms.
+    Case(
+        "muon",
+        optix.muon,
+        {"learning_rate": 0.02, "weight_decay": 1e-4},
+        "torch",
+        supports_complex=False,
+        needs_params=True,
+        lr=_lr(0.02, 0.02, 0.05),
+    ),
+    Case(
+        "shampoo",
+        optix.shampoo,
+        {"learning_rate": 0.1, "precondition_frequency": 2, "block_size": 2},
+        "numpy",
+        supports_complex=False,
+        state_follows_params=False,
+        # inverse roots of a rank-deficient statistic (damped by eps) amplify rounding
+        order_sensitive=True,
+        lr=_lr(0.1, 0.3, 0.3),
+    ),
+    Case(
+        "soap",
+        optix.soap,
+        {"learning_rate": 1e-2, "weight_decay": 1e-4, "precondition_frequency": 2},
+        "numpy",
+        supports_complex=False,
+        needs_params=True,
+        lr=_lr(0.01, 0.01, 0.03),
+        # Adam in the eigenbasis of a rank-deficient statistic: the null-space eigenvectors are
+        # arbitrary, and Adam scales the rounding-level gradient there up to a full step.
+        order_sensitive=True,
+    ),
+    # end zoo-D
 ]
 
 BY_NAME = {case.name: case for case in CASES}

@@ -39,7 +39,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 NAMESPACES = (optix, optix.schedules, optix.sharding)
 # Public functions that are helpers rather than factories of transforms or schedules.
-NOT_FACTORIES = {"optix.averaged_params", "optix.noise_key"}
+# Public helpers in the transform modules that are not factories of a GradientTransformation.
+NOT_FACTORIES = {
+    "optix.averaged_params",
+    "optix.noise_key",
+    "optix.schedule_free_eval_params",
+    "optix.value_and_grad_from_state",
+}
 EXAMPLE_SECTION = re.compile(r"^[ \t]*Examples?:[ \t]*\n((?:[ \t]*\n|[ \t]+.*\n?)*)", re.MULTILINE)
 
 

@@ -83,7 +83,7 @@ def _main() -> None:
             params, state = pstep(params, state, shard(x[t]), shard(y[t]))
         return params
 
-    def compare(tx):
+    def compare(tx, atol=2e-6):
         want = single(tx)
         got = parallel(tx)
         ok = True
@@ -92,10 +92,16 @@ def _main() -> None:
             # every replica holds the same params ...
             ok &= bool(np.all(g == g[:1]))
             # ... equal to one device on the whole batch, up to the order of the float sums
-            ok &= bool(np.allclose(g[0], np.asarray(w), rtol=2e-5, atol=2e-6))
+            ok &= bool(np.allclose(g[0], np.asarray(w), rtol=2e-5, atol=atol))
         return {"ok": ok}
 
-    results = {case.name: compare(case.make()) for case in CASES}
+    # An order-sensitive case (see tests/cases.py) agrees to within twice its steps' size.
+    results = {
+        case.name: compare(
+            case.make(), 2 * STEPS * case.kwargs["learning_rate"] if case.order_sensitive else 2e-6
+        )
+        for case in CASES
+    }
     max_norm = 0.05
     tx = optix.chain(optix.clip_by_global_norm(max_norm), optix.adam(1e-2))
     results["clip_by_global_norm+adam"] = compare(tx)

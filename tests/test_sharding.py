@@ -172,7 +172,9 @@ def _child_layout(mesh):
                 if not np.array_equal(np.asarray(got), np.asarray(ref)):
                     errors.append(f"{label} {where}: values differ")
         param_shapes = {x.shape for x in jax.tree.leaves(params) if x.ndim}
-        if n_split == 0 and any(x.shape in param_shapes for x in jax.tree.leaves(abstract)):
+        follows = BY_NAME[name].state_follows_params if name in BY_NAME else True
+        shaped_like = any(x.shape in param_shapes for x in jax.tree.leaves(abstract))
+        if follows and n_split == 0 and shaped_like:
             errors.append("no state leaf took a param's sharding")
         if name.endswith("/sgd_l2"):
             problems[name] = errors  # the layout only: one jitted step per wrapper is enough
@@ -252,9 +254,9 @@ def _child_zero(mesh):
             params, state = step(params, state, x, y)
         return params, state
 
-    def close(a, b):
+    def close(a, b, atol=1e-6):
         return all(
-            np.allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-6)
+            np.allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=atol)
             for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
         )
 
@@ -301,7 +303,6 @@ def _child_zero(mesh):
 
     # every optimizer of the registry under the wrapper equals its unsharded run (all stepped by
     # one jitted function, to compile once)
-    names = [case.name for case in CASES]
     txs = [case.make() for case in CASES]
     ztxs = [zero(t, mesh) for t in txs]
 
@@ -331,8 +332,10 @@ def _child_zero(mesh):
     ref_list = train_many(txs, params0, shard_batch=False)
     with jax.set_mesh(mesh):
         got_list = train_many(ztxs, jax.device_put(params0, rep), shard_batch=True)
-    for name, got, want in zip(names, got_list, ref_list, strict=True):
-        cases[name] = close(got, want)
+    for case, got, want in zip(CASES, got_list, ref_list, strict=True):
+        # an order-sensitive case (see tests/cases.py) agrees to within twice its steps' size
+        atol = 2 * xs.shape[0] * case.kwargs["learning_rate"] if case.order_sensitive else 1e-6
+        cases[case.name] = close(got, want, atol)
     out["cases"] = cases
     return out
 

@@ -35,7 +35,7 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 def one_cycle(
     total_steps: int,
     peak_value: ArrayLike,
-    pct_start: float = 0.3,
+    pct_start: ArrayLike = 0.3,
     div_factor: ArrayLike = 25.0,
     final_div_factor: ArrayLike = 1e4,
     *,
@@ -81,6 +81,10 @@ def one_cycle(
     _validate.check_positive("div_factor", div_factor)
     _validate.check_positive("final_div_factor", final_div_factor)
     _check_choice("anneal", anneal, _ANNEALS)
+    pct = _validate.concrete_float(pct_start)  # it places the phase boundaries: must be concrete
+    if pct is None:
+        raise TypeError(f"`pct_start` must be a concrete number; got {pct_start!r}")
+    pct_start = pct
     if not 0.0 < pct_start < 1.0 or pct_start * total_steps <= 1.0:
         raise ValueError(
             f"`pct_start` must be in (0, 1) with `pct_start * total_steps` > 1 so that the warm-up "

@@ -10,6 +10,7 @@ from jax.typing import DTypeLike
 
 from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
+from optix._fusable import mark_elementwise
 from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype
 
 
@@ -115,7 +116,7 @@ def scale_by_adam(
             )
         return updates, ScaleByAdamState(hyperparams, mu, nu, nu_max)
 
-    return GradientTransformation(init, update)
+    return mark_elementwise(GradientTransformation(init, update))
 
 
 class ScaleByAdamaxState(NamedTuple):
@@ -180,7 +181,7 @@ def scale_by_adamax(
         updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleByAdamaxState(hyperparams, mu, nu)
 
-    return GradientTransformation(init, update)
+    return mark_elementwise(GradientTransformation(init, update))
 
 
 class ScaleByNadamState(NamedTuple):
@@ -252,7 +253,7 @@ def scale_by_nadam(
         updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleByNadamState(hyperparams, mu, nu, mu_product)
 
-    return GradientTransformation(init, update)
+    return mark_elementwise(GradientTransformation(init, update))
 
 
 class ScaleByRadamState(NamedTuple):
@@ -331,4 +332,4 @@ def scale_by_radam(
         updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleByRadamState(hyperparams, mu, nu)
 
-    return GradientTransformation(init, update)
+    return mark_elementwise(GradientTransformation(init, update))

@@ -9,6 +9,7 @@ from jax.typing import ArrayLike, DTypeLike
 
 from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
+from optix._fusable import mark_elementwise
 from optix._hyperparams import Hyperparams, HyperparamState
 
 
@@ -92,7 +93,7 @@ def scale_by_rms(
             (updates, nu), mu = _tree.map_leaves(plain, updates, state.nu, n_out=2), None
         return updates, ScaleByRmsState(hyperparams, nu, mu)
 
-    return GradientTransformation(init, update)
+    return mark_elementwise(GradientTransformation(init, update))
 
 
 class ScaleByAdagradState(NamedTuple):
@@ -148,7 +149,7 @@ def scale_by_adagrad(
         updates, acc = _tree.map_leaves(leaf, updates, state.sum_of_squares, n_out=2)
         return updates, ScaleByAdagradState(hyperparams, acc)
 
-    return GradientTransformation(init, update)
+    return mark_elementwise(GradientTransformation(init, update))
 
 
 class ScaleByAdadeltaState(NamedTuple):
@@ -211,4 +212,4 @@ def scale_by_adadelta(
         updates, e_g, e_x = _tree.map_leaves(leaf, updates, state.e_g, state.e_x, n_out=3)
         return updates, ScaleByAdadeltaState(hyperparams, e_g, e_x)
 
-    return GradientTransformation(init, update)
+    return mark_elementwise(GradientTransformation(init, update))

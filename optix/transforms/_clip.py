@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule
+from optix._fusable import mark_elementwise
 from optix._hyperparams import Hyperparams, HyperparamState
 from optix.transforms._common import hyperparams_only
 
@@ -43,7 +44,9 @@ def clip(max_delta: ScalarOrSchedule) -> GradientTransformation:
     def apply(updates, params, hp):
         return _tree.map_leaves(lambda u: leaf(u, hp["max_delta"]), updates)
 
-    return hyperparams_only("clip", ClipState, Hyperparams(max_delta=max_delta), apply)
+    return mark_elementwise(
+        hyperparams_only("clip", ClipState, Hyperparams(max_delta=max_delta), apply)
+    )
 
 
 class ClipByGlobalNormState(NamedTuple):
@@ -79,4 +82,6 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
         return _tree.map_leaves(lambda u: (_tree.upcast(u) * factor).astype(u.dtype), updates)
 
     spec = Hyperparams(max_norm=max_norm)
-    return hyperparams_only("clip_by_global_norm", ClipByGlobalNormState, spec, apply)
+    # The global norm ignores leaf boundaries, so it is the same on packed buffers.
+    tx = hyperparams_only("clip_by_global_norm", ClipByGlobalNormState, spec, apply)
+    return mark_elementwise(tx)

@@ -9,6 +9,7 @@ from jax.typing import DTypeLike
 
 from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
+from optix._fusable import mark_elementwise
 from optix._hyperparams import Hyperparams, HyperparamState
 
 
@@ -78,4 +79,4 @@ def scale_by_momentum(
         updates, trace = _tree.map_leaves(leaf, updates, state.trace, n_out=2)
         return updates, ScaleByMomentumState(hyperparams, trace)
 
-    return GradientTransformation(init, update)
+    return mark_elementwise(GradientTransformation(init, update))

@@ -12,6 +12,7 @@ from jax.typing import ArrayLike
 
 from optix import _paths, _tree, _validate
 from optix._base import GradientTransformation, Params, ScalarOrSchedule
+from optix._fusable import mark_elementwise
 from optix._hyperparams import Hyperparams, HyperparamState
 from optix.transforms._common import hyperparams_only
 
@@ -76,7 +77,7 @@ def add_decayed_weights(
             _paths.resolve(mask, params, "`add_decayed_weights` mask")
 
     spec = Hyperparams(weight_decay=weight_decay)
-    return hyperparams_only(
+    tx = hyperparams_only(
         "add_decayed_weights",
         AddDecayedWeightsState,
         spec,
@@ -84,6 +85,8 @@ def add_decayed_weights(
         needs_params=True,
         check_init=check_mask,
     )
+    # A mask refers to leaves by path, which packed buffers do not have.
+    return mark_elementwise(tx) if mask is None else tx
 
 
 class AddNoiseState(NamedTuple):

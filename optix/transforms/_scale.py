@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from optix import _tree, _validate
 from optix._base import EmptyState, GradientTransformation, OptState, ScalarOrSchedule, Updates
+from optix._fusable import mark_elementwise
 from optix._hyperparams import Hyperparams, HyperparamState
 from optix.transforms._common import hyperparams_only
 
@@ -28,7 +29,8 @@ def _scaling(
     def apply(updates, params, hp):
         return _multiply(updates, sign * hp[name])
 
-    return hyperparams_only(transform, state_cls, Hyperparams(**{name: value}), apply)
+    tx = hyperparams_only(transform, state_cls, Hyperparams(**{name: value}), apply)
+    return mark_elementwise(tx)
 
 
 class ScaleState(NamedTuple):
@@ -116,4 +118,4 @@ def scale_by_sign() -> GradientTransformation:
         _validate.check_float_leaves(updates, "`scale_by_sign` updates")
         return jax.tree.map(jnp.sign, updates), state
 
-    return GradientTransformation(init, update)
+    return mark_elementwise(GradientTransformation(init, update))

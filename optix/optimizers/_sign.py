@@ -1,0 +1,149 @@
+"""Sign-based optimizers: Lion, signSGD, Signum, Rprop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from jax.typing import DTypeLike
+
+from optix._base import GradientTransformation, Params, ScalarOrSchedule
+from optix._chain import chain
+from optix.transforms._regularize import add_decayed_weights
+from optix.transforms._scale import scale_by_sign, scale_lr
+from optix.transforms._sign import scale_by_lion, scale_by_rprop, scale_by_signum
+
+
+def lion(
+    learning_rate: ScalarOrSchedule,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.99,
+    weight_decay: ScalarOrSchedule = 1e-3,
+    mask: Any | Callable[[Params], Any] | None = None,
+    *,
+    mu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    """Lion: the sign of an interpolated momentum, with decoupled weight decay.
+
+    .. math::
+        \\theta_t = \\theta_{t-1} - \\eta \\big(
+        \\mathrm{sign}(\\beta_1 m_{t-1} + (1-\\beta_1) g_t) + \\lambda \\theta_{t-1}\\big), \\quad
+        m_t = \\beta_2 m_{t-1} + (1-\\beta_2) g_t
+
+    Every coordinate moves by ``eta``, so Lion wants a learning rate 3-10x smaller than AdamW's,
+    and a weight decay 3-10x larger for the same ``eta * lambda``. The decay is multiplied by the
+    learning rate, as in the paper's Program 1 and optax's ``lion`` (whose defaults these are).
+
+    Args:
+      learning_rate: step size ``eta`` >= 0, or a schedule.
+      b1: weight of the momentum in the step's sign, in [0, 1).
+      b2: momentum decay, in [0, 1).
+      weight_decay: ``lambda`` >= 0.
+      mask: which params decay (see :func:`adamw`).
+      mu_dtype: dtype of the momentum (``jnp.bfloat16`` halves Lion's only buffer).
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> tx = optix.lion(1e-2, weight_decay=0.0)
+      >>> updates, state = tx.update({"w": jnp.array([0.5, -0.5])}, tx.init(params), params)
+      >>> optix.apply_updates(params, updates)["w"]
+      Array([ 0.99, -1.99], dtype=float32)
+
+    Reference: Chen et al., "Symbolic discovery of optimization algorithms", NeurIPS 2023.
+    """
+    return chain(
+        scale_by_lion(b1, b2, mu_dtype=mu_dtype),
+        add_decayed_weights(weight_decay, mask),
+        scale_lr(learning_rate),
+    )
+
+
+def sign_sgd(learning_rate: ScalarOrSchedule) -> GradientTransformation:
+    """signSGD: step by the sign of each gradient component.
+
+    .. math:: \\theta_t = \\theta_{t-1} - \\eta\\, \\mathrm{sign}(g_t)
+
+    For complex leaves ``sign(z) = z / |z|``. Matches optax's ``sign_sgd``.
+
+    Args:
+      learning_rate: step size >= 0, or a schedule.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.sign_sgd(0.1)
+      >>> tx.update(jnp.array([-3.0, 2.0]), tx.init(jnp.zeros(2)))[0]
+      Array([ 0.1, -0.1], dtype=float32)
+
+    Reference: Bernstein et al., "signSGD: compressed optimisation for non-convex problems",
+    ICML 2018.
+    """
+    return chain(scale_by_sign(), scale_lr(learning_rate))
+
+
+def signum(
+    learning_rate: ScalarOrSchedule,
+    beta: ScalarOrSchedule = 0.9,
+    *,
+    mu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    """Signum: signSGD with momentum, stepping by the sign of a gradient EMA.
+
+    .. math::
+        m_t = \\beta m_{t-1} + (1-\\beta) g_t, \\qquad
+        \\theta_t = \\theta_{t-1} - \\eta\\, \\mathrm{sign}(m_t)
+
+    See :func:`scale_by_signum`; matches optax's ``signum``. For weight decay, chain
+    :func:`add_decayed_weights` in front (the paper's form, decay inside the sign).
+
+    Args:
+      learning_rate: step size >= 0, or a schedule.
+      beta: momentum decay in [0, 1).
+      mu_dtype: dtype of the momentum; default: the param's.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.signum(0.1)
+      >>> tx.update(jnp.array([-3.0, 2.0]), tx.init(jnp.zeros(2)))[0]
+      Array([ 0.1, -0.1], dtype=float32)
+
+    Reference: Bernstein et al., "signSGD: compressed optimisation for non-convex problems",
+    ICML 2018, Algorithm 1 (Signum).
+    """
+    return chain(scale_by_signum(beta, mu_dtype=mu_dtype), scale_lr(learning_rate))
+
+
+def rprop(
+    learning_rate: ScalarOrSchedule = 1e-2,
+    eta_minus: ScalarOrSchedule = 0.5,
+    eta_plus: ScalarOrSchedule = 1.2,
+    min_step_size: ScalarOrSchedule = 1e-6,
+    max_step_size: ScalarOrSchedule = 50.0,
+) -> GradientTransformation:
+    """Rprop: per-element step sizes grown while the gradient keeps its sign, cut when it flips.
+
+    .. math::
+        s_t = \\mathrm{clip}(s_{t-1} \\eta^{\\pm}, s_{min}, s_{max}), \\qquad
+        \\theta_t = \\theta_{t-1} - s_t\\, \\mathrm{sign}(g_t)
+
+    with ``eta_plus`` after agreeing signs, ``eta_minus`` after a flip (which skips that
+    element's step and its next adaptation: iRprop-). ``learning_rate`` is the initial step
+    size; see :func:`scale_by_rprop`, which this is (it produces the step itself). Matches
+    torch.optim.Rprop, defaults included; optax 0.2.8's ``rprop`` applies each step one update
+    late. Rprop is a full-batch method: the step sizes assume gradient signs that are not noise.
+
+    Args:
+      learning_rate: initial step size >= 0, or a schedule (it scales every step size).
+      eta_minus: factor in (0, 1) after a sign flip; eta_plus: factor > 1 after agreement.
+      min_step_size, max_step_size: bounds on each step size.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.rprop(0.1)
+      >>> tx.update(jnp.array([-3.0, 2.0]), tx.init(jnp.zeros(2)))[0]
+      Array([ 0.1, -0.1], dtype=float32)
+
+    Reference: Riedmiller & Braun, "A direct adaptive method for faster backpropagation
+    learning: the RPROP algorithm", ICNN 1993.
+    """
+    return scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size)

@@ -1,0 +1,71 @@
+"""Fromage: steps of a fixed size relative to each layer's weights, with norm-preserving shrinkage."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, ScalarOrSchedule
+from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix.transforms._common import hyperparams_only
+from optix.transforms._trust_ratio import trust_ratio
+
+
+class ScaleByFromageState(NamedTuple):
+    """State of :func:`scale_by_fromage`: its hyperparameters only."""
+
+    hyperparams: HyperparamState  # learning_rate, min_norm
+
+
+register_rules(ScaleByFromageState, min_norm=_validate.check_nonnegative)
+
+
+def scale_by_fromage(
+    learning_rate: ScalarOrSchedule, min_norm: ScalarOrSchedule = 1e-6
+) -> GradientTransformation:
+    """The Fromage step: a relative gradient step per leaf, then a shrink by ``sqrt(1 + eta^2)``.
+
+    .. math::
+        \\theta_{t} = \\frac{1}{\\sqrt{1+\\eta^2}} \\Big(\\theta_{t-1} - \\eta \\,
+        \\frac{\\lVert \\theta_{t-1} \\rVert}{\\lVert g_t \\rVert} g_t\\Big), \\qquad
+        u_t = \\theta_t - \\theta_{t-1}
+
+    Norms are per leaf, floored at ``min_norm``. This transform needs the learning rate inside
+    (the shrink factor depends on it), so it returns the final step and holds ``learning_rate``
+    in its own hyperparameters; do not chain :func:`optix.scale_lr` after it. The shrink term
+    ``(1/sqrt(1+eta^2) - 1) theta`` is computed as ``-eta^2 / (r (1 + r)) theta`` with
+    ``r = sqrt(1+eta^2)``, which keeps full precision in float32 for small ``eta`` (the direct
+    difference loses about three digits at ``eta = 0.01``).
+
+    Args:
+      learning_rate: ``eta`` >= 0, or a schedule.
+      min_norm: floor >= 0 for the param and gradient norms.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.scale_by_fromage(0.01)
+      >>> state = tx.init({"w": jnp.ones(3)})
+
+    Reference: Bernstein, Vahdat, Yue & Liu, "On the distance between two neural networks and the
+    stability of learning", NeurIPS 2020.
+    """
+    _validate.check_nonnegative("learning_rate", learning_rate)
+    _validate.check_nonnegative("min_norm", min_norm)
+    spec = Hyperparams(learning_rate=learning_rate, min_norm=min_norm)
+
+    def apply(updates, params, hp):
+        lr = hp["learning_rate"]
+        root = jnp.sqrt(1 + lr * lr)
+        # 1 - 1/root without the cancellation that costs float32 three digits for small lr
+        decay = lr * lr / (root * (1 + root))
+
+        def leaf(g, p):
+            r = trust_ratio(g, p, hp["min_norm"], 1, 0)
+            u = -(lr / root * r) * _tree.upcast(g) - decay * _tree.upcast(p)
+            return u.astype(g.dtype)
+
+        return _tree.map_leaves(leaf, updates, params)
+
+    return hyperparams_only("scale_by_fromage", ScaleByFromageState, spec, apply, needs_params=True)

@@ -1,0 +1,290 @@
+"""Line searches along an update direction: backtracking (Armijo), and the pieces every line
+search shares (reading ``value``/``grad``/``value_fn`` from ``update``'s keyword arguments, and
+:func:`value_and_grad_from_state`). The zoom (strong Wolfe) search is in ``_zoom_linesearch.py``.
+
+A line search is the last member of a chain: it receives a *step* ``u`` (already a descent
+direction, for example ``-lr * H g`` from ``chain(scale_by_lbfgs(), scale_lr(lr))``), picks a
+step length ``eta >= 0`` along it, and returns ``eta * u``. It flips no sign.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
+from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, register_rules
+from optix.transforms._lbfgs import tree_inner
+
+
+def value_dtype(params: Params) -> jnp.dtype:
+    """The real dtype values, slopes and step lengths are kept in: at least the hyperparameter
+    precision, and at least the (real) precision of every leaf."""
+    dtype = hyperparam_dtype()
+    for leaf in jax.tree.leaves(params):
+        dtype = _tree.wider(dtype, _tree.real_dtype(leaf.dtype))
+    return dtype
+
+
+def slope_along(grad: Updates, updates: Updates) -> jax.Array:
+    """The derivative of ``eta -> f(x + eta u)`` at the point where ``grad`` (as ``jax.grad``
+    returns it) was taken: ``Re sum(grad * u)``."""
+    return tree_inner(jax.tree.map(jnp.conj, grad), updates)
+
+
+def step_along(params: Params, eta: jax.Array, updates: Updates) -> Params:
+    """``params + eta * updates``, computed in at least float32, in each param's dtype."""
+    return _tree.map_leaves(
+        lambda p, u: (_tree.upcast(p) + eta * _tree.upcast(u)).astype(p.dtype), params, updates
+    )
+
+
+def scale_updates(eta: jax.Array, updates: Updates) -> Updates:
+    return _tree.map_leaves(lambda u: (eta * _tree.upcast(u)).astype(u.dtype), updates)
+
+
+def line_search_inputs(
+    transform: str, params: Any, value: Any, grad: Any, value_fn: Any, extra: dict
+) -> tuple[Callable, dict]:
+    """Check the keyword arguments a line search reads; return ``value_fn`` and the extra keyword
+    arguments it accepts (data batches, say), which it is called with."""
+    _validate.require_params(params, transform)
+    for name, given in (("value", value), ("grad", grad), ("value_fn", value_fn)):
+        if given is None:
+            raise ValueError(
+                f"`{transform}` needs `{name}=` passed to update: call `tx.update(grads, state, "
+                "params, value=value, grad=grad, value_fn=value_fn)` where `value, grad = "
+                "jax.value_and_grad(value_fn)(params)` (or `optix.value_and_grad_from_state`)."
+            )
+    if not callable(value_fn):
+        raise TypeError(f"`{transform}`: `value_fn` must be callable, got {type(value_fn)}")
+    try:
+        sig = inspect.signature(value_fn).parameters
+    except (TypeError, ValueError):
+        return value_fn, {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values()):
+        return value_fn, dict(extra)
+    return value_fn, {k: v for k, v in extra.items() if k in sig}
+
+
+def cast_like(tree: Any, like: Any) -> Any:
+    return jax.tree.map(lambda x, y: jnp.asarray(x).astype(y.dtype), tree, like)
+
+
+class BacktrackingInfo(NamedTuple):
+    """What the last backtracking search did."""
+
+    num_steps: jax.Array  # function evaluations made
+    decrease_error: jax.Array  # > 0: no step with sufficient decrease was found
+
+
+class ScaleByBacktrackingLinesearchState(NamedTuple):
+    """State of :func:`scale_by_backtracking_linesearch`."""
+
+    hyperparams: HyperparamState  # c1, decrease_factor, increase_factor, max_stepsize, atol, rtol
+    stepsize: jax.Array  # the step length accepted last
+    value: jax.Array  # f at the accepted point (inf before the first search)
+    grad: Updates | None  # grad f at the accepted point (only with store_grad)
+    info: BacktrackingInfo
+
+
+def scale_by_backtracking_linesearch(
+    max_backtracking_steps: int = 20,
+    c1: ScalarOrSchedule = 1e-4,
+    decrease_factor: ScalarOrSchedule = 0.8,
+    increase_factor: ScalarOrSchedule = 1.5,
+    max_stepsize: ScalarOrSchedule = 1.0,
+    atol: ScalarOrSchedule = 0.0,
+    rtol: ScalarOrSchedule = 0.0,
+    *,
+    store_grad: bool = False,
+) -> GradientTransformation:
+    """Scale a descent step ``u`` by the first ``eta`` that decreases ``f`` enough (Armijo).
+
+    .. math::
+        f(x + \\eta u) \\le (1 + \\delta_r) f(x) + c_1 \\eta \\, \\nabla f(x)^T u + \\delta_a
+
+    Trial steps are ``eta_0 = min(increase_factor * eta_prev, max_stepsize)``, then
+    ``eta_{i+1} = decrease_factor * eta_i`` (Nocedal & Wright, Algorithm 3.1), at most
+    ``max_backtracking_steps`` reductions. If no trial gives a finite value, the step is 0.
+    This matches optax's ``scale_by_backtracking_linesearch`` (``c1`` is its ``slope_rtol``).
+
+    ``update`` reads ``value`` (``f(x)``), ``grad`` (``grad f(x)``) and ``value_fn`` (``f``)
+    from its keyword arguments; further keyword arguments that ``value_fn`` accepts (a data
+    batch, say) are passed on to it.
+
+    Args:
+      max_backtracking_steps: the most reductions of the step per update (a Python int).
+      c1: sufficient-decrease constant in (0, 1).
+      decrease_factor: step reduction factor in (0, 1).
+      increase_factor: the first trial is this times the previous accepted step (>= 1 lets the
+        step grow back; ``inf`` always starts at ``max_stepsize``).
+      max_stepsize: the largest step length tried.
+      atol, rtol: absolute and relative slack in the decrease condition.
+      store_grad: also compute ``grad f`` at the accepted point and keep it (with the value) in
+        the state, for :func:`optix.value_and_grad_from_state`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optix
+      >>> f = lambda x: jnp.sum((x - 1.0) ** 2)
+      >>> tx = optix.chain(optix.sgd(1.0), optix.scale_by_backtracking_linesearch())
+      >>> x = jnp.zeros(3)
+      >>> state = tx.init(x)
+      >>> value, grad = jax.value_and_grad(f)(x)
+      >>> updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=f)
+      >>> bool(f(optix.apply_updates(x, updates)) < value)
+      True
+
+    Reference: Armijo, "Minimization of functions having Lipschitz continuous first partial
+    derivatives", Pacific J. Math. 1966; Nocedal & Wright, "Numerical Optimization", Alg. 3.1.
+    """
+    _validate.check_int("max_backtracking_steps", max_backtracking_steps, minimum=0)
+    _validate.check_open_unit_interval("c1", c1)
+    _validate.check_open_unit_interval("decrease_factor", decrease_factor)
+    _validate.check_positive("increase_factor", increase_factor)
+    _validate.check_positive("max_stepsize", max_stepsize)
+    _validate.check_nonnegative("atol", atol)
+    _validate.check_nonnegative("rtol", rtol)
+    spec = Hyperparams(
+        c1=c1,
+        decrease_factor=decrease_factor,
+        increase_factor=increase_factor,
+        max_stepsize=max_stepsize,
+        atol=atol,
+        rtol=rtol,
+    )
+    name = "scale_by_backtracking_linesearch"
+
+    def init(params):
+        _validate.check_float_leaves(params, f"`{name}` params")
+        dt = value_dtype(params)
+        return ScaleByBacktrackingLinesearchState(
+            hyperparams=spec.init(),
+            stepsize=jnp.ones([], dt),
+            value=jnp.full([], jnp.inf, dt),
+            grad=_tree.zeros_like(params) if store_grad else None,
+            info=BacktrackingInfo(jnp.zeros([], jnp.int32), jnp.full([], jnp.inf, dt)),
+        )
+
+    def update(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra):
+        fn, fn_kwargs = line_search_inputs(name, params, value, grad, value_fn, extra)
+        _validate.check_updates(updates, params, name)
+        hp, hyperparams = spec.step(state.hyperparams)
+        dt = state.value.dtype
+        hp = {k: v.astype(dt) for k, v in hp.items()}
+        value0 = jnp.asarray(value).astype(dt)
+        slope = slope_along(cast_like(grad, params), updates).astype(dt)
+
+        def decrease_error(eta, new_value):
+            err = new_value - (1 + hp["rtol"]) * value0 - eta * hp["c1"] * slope
+            return jnp.maximum(jnp.where(jnp.isnan(err), jnp.inf, err), 0)
+
+        def cond(carry):
+            eta, _, err, i = carry
+            return ~(err <= hp["atol"]) & (i <= max_backtracking_steps)
+
+        def body(carry):
+            eta, _, _, i = carry
+            eta = jnp.where(i > 0, hp["decrease_factor"] * eta, eta)
+            new_value = jnp.asarray(fn(step_along(params, eta, updates), **fn_kwargs)).astype(dt)
+            return eta, new_value, decrease_error(eta, new_value), i + 1
+
+        eta0 = jnp.minimum(hp["increase_factor"] * state.stepsize, hp["max_stepsize"])
+        start = (eta0, value0, jnp.full([], jnp.inf, dt), jnp.zeros([], jnp.int32))
+        eta, new_value, err, steps = jax.lax.while_loop(cond, body, start)
+        stuck = jnp.isinf(err)  # no finite value anywhere: do not move
+        eta = jnp.where(stuck, 0, eta).astype(dt)
+        new_value = jnp.where(stuck, value0, new_value)
+        new_grad = None
+        if store_grad:
+            new_grad = jax.lax.cond(
+                stuck,
+                lambda: cast_like(grad, params),
+                lambda: cast_like(
+                    jax.grad(fn)(step_along(params, eta, updates), **fn_kwargs), params
+                ),
+            )
+        new_state = ScaleByBacktrackingLinesearchState(
+            hyperparams, eta, new_value, new_grad, BacktrackingInfo(steps, err)
+        )
+        return scale_updates(eta, updates), new_state
+
+    return GradientTransformation(init, update)
+
+
+register_rules(
+    ScaleByBacktrackingLinesearchState,
+    c1=_validate.check_open_unit_interval,
+    decrease_factor=_validate.check_open_unit_interval,
+    increase_factor=_validate.check_positive,
+    max_stepsize=_validate.check_positive,
+)
+
+
+def _line_search_states(state: OptState) -> list[Any]:
+    from optix.transforms._zoom_linesearch import ScaleByZoomLinesearchState
+
+    kinds = (ScaleByZoomLinesearchState, ScaleByBacktrackingLinesearchState)
+    nodes = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, kinds))
+    return [n for n in nodes if isinstance(n, kinds)]
+
+
+def value_and_grad_from_state(
+    value_fn: Callable[..., jax.Array],
+) -> Callable[..., tuple[jax.Array, Updates]]:
+    """Like ``jax.value_and_grad(value_fn)``, reusing what the line search already computed.
+
+    A line search evaluates ``f`` and ``grad f`` at the point it accepts, which is the next
+    iterate, and keeps both in its state. The returned function ``(params, *args, state,
+    **kwargs) -> (value, grad)`` reads them from ``state`` (the whole optimizer state; the one
+    line-search state inside it is found by type), so each iteration costs no extra evaluation.
+    Before the first update the stored value is ``inf``, and then ``value_fn`` is evaluated
+    (inside a ``lax.cond``, so this works under ``jit``). Only valid for a deterministic
+    objective: with a changing data batch, call ``jax.value_and_grad`` instead.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> f = lambda x: jnp.sum((x - 1.0) ** 2)
+      >>> tx = optix.lbfgs()
+      >>> x = jnp.zeros(3)
+      >>> state = tx.init(x)
+      >>> value_and_grad = optix.value_and_grad_from_state(f)
+      >>> for _ in range(3):
+      ...     value, grad = value_and_grad(x, state=state)
+      ...     updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=f)
+      ...     x = optix.apply_updates(x, updates)
+      >>> float(f(x)) < 1e-10
+      True
+
+    Reference: the same protocol as optax's ``value_and_grad_from_state``.
+    """
+
+    def value_and_grad(
+        params: Params, *args: Any, state: OptState, **kwargs: Any
+    ) -> tuple[jax.Array, Updates]:
+        found = _line_search_states(state)
+        if len(found) != 1:
+            raise ValueError(
+                "value_and_grad_from_state needs an optimizer state with exactly one line-search "
+                f"state in it (from `scale_by_zoom_linesearch` or "
+                f"`scale_by_backtracking_linesearch`); found {len(found)}"
+            )
+        ls = found[0]
+        if ls.grad is None:
+            raise ValueError(
+                "the line search keeps no gradient: build it with "
+                "`scale_by_backtracking_linesearch(..., store_grad=True)`"
+            )
+
+        def fresh():
+            v, g = jax.value_and_grad(value_fn)(params, *args, **kwargs)
+            return jnp.asarray(v).astype(ls.value.dtype), cast_like(g, ls.grad)
+
+        return jax.lax.cond(jnp.isfinite(ls.value), lambda: (ls.value, ls.grad), fresh)
+
+    return value_and_grad

@@ -1,0 +1,268 @@
+"""Schedule-free learning: interpolation and averaging in place of momentum and lr decay."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from optix import _hyperparams, _paths, _tree, _validate
+from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
+from optix._chain import caller, check_transform
+from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype
+
+
+class ScheduleFreeState(NamedTuple):
+    """State of :func:`schedule_free`: the base sequence ``z`` and the averaging weights."""
+
+    hyperparams: HyperparamState  # learning_rate, b1, weight_lr_power; count is t
+    inner_state: OptState  # the base transform's state
+    z: Params  # the base iterate z_t, in its own dtype (at least float32 by default)
+    weight_sum: jax.Array  # sum of the averaging weights so far
+    max_lr: jax.Array  # the largest learning rate used so far
+    b1_last: jax.Array  # the b1 that built the current params y_t (1 before the first update)
+
+
+def schedule_free(
+    base: GradientTransformation,
+    learning_rate: ScalarOrSchedule,
+    b1: ScalarOrSchedule = 0.9,
+    weight_lr_power: ScalarOrSchedule = 2.0,
+    *,
+    warmup_steps: int = 0,
+    z_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    """Make ``base`` schedule-free: its steps drive a sequence ``z``, the params interpolate
+    between ``z`` and the running average ``x`` of ``z``, and ``x`` is the sequence to evaluate.
+
+    .. math::
+        y_t = \\beta_1 x_t + (1 - \\beta_1) z_t, \\quad
+        z_{t+1} = z_t - \\gamma_t d_t, \\quad
+        c_{t+1} = \\frac{\\gamma_{\\max,t}^{r}}{\\sum_{i \\le t} \\gamma_{\\max,i}^{r}}, \\quad
+        x_{t+1} = (1 - c_{t+1}) x_t + c_{t+1} z_{t+1}
+
+    where ``d_t`` is ``base``'s *direction* for the gradient ``g_t = grad f(y_t)`` (the params the
+    training loop holds are ``y``), ``gamma_t = learning_rate * min(1, t / warmup_steps)`` with
+    ``t = 1, 2, ...``, ``gamma_max,t`` the largest ``gamma`` so far and ``r = weight_lr_power``.
+    ``x_t`` is not stored: it is recovered from the params and ``z`` as ``(y_t - (1 - beta_1)
+    z_t) / beta_1``, which keeps memory at one extra buffer and stays exact if something else
+    moves the params. Read ``x`` with :func:`schedule_free_eval_params`. The returned update,
+    ``y_{t+1} - y_t``, is computed as ``c_{t+1} (z_t - y_t) - gamma_t (1 - beta_1 (1 - c_{t+1}))
+    d_t`` (the reference code's form), which avoids the cancellation of forming ``y_{t+1}`` first.
+
+    ``base`` gives a direction, not a step: it must not contain the learning rate (for SGD use
+    :func:`optix.identity`; for Adam, a second-moment scaling without momentum, as in
+    :func:`optix.schedule_free_adamw`). The wrapper owns the learning rate because the same
+    ``gamma_t`` scales the ``z`` step and the averaging weights. This differs from
+    ``optax.contrib.schedule_free``, whose base optimizer includes the learning rate and whose
+    warmup (when built from ``warmup_constant_schedule``) gives the base ``gamma_{t-1}`` but the
+    weights ``gamma_t``; optix uses ``gamma_t`` for both, as the authors' reference code does.
+
+    Args:
+      base: a transform producing a direction (no learning rate, no momentum).
+      learning_rate: ``gamma`` >= 0, or a schedule (without decay; warmup may be given here or
+        with ``warmup_steps``).
+      b1: interpolation ``beta_1`` in (0, 1).
+      weight_lr_power: ``r`` >= 0; the averaging weights are ``gamma_max^r`` (2 in the paper).
+      warmup_steps: length of the linear warmup of ``gamma`` (0: none).
+      z_dtype: dtype of ``z``; default: the param's dtype widened to at least float32.
+
+    Returns:
+      A transform with state :class:`ScheduleFreeState`; ``update`` needs ``params``.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.schedule_free(optix.identity(), learning_rate=0.1, b1=0.9)
+      >>> params = {"w": jnp.ones(2)}
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({"w": jnp.ones(2)}, state, params)
+      >>> optix.schedule_free_eval_params(state, optix.apply_updates(params, updates))["w"]
+      Array([0.9, 0.9], dtype=float32)
+
+    Reference: Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky, "The road less scheduled",
+    NeurIPS 2024.
+    """
+    check_transform(base, "`base`")
+    _validate.check_nonnegative("learning_rate", learning_rate)
+    _validate.check_open_unit_interval("b1", b1)
+    _validate.check_nonnegative("weight_lr_power", weight_lr_power)
+    _validate.check_int("warmup_steps", warmup_steps)
+    if z_dtype is not None:
+        jnp.dtype(z_dtype)
+    call_base = caller(base)
+    spec = Hyperparams(learning_rate=learning_rate, b1=b1, weight_lr_power=weight_lr_power)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`schedule_free` params")
+        inner = base.init(params)
+        if any(name == "learning_rate" for _, name, _, _ in _hyperparams._entries(inner)):
+            raise ValueError(
+                "`schedule_free`'s `base` contains a learning rate; give it a direction "
+                "(for example `optix.identity()`) and the learning rate to `schedule_free`"
+            )
+        z = jax.tree.map(lambda p: p.astype(_tree.state_dtype(p.dtype, z_dtype)), params)
+        zero = jnp.zeros([], hyperparam_dtype())
+        return ScheduleFreeState(spec.init(), inner, z, zero, zero, jnp.ones_like(zero))
+
+    def update(updates, state, params=None, **extra):
+        _validate.require_params(params, "schedule_free")
+        _validate.check_float_leaves(updates, "`schedule_free` updates")
+        _validate.check_same_structure(updates, params, "updates", "params")
+        _validate.check_same_structure(params, state.z, "params", "the `schedule_free` state")
+        hp, hyperparams = spec.step(state.hyperparams)
+        lr, beta = hp["learning_rate"], hp["b1"]
+        if warmup_steps > 0:
+            t = hyperparams.count.astype(lr.dtype)
+            lr = lr * jnp.minimum(t / warmup_steps, jnp.ones_like(t))
+        max_lr = jnp.maximum(state.max_lr, lr)
+        weight = max_lr ** hp["weight_lr_power"]
+        weight_sum = state.weight_sum + weight
+        positive = weight_sum > 0
+        ck = jnp.where(positive, weight / jnp.where(positive, weight_sum, 1), 0)
+        directions, inner_state = call_base(updates, state.inner_state, params, extra)
+        # y_{t+1} - y_t, written so that no two O(|y|) terms cancel:
+        # (1 - r (1 - c)) (z_t - y_t) - gamma (1 - beta (1 - c)) d_t, r = beta / beta_{t-1}.
+        coef_zy = 1 - (beta / state.b1_last) * (1 - ck)
+        coef_d = lr * (1 - beta * (1 - ck))
+
+        def leaf(g, d, y, z):
+            dc = _tree.upcast(d)
+            step = coef_zy * (z - _tree.upcast(y)) - coef_d * dc
+            return step.astype(g.dtype), (z - lr * dc).astype(z.dtype)
+
+        steps, z = _tree.map_leaves(leaf, updates, directions, params, state.z, n_out=2)
+        new_state = ScheduleFreeState(hyperparams, inner_state, z, weight_sum, max_lr, beta)
+        return steps, new_state
+
+    return GradientTransformation(init, update)
+
+
+_hyperparams.register_rules(
+    ScheduleFreeState,
+    b1=_validate.check_open_unit_interval,
+    weight_lr_power=_validate.check_nonnegative,
+)
+
+
+def _find(state: Any) -> list[tuple[tuple[str, ...], ScheduleFreeState]]:
+    flat = jax.tree_util.tree_flatten_with_path(
+        state, is_leaf=lambda x: isinstance(x, ScheduleFreeState)
+    )[0]
+    return [(_paths.parts(p), n) for p, n in flat if isinstance(n, ScheduleFreeState)]
+
+
+def schedule_free_eval_params(
+    state: OptState, params: Params, *, path: str | None = None
+) -> Params:
+    """The averaged sequence ``x`` of :func:`schedule_free`: the params to evaluate with.
+
+    .. math:: x_t = \\bigl(y_t - (1 - \\beta_1) z_t\\bigr) / \\beta_1
+
+    where ``y_t`` are the current ``params`` and ``beta_1`` is the value that built them. The
+    schedule-free state may sit anywhere in ``state`` (a chain, a partition, a wrapper such as
+    :func:`optix.skip_nonfinite`); leaves it does not cover (other labels of a partition) come back
+    unchanged. The result has the params' dtypes.
+
+    Args:
+      state: an optimizer state holding one schedule-free state, or several and ``path``.
+      params: the current params ``y_t``.
+      path: which schedule-free state to read when there are several: its ``/``-joined path, or
+        an address whose parts occur in it in order (``"main"`` in a partition).
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.skip_nonfinite(optix.schedule_free_sgd(0.5))
+      >>> params = jnp.zeros(2)
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(-jnp.ones(2), state, params)
+      >>> optix.schedule_free_eval_params(state, optix.apply_updates(params, updates))
+      Array([0.5, 0.5], dtype=float32)
+
+    Reference: Defazio et al., "The road less scheduled", NeurIPS 2024.
+    """
+    found = _find(state)
+    if path is not None:
+        address = tuple(p for p in path.split("/") if p)
+        found = [(p, n) for p, n in found if address and _paths.address_matches(address, p)]
+    if not found:
+        where = "" if path is None else f" at path {path!r}"
+        raise ValueError(
+            f"no schedule-free state{where} in this optimizer state; build the optimizer with "
+            "`optix.schedule_free(...)`, `optix.schedule_free_sgd` or `optix.schedule_free_adamw`"
+        )
+    if len(found) > 1:
+        hits = ", ".join("/".join(p) or "<root>" for p, _ in found)
+        raise ValueError(
+            f"several schedule-free states in this optimizer state: {hits}; choose one with "
+            "`schedule_free_eval_params(state, params, path=...)`"
+        )
+    node = found[0][1]
+    beta = node.b1_last
+    p_leaves, treedef = jax.tree.flatten(params, is_leaf=lambda x: x is None)
+    z_leaves = treedef.flatten_up_to(node.z)
+
+    def leaf(y, z):
+        if y is None or z is None:
+            return y
+        with jax.numpy_dtype_promotion("standard"):
+            yc = _tree.upcast(y)
+            x = yc + ((1 - beta) / beta) * (yc - z)
+        return x.astype(y.dtype)
+
+    return treedef.unflatten([leaf(y, z) for y, z in zip(p_leaves, z_leaves, strict=True)])
+
+
+class ScaleByDebiasedRmsState(NamedTuple):
+    """State of :func:`scale_by_debiased_rms`: the second-moment estimate."""
+
+    hyperparams: HyperparamState  # b2, eps; count is t
+    nu: Updates
+
+
+def scale_by_debiased_rms(
+    b2: ScalarOrSchedule = 0.999,
+    eps: ScalarOrSchedule = 1e-8,
+    *,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    """Divide by the root of the bias-corrected second moment: Adam without momentum.
+
+    .. math::
+        v_t = \\beta_2 v_{t-1} + (1 - \\beta_2) |g_t|^2, \\qquad
+        u_t = g_t / (\\sqrt{v_t / (1 - \\beta_2^t)} + \\epsilon)
+
+    This is the direction :func:`optix.schedule_free_adamw` feeds to :func:`schedule_free`
+    (``scale_by_adam(b1=0)`` computes the same, with an unused first moment).
+
+    Example:
+      >>> import optix
+      >>> tx = optix.schedule_free(optix.scale_by_debiased_rms(), learning_rate=1e-3)
+
+    Reference: Kingma & Ba, "Adam: a method for stochastic optimization", ICLR 2015.
+    """
+    _validate.check_unit_interval("b2", b2)
+    _validate.check_nonnegative("eps", eps)
+    spec = Hyperparams(b2=b2, eps=eps)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`scale_by_debiased_rms` params")
+        return ScaleByDebiasedRmsState(spec.init(), _tree.zeros_like(params, nu_dtype, real=True))
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.nu, "scale_by_debiased_rms")
+        hp, hyperparams = spec.step(state.hyperparams)
+        bc2 = _tree.bias_correction(hp["b2"], hyperparams.count)
+
+        def leaf(g, v):
+            gc = _tree.upcast(g)
+            v_new = hp["b2"] * v + (1 - hp["b2"]) * _tree.abs_sq(gc)
+            u = gc / (jnp.sqrt(v_new / bc2) + hp["eps"])
+            return u.astype(g.dtype), v_new.astype(v.dtype)
+
+        updates, nu = _tree.map_leaves(leaf, updates, state.nu, n_out=2)
+        return updates, ScaleByDebiasedRmsState(hyperparams, nu)
+
+    return GradientTransformation(init, update)

@@ -1,0 +1,257 @@
+"""SOAP: Adam run in the eigenbasis of Shampoo's preconditioner."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, ScalarOrSchedule, Updates
+from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix.transforms._shampoo import (
+    accumulate,
+    blocks,
+    check_real_leaves,
+    matmul,
+    matrix_shape,
+    set_blocks,
+    side_dims,
+)
+
+
+class SoapLeafState(NamedTuple):
+    """Per-leaf state of :func:`scale_by_soap`; tuples run over the leaf's blocks (empty for
+    leaves with fewer than two axes, which take plain Adam)."""
+
+    left: tuple  # L per block (None where that side is not rotated)
+    right: tuple  # R per block
+    left_basis: tuple  # Q_L per block: eigenvectors of L, largest eigenvalue first
+    right_basis: tuple  # Q_R per block
+
+
+class ScaleBySoapState(NamedTuple):
+    """State of :func:`scale_by_soap`."""
+
+    hyperparams: HyperparamState  # b1, b2, eps, shampoo_beta (if set)
+    mu: Updates  # Adam's first moment, in the parameter basis
+    nu: Updates  # Adam's second moment, in the eigenbasis (block by block)
+    leaves: Updates  # a SoapLeafState per leaf
+
+
+register_rules(ScaleBySoapState, shampoo_beta=_validate.check_unit_interval)
+
+
+def _eigh_basis(stat: jax.Array) -> jax.Array:
+    """Eigenvectors of a symmetric ``stat``, largest eigenvalue first (the authors' first basis)."""
+    return jnp.linalg.eigh(stat)[1][:, ::-1]
+
+
+def _power_qr(stat: jax.Array, basis: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One power-iteration step with QR from the current basis (the paper's basis refresh).
+
+    The columns are first put in decreasing order of their Rayleigh quotients ``q^T stat q``;
+    returns the new basis and that order, by which the second moment is permuted too."""
+    estimate = jnp.sum(basis * matmul(stat, basis), axis=0)
+    order = jnp.argsort(-estimate, stable=True)
+    q, _ = jnp.linalg.qr(matmul(stat, basis[:, order]))
+    return q, order
+
+
+def _leaf_layout(shape, block_size, max_precond_dim):
+    if len(shape) < 2:
+        return None
+    bl = blocks(matrix_shape(shape), block_size)
+    return bl, [tuple(d <= max_precond_dim for d in side_dims(b)) for b in bl]
+
+
+def scale_by_soap(
+    b1: ScalarOrSchedule = 0.95,
+    b2: ScalarOrSchedule = 0.95,
+    eps: ScalarOrSchedule = 1e-8,
+    shampoo_beta: ScalarOrSchedule | None = None,
+    *,
+    precondition_frequency: int = 10,
+    block_size: int | None = None,
+    max_precond_dim: int = 10000,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+    stat_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    """Adam in the slowly changing eigenbasis of Shampoo's statistics (SOAP).
+
+    For a matrix ``G`` with Shampoo statistics ``L, R`` and their eigenbases ``Q_L, Q_R``:
+
+    .. math::
+        G' = Q_L^T G Q_R, \\quad M_t = \\beta_1 M_{t-1} + (1-\\beta_1) G, \\quad
+        V_t = \\beta_2 V_{t-1} + (1-\\beta_2) G' \\odot G', \\\\
+        u_t = \\frac{\\sqrt{1-\\beta_2^t}}{1-\\beta_1^t} \\,
+        Q_L \\frac{Q_L^T M_t Q_R}{\\sqrt{V_t} + \\epsilon} Q_R^T, \\quad
+        L \\leftarrow \\beta_s L + (1-\\beta_s) G G^T, \\quad
+        R \\leftarrow \\beta_s R + (1-\\beta_s) G^T G
+
+    (Algorithm 3 of the paper). Every ``precondition_frequency`` steps the bases are refreshed by
+    one power-iteration step and a QR decomposition, ``Q <- QR(L Q)`` (the paper's Algorithm 4),
+    after ordering the columns by ``q^T L q`` and permuting ``V`` to match, as in the authors'
+    code. As there, the very first step only gathers ``L`` and ``R`` and computes the first bases
+    by ``eigh``; its update is zero, and ``t`` counts the steps after it. Leaves with 3 or more
+    axes are rotated as ``(prod(shape[:-1]), shape[-1])`` matrices (the authors' code rotates
+    every axis of a tensor); matrices can be cut into blocks of at most ``block_size`` per side,
+    each with its own bases; a block side longer than ``max_precond_dim`` is not rotated; scalar
+    and 1-D leaves take plain Adam (also with the first step skipped). ``M`` is kept in the
+    parameter basis, so a basis refresh needs no re-projection of it.
+
+    Args:
+      b1, b2: Adam's moment decays (the authors use 0.95 for both).
+      eps: Adam's ``epsilon``, added to ``sqrt(V)``.
+      shampoo_beta: decay ``beta_s`` of ``L`` and ``R``; None: ``b2``.
+      precondition_frequency: steps between basis refreshes.
+      block_size: largest block side; None: one block per leaf.
+      max_precond_dim: block sides longer than this keep the identity basis.
+      mu_dtype, nu_dtype: dtypes of ``M`` and ``V``; default: the param's.
+      stat_dtype: dtype of ``L``, ``R`` and the bases; default: the compute dtype (>= float32).
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.chain(optix.scale_by_soap(), optix.scale_lr(3e-3))
+      >>> state = tx.init({"w": jnp.zeros((4, 3)), "b": jnp.zeros(3)})
+
+    Reference: Vyas et al., "SOAP: improving and stabilizing Shampoo using Adam", ICLR 2025
+    (arXiv:2409.11321).
+    """
+    _validate.check_unit_interval("b1", b1)
+    _validate.check_unit_interval("b2", b2)
+    _validate.check_nonnegative("eps", eps)
+    _validate.check_int("precondition_frequency", precondition_frequency, 1)
+    if block_size is not None:
+        _validate.check_int("block_size", block_size, 1)
+    _validate.check_int("max_precond_dim", max_precond_dim, 0)
+    extra = {}
+    if shampoo_beta is not None:
+        _validate.check_unit_interval("shampoo_beta", shampoo_beta)
+        extra["shampoo_beta"] = shampoo_beta
+    spec = Hyperparams(b1=b1, b2=b2, eps=eps, **extra)
+    is_leaf_state = lambda x: isinstance(x, SoapLeafState)  # noqa: E731
+
+    def leaf_init(p):
+        dtype = jnp.dtype(stat_dtype) if stat_dtype is not None else _tree.compute_dtype(p.dtype)
+        layout = _leaf_layout(p.shape, block_size, max_precond_dim)
+        if layout is None:
+            return SoapLeafState((), (), (), ())
+        bl, sides = layout
+        dims = [side_dims(b) for b in bl]
+        zero = lambda n, on: jnp.zeros((n, n), dtype) if on else None  # noqa: E731
+        eye = lambda n, on: jnp.eye(n, dtype=dtype) if on else None  # noqa: E731
+        pairs = list(zip(dims, sides, strict=True))
+        return SoapLeafState(
+            tuple(zero(r, s[0]) for (r, _), s in pairs),
+            tuple(zero(c, s[1]) for (_, c), s in pairs),
+            tuple(eye(r, s[0]) for (r, _), s in pairs),
+            tuple(eye(c, s[1]) for (_, c), s in pairs),
+        )
+
+    def init(params):
+        check_real_leaves(params, "scale_by_soap")
+        return ScaleBySoapState(
+            spec.init(),
+            _tree.zeros_like(params, mu_dtype),
+            _tree.zeros_like(params, nu_dtype),
+            jax.tree.map(leaf_init, params),
+        )
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.mu, "scale_by_soap")
+        check_real_leaves(updates, "scale_by_soap")
+        _validate.check_same_structure(
+            updates,
+            jax.tree.map(lambda _: 0, state.leaves, is_leaf=is_leaf_state),
+            "updates",
+            "the `scale_by_soap` state",
+        )
+        hp, hyperparams = spec.step(state.hyperparams)
+        b1_, b2_ = hp["b1"], hp["b2"]
+        beta_s = hp.get("shampoo_beta", b2_)
+        count = state.hyperparams.count  # steps before this one; the first only gathers stats
+        first = count == 0
+        t = jnp.maximum(count, 1)
+        step_size = jnp.sqrt(_tree.bias_correction(b2_, t)) / _tree.bias_correction(b1_, t)
+        # 0: keep the bases, 1: first bases by eigh, 2: refresh by power iteration + QR
+        mode = jnp.where(first, 1, jnp.where(count % precondition_frequency == 0, 2, 0))
+
+        def adam(gp, mp, v):
+            """Adam on a (rotated) gradient ``gp`` and first moment ``mp``."""
+            v_new = b2_ * v + (1 - b2_) * gp * gp
+            return step_size * mp / (jnp.sqrt(v_new) + hp["eps"]), v_new
+
+        def leaf(g, m, v, s):
+            # whole matrices when ZeRO splits the state over explicit mesh axes
+            g, m, v, s = jax.tree.map(_tree.unsplit, (g, m, v, s))
+            gc = _tree.upcast(g)
+            m_new = b1_ * m + (1 - b1_) * gc
+            layout = _leaf_layout(g.shape, block_size, max_precond_dim)
+            if layout is None:
+                u, v_new = adam(gc, m_new, v)
+                new_s = s
+            else:
+                u, v_new, new_s = rotated(gc, m_new, v, s, *layout)
+            u = jnp.where(first, 0, u)
+            m_new, v_new = jnp.where(first, m, m_new), jnp.where(first, v, v_new)
+            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype), new_s
+
+        def rotated(gc, m_new, v, s, bl, sides):
+            shape = matrix_shape(gc.shape)
+            gm, mm, vm = gc.reshape(shape), m_new.reshape(shape), v.reshape(shape)
+            parts, v_parts, lefts, rights, lqs, rqs = [], [], [], [], [], []
+            for i, (b, (on_l, on_r)) in enumerate(zip(bl, sides, strict=True)):
+                gb, mb, vb = gm[b], mm[b], vm[b]
+                ql, qr = s.left_basis[i], s.right_basis[i]
+                gp, mp = gb, mb
+                if on_l:
+                    gp, mp = matmul(ql.T, gp), matmul(ql.T, mp)
+                if on_r:
+                    gp, mp = matmul(gp, qr), matmul(mp, qr)
+                n, vb_new = adam(gp, mp, vb)
+                if on_l:
+                    n = matmul(ql, n)
+                if on_r:
+                    n = matmul(n, qr.T)
+                parts.append(n)
+                left = right = None
+                if on_l:
+                    left = accumulate(s.left[i], matmul(gb, gb.T), beta_s).astype(ql.dtype)
+                    ql, vb_new = new_basis(mode, left, ql, vb_new, 0)
+                if on_r:
+                    right = accumulate(s.right[i], matmul(gb.T, gb), beta_s).astype(qr.dtype)
+                    qr, vb_new = new_basis(mode, right, qr, vb_new, 1)
+                v_parts.append(vb_new)
+                lefts.append(left)
+                rights.append(right)
+                lqs.append(ql if on_l else None)
+                rqs.append(qr if on_r else None)
+            u = set_blocks(parts, shape, block_size).reshape(gc.shape)
+            v_new = set_blocks(v_parts, shape, block_size).reshape(gc.shape)
+            new_s = SoapLeafState(tuple(lefts), tuple(rights), tuple(lqs), tuple(rqs))
+            return u, v_new, new_s
+
+        def new_basis(mode, stat, basis, v, axis):
+            def keep():
+                return basis, v
+
+            def first_basis():
+                return _eigh_basis(stat).astype(basis.dtype), v
+
+            def refresh():
+                q, order = _power_qr(stat, basis)
+                return q.astype(basis.dtype), jnp.take(v, order, axis=axis)
+
+            return jax.lax.switch(mode, [keep, first_basis, refresh])
+
+        updates, mu, nu, leaves = _tree.map_leaves(
+            leaf, updates, state.mu, state.nu, state.leaves, n_out=4
+        )
+        return updates, ScaleBySoapState(hyperparams, mu, nu, leaves)
+
+    return GradientTransformation(init, update)

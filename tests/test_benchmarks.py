@@ -1,0 +1,38 @@
+"""Smoke test of benchmarks/run.py at tiny sizes: it completes and prints its table (no timings)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_harness_runs_at_tiny_sizes_and_prints_the_table(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "benchmarks", "run.py"),
+        "--tiny",
+        "--cases",
+        "flat,leaves500",
+        "--optimizers",
+        "adam,clip+adamw,adafactor",
+        "--steps",
+        "1",
+        "--results",
+        str(results),
+    ]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    assert "| case | optimizer | variant | step ms |" in text
+    for case in ["flat", "leaves500"]:
+        for variant in ["optax", "optix", "fuse", "packed"]:
+            assert f"| {case} | adam | {variant} |" in text
+    assert "| flat | clip+adamw | packed |" in text
+    assert "error:" not in text
+    assert "Measured bandwidth" in text
+    assert not results.exists()  # --tiny never writes results

@@ -1,0 +1,200 @@
+"""optix.fuse: fused multi-tensor updates equal the unfused optimizer, for every registry case."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import optix
+from optix._fusable import is_elementwise, mark_elementwise
+from tests.cases import CASES, IDS
+
+
+def _params(dtype=jnp.float32, low=jnp.bfloat16):
+    rng = np.random.default_rng(0)
+    return {
+        "scalar": jnp.asarray(rng.normal(), dtype),
+        "vector": jnp.asarray(rng.normal(size=5), dtype),
+        "layers": [jnp.asarray(rng.normal(size=(3, 4)), dtype) for _ in range(2)],
+        "low": jnp.asarray(rng.normal(size=(2, 3)), low),
+    }
+
+
+def _grads(params, seed):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+
+
+def _packed_leaves(state):
+    return [x for x in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, optix.Packed))]
+
+
+def _run(tx, params, steps=4, jit=True):
+    traces = []
+
+    @(jax.jit if jit else lambda f: f)
+    def step(params, state, grads):
+        traces.append(1)
+        updates, state = tx.update(grads, state, params)
+        return optix.apply_updates(params, updates), state, updates
+
+    state = tx.init(params)
+    for seed in range(steps):
+        params, state, updates = step(params, state, _grads(params, seed))
+    return params, state, updates, len(traces)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_fused_equals_unfused(case):
+    params = _params()
+    if not is_elementwise(case.make()):
+        # run unfused by construction: the fused step is the very same computation
+        tx, fused = case.make(), optix.fuse(case.make())
+        state = tx.init(params)
+        fused_state = fused.init(params)
+        assert isinstance(fused_state, optix.FuseState)
+        assert jax.tree.structure(fused_state.inner) == jax.tree.structure(state)
+        assert not _packed_leaves_any(fused_state)
+        grads = _grads(params, 0)
+        plain = jax.make_jaxpr(lambda g, s, p: tx.update(g, s, p))(grads, state, params)
+        wrapped = jax.make_jaxpr(lambda g, s, p: fused.update(g, optix.FuseState(s), p))(
+            grads, state, params
+        )
+        assert str(wrapped) == str(plain)
+        return
+    want, _, want_u, _ = _run(case.make(), params, jit=False)  # eager: no compile
+    got, state, got_u, traces = _run(optix.fuse(case.make()), params)
+    assert traces == 1  # the fused step compiles once
+    assert jax.tree.structure(got) == jax.tree.structure(params)
+    for g, w, p in zip(
+        jax.tree.leaves(got), jax.tree.leaves(want), jax.tree.leaves(params), strict=True
+    ):
+        assert g.dtype == w.dtype == p.dtype
+        # bf16 leaves: the float32 math may round differently by one ulp before the cast.
+        tol = 1e-2 if p.dtype == jnp.bfloat16 else 1e-5
+        np.testing.assert_allclose(
+            np.asarray(g, np.float32), np.asarray(w, np.float32), rtol=tol, atol=tol
+        )
+    for g, w in zip(jax.tree.leaves(got_u), jax.tree.leaves(want_u), strict=True):
+        assert g.dtype == w.dtype
+    # the state really is packed: moments, if any, live in one buffer per dtype
+    for packed in [x for x in _packed_leaves(state) if isinstance(x, optix.Packed)]:
+        assert packed.layout.buffer_dtypes == ("float32", "bfloat16")
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_fused_state_contract(case):
+    """eval_shape init, stable structure under jit/scan/cond, hyperparams reachable and settable."""
+    tx = optix.fuse(case.make())
+    params = _params()
+    state = tx.init(params)
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+    abstract = jax.eval_shape(tx.init, shapes)
+    assert jax.tree.structure(abstract) == jax.tree.structure(state)
+    sig = [(x.shape, x.dtype) for x in jax.tree.leaves(state)]
+    assert [(x.shape, x.dtype) for x in jax.tree.leaves(abstract)] == sig
+
+    grads = _grads(params, 1)
+    stacked = jax.tree.map(lambda g: jnp.stack([g, -g]), grads)
+
+    @jax.jit
+    def scan_and_cond(state):
+        scanned, _ = jax.lax.scan(lambda s, g: (tx.update(g, s, params)[1], None), state, stacked)
+        step = lambda s: tx.update(grads, s, params)[1]  # noqa: E731
+        return scanned, jax.lax.cond(True, step, lambda s: s, scanned)
+
+    for new_state in scan_and_cond(state):
+        assert jax.tree.structure(new_state) == jax.tree.structure(state)
+        assert [(x.shape, x.dtype) for x in jax.tree.leaves(new_state)] == sig
+
+    # a name found in several places is keyed by its path, which fuse prefixes with "inner/"
+    fused_hp = {k.removeprefix("inner/"): v for k, v in optix.get_hyperparams(state).items()}
+    plain_hp = optix.get_hyperparams(case.make().init(params))
+    assert sorted(fused_hp) == sorted(plain_hp)
+    for name, value in plain_hp.items():
+        np.testing.assert_array_equal(fused_hp[name], value)
+    lowered = optix.set_hyperparams(state, learning_rate=1e-4)
+    assert float(optix.get_hyperparams(lowered)["learning_rate"]) == pytest.approx(1e-4)
+
+
+def test_elementwise_marks():
+    assert is_elementwise(optix.adam(1e-3))
+    assert is_elementwise(optix.chain(optix.clip_by_global_norm(1.0), optix.adamw(1e-3)))
+    assert is_elementwise(optix.named_chain(clip=optix.clip(1.0), sgd=optix.sgd(0.1)))
+    assert not is_elementwise(optix.noisy_sgd(0.1))  # per-leaf random keys
+    assert not is_elementwise(optix.adamw(1e-3, mask={"**/bias": False, "**": True}))
+    assert not is_elementwise(optix.chain(optix.adam(1e-3), optix.add_noise()))
+    assert not is_elementwise(optix.partition({"a": optix.sgd(0.1)}, {"w": "a"}))
+
+
+def test_non_elementwise_runs_unfused_and_strict_raises():
+    params = _params()
+    tx = optix.noisy_sgd(0.1, eta=0.01)
+    fused = optix.fuse(tx)
+    state = fused.init(params)
+    assert not _packed_leaves_any(state)
+    want, _ = tx.update(_grads(params, 0), tx.init(params), params)
+    got, _ = fused.update(_grads(params, 0), state, params)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(np.asarray(g, np.float32), np.asarray(w, np.float32))
+    with pytest.raises(ValueError, match="not known to be elementwise"):
+        optix.fuse(tx, strict=True)
+    assert optix.fuse(optix.adam(1e-3), strict=True) is not None
+
+
+def _packed_leaves_any(state):
+    nodes = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, optix.Packed))
+    return any(isinstance(x, optix.Packed) for x in nodes)
+
+
+def test_fused_state_is_packed_and_small():
+    params = {f"w{i}": jnp.ones((7,)) for i in range(50)}
+    state = optix.fuse(optix.adam(1e-3)).init(params)
+    assert len(jax.tree.leaves(state.inner[0].mu)) == 1
+    assert state.inner[0].mu.buffers[0].shape == (350,)
+    assert len(jax.tree.leaves(optix.adam(1e-3).init(params))) > 100
+    assert len(jax.tree.leaves(state)) < 15
+
+
+def test_fuse_passes_packed_updates_through():
+    params = _params()
+    packed = optix.pack(params)
+    tx = optix.fuse(optix.adam(1e-2))
+    state = tx.init(packed)
+    grads = optix.pack(_grads(params, 0))
+    updates, _ = tx.update(grads, state, packed)
+    assert isinstance(updates, optix.Packed)
+    plain = optix.adam(1e-2)
+    want, _ = plain.update(_grads(params, 0), plain.init(params), params)
+    for g, w in zip(jax.tree.leaves(optix.unpack(updates)), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(w, np.float32), rtol=1e-6)
+
+
+def test_mu_dtype_applies_to_packed_moments():
+    params = {"a": jnp.ones(3), "b": jnp.ones((2, 2))}
+    state = optix.fuse(optix.adam(1e-3, mu_dtype=jnp.bfloat16)).init(params)
+    assert [b.dtype for b in state.inner[0].mu.buffers] == [jnp.bfloat16]
+    assert [b.dtype for b in state.inner[0].nu.buffers] == [jnp.float32]
+
+
+def test_fuse_inside_chain_and_custom_marked_transform():
+    params = _params()
+    halve = mark_elementwise(optix.stateless(lambda u, p: jax.tree.map(lambda x: x / 2, u)))
+    tx = optix.fuse(optix.chain(halve, optix.sgd(0.1, momentum=0.9)), strict=True)
+    ref = optix.chain(optix.scale(0.5), optix.sgd(0.1, momentum=0.9))
+    got = _run(tx, params)[0]
+    want = _run(ref, params)[0]
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(
+            np.asarray(g, np.float32), np.asarray(w, np.float32), rtol=1e-2, atol=1e-6
+        )
+
+
+def test_fuse_checks_its_argument_and_state():
+    with pytest.raises(TypeError, match="not a gradient transformation"):
+        optix.fuse(optix.adam)  # type: ignore[arg-type]
+    tx = optix.fuse(optix.adam(1e-3))
+    with pytest.raises(ValueError, match="FuseState"):
+        tx.update({"a": jnp.ones(2)}, optix.adam(1e-3).init({"a": jnp.ones(2)}))

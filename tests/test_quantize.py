@@ -1,0 +1,469 @@
+"""Block-wise quantized optimizer state: the maps, the round trip, the state layout, the contract
+of a wrapper, checkpoints, and convergence of 8-bit Adam against fp32 Adam."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.datasets import load_diabetes, load_digits
+
+import optix
+from optix._quantize_maps import dequantize, dynamic_map, nearest, num_blocks, quantize
+from tests.cases import BY_NAME, WRAPPERS
+from tests.test_contract import _signature
+from tests.test_wrapper_contract import test_wrapper_contract as wrapper_contract
+
+ALL_BITS = [2, 3, 4, 5, 6, 7, 8]
+ULP1 = float(np.finfo(np.float32).eps)  # one float32 ulp at 1, the scale of normalised values
+
+
+def _brute_nearest_error(values, table):
+    """The distance from each value to its nearest table entry, by exhaustive search."""
+    t = table.astype(np.float64)
+    return np.min(np.abs(t[None, :] - values.astype(np.float64)[:, None]), axis=1)
+
+
+# ----- maps --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", ALL_BITS)
+@pytest.mark.parametrize("signed", [True, False])
+def test_map_is_strictly_increasing_with_exact_ends(bits, signed):
+    table = dynamic_map(bits, signed=signed)
+    assert table.dtype == np.float32
+    assert table.size == (2**bits - 1 if signed else 2**bits)
+    assert np.all(np.diff(table) > 0)
+    assert table[-1] == 1.0 and 0.0 in table
+    assert table[0] == (-1.0 if signed else 0.0)
+    if signed:  # symmetric around the exact zero in the middle
+        np.testing.assert_array_equal(table, -table[::-1])
+        assert table[table.size // 2] == 0.0
+
+
+def test_map_is_dynamic_one_decade_per_exponent():
+    table = dynamic_map(8, signed=False)
+    positive = table[1:]
+    assert positive[0] == pytest.approx(1e-7)  # eight magnitude bits: down to 1e-7
+    decades = np.floor(-np.log10(positive) + 1e-6).astype(int)
+    counts = np.bincount(decades)
+    np.testing.assert_array_equal(counts, [128, 64, 32, 16, 8, 4, 2, 1])
+    assert dynamic_map(8, signed=True)[128] == pytest.approx(1e-6)  # seven bits: down to 1e-6
+
+
+@pytest.mark.parametrize("bits", [0, 1, 9, 8.0, True])
+def test_map_rejects_bad_bits(bits):
+    with pytest.raises(ValueError, match="bits"):
+        dynamic_map(bits)
+    with pytest.raises(ValueError, match="bits"):
+        optix.quantize_state(optix.adam(1e-3), bits=bits)
+
+
+@pytest.mark.parametrize("bits", ALL_BITS)
+@pytest.mark.parametrize("signed", [True, False])
+def test_codes_are_the_nearest_map_values(bits, signed):
+    table = dynamic_map(bits, signed=signed)
+    rng = np.random.default_rng(bits)
+    mids = (table[1:].astype(np.float64) + table[:-1]) / 2
+    values = np.concatenate(
+        [
+            rng.uniform(-1, 1, 4000),
+            np.clip(rng.standard_normal(4000) ** 9 / 1e4, -1, 1),  # many decades
+            table,
+            mids * (1 + 1e-4),
+            mids * (1 - 1e-4),
+            [0.0, 1.0, -1.0, 1e-12, -1e-12],
+        ]
+    ).astype(np.float32)
+    if not signed:
+        values = np.abs(values)
+    codes = np.asarray(nearest(jnp.asarray(values), bits, signed))
+    assert codes.dtype == np.uint8
+    error = np.abs(table[codes].astype(np.float64) - values)
+    if signed:
+        assert np.all(error <= _brute_nearest_error(values, table) + 2 * ULP1)
+    else:  # the nearest non-zero value for positive inputs: a second moment never becomes 0
+        positive = values >= np.finfo(np.float32).tiny  # XLA flushes subnormals to zero
+        assert np.all(table[codes[positive]] > 0) and np.all(codes[~positive] == 0)
+        best = _brute_nearest_error(values[positive], table[1:])
+        assert np.all(error[positive] <= best + 2 * ULP1)
+    np.testing.assert_array_equal(
+        table[np.asarray(nearest(jnp.asarray(table), bits, signed))], table
+    )
+
+
+def test_unsigned_map_clamps_negatives_to_zero_and_keeps_positives_positive():
+    table = dynamic_map(8, signed=False)
+    values = jnp.asarray([-1.0, -1e-3, 0.0, 1e-30, 4e-8], jnp.float32)
+    codes = np.asarray(nearest(values, 8, False))
+    np.testing.assert_allclose(table[codes], [0.0, 0.0, 0.0, 1e-7, 1e-7])
+
+
+# ----- block-wise round trip --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("block_size", [7, 256])
+def test_round_trip_error_is_bounded_by_the_map_resolution(signed, block_size):
+    rng = np.random.default_rng(block_size)
+    x = rng.standard_normal((37, 29)) * np.exp(rng.uniform(-8, 3, (37, 29)))
+    x = (x if signed else np.abs(x)).astype(np.float32)
+    x[3, :] = 0.0  # an all-zero stretch
+    table = dynamic_map(8, signed=signed)
+    codes, scale = quantize(jnp.asarray(x), 8, signed, block_size)
+    assert codes.shape == x.shape and codes.dtype == jnp.uint8
+    assert scale.shape == (num_blocks(x.size, block_size),) and scale.dtype == jnp.float32
+    back = np.asarray(dequantize(codes, scale, 8, signed, block_size, jnp.float32))
+
+    flat = np.pad(x.reshape(-1), (0, scale.size * block_size - x.size)).reshape(-1, block_size)
+    absmax = np.max(np.abs(flat), axis=1)
+    np.testing.assert_array_equal(np.asarray(scale), absmax)
+    absmax_each = np.repeat(absmax, block_size)[: x.size].reshape(x.shape)
+    normed = np.where(absmax_each > 0, x / np.where(absmax_each > 0, absmax_each, 1), 0)
+    candidates = table if signed else table[1:]  # unsigned: positive values stay positive
+    nearest_error = _brute_nearest_error(normed.reshape(-1), candidates).reshape(x.shape)
+    nearest_error = np.where(x == 0, 0.0, nearest_error)
+    bound = (nearest_error + 2 * ULP1) * (absmax_each * (1 + ULP1))
+    assert np.all(np.abs(back - x) <= bound)
+    # and the coarse bound: half the widest gap of the map, times the block's absmax
+    half_gap = float(np.max(np.diff(table))) / 2
+    assert np.all(np.abs(back - x) <= (half_gap + 2 * ULP1) * absmax_each)
+    # each block's largest magnitude, and zeros, come back exactly
+    assert np.all(back[x == 0] == 0)
+    for b in range(flat.shape[0]):
+        i = int(np.argmax(np.abs(flat[b]))) + b * block_size
+        if i < x.size and absmax[b] > 0:
+            assert back.reshape(-1)[i] == x.reshape(-1)[i]
+
+
+def test_non_finite_values_poison_only_their_block():
+    x = np.linspace(-1, 1, 1024, dtype=np.float32)
+    x[300] = np.nan
+    x[700] = np.inf
+    back = np.asarray(
+        dequantize(*quantize(jnp.asarray(x), 8, True, 256), 8, True, 256, jnp.float32)
+    )
+    assert np.all(np.isnan(back[256:512])) and np.all(np.isnan(back[512:768]))
+    np.testing.assert_allclose(back[:256], x[:256], atol=0.01)
+    np.testing.assert_allclose(back[768:], x[768:], atol=0.01)
+
+
+# ----- the wrapper's state ----------------------------------------------------------------------
+
+
+def _model_params(dtype=jnp.float32):
+    rng = np.random.default_rng(0)
+    return {
+        "dense": {"w": jnp.asarray(rng.normal(size=(128, 64)), dtype), "b": jnp.zeros(64, dtype)},
+        "out": {"w": jnp.asarray(rng.normal(size=(64, 70)), dtype)},
+    }
+
+
+def _grads_like(params, seed):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+
+
+def test_state_layout_and_dtypes():
+    params = _model_params()
+    tx = optix.quantize_state(optix.adam(1e-3), block_size=256, min_size=4096)
+    state = tx.init(params)
+    assert isinstance(state, optix.QuantizedState)
+    adam = state.inner_state[0]
+    for field, signed in (("mu", True), ("nu", False)):
+        for name, shape in (("dense", (128, 64)), ("out", (64, 70))):
+            q = getattr(adam, field)[name]["w"]
+            assert isinstance(q, optix.QuantizedArray)
+            assert q.codes.shape == shape and q.codes.dtype == jnp.uint8
+            assert q.scale.shape == (-(-np.prod(shape) // 256),) and q.scale.dtype == jnp.float32
+            assert q.signed is signed and q.bits == 8 and q.block_size == 256
+            assert q.dtype == jnp.float32
+        small = getattr(adam, field)["dense"]["b"]  # 64 < min_size: full precision
+        assert not isinstance(small, optix.QuantizedArray) and small.dtype == jnp.float32
+    assert adam.nu_max is None
+    # hyperparameters and counts are never quantized
+    assert all(not isinstance(x, optix.QuantizedArray) for x in jax.tree.leaves(adam.hyperparams))
+    assert jax.tree.structure(state.inner_state[1]) == jax.tree.structure(
+        optix.adam(1e-3).init(params)[1]
+    )
+    # the structure is kept by an update, and init works on abstract params
+    updates, new = tx.update(_grads_like(params, 1), state, params)
+    assert _signature(new) == _signature(state)
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+    assert _signature(jax.eval_shape(tx.init, shapes)) == _signature(state)
+    assert jax.tree.map(lambda u: u.dtype, updates) == jax.tree.map(lambda p: p.dtype, params)
+
+
+def test_8bit_adam_state_bytes_per_param():
+    params = {"w": jnp.zeros((512, 256)), "b": jnp.zeros(256)}
+    tx = optix.quantize_state(optix.adam(1e-3))
+    adam = tx.init(params).inner_state[0]
+    moments = jax.tree.leaves((adam.mu, adam.nu))
+    total = sum(x.nbytes for x in moments)
+    n_w, n_b = 512 * 256, 256
+    # codes: 1 byte per element; scales: one float32 per 256 elements; the small bias stays fp32
+    assert total == 2 * (n_w * 1 + 4 * (n_w // 256)) + 2 * 4 * n_b
+    w_bytes = sum(x.nbytes for x in jax.tree.leaves((adam.mu["w"], adam.nu["w"])))
+    assert w_bytes / n_w == 2 * (1 + 4 / 256) <= 2.1
+    assert total / (n_w + n_b) <= 2.1
+    fp32 = optix.adam(1e-3).init(params)[0]
+    assert sum(x.nbytes for x in jax.tree.leaves((fp32.mu, fp32.nu))) / (n_w + n_b) == 8
+
+
+def test_which_leaves_are_quantized():
+    params = {"w": jnp.zeros((64, 64)), "z": jnp.zeros((64, 64), jnp.complex64)}
+
+    def init(p):  # a param-shaped momentum, a leaf of another shape, an integer buffer
+        return {
+            "trace": jax.tree.map(jnp.zeros_like, p),
+            "other": jnp.zeros(4097),
+            "steps": jnp.zeros((64, 64), jnp.int32),
+        }
+
+    def update(u, s, p=None, **extra):
+        return u, s
+
+    inner = optix.GradientTransformation(init, update)
+    state = optix.quantize_state(inner, min_size=16).init(params).inner_state
+    assert isinstance(state["trace"]["w"], optix.QuantizedArray)
+    assert state["trace"]["w"].signed  # an unknown field: the always-correct signed map
+    assert state["trace"]["z"].dtype == jnp.complex64  # complex leaves stay as they are
+    assert state["other"].dtype == jnp.float32  # not shaped like any param
+    assert state["steps"].dtype == jnp.int32
+
+
+def test_unsigned_fields_can_be_chosen():
+    params = {"w": jnp.zeros((64, 64))}
+    by_path = optix.quantize_state(optix.adam(1e-3), min_size=1, unsigned=lambda p: "mu" in p)
+    adam = by_path.init(params).inner_state[0]
+    assert not adam.mu["w"].signed and adam.nu["w"].signed
+    by_name = optix.quantize_state(optix.adam(1e-3), min_size=1, unsigned=())
+    adam = by_name.init(params).inner_state[0]
+    assert adam.mu["w"].signed and adam.nu["w"].signed
+    with pytest.raises(TypeError, match="unsigned"):
+        optix.quantize_state(optix.adam(1e-3), unsigned="nu")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="block_size"):
+        optix.quantize_state(optix.adam(1e-3), block_size=0)
+    with pytest.raises(ValueError, match="min_size"):
+        optix.quantize_state(optix.adam(1e-3), min_size=-1)
+    with pytest.raises(TypeError, match="gradient transformation"):
+        optix.quantize_state(optix.adam)
+    tx = optix.quantize_state(optix.adam(1e-3))
+    params = {"w": jnp.zeros(3)}
+    with pytest.raises(ValueError, match="QuantizedState"):
+        tx.update(params, optix.adam(1e-3).init(params))
+
+
+def test_low_precision_moments_read_back_in_their_dtype():
+    params = _model_params(jnp.bfloat16)
+    tx = optix.quantize_state(optix.adam(1e-3, mu_dtype=jnp.bfloat16), min_size=1)
+    state = tx.init(params)
+    assert state.inner_state[0].mu["dense"]["w"].dtype == jnp.bfloat16
+    assert state.inner_state[0].mu["dense"]["w"].dequantize().dtype == jnp.bfloat16
+    updates, state = jax.jit(tx.update)(_grads_like(params, 0), state, params)
+    assert all(u.dtype == jnp.bfloat16 for u in jax.tree.leaves(updates))
+
+
+# ----- behaviour as a wrapper --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "momentum", "rmsprop"])
+def test_wrapper_contract_on_quantized_state(name, monkeypatch):
+    # the contract suite's tree is tiny: quantize every leaf, in blocks of 4
+    monkeypatch.setitem(
+        WRAPPERS, "quantize_state", lambda tx: optix.quantize_state(tx, min_size=1, block_size=4)
+    )
+    wrapper_contract("quantize_state", BY_NAME[name])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optix.adam(1e-2),
+        lambda: optix.adamw(1e-2, weight_decay=1e-2),
+        lambda: optix.sgd(1e-2, momentum=0.9),
+        lambda: optix.rmsprop(1e-2),
+    ],
+    ids=["adam", "adamw", "sgd_momentum", "rmsprop"],
+)
+def test_steps_follow_the_full_precision_optimizer(make):
+    params = _model_params()
+    full, quant = make(), optix.quantize_state(make(), min_size=1024)
+    fs, qs = full.init(params), quant.init(params)
+    f_step, q_step = jax.jit(full.update), jax.jit(quant.update)
+    for seed in range(20):
+        g = _grads_like(params, seed)
+        fu, fs = f_step(g, fs, params)
+        qu, qs = q_step(g, qs, params)
+        if seed == 0:  # zero state quantizes exactly: the first step is identical
+            for a, b in zip(jax.tree.leaves(fu), jax.tree.leaves(qu), strict=True):
+                np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(fu), jax.tree.leaves(qu), strict=True):
+        rel = float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a))
+        assert rel < 0.05, rel
+
+
+def test_jit_does_not_recompile_and_hyperparams_reach_through():
+    params = _model_params()
+    tx = optix.quantize_state(optix.adam(1e-3), min_size=1024)
+    traces = []
+
+    @jax.jit
+    def step(params, state, grads):
+        traces.append(1)
+        updates, state = tx.update(grads, state, params)
+        return optix.apply_updates(params, updates), state, updates
+
+    state = tx.init(params)
+    for seed in range(3):
+        params, state, _ = step(params, state, _grads_like(params, seed))
+    assert float(optix.get_hyperparams(state)["learning_rate"]) == pytest.approx(1e-3)
+    state = optix.set_hyperparams(state, learning_rate=0.0)
+    params2, state, updates = step(params, state, _grads_like(params, 9))
+    assert len(traces) == 1
+    assert all(float(jnp.max(jnp.abs(u))) == 0.0 for u in jax.tree.leaves(updates))
+    assert optix.state_get(state, "mu/dense/w/codes").dtype == jnp.uint8
+
+
+def test_vmap_over_hyperparams_sweeps_learning_rates():
+    params = {"w": jnp.ones((64, 64))}
+    tx = optix.quantize_state(optix.adam(1.0), min_size=1)
+    rates = jnp.asarray([0.0, 0.1, 0.2])
+    states = jax.vmap(lambda r: optix.set_hyperparams(tx.init(params), learning_rate=r))(rates)
+    grads = {"w": jnp.ones((64, 64))}
+    updates, _ = jax.vmap(lambda s: tx.update(grads, s, params))(states)
+    np.testing.assert_allclose(updates["w"][:, 0, 0], -rates, rtol=1e-6)
+
+
+def test_nan_gradient_poisons_only_its_blocks_and_skip_nonfinite_keeps_it_out():
+    params = {"w": jnp.zeros(1024)}
+    grads = {"w": jnp.ones(1024).at[5].set(jnp.nan)}
+    tx = optix.quantize_state(optix.adam(1e-3), min_size=1)
+    _, state = tx.update(grads, tx.init(params))
+    mu = np.asarray(state.inner_state[0].mu["w"].dequantize())
+    assert np.all(np.isnan(mu[:256])) and np.all(np.isfinite(mu[256:]))
+    safe = optix.skip_nonfinite(optix.quantize_state(optix.adam(1e-3), min_size=1))
+    state = safe.init(params)
+    _, new = safe.update(grads, state)
+    assert int(new.skipped) == 1
+    np.testing.assert_array_equal(
+        new.inner_state.inner_state[0].mu["w"].codes, state.inner_state.inner_state[0].mu["w"].codes
+    )
+
+
+def test_checkpoint_round_trip_resumes_bitwise(tmp_path):
+    params = _model_params()
+    tx = optix.quantize_state(optix.adamw(1e-2, weight_decay=1e-3), min_size=1024)
+    step = jax.jit(lambda p, s, g: tx.update(g, s, p))
+    state = tx.init(params)
+    for seed in range(3):
+        _, state = step(params, state, _grads_like(params, seed))
+
+    # save the leaves by path with np.savez, load them, and put them back into the structure
+    leaves = {
+        optix._paths.path_str(p): np.asarray(x)
+        for p, x in jax.tree_util.tree_leaves_with_path(state)
+    }
+    np.savez(tmp_path / "state.npz", **leaves)
+    with np.load(tmp_path / "state.npz") as saved:
+        loaded = {k: saved[k] for k in saved.files}
+    restored = optix.restore_state(tx, loaded, params)
+    optix.check_state(tx, restored, params)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+    g = _grads_like(params, 5)
+    u1, s1 = step(params, state, g)
+    u2, s2 = step(params, restored, g)
+    for a, b in zip(jax.tree.leaves((u1, s1)), jax.tree.leaves((u2, s2)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # a full-precision Adam state is refused for the quantized optimizer
+    with pytest.raises(ValueError):
+        optix.check_state(tx, optix.adamw(1e-2).init(params), params)
+
+
+# ----- convergence: 8-bit Adam against fp32 Adam ------------------------------------------------
+
+STEPS = 2000
+
+
+def _mlp(params, x):
+    for i, layer in enumerate(params):
+        x = x @ layer["w"] + layer["b"][None, :]
+        if i < len(params) - 1:
+            x = jax.nn.relu(x)
+    return x
+
+
+def digits_mlp():
+    """A 64-64-64-10 MLP on 512 of scikit-learn's digits images, full batch, L2 1e-3."""
+    data = load_digits()
+    x, y = jnp.asarray(data.data[:512] / 16.0, jnp.float32), jnp.asarray(data.target[:512])
+    keys = jax.random.split(jax.random.key(0), 3)
+    sizes = [64, 64, 64, 10]
+    params = [
+        {
+            "w": jax.random.normal(k, (a, b)) * jnp.float32(np.sqrt(2 / a)),
+            "b": jnp.zeros(b),
+        }
+        for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)
+    ]
+
+    def loss(p):
+        logp = jax.nn.log_softmax(_mlp(p, x))
+        nll = -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+        return nll + 1e-3 * sum(jnp.sum(layer["w"] ** 2) for layer in p)
+
+    return params, loss
+
+
+def diabetes_features():
+    """Ridge regression on 4096 random Fourier features of scikit-learn's diabetes data."""
+    data = load_diabetes()
+    x = (data.data - data.data.mean(0)) / data.data.std(0)
+    y = (data.target - data.target.mean()) / data.target.std()
+    rng = np.random.default_rng(0)
+    proj = rng.standard_normal((10, 4096)) / np.sqrt(10)
+    feats = np.sqrt(2 / 4096) * np.cos(x @ proj + rng.uniform(0, 2 * np.pi, 4096))
+    feats, y = jnp.asarray(feats, jnp.float32), jnp.asarray(y, jnp.float32)
+
+    def loss(p):
+        residual = feats @ p["w"] + p["b"] - y
+        return jnp.mean(residual**2) + 1e-3 * jnp.sum(p["w"] ** 2)
+
+    return {"w": jnp.zeros(4096), "b": jnp.zeros(())}, loss
+
+
+def final_loss(problem, tx, steps=STEPS):
+    params, loss = problem()
+    grad = jax.grad(loss)
+
+    def body(carry, _):
+        p, s = carry
+        u, s = tx.update(grad(p), s, p)
+        return (optix.apply_updates(p, u), s), None
+
+    run = jax.jit(lambda p, s: jax.lax.scan(body, (p, s), None, length=steps)[0][0])
+    return float(loss(run(params, tx.init(params))))
+
+
+@pytest.mark.parametrize(
+    "problem, lr, min_size",
+    [(digits_mlp, 1e-2, 1024), (diabetes_features, 1e-2, 4096)],
+    ids=["digits_mlp", "diabetes_features"],
+)
+def test_8bit_adam_converges_like_fp32_adam(problem, lr, min_size):
+    schedule = optix.schedules.cosine_decay(lr, STEPS)
+    fp32 = final_loss(problem, optix.adam(schedule))
+    tx = optix.quantize_state(optix.adam(schedule), min_size=min_size)
+    params = problem()[0]
+    quantized = [x for x in jax.tree.leaves(tx.init(params)) if x.dtype == jnp.uint8]
+    assert quantized  # the run really uses 8-bit state
+    int8 = final_loss(problem, tx)
+    assert np.isfinite(int8)
+    assert abs(int8 - fp32) <= 0.01 * fp32, (int8, fp32)
