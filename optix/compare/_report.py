@@ -1,0 +1,139 @@
+"""The terminal table, ``report.md`` and the output directory."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optix.compare._results import ProblemResult, Results, Summary
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
+def _metric(s: Summary, name: str, fmt: str, seeds: int) -> str:
+    m = s.metrics.get(name)
+    if m is None or m["mean"] is None:
+        return "-"
+    text = _num(m["mean"], fmt)
+    if seeds > 1:
+        text += " ± " + _num(m["std"], fmt)
+        n = sum(v is not None for v in m["values"])
+        if n < seeds:
+            text += f" ({n}/{seeds})"
+    return text
+
+
+def _rows(result: ProblemResult, seeds: int) -> tuple[list[str], list[list[str]]]:
+    has_test = any("test_acc" in s.metrics for s in result.summaries)
+    target = result.problem.target
+    header = ["optimizer", "batch", "lr", "final loss", "best loss"]
+    if has_test:
+        header += ["test acc", "gap"]
+    header += [f"steps to {target:g}", "diverged", "compile s", "ms/step"]
+    rows = []
+    for s in result.summaries:
+        r = s.run
+        lr = f"{s.lr:.3g}" + ("!" if s.lr_at_edge else "")
+        row = [s.label, str(r.batch_size or "full"), lr]
+        row += [_metric(s, "final_loss", ".3g", seeds), _metric(s, "best_loss", ".3g", seeds)]
+        if has_test:
+            row += [_metric(s, "test_acc", ".3f", seeds), _metric(s, "gap", ".3f", seeds)]
+        diverged = "no" if not s.diverged else ("yes" if seeds == 1 else f"{s.diverged}/{seeds}")
+        if r.swept and len(r.lrs) > 1:
+            diverged += f" ({s.diverged_lrs}/{len(r.lrs)} lr)"
+        row += [
+            _metric(s, "steps_to_target", ".0f", seeds),
+            diverged,
+            f"{r.compile_s:.2f}",
+            f"{1e3 * s.step_s:.3f}",
+        ]
+        rows.append(row)
+    return header, rows
+
+
+def _notes(result: ProblemResult, results: Results) -> list[str]:
+    p = result.problem
+    cfg = results.config
+    steps = result.summaries[0].run.steps[-1] if result.summaries else 0
+    notes = [f"{p.name}: {p.description}", f"{steps} steps, {cfg['seeds']} seed(s)"]
+    if p.f_min != 0:
+        notes.append(f"losses are shown as loss - min ({p.f_min:.4g})")
+    if cfg.get("lr_sweep"):
+        lo, hi, n = cfg["lr_sweep"][0], cfg["lr_sweep"][-1], len(cfg["lr_sweep"])
+        notes.append(f"lr: best of {n} rates {lo:.2g}..{hi:.2g} by final training loss")
+        notes.append("(! = best at the edge of the sweep)")
+    notes += [f"skipped {s}" for s in result.skipped]
+    return notes
+
+
+def _line(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(
+        c.ljust(w) if i == 0 else c.rjust(w)
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
+
+
+def text_table(results: Results) -> str:
+    seeds = results.config["seeds"]
+    blocks = []
+    for result in results.problems:
+        header, rows = _rows(result, seeds)
+        widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+        lines = ["# " + line for line in _notes(result, results)]
+        lines += [_line(header, widths), "  ".join("-" * w for w in widths)]
+        lines += [_line(row, widths) for row in rows]
+        blocks.append("\n".join(lines))
+    footer = (
+        "compile s: seconds to compile one optimizer's step; ms/step: wall time of one step of all "
+        "its learning rates and seeds together (one vmapped step)."
+    )
+    return "\n\n".join(blocks) + "\n\n" + footer
+
+
+def markdown(results: Results, images: dict[str, dict[str, str]]) -> str:
+    seeds = results.config["seeds"]
+    out = [
+        "# optix optimizer comparison",
+        "",
+        f"Command: `{results.config.get('command', 'optix.compare.run(...)')}`",
+        "",
+    ]
+    for result in results.problems:
+        header, rows = _rows(result, seeds)
+        out += [f"## {result.problem.name}", ""]
+        out += [f"- {n}" for n in _notes(result, results)]
+        out += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+        out.append("")
+        for kind, name in images.get(result.problem.name, {}).items():
+            out += [f"![{result.problem.name} {kind}]({name})", ""]
+    return "\n".join(out)
+
+
+def write(results: Results, directory: str, *, plots: bool = True) -> list[str]:
+    """Write the figures, ``results.json`` and ``report.md`` into ``directory``; return paths."""
+    figures: dict[str, dict[str, Any]] = {}
+    if plots:  # build every figure before touching the directory
+        from optix.compare._plots import figures as make_figures
+
+        figures = {r.problem.name: make_figures(r) for r in results.problems}
+    text = results.to_json()
+    os.makedirs(directory, exist_ok=True)
+    written: list[str] = []
+    images: dict[str, dict[str, str]] = {}
+    for name, figs in figures.items():
+        images[name] = {}
+        for kind, fig in figs.items():
+            filename = f"{name}_{kind}.png"
+            fig.savefig(os.path.join(directory, filename), dpi=110)
+            images[name][kind] = filename
+            written.append(os.path.join(directory, filename))
+    for filename, content in (("results.json", text), ("report.md", markdown(results, images))):
+        with open(os.path.join(directory, filename), "w", encoding="utf-8") as f:
+            f.write(content + "\n")
+        written.append(os.path.join(directory, filename))
+    return written
