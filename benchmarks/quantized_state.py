@@ -43,10 +43,12 @@ def _mlp(params, x):
     return x
 
 
-def digits_mlp():
+def digits_mlp(n_images: int | None = None, width: int = 128):
+    """A 64-width-width-10 ReLU MLP on the first ``n_images`` digits (all by default)."""
     data = load_digits()
-    x, y = jnp.asarray(data.data / 16.0, jnp.float32), jnp.asarray(data.target)
-    sizes = [64, 128, 128, 10]
+    x = jnp.asarray(data.data[:n_images] / 16.0, jnp.float32)
+    y = jnp.asarray(data.target[:n_images])
+    sizes = [64, width, width, 10]
     keys = jax.random.split(jax.random.key(0), len(sizes) - 1)
     params = [
         {"w": jax.random.normal(k, (a, b)) * jnp.float32(np.sqrt(2 / a)), "b": jnp.zeros(b)}

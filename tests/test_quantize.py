@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sklearn.datasets import load_diabetes, load_digits
 
 import optix
+from benchmarks import quantized_state
 from optix._quantize_maps import dequantize, dynamic_map, nearest, num_blocks, quantize
 from tests.cases import BY_NAME, WRAPPERS
 from tests.test_contract import _signature
@@ -392,51 +392,17 @@ def test_checkpoint_round_trip_resumes_bitwise(tmp_path):
 STEPS = 2000
 
 
-def _mlp(params, x):
-    for i, layer in enumerate(params):
-        x = x @ layer["w"] + layer["b"][None, :]
-        if i < len(params) - 1:
-            x = jax.nn.relu(x)
-    return x
-
-
 def digits_mlp():
-    """A 64-64-64-10 MLP on 512 of scikit-learn's digits images, full batch, L2 1e-3."""
-    data = load_digits()
-    x, y = jnp.asarray(data.data[:512] / 16.0, jnp.float32), jnp.asarray(data.target[:512])
-    keys = jax.random.split(jax.random.key(0), 3)
-    sizes = [64, 64, 64, 10]
-    params = [
-        {
-            "w": jax.random.normal(k, (a, b)) * jnp.float32(np.sqrt(2 / a)),
-            "b": jnp.zeros(b),
-        }
-        for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)
-    ]
-
-    def loss(p):
-        logp = jax.nn.log_softmax(_mlp(p, x))
-        nll = -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
-        return nll + 1e-3 * sum(jnp.sum(layer["w"] ** 2) for layer in p)
-
+    """A 64-64-64-10 MLP on 512 of scikit-learn's digits images, full batch, L2 1e-3 (the
+    benchmark's task, smaller)."""
+    params, loss, _ = quantized_state.digits_mlp(n_images=512, width=64)
     return params, loss
 
 
 def diabetes_features():
     """Ridge regression on 4096 random Fourier features of scikit-learn's diabetes data."""
-    data = load_diabetes()
-    x = (data.data - data.data.mean(0)) / data.data.std(0)
-    y = (data.target - data.target.mean()) / data.target.std()
-    rng = np.random.default_rng(0)
-    proj = rng.standard_normal((10, 4096)) / np.sqrt(10)
-    feats = np.sqrt(2 / 4096) * np.cos(x @ proj + rng.uniform(0, 2 * np.pi, 4096))
-    feats, y = jnp.asarray(feats, jnp.float32), jnp.asarray(y, jnp.float32)
-
-    def loss(p):
-        residual = feats @ p["w"] + p["b"] - y
-        return jnp.mean(residual**2) + 1e-3 * jnp.sum(p["w"] ** 2)
-
-    return {"w": jnp.zeros(4096), "b": jnp.zeros(())}, loss
+    params, loss, _ = quantized_state.diabetes_rff()
+    return params, loss
 
 
 def final_loss(problem, tx, steps=STEPS):
