@@ -115,29 +115,33 @@ def global_norm(tree: Any) -> jax.Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, total, 1)), 0)
 
 
+def has_explicit_axes(mesh: Any) -> bool:
+    """Whether ``mesh`` (or None) has an axis of type ``Explicit``: there the layout of an array
+    is part of its type, so arrays laid out differently must be resharded before they mix."""
+    return jax.sharding.AxisType.Explicit in getattr(mesh, "axis_types", ())
+
+
+def _explicit_sharding(x: jax.Array) -> Any:
+    """The sharding of ``x`` when it lies on a mesh with explicit axes, else None."""
+    sharding = jax.typeof(x).sharding
+    return sharding if has_explicit_axes(getattr(sharding, "mesh", None)) else None
+
+
 def match_layout(x: jax.Array, like: jax.Array) -> jax.Array:
     """``x`` laid out like ``like`` over a mesh with explicit axes (where the layout is part of
     the type, so params replicated and state split by ZeRO do not mix in a select or a scatter);
     ``x`` unchanged otherwise."""
-    sx, sy = jax.typeof(x).sharding, jax.typeof(like).sharding
-    mesh = getattr(sy, "mesh", None)
-    explicit = mesh is not None and jax.sharding.AxisType.Explicit in getattr(
-        mesh, "axis_types", ()
-    )
-    if explicit and getattr(sx, "spec", None) != sy.spec:
-        return jax.sharding.reshard(x, sy.spec)
+    target = _explicit_sharding(like)
+    if target is not None and getattr(jax.typeof(x).sharding, "spec", None) != target.spec:
+        return jax.sharding.reshard(x, target.spec)
     return x
 
 
 def unsplit(x: jax.Array) -> jax.Array:
     """``x`` whole on every device when a mesh with explicit axes splits it (matrix math such as
     ``x @ x.T`` cannot keep one mesh axis on both dimensions); ``x`` unchanged otherwise."""
-    sx = jax.typeof(x).sharding
-    mesh = getattr(sx, "mesh", None)
-    explicit = mesh is not None and jax.sharding.AxisType.Explicit in getattr(
-        mesh, "axis_types", ()
-    )
-    if explicit and any(a is not None for a in getattr(sx, "spec", ())):
+    sharding = _explicit_sharding(x)
+    if sharding is not None and any(a is not None for a in sharding.spec):
         return jax.sharding.reshard(x, jax.sharding.PartitionSpec())
     return x
 

@@ -23,7 +23,8 @@ import numpy as np
 from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec, Sharding
 
 from optix._base import GradientTransformation
-from optix._chain import accepts_extra
+from optix._chain import caller
+from optix._tree import has_explicit_axes, match_layout
 
 LeafSharding = Callable[[Any, Sharding], Sharding]
 
@@ -155,8 +156,7 @@ def constrain_leaf(x: jax.Array, sharding: NamedSharding) -> jax.Array:
       >>> y.sharding.is_fully_replicated
       True
     """
-    explicit = jax.sharding.AxisType.Explicit
-    if any(t == explicit for t in sharding.mesh.axis_types):
+    if has_explicit_axes(sharding.mesh):
         return jax.sharding.reshard(x, sharding)
     return jax.lax.with_sharding_constraint(x, sharding)
 
@@ -270,9 +270,9 @@ def zero(tx: GradientTransformation, mesh: Mesh, axis: str = "data") -> Gradient
         raise ValueError(
             f"zero: axis={axis!r} is not an axis of the mesh {tuple(mesh.axis_names)}."
         )
-    forward = accepts_extra(tx.update)
+    call = caller(tx)
     rep = replicated(mesh)
-    explicit = any(t == jax.sharding.AxisType.Explicit for t in mesh.axis_types)
+    explicit = has_explicit_axes(mesh)
 
     def constrain(state: Any, like: Any) -> Any:
         shardings = state_shardings(tx, like, rep, zero_axis=axis)
@@ -282,18 +282,11 @@ def zero(tx: GradientTransformation, mesh: Mesh, axis: str = "data") -> Gradient
         return constrain(tx.init(params), params)
 
     def update(updates, state, params=None, **extra):
-        if forward:
-            new_updates, state = tx.update(updates, state, params, **extra)
-        else:
-            new_updates, state = tx.update(updates, state, params)
+        new_updates, state = call(updates, state, params, extra)
         if explicit:
             # Explicit axes make the layout part of the type: the split state would leave the
             # updates split too, so give them back the layout the gradients came in.
-            new_updates = jax.tree.map(
-                lambda u, g: jax.sharding.reshard(u, jax.typeof(g).sharding.spec),
-                new_updates,
-                updates,
-            )
+            new_updates = jax.tree.map(match_layout, new_updates, updates)
         return new_updates, constrain(state, new_updates)
 
     return GradientTransformation(init, update)
