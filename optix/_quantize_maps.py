@@ -64,7 +64,7 @@ def dynamic_map(bits: int = 8, *, signed: bool = True) -> np.ndarray:
 def _blocks(x: jax.Array, block_size: int) -> jax.Array:
     """``x`` flattened, zero-padded to whole blocks and shaped ``(n_blocks, block_size)``."""
     flat = x.reshape(-1)
-    n_blocks = -(-flat.size // block_size)
+    n_blocks = num_blocks(flat.size, block_size)
     flat = jnp.pad(flat, (0, n_blocks * block_size - flat.size))
     return flat.reshape(n_blocks, block_size)
 
@@ -119,8 +119,9 @@ def nearest(normed: jax.Array, bits: int, signed: bool) -> jax.Array:
 def quantize(x: jax.Array, bits: int, signed: bool, block_size: int) -> tuple[jax.Array, jax.Array]:
     """Codes (uint8, shaped like ``x``) and per-block scales (float32) of a real array.
 
-    The map is ``dynamic_map(bits, signed=signed)``. Each block of ``block_size`` consecutive elements (of ``x`` flattened) is divided by its
-    largest magnitude and every element rounded to the nearest map value. An all-zero block gets
+    The map is ``dynamic_map(bits, signed=signed)``. Each block of ``block_size`` consecutive
+    elements (of ``x`` flattened) is divided by its largest magnitude and every element rounded to
+    the nearest map value. An all-zero block gets
     scale 0. A block holding a NaN or an infinity gets scale NaN, so the whole block reads back
     as NaN; values below the map's range (negative values in an unsigned map) are clamped to it.
     """

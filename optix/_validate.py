@@ -92,6 +92,17 @@ def check_float_leaves(tree: Any, what: str) -> None:
             )
 
 
+def check_real_leaves(tree: Any, transform: str, why: str = "") -> None:
+    """Raise ``TypeError`` naming the first complex leaf of ``tree`` (params of ``transform``);
+    ``why``, when given, ends the message."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if jnp.iscomplexobj(leaf):
+            raise TypeError(
+                f"`{transform}` does not support complex params (leaf '{path_str(path)}')"
+                + (f": {why}" if why else "")
+            )
+
+
 def check_same_structure(tree: Any, reference: Any, what: str, reference_what: str) -> None:
     """Raise ``ValueError`` when ``tree`` and ``reference`` have different pytree structures.
 

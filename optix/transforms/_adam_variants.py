@@ -12,12 +12,7 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
 from optix._fusable import mark_elementwise
 from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype
-
-
-def _check_betas(b1: ScalarOrSchedule, b2: ScalarOrSchedule, eps: ScalarOrSchedule) -> None:
-    _validate.check_unit_interval("b1", b1)
-    _validate.check_unit_interval("b2", b2)
-    _validate.check_nonnegative("eps", eps)
+from optix.transforms._adam import _check_betas, _moments
 
 
 class ScaleByAdabeliefState(NamedTuple):
@@ -68,9 +63,7 @@ def scale_by_adabelief(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_adabelief` params")
-        mu = _tree.zeros_like(params, mu_dtype)
-        nu = _tree.zeros_like(params, nu_dtype, real=True)
-        return ScaleByAdabeliefState(spec.init(), mu, nu)
+        return ScaleByAdabeliefState(spec.init(), *_moments(params, mu_dtype, nu_dtype))
 
     def update(updates, state, params=None, **extra):
         del params, extra
@@ -78,7 +71,7 @@ def scale_by_adabelief(
         hp, hyperparams = spec.step(state.hyperparams)
         b1_, b2_ = hp["b1"], hp["b2"]
         bc1 = _tree.bias_correction(b1_, hyperparams.count)
-        bc1_next = 1 - b1_ ** (hyperparams.count.astype(b1_.dtype) + 1)
+        bc1_next = _tree.bias_correction(b1_, hyperparams.count + 1)
         bc2 = _tree.bias_correction(b2_, hyperparams.count)
 
         def leaf(g, m, v):
@@ -243,14 +236,10 @@ def scale_by_adopt(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_adopt` params")
-        if clipping and any(jnp.iscomplexobj(x) for x in jax.tree.leaves(params)):
-            raise TypeError(
-                "`scale_by_adopt` clips the normalised gradient, which is not defined for complex "
-                "params; pass clip_value=None to use ADOPT without clipping"
-            )
-        mu = _tree.zeros_like(params, mu_dtype)
-        nu = _tree.zeros_like(params, nu_dtype, real=True)
-        return ScaleByAdoptState(spec.init(), mu, nu)
+        if clipping:
+            why = "clipping is not defined for them; pass clip_value=None to use ADOPT without it"
+            _validate.check_real_leaves(params, "scale_by_adopt", why)
+        return ScaleByAdoptState(spec.init(), *_moments(params, mu_dtype, nu_dtype))
 
     def update(updates, state, params=None, **extra):
         del params, extra

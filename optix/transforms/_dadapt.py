@@ -64,6 +64,8 @@ def _check_common(
     _validate.check_nonnegative("eps", eps)
     _validate.check_positive("estim_lr0", estim_lr0)
     _validate.check_nonnegative("weight_decay", weight_decay)
+    if callable(estim_lr0):
+        raise TypeError("`estim_lr0` must be a number: it is the initial estimate, not a schedule")
 
 
 class ScaleByProdigyState(NamedTuple):
@@ -105,8 +107,6 @@ def scale_by_prodigy(
     """
     _check_common(learning_rate, b1, b2, eps, estim_lr0, weight_decay)
     _validate.check_nonnegative("estim_lr_coef", estim_lr_coef)
-    if callable(estim_lr0):
-        raise TypeError("`estim_lr0` must be a number: it is the initial estimate, not a schedule")
     specs = dict(b1=b1, b2=b2, eps=eps, estim_lr0=estim_lr0, estim_lr_coef=estim_lr_coef)
     if beta3 is not None:
         _validate.check_unit_interval("beta3", beta3)
@@ -119,10 +119,9 @@ def scale_by_prodigy(
         mu = _tree.zeros_like(params, mu_dtype)
         nu = _tree.zeros_like(params, nu_dtype, real=True)
         hyperparams = spec.init()
-        d = {**hyperparams.values, **hyperparams.scheduled}["estim_lr0"]
-        zero = jnp.zeros([], hyperparam_dtype())
+        d = hyperparams.values["estim_lr0"]  # a number, never a schedule
         params0 = jax.tree.map(jnp.copy, params)
-        return ScaleByProdigyState(hyperparams, mu, nu, mu, params0, d, zero)
+        return ScaleByProdigyState(hyperparams, mu, nu, mu, params0, d, jnp.zeros_like(d))
 
     def update(updates, state, params=None, **extra):
         del extra
@@ -203,8 +202,6 @@ def scale_by_dadapt_adam(
     Reference: Defazio & Mishchenko, "Learning-rate-free learning by D-Adaptation", ICML 2023.
     """
     _check_common(learning_rate, b1, b2, eps, estim_lr0, weight_decay)
-    if callable(estim_lr0):
-        raise TypeError("`estim_lr0` must be a number: it is the initial estimate, not a schedule")
     spec = Hyperparams(
         learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay
     )

@@ -90,8 +90,7 @@ def scale_by_lbfgs(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_lbfgs` params")
-        buffer = _tree.zeros_like(params)
-        buffer = jax.tree.map(lambda x: x.astype(_tree.state_dtype(x.dtype)), buffer)
+        buffer = jax.tree.map(lambda p: jnp.zeros_like(p, _tree.state_dtype(p.dtype)), params)
         stacked = jax.tree.map(lambda x: jnp.zeros((memory_size, *x.shape), x.dtype), buffer)
         return ScaleByLbfgsState(
             hyperparams=spec.init(),
@@ -108,9 +107,8 @@ def scale_by_lbfgs(
         _validate.require_params(params, "scale_by_lbfgs")
         _validate.check_updates(updates, state.prev_updates, "scale_by_lbfgs")
         _, hyperparams = spec.step(state.hyperparams)
-        cast = lambda tree, like: _tree.map_leaves(lambda x, y: x.astype(y.dtype), tree, like)  # noqa: E731
-        x = cast(params, state.prev_params)
-        g = cast(updates, state.prev_updates)
+        x = _tree.cast_tree(params, state.prev_params)
+        g = _tree.cast_tree(updates, state.prev_updates)
 
         # 1. the pair made by the previous step, if it exists and has positive curvature
         s = _tree.map_leaves(lambda a, b: a - b, x, state.prev_params)
@@ -161,7 +159,7 @@ def scale_by_lbfgs(
             return r, None
 
         r, _ = jax.lax.scan(second_loop, r, (order, alphas), reverse=True)
-        direction = _tree.map_leaves(lambda d, u: d.astype(u.dtype), r, updates)
+        direction = _tree.cast_tree(r, updates)
         new_state = ScaleByLbfgsState(hyperparams, x, g, s_memory, y_memory, rho_memory, head)
         return direction, new_state
 

@@ -20,6 +20,7 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
 from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, register_rules
 from optix.transforms._lbfgs import tree_inner
+from optix.transforms._scale import _multiply
 
 
 def value_dtype(params: Params) -> jnp.dtype:
@@ -42,10 +43,6 @@ def step_along(params: Params, eta: jax.Array, updates: Updates) -> Params:
     return _tree.map_leaves(
         lambda p, u: (_tree.upcast(p) + eta * _tree.upcast(u)).astype(p.dtype), params, updates
     )
-
-
-def scale_updates(eta: jax.Array, updates: Updates) -> Updates:
-    return _tree.map_leaves(lambda u: (eta * _tree.upcast(u)).astype(u.dtype), updates)
 
 
 def line_search_inputs(
@@ -212,7 +209,7 @@ def scale_by_backtracking_linesearch(
         new_state = ScaleByBacktrackingLinesearchState(
             hyperparams, eta, new_value, new_grad, BacktrackingInfo(steps, err)
         )
-        return scale_updates(eta, updates), new_state
+        return _multiply(updates, eta), new_state
 
     return GradientTransformation(init, update)
 

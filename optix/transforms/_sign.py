@@ -134,18 +134,10 @@ class ScaleByRpropState(NamedTuple):
     prev_grad: Updates  # previous gradient, zeroed where its sign flipped (iRprop-)
 
 
-def _check_range(name: str, value: ScalarOrSchedule, low: float, high: float) -> None:
-    x = _validate.concrete_float(value)
-    if x is not None and not (low < x < high):
-        raise ValueError(f"`{name}` must be in ({low}, {high}), got {value!r}")
-
-
-def _check_eta_minus(name: str, value: ScalarOrSchedule) -> None:
-    _check_range(name, value, 0.0, 1.0)
-
-
 def _check_eta_plus(name: str, value: ScalarOrSchedule) -> None:
-    _check_range(name, value, 1.0, math.inf)
+    x = _validate.concrete_float(value)
+    if x is not None and not (1.0 < x < math.inf):
+        raise ValueError(f"`{name}` must be in (1.0, inf), got {value!r}")
 
 
 def scale_by_rprop(
@@ -198,7 +190,7 @@ def scale_by_rprop(
     algorithm", 2000 (iRprop-).
     """
     _validate.check_nonnegative("learning_rate", learning_rate)
-    _check_eta_minus("eta_minus", eta_minus)
+    _validate.check_open_unit_interval("eta_minus", eta_minus)
     _check_eta_plus("eta_plus", eta_plus)
     _validate.check_nonnegative("min_step_size", min_step_size)
     _validate.check_positive("max_step_size", max_step_size)
@@ -215,10 +207,7 @@ def scale_by_rprop(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_rprop` params")
-        if any(jnp.iscomplexobj(x) for x in jax.tree.leaves(params)):
-            raise TypeError(
-                "`scale_by_rprop` compares gradient signs, undefined for complex params"
-            )
+        _validate.check_real_leaves(params, "scale_by_rprop", "it compares gradient signs")
         # relative step sizes are products of many factors: kept in at least float32
         step_sizes = jax.tree.map(lambda p: jnp.ones_like(p, _tree.state_dtype(p.dtype)), params)
         return ScaleByRpropState(spec.init(), step_sizes, _tree.zeros_like(params))
@@ -251,7 +240,7 @@ def scale_by_rprop(
 
 register_rules(
     ScaleByRpropState,
-    eta_minus=_check_eta_minus,
+    eta_minus=_validate.check_open_unit_interval,
     eta_plus=_check_eta_plus,
     min_step_size=_validate.check_nonnegative,
     max_step_size=_validate.check_positive,

@@ -14,11 +14,11 @@ from optix._hyperparams import Hyperparams, HyperparamState, register_rules
 from optix.transforms._linesearch import (
     cast_like,
     line_search_inputs,
-    scale_updates,
     slope_along,
     step_along,
     value_dtype,
 )
+from optix.transforms._scale import _multiply
 
 
 class ZoomLinesearchInfo(NamedTuple):
@@ -297,7 +297,7 @@ def scale_by_zoom_linesearch(
         new_state = ScaleByZoomLinesearchState(
             hyperparams, final.stepsize, final.value, final.grad, info
         )
-        return scale_updates(final.stepsize, updates), new_state
+        return _multiply(updates, final.stepsize), new_state
 
     return GradientTransformation(init, update)
 
