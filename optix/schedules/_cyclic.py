@@ -10,14 +10,10 @@ from jax.typing import ArrayLike
 
 from optix import _validate
 from optix._base import Schedule
-from optix._hyperparams import hyperparam_dtype
+from optix.schedules._basic import _as_float as _float
 
 _ANNEALS = ("cosine", "linear")
 _CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
-
-
-def _float(x: ArrayLike) -> jax.Array:
-    return jnp.asarray(x, hyperparam_dtype())
 
 
 def _anneal(start: jax.Array, end: jax.Array, frac: jax.Array, kind: str) -> jax.Array:

@@ -10,13 +10,19 @@ from jax.typing import ArrayLike
 
 from optix import _validate
 from optix._base import Schedule
-from optix._hyperparams import hyperparam_dtype
+from optix.schedules._basic import _as_float as _float
+from optix.schedules._cyclic import _check_choice
 
 _WSD_SHAPES = ("linear", "cosine", "sqrt")
 
 
-def _float(x: ArrayLike) -> jax.Array:
-    return jnp.asarray(x, hyperparam_dtype())
+def _warm_up(
+    value: ArrayLike, s: jax.Array, peak: jax.Array, init_value: ArrayLike, steps: int
+) -> jax.Array:
+    """``value``, preceded by a linear warm-up from ``init_value`` to ``peak`` over ``steps``."""
+    if steps == 0:
+        return jnp.asarray(value)
+    return jnp.where(s < steps, init_value + (peak - init_value) * s / steps, value)
 
 
 def warmup_stable_decay(
@@ -67,8 +73,7 @@ def warmup_stable_decay(
     _validate.check_int("total_steps", total_steps, minimum=1)
     _validate.check_int("warmup_steps", warmup_steps, minimum=0)
     _validate.check_int("decay_steps", decay_steps, minimum=1)
-    if decay_shape not in _WSD_SHAPES:
-        raise ValueError(f"`decay_shape` must be one of {_WSD_SHAPES}; got {decay_shape!r}")
+    _check_choice("decay_shape", decay_shape, _WSD_SHAPES)
     if warmup_steps + decay_steps > total_steps:
         raise ValueError(
             f"`warmup_steps` + `decay_steps` ({warmup_steps} + {decay_steps}) must not exceed "
@@ -86,11 +91,7 @@ def warmup_stable_decay(
             factor = 0.5 * (1 + jnp.cos(math.pi * p))
         else:
             factor = 1 - jnp.sqrt(p)
-        value = end_value + (peak - end_value) * factor
-        if warmup_steps > 0:
-            warm = init_value + (peak - init_value) * s / warmup_steps
-            value = jnp.where(s < warmup_steps, warm, value)
-        return value
+        return _warm_up(end_value + (peak - end_value) * factor, s, peak, init_value, warmup_steps)
 
     return schedule
 
@@ -128,10 +129,7 @@ def inverse_sqrt(peak_value: ArrayLike, warmup_steps: int, init_value: ArrayLike
         s = jnp.maximum(_float(step), 0)
         peak = _float(peak_value)
         value = peak * jnp.sqrt(timescale / jnp.maximum(s, timescale))
-        if warmup_steps > 0:
-            warm = init_value + (peak - init_value) * s / warmup_steps
-            value = jnp.where(s < warmup_steps, warm, value)
-        return value
+        return _warm_up(value, s, peak, init_value, warmup_steps)
 
     return schedule
 
