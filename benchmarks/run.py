@@ -311,16 +311,21 @@ def table(rows: list[Row]) -> str:
 def write_results(path: str, mode: str, header: str, body: str) -> None:
     begin, end = f"<!-- run.py {mode}: begin -->", f"<!-- run.py {mode}: end -->"
     section = f"{begin}\n{header}\n\n{body}\n{end}"
-    text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+    text = "# Benchmark results\n"
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text)
     else:
-        first = text.find("\n## ")
+        # A new section goes before the first one already there, whether that is another mode's
+        # (its begin marker comes before its heading) or a hand-written ``## `` section.
+        first = re.search(r"^(<!-- run\.py |## )", text, re.M)
         text = (
             text.rstrip() + "\n\n" + section + "\n"
-            if first < 0
-            else text[: first + 1] + section + "\n\n" + text[first + 1 :]
+            if first is None
+            else text[: first.start()] + section + "\n\n" + text[first.start() :]
         )
     with open(path, "w") as f:
         f.write(text)

@@ -9,14 +9,17 @@ Times are medians over repeated, donated, jitted steps; compile time is ``lower(
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import optax
 
 import optix
+
+try:  # benchmarks/run.py, whose timing harness this shares
+    from benchmarks import run
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    import run  # type: ignore[no-redef]
 
 PAIRS = {
     "sgd+momentum": (lambda: optix.sgd(1e-2, momentum=0.9), lambda: optax.sgd(1e-2, momentum=0.9)),
@@ -33,31 +36,10 @@ def make_params(layout: str, total: int):
     return {f"layer{i}": jnp.ones((total // n,), jnp.float32) for i in range(n)}
 
 
-def state_bytes(state) -> int:
-    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
-
-
-def measure(tx, params, repeats: int):
-    def step(params, state, grads):
-        updates, state = tx.update(grads, state, params)
-        return optix.apply_updates(params, updates), state
-
+def measure(tx, params, repeats: int, *, standard: bool = False):
+    """(median step s, compile s, state bytes), timed by ``benchmarks/run.py``'s harness."""
     grads = jax.tree.map(lambda x: jnp.full_like(x, 1e-3), params)
-    params = jax.tree.map(jnp.copy, params)
-    state = tx.init(params)
-    jitted = jax.jit(step, donate_argnums=(0, 1))
-    t0 = time.perf_counter()
-    compiled = jitted.lower(params, state, grads).compile()
-    compile_s = time.perf_counter() - t0
-    params, state = compiled(params, state, grads)  # warm-up
-    jax.block_until_ready(params)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        params, state = compiled(params, state, grads)
-        jax.block_until_ready((params, state))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), compile_s, state_bytes(state)
+    return run.measure(tx, params, grads, repeats, 1, standard=standard)
 
 
 def main() -> None:
@@ -77,8 +59,7 @@ def main() -> None:
         params = make_params(layout, total)
         for name, (mine, theirs) in PAIRS.items():
             t1, c1, s1 = measure(mine(), params, repeats)
-            with jax.numpy_dtype_promotion("standard"):
-                t2, c2, s2 = measure(theirs(), params, repeats)
+            t2, c2, s2 = measure(theirs(), params, repeats, standard=True)
             print(
                 f"{name:<14}{layout:<18}{t1 * 1e3:>10.3f}{t2 * 1e3:>10.3f}{t1 / t2:>8.2f}"
                 f"{c1:>14.3f}{c2:>14.3f}{c1 / c2:>8.2f}{s1 / s2:>13.3f}"

@@ -36,3 +36,22 @@ def test_harness_runs_at_tiny_sizes_and_prints_the_table(tmp_path):
     assert "error:" not in text
     assert "Measured bandwidth" in text
     assert not results.exists()  # --tiny never writes results
+
+
+def test_write_results_puts_a_new_section_outside_the_others(tmp_path):
+    from benchmarks.run import write_results
+
+    path = str(tmp_path / "RESULTS.md")
+    with open(path, "w") as f:
+        f.write("# Benchmark results\n\nintro\n\n## hand-written\n\nnotes\n")
+    write_results(path, "quick", "## quick run", "| q |")
+    write_results(path, "full", "## full run", "| f |")  # before quick's markers, not inside
+    write_results(path, "quick", "## quick again", "| q2 |")  # replaced in place
+    expected = (
+        "# Benchmark results\n\nintro\n\n"
+        "<!-- run.py full: begin -->\n## full run\n\n| f |\n<!-- run.py full: end -->\n\n"
+        "<!-- run.py quick: begin -->\n## quick again\n\n| q2 |\n<!-- run.py quick: end -->\n\n"
+        "## hand-written\n\nnotes\n"
+    )
+    with open(path) as f:
+        assert f.read() == expected
