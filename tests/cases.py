@@ -38,6 +38,11 @@ class Case:
     def make_for(self, problem: str) -> optix.GradientTransformation:
         return self.make(learning_rate=self.lr[problem])
 
+    def parallel_atol(self, steps: int, default: float) -> float:
+        """The atol of a data-parallel run after ``steps`` steps against the single-device run:
+        ``default`` (float rounding), or twice the steps' size for an order-sensitive case."""
+        return 2 * steps * self.kwargs["learning_rate"] if self.order_sensitive else default
+
 
 def _lr(quadratic: float, rosenbrock: float, logistic: float) -> dict[str, float]:
     return {"quadratic": quadratic, "rosenbrock": rosenbrock, "logistic": logistic}

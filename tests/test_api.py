@@ -34,11 +34,7 @@ import optix.schedules
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# Used only while pyproject.toml has no [tool.mypy] table; keep it equal to the one proposed there.
-
-
 NAMESPACES = (optix, optix.schedules, optix.sharding)
-# Public functions that are helpers rather than factories of transforms or schedules.
 # Public helpers in the transform modules that are not factories of a GradientTransformation.
 NOT_FACTORIES = {
     "optix.averaged_params",

@@ -8,7 +8,6 @@ state.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -17,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from tests import multihost_worker
+from tests._multidevice import ROOT, child_env
 
 WORKER = Path(multihost_worker.__file__)
-ROOT = WORKER.parent.parent
 TIMEOUT = 180
 
 
@@ -30,8 +29,7 @@ def _free_port() -> int:
 
 
 def test_two_processes_match_one(tmp_path):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env = child_env(multihost_worker.LOCAL_DEVICES)  # the worker sets the same XLA flags itself
     port = str(_free_port())
     procs = []
     logs = []

@@ -30,10 +30,19 @@ import pytest
 
 import optix
 from optix import schedules as S
-from tests.test_schedules_zoo import ZOO_NAMES
 
 RTOL = 1e-6  # float32 against float64 (textbook) or float32 (optax); see the module docstring
 RTOL_X64 = 1e-12  # float64 against float64
+# The schedules tests/test_schedules_zoo.py covers (here, so that this file runs without torch).
+ZOO_NAMES = {
+    "cyclic",
+    "inverse_sqrt",
+    "inverse_time_decay",
+    "one_cycle",
+    "sgdr",
+    "step_decay",
+    "warmup_stable_decay",
+}
 
 # ---------------------------------------------------------------------------------------------
 # Textbook definitions: plain Python on floats, one step at a time.
@@ -392,6 +401,22 @@ def test_every_schedule_has_cases():
 # ---------------------------------------------------------------------------------------------
 
 
+def jit_step_by_step(sched: Callable, steps: list[int]) -> np.ndarray:
+    """``sched`` at each of ``steps`` under ``jax.jit`` with the step a traced int32 scalar,
+    checked to be traced once (the step is not static) and to give float32 scalars."""
+    traces = []
+
+    def traced(step):
+        traces.append(step)
+        return sched(step)
+
+    jitted = jax.jit(traced)
+    out = [jitted(jnp.int32(s)) for s in steps]
+    assert len(traces) == 1 and isinstance(traces[0], jax.core.Tracer)  # traced once, not static
+    assert all(o.dtype == jnp.float32 and o.shape == () for o in out)
+    return np.array([float(o) for o in out])
+
+
 def _bf16(x: float) -> float:
     return float(np.asarray(x, jnp.bfloat16).astype(np.float64))
 
@@ -400,19 +425,10 @@ def _bf16(x: float) -> float:
 def test_matches_textbook_under_jit(case):
     """Step by step under ``jax.jit`` with the step a traced int32: float32, the textbook value."""
     sched = case.make()
-    traces = []
-
-    def traced(step):
-        traces.append(step)
-        return sched(step)
-
-    jitted = jax.jit(traced)
     steps = case.steps()
-    out = [jitted(jnp.int32(s)) for s in steps]
-    assert len(traces) == 1 and isinstance(traces[0], jax.core.Tracer)  # traced once, not static
-    assert all(o.dtype == jnp.float32 and o.shape == () for o in out)
+    out = jit_step_by_step(sched, steps)
     expected = _expected(case, steps)
-    _assert_close(np.array([float(o) for o in out]), expected, RTOL)
+    _assert_close(out, expected, RTOL)
     # The sweep has values that bfloat16 cannot hold (off by > 100 * RTOL once rounded), so the
     # comparison above would catch a schedule that went through bfloat16.
     nonzero = [e for e in expected if e != 0.0]

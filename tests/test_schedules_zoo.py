@@ -22,20 +22,12 @@ import optax
 import pytest
 
 from optix import schedules as S
+from tests.test_schedules import ZOO_NAMES, _assert_close, jit_step_by_step
 
 torch = pytest.importorskip("torch")
 
 RTOL = 1e-6
 RTOL_X64 = 1e-12
-ZOO_NAMES = {
-    "cyclic",
-    "inverse_sqrt",
-    "inverse_time_decay",
-    "one_cycle",
-    "sgdr",
-    "step_decay",
-    "warmup_stable_decay",
-}
 
 Ref = Callable[[int], float]
 
@@ -301,12 +293,6 @@ def _values(sched, steps, dtype=jnp.int32) -> np.ndarray:
     return np.broadcast_to(np.asarray(out, np.float64), (len(steps),))
 
 
-def _assert_close(actual, expected, rtol):
-    expected = np.asarray(expected, np.float64)
-    scale = max(float(np.max(np.abs(expected))), 1e-30)
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
-
-
 def test_every_new_schedule_has_cases():
     covered = {name for name in ZOO_NAMES if any(c.id.startswith(name) for c in CASES)}
     assert covered == ZOO_NAMES
@@ -315,19 +301,9 @@ def test_every_new_schedule_has_cases():
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_matches_textbook_under_jit(case):
-    sched = case.make()
-    traces = []
-
-    def traced(step):
-        traces.append(step)
-        return sched(step)
-
-    jitted = jax.jit(traced)
     steps = case.steps()
-    out = [jitted(jnp.int32(s)) for s in steps]
-    assert len(traces) == 1
-    assert all(o.dtype == jnp.float32 and o.shape == () for o in out)
-    _assert_close(np.array([float(o) for o in out]), [case.ref(s) for s in steps], RTOL)
+    out = jit_step_by_step(case.make(), steps)
+    _assert_close(out, [case.ref(s) for s in steps], RTOL)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

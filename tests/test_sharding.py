@@ -246,7 +246,7 @@ def _child_zero(mesh):
 
         return jax.jit(step, **jit_kwargs)
 
-    def train(tx, step, params, state, shard_batch):
+    def train(step, params, state, shard_batch):
         for t in range(xs.shape[0]):
             x, y = xs[t], ys[t]
             if shard_batch:
@@ -261,7 +261,7 @@ def _child_zero(mesh):
         )
 
     def reference(tx):
-        return train(tx, make_step(tx), params0, tx.init(params0), shard_batch=False)
+        return train(make_step(tx), params0, tx.init(params0), shard_batch=False)
 
     out = {}
     tx = optix.chain(optix.clip_by_global_norm(1.0), optix.adamw(1e-2, weight_decay=1e-3))
@@ -285,7 +285,7 @@ def _child_zero(mesh):
     step = make_step(
         tx, in_shardings=(rep, zs, batch_sharding, batch_sharding), out_shardings=(rep, zs)
     )
-    params, state = train(tx, step, params, state, shard_batch=True)
+    params, state = train(step, params, state, shard_batch=True)
     out["params_replicated"] = all(x.sharding.is_fully_replicated for x in jax.tree.leaves(params))
     out["jit_shardings_equal"] = close(params, ref_params) and close(state, ref_state)
 
@@ -294,7 +294,7 @@ def _child_zero(mesh):
     params = jax.device_put(params0, rep)
     with jax.set_mesh(mesh):  # jit with JAX's default explicit mesh axes needs the mesh in context
         state = jax.jit(ztx.init)(params)
-        params, state = train(ztx, make_step(ztx), params, state, shard_batch=True)
+        params, state = train(make_step(ztx), params, state, shard_batch=True)
     out["wrapper_equal"] = close(params, ref_params) and close(state, ref_state)
     out["wrapper_layout"] = all(
         x.sharding.is_equivalent_to(s, x.ndim)
@@ -318,24 +318,16 @@ def _child_zero(mesh):
         return step
 
     def train_many(transforms, params, shard_batch):
-        step = jax.jit(many_step(transforms))
-        params_list = [params] * len(transforms)
         states = jax.jit(lambda p: [t.init(p) for t in transforms])(params)
-        for t in range(xs.shape[0]):
-            x, y = xs[t], ys[t]
-            if shard_batch:
-                x, y = jax.device_put((x, y), batch_sharding)
-            params_list, states = step(params_list, states, x, y)
-        return params_list
+        step = jax.jit(many_step(transforms))
+        return train(step, [params] * len(transforms), states, shard_batch)[0]
 
     cases = {}
     ref_list = train_many(txs, params0, shard_batch=False)
     with jax.set_mesh(mesh):
         got_list = train_many(ztxs, jax.device_put(params0, rep), shard_batch=True)
     for case, got, want in zip(CASES, got_list, ref_list, strict=True):
-        # an order-sensitive case (see tests/cases.py) agrees to within twice its steps' size
-        atol = 2 * xs.shape[0] * case.kwargs["learning_rate"] if case.order_sensitive else 1e-6
-        cases[case.name] = close(got, want, atol)
+        cases[case.name] = close(got, want, case.parallel_atol(xs.shape[0], 1e-6))
     out["cases"] = cases
     return out
 

@@ -35,6 +35,10 @@ def _decay_mask(params):
     return {k: v.ndim >= 1 for k, v in params.items()}
 
 
+def _as_jax(tree):
+    return {k: jnp.asarray(v) for k, v in tree.items()}
+
+
 # --- Paper transcriptions and schedules, written from the papers (not from either library) -----
 
 
@@ -216,12 +220,11 @@ def test_adan_differs_from_optax_at_default_b2(x64):
     authors' code by ``b2`` (0.92): from the second step on, the updates differ by percents."""
     ours, theirs = optix.adan(1e-2), optax.adan(1e-2, eps_root=0.0)
     grads, params = gradient_stream(0), params_stream(0)
-    as_jax = lambda tree: {k: jnp.asarray(v) for k, v in tree.items()}  # noqa: E731
-    s_ours, s_theirs = ours.init(as_jax(params[0])), theirs.init(as_jax(params[0]))
+    s_ours, s_theirs = ours.init(_as_jax(params[0])), theirs.init(_as_jax(params[0]))
     update_ours, update_theirs = jax.jit(ours.update), jax.jit(theirs.update)
     worst = []
     for t in range(10):
-        g, p = as_jax(grads[t]), as_jax(params[t])
+        g, p = _as_jax(grads[t]), _as_jax(params[t])
         u_ours, s_ours = update_ours(g, s_ours, p)
         with jax.numpy_dtype_promotion("standard"):
             u_theirs, s_theirs = update_theirs(g, s_theirs, p)
@@ -253,7 +256,7 @@ def test_rprop_matches_torch(kwargs, x64):
     init = params_stream(3)[0]
     tparams = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in init.items()}
     topt = torch.optim.Rprop(list(tparams.values()), **kwargs)
-    state = tx.init({k: jnp.asarray(v) for k, v in init.items()})
+    state = tx.init(_as_jax(init))
     update = jax.jit(tx.update)
     for step, grad in enumerate(gradient_stream(3)):
         old = {k: p.detach().numpy().copy() for k, p in tparams.items()}
@@ -262,7 +265,7 @@ def test_rprop_matches_torch(kwargs, x64):
         topt.step()
         # torch's update is read back as new - old: up to one ulp of |param| is lost (atol)
         expected = {k: p.detach().numpy() - old[k] for k, p in tparams.items()}
-        updates, state = update({k: jnp.asarray(g) for k, g in grad.items()}, state)
+        updates, state = update(_as_jax(grad), state)
         for k in SHAPES:
             got = np.asarray(updates[k])
             assert got.dtype == np.float64
@@ -280,15 +283,14 @@ def test_optax_rprop_lags_one_step_behind(kwargs, x64):
     torch.optim.Rprop (checked above); with that lag put back, optax agrees with optix."""
     ours, theirs = optix.rprop(0.05, **kwargs), optax.rprop(0.05, **kwargs)
     grads = gradient_stream(5)
-    as_jax = lambda tree: {k: jnp.asarray(v) for k, v in tree.items()}  # noqa: E731
-    s_ours, s_theirs = ours.init(as_jax(grads[0])), theirs.init(as_jax(grads[0]))
+    s_ours, s_theirs = ours.init(_as_jax(grads[0])), theirs.init(_as_jax(grads[0]))
     update_ours, update_theirs = jax.jit(ours.update), jax.jit(theirs.update)
     kept = {k: np.zeros(s) for k, s in SHAPES.items()}  # previous gradient, zeroed at flips
     previous = None
     for t, g in enumerate(grads):
-        u_ours, s_ours = update_ours(as_jax(g), s_ours)
+        u_ours, s_ours = update_ours(_as_jax(g), s_ours)
         with jax.numpy_dtype_promotion("standard"):
-            u_theirs, s_theirs = update_theirs(as_jax(g), s_theirs)
+            u_theirs, s_theirs = update_theirs(_as_jax(g), s_theirs)
         flip = {k: g[k] * kept[k] < 0 for k in SHAPES}
         kept = {k: np.where(flip[k], 0.0, g[k]) for k in SHAPES}
         want = (
@@ -308,8 +310,8 @@ def test_rprop_learning_rate_rescales_the_adapted_step_sizes(x64):
     grads = gradient_stream(4)
     state = tx.init({k: jnp.zeros(s) for k, s in SHAPES.items()})
     for t in range(6):
-        _, state = update({k: jnp.asarray(v) for k, v in grads[t].items()}, state)
-    g = {k: jnp.asarray(v) for k, v in grads[6].items()}
+        _, state = update(_as_jax(grads[t]), state)
+    g = _as_jax(grads[6])
     kept, _ = update(g, state)
     lowered, _ = update(g, optix.set_hyperparams(state, learning_rate=0.01))
     for k in SHAPES:
