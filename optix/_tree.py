@@ -102,17 +102,34 @@ def full_like(
     return jax.tree.map(lambda z: jnp.full_like(z, value), zeros_like(tree, dtype, real=real))
 
 
+@jax.custom_jvp
+def _sqrt_flat_at_zero(x: jax.Array) -> jax.Array:
+    """``sqrt(x)``, whose derivative at ``x = 0`` is 0 instead of infinite (so differentiating
+    through clipping an all-zero gradient gives 0, not NaN)."""
+    return jnp.sqrt(x)
+
+
+@_sqrt_flat_at_zero.defjvp
+def _sqrt_flat_at_zero_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    y = jnp.sqrt(x)
+    positive = x > 0
+    return y, jnp.where(positive, dx / (2 * jnp.where(positive, y, 1)), 0)
+
+
 def global_norm(tree: Any) -> jax.Array:
-    """The L2 norm of all leaves together, accumulated in at least float32."""
+    """The L2 norm of all leaves together, accumulated in at least float32 (NaN when a leaf holds
+    a NaN)."""
     leaves = jax.tree.leaves(tree)
     if not leaves:
         return jnp.zeros([], hyperparam_dtype())
     with jax.numpy_dtype_promotion("standard"):
         total = sum(jnp.sum(abs_sq(upcast(x))) for x in leaves)
-    # sqrt has an infinite derivative at 0: route zero through a safe branch so that
-    # differentiating through clipping an all-zero gradient gives 0, not NaN.
-    positive = total > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, total, 1)), 0)
+    # The sum of per-leaf sums goes straight into the root and nowhere else: XLA copies a chain of
+    # cheap scalar ops into every consumer, so a compare on ``total`` read by each leaf's update
+    # would copy the whole n-leaf sum into n kernels (compile time quadratic in the leaf count).
+    # A square root is not copied.
+    return _sqrt_flat_at_zero(total)
 
 
 def has_explicit_axes(mesh: Any) -> bool:

@@ -155,6 +155,49 @@ def test_clip_by_global_norm_in_bf16_does_not_overflow():
     assert out["w"].dtype == jnp.bfloat16 and norm == pytest.approx(1.0, rel=1e-2)
 
 
+def test_differentiating_through_clipping_an_all_zero_gradient_gives_zero():
+    """The norm's square root has derivative 0 at 0 here, so no inf * 0 = NaN reaches the grads."""
+    tx = optix.clip_by_global_norm(1.0)
+
+    def clipped_sum(g):
+        out, _ = tx.update(g, tx.init(g))
+        return sum(jnp.sum(x) for x in jax.tree.leaves(out))
+
+    zeros = jax.tree.map(jnp.zeros_like, GRADS)
+    for leaf in jax.tree.leaves(jax.jit(jax.grad(clipped_sum))(zeros)):
+        np.testing.assert_array_equal(leaf, 1.0)  # below max_norm clipping is the identity
+    norm_grad = jax.grad(optix._tree.global_norm)(zeros)
+    assert all(bool(jnp.all(x == 0)) for x in jax.tree.leaves(norm_grad))
+    # away from zero the derivative is the usual g / |g|
+    g = jax.grad(optix._tree.global_norm)({"a": jnp.array([3.0, 4.0])})
+    np.testing.assert_allclose(g["a"], [0.6, 0.8], rtol=1e-6)
+
+
+def test_global_norm_of_a_nan_gradient_is_nan():
+    grads = {"a": jnp.array([1.0, jnp.nan]), "b": jnp.ones(2)}
+    assert bool(jnp.isnan(optix._tree.global_norm(grads)))
+    assert float(optix._tree.global_norm({"a": jnp.array([jnp.inf, 1.0])})) == np.inf
+
+
+def _compiled_size(tx, n_leaves: int) -> int:
+    params = {f"p{i:03d}": jnp.ones((8,), jnp.float32) for i in range(n_leaves)}
+
+    def step(p, s, g):
+        u, s = tx.update(g, s, p)
+        return optix.apply_updates(p, u), s
+
+    return len(jax.jit(step).lower(params, tx.init(params), params).compile().as_text())
+
+
+def test_global_norm_clipping_compiles_to_code_linear_in_the_leaf_count():
+    """Each leaf's kernel reads the clip factor as an input, rather than recomputing the sum over
+    all leaves: XLA copies cheap scalar ops into every consumer, which once made the compiled
+    program (and the compile time) grow with the square of the number of leaves."""
+    tx = optix.chain(optix.clip_by_global_norm(1.0), optix.adamw(1e-3))
+    small, large = _compiled_size(tx, 40), _compiled_size(tx, 120)
+    assert large < 4 * small, (small, large)  # 3x the leaves; quadratic growth would give ~9x
+
+
 def test_add_decayed_weights_mask_function_and_array_mask():
     by_ndim = optix.add_decayed_weights(0.5, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p))
     out, _ = by_ndim.update(GRADS, by_ndim.init(PARAMS), PARAMS)
