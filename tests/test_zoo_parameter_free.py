@@ -423,3 +423,22 @@ def test_parameter_free_arguments_are_checked():
         optix.set_hyperparams(state, estim_lr_coef=-1.0)
     with pytest.raises(ValueError, match="needs the current parameters"):
         optix.prodigy().update(jnp.ones(2), state)
+
+
+@pytest.mark.parametrize("make", [optix.schedule_free_adamw, optix.schedule_free_sgd])
+def test_schedule_free_step_writes_its_donated_buffers_without_copying_them(make):
+    """The step reads ``z`` only before the kernel that overwrites it, so with params and state
+    donated XLA updates both in place instead of copying them first (two extra passes over
+    memory)."""
+    tx = make(1e-2, weight_decay=1e-4)
+    params = {"w": jnp.ones((1024,), jnp.float32)}
+
+    def step(p, s, g):
+        u, s = tx.update(g, s, p)
+        return optix.apply_updates(p, u), s
+
+    jitted = jax.jit(step, donate_argnums=(0, 1))
+    hlo = jitted.lower(params, tx.init(params), params).compile().as_text()
+    entry = hlo[hlo.index("ENTRY") :]
+    copies = [line for line in entry.splitlines() if "f32[1024]{0} copy(" in line]
+    assert not copies, copies

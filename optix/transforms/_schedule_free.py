@@ -124,13 +124,19 @@ def schedule_free(
         directions, inner_state = call_base(updates, state.inner_state, params, extra)
         # y_{t+1} - y_t, written so that no two O(|y|) terms cancel:
         # (1 - r (1 - c)) (z_t - y_t) - gamma (1 - beta (1 - c)) d_t, r = beta / beta_{t-1}.
-        coef_zy = 1 - (beta / state.b1_last) * (1 - ck)
-        coef_d = lr * (1 - beta * (1 - ck))
+        # With z_t = z_{t+1} + gamma d_t it reads z_{t+1} rather than z_t:
+        # (1 - r (1 - c)) (z_{t+1} - y_t) + gamma (1 - c) (beta - r) d_t. Then the kernel that
+        # writes z_{t+1} over z_t's (donated) buffer is the last to read z_t, and XLA need not copy
+        # z_t and y_t first (those copies made the step 1.7x optax's on 16M params).
+        r = beta / state.b1_last
+        coef_zy = 1 - r * (1 - ck)
+        coef_d = lr * (1 - ck) * (beta - r)
 
         def leaf(g, d, y, z):
             dc = _tree.upcast(d)
-            step = coef_zy * (z - _tree.upcast(y)) - coef_d * dc
-            return step.astype(g.dtype), (z - lr * dc).astype(z.dtype)
+            z_new = z - lr * dc
+            step = coef_zy * (z_new - _tree.upcast(y)) + coef_d * dc
+            return step.astype(g.dtype), z_new.astype(z.dtype)
 
         steps, z = _tree.map_leaves(leaf, updates, directions, params, state.z, n_out=2)
         new_state = ScheduleFreeState(hyperparams, inner_state, z, weight_sum, max_lr, beta)
