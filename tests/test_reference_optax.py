@@ -194,8 +194,7 @@ def test_clip_by_global_norm_above_max_norm_has_norm_max_norm(x64):
 # Gradient noise: add_noise / noisy_sgd.
 # ---------------------------------------------------------------------------------------------
 
-# nested, so flattening order matters; "b"'s vector and "v" share a shape, apart in that order,
-# so they share one batched draw
+# nested, so flattening order matters; "b"'s vector and "v" share a shape, apart in that order
 NOISE_SHAPES = {"w": (4, 3), "b": [(5,), ()], "a": (2, 2, 2), "v": (5,)}
 
 
@@ -254,20 +253,6 @@ def test_noisy_sgd_exact_transcription(eta, gamma, seed):
     # The noise under jit is the noise drawn eagerly from the same key.
     eager = jax.random.normal(optix.noise_key(key, 5, 2), shapes[2], jnp.float32)
     np.testing.assert_array_equal(eager, expected_noise(jnp.int32(5))[2])
-
-
-def test_add_noise_compiles_one_draw_per_shape_not_per_leaf():
-    """Leaves of one shape share one batched draw (same numbers, checked above), so 24 leaves of
-    one shape compile to far less code than 24 leaves of 24 shapes (once the same: 20 s to
-    compile a 60-leaf step)."""
-
-    def compiled_size(shapes):
-        params = {f"p{i:02d}": jnp.ones(s, jnp.float32) for i, s in enumerate(shapes)}
-        tx = optix.add_noise(0.01, 0.55, seed=0)
-        return len(jax.jit(tx.update).lower(params, tx.init(params)).compile().as_text())
-
-    same, distinct = compiled_size([(16,)] * 24), compiled_size([(16 + i,) for i in range(24)])
-    assert same < 0.6 * distinct, (same, distinct)
 
 
 def test_add_noise_bf16_leaf_draws_float32_noise():
