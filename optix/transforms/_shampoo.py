@@ -15,7 +15,6 @@ from jax.typing import DTypeLike
 from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
 from optix._hyperparams import Hyperparams, HyperparamState, register_rules
-from optix._paths import path_str
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -29,11 +28,7 @@ def matmul(a: jax.Array, b: jax.Array) -> jax.Array:
 def check_real_leaves(tree: Any, transform: str) -> None:
     """Float, non-complex leaves only (the eigendecompositions here are real symmetric)."""
     _validate.check_float_leaves(tree, f"`{transform}` params")
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        if jnp.issubdtype(leaf.dtype, jnp.complexfloating):
-            raise TypeError(
-                f"`{transform}` does not support complex params (leaf '{path_str(path)}')"
-            )
+    _validate.check_real_leaves(tree, transform)
 
 
 def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -115,7 +110,7 @@ register_rules(
 )
 
 
-def _leaf_layout(shape, block_size, max_precond_dim):
+def leaf_layout(shape, block_size, max_precond_dim):
     """(blocks, which sides each block preconditions) of a leaf, or None for a diagonal leaf."""
     if len(shape) < 2:
         return None
@@ -201,7 +196,7 @@ def scale_by_shampoo(
 
     def leaf_init(p):
         dtype = jnp.dtype(stat_dtype) if stat_dtype is not None else _tree.compute_dtype(p.dtype)
-        layout = _leaf_layout(p.shape, block_size, max_precond_dim)
+        layout = leaf_layout(p.shape, block_size, max_precond_dim)
         if layout is None:
             return ShampooLeafState((), (), (), (), jnp.zeros(p.shape, dtype))
         bl, sides = layout
@@ -236,7 +231,7 @@ def scale_by_shampoo(
 
         def precondition(g, s):
             gc = _tree.upcast(g)
-            layout = _leaf_layout(g.shape, block_size, max_precond_dim)
+            layout = leaf_layout(g.shape, block_size, max_precond_dim)
             if layout is None:
                 h = accumulate(s.diag, gc * gc, decay)
                 u = gc / jnp.sqrt(h.astype(gc.dtype) + damp)

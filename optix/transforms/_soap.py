@@ -13,8 +13,8 @@ from optix._base import GradientTransformation, ScalarOrSchedule, Updates
 from optix._hyperparams import Hyperparams, HyperparamState, register_rules
 from optix.transforms._shampoo import (
     accumulate,
-    blocks,
     check_real_leaves,
+    leaf_layout,
     matmul,
     matrix_shape,
     set_blocks,
@@ -58,13 +58,6 @@ def _power_qr(stat: jax.Array, basis: jax.Array) -> tuple[jax.Array, jax.Array]:
     order = jnp.argsort(-estimate, stable=True)
     q, _ = jnp.linalg.qr(matmul(stat, basis[:, order]))
     return q, order
-
-
-def _leaf_layout(shape, block_size, max_precond_dim):
-    if len(shape) < 2:
-        return None
-    bl = blocks(matrix_shape(shape), block_size)
-    return bl, [tuple(d <= max_precond_dim for d in side_dims(b)) for b in bl]
 
 
 def scale_by_soap(
@@ -137,7 +130,7 @@ def scale_by_soap(
 
     def leaf_init(p):
         dtype = jnp.dtype(stat_dtype) if stat_dtype is not None else _tree.compute_dtype(p.dtype)
-        layout = _leaf_layout(p.shape, block_size, max_precond_dim)
+        layout = leaf_layout(p.shape, block_size, max_precond_dim)
         if layout is None:
             return SoapLeafState((), (), (), ())
         bl, sides = layout
@@ -191,7 +184,7 @@ def scale_by_soap(
             g, m, v, s = jax.tree.map(_tree.unsplit, (g, m, v, s))
             gc = _tree.upcast(g)
             m_new = b1_ * m + (1 - b1_) * gc
-            layout = _leaf_layout(g.shape, block_size, max_precond_dim)
+            layout = leaf_layout(g.shape, block_size, max_precond_dim)
             if layout is None:
                 u, v_new = adam(gc, m_new, v)
                 new_s = s
