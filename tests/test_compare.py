@@ -144,6 +144,9 @@ def test_vmapped_sweep_matches_separate_runs(problem, spec):
     swept = optix.compare.run(problem, spec, steps=40, seeds=2, lr_sweep=rates)
     run = swept[problem].summaries[0].run
     assert run.swept and run.loss.shape[:2] == (3, 2)
+    # best_lr: the rate whose mean final loss over the seeds is lowest
+    best = rates[int(np.argmin(run.loss[:, :, -1].mean(axis=1)))]
+    assert swept.best_lr(problem, swept[problem].summaries[0].label) == best
     for i, lr in enumerate(rates):
         single = optix.compare.run(problem, f"{spec}:learning_rate={lr!r}", steps=40, seeds=2)
         alone = single[problem].summaries[0].run
