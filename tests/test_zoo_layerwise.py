@@ -30,6 +30,16 @@ def _mask(params):
     return {k: v.ndim >= 1 for k, v in params.items()}
 
 
+_LARS_OPTIONS = dict(
+    weight_decay=1e-3,
+    weight_decay_mask=_mask,
+    trust_coefficient=0.02,
+    eps=1e-3,
+    trust_ratio_mask=_mask,
+    momentum=0.8,
+    nesterov=True,
+)
+
 CASES = {
     "lamb": (lambda: optix.lamb(1e-2), lambda: optax.lamb(1e-2)),
     "lamb_wd_eps_root": (
@@ -42,26 +52,8 @@ CASES = {
     ),
     "lars": (lambda: optix.lars(0.1), lambda: optax.lars(0.1)),
     "lars_all_options": (
-        lambda: optix.lars(
-            0.2,
-            weight_decay=1e-3,
-            weight_decay_mask=_mask,
-            trust_coefficient=0.02,
-            eps=1e-3,
-            trust_ratio_mask=_mask,
-            momentum=0.8,
-            nesterov=True,
-        ),
-        lambda: optax.lars(
-            0.2,
-            weight_decay=1e-3,
-            weight_decay_mask=_mask,
-            trust_coefficient=0.02,
-            eps=1e-3,
-            trust_ratio_mask=_mask,
-            momentum=0.8,
-            nesterov=True,
-        ),
+        lambda: optix.lars(0.2, **_LARS_OPTIONS),
+        lambda: optax.lars(0.2, **_LARS_OPTIONS),
     ),
     # The momentum accumulates lr-scaled steps (paper, optax), so schedules agree too.
     "lars_schedule": (
