@@ -135,12 +135,32 @@ OPTAX: dict[str, Counterpart] = {
     "muon": Counterpart(
         _muon, "optax bias-corrects the momentum and adds eps to the norm (optix clamps)"
     ),
+    "madgrad": Counterpart(_same(optax.contrib.madgrad)),
+    "cocob": Counterpart(
+        _same(optax.contrib.cocob), "optax's lr scales the gradient (a no-op for the bet)"
+    ),
+    "dog": Counterpart(_same(optax.contrib.dog)),
+    "dowg": Counterpart(_same(optax.contrib.dowg)),
+    "simplified_ademamix": Counterpart(_same(optax.contrib.simplified_ademamix)),
+    "acprop": Counterpart(_same(optax.contrib.acprop)),
+    "mechanize_adam": Counterpart(
+        lambda kw: optax.contrib.mechanize(
+            optax.adam(kw["learning_rate"]), weight_decay=kw["weight_decay"]
+        )
+    ),
+    "galore": Counterpart(_same(optax.contrib.galore), "optax runs the SVD in float32"),
+    "nadamw": Counterpart(_same(optax.nadamw), "optax's NAdam has no momentum-decay schedule"),
+    "adamaxw": Counterpart(_same(optax.adamaxw)),
+    "optimistic_gradient_descent": Counterpart(_same(optax.optimistic_gradient_descent)),
+    "optimistic_adam": Counterpart(_same(optax.optimistic_adam_v2)),
 }
 
 # registry case name -> why it has no optax counterpart to time against.
 NOT_COMPARABLE: dict[str, str] = {
     "shampoo": "not in optax",
     "soap": "not in optax",
+    "sophia": "the registry case estimates the Hessian from squared gradients; optax's sophia "
+    "needs an objective (obj_fn) for its Hutchinson estimator",
 }
 
 

@@ -30,6 +30,13 @@ from optix._hyperparams import set_hyperparams as set_hyperparams
 from optix._pack import Packed as Packed
 from optix._pack import pack as pack
 from optix._pack import unpack as unpack
+from optix._per_example_clip import (
+    per_example_global_norm_clip as per_example_global_norm_clip,
+)
+from optix._per_example_clip import (
+    per_example_layer_norm_clip as per_example_layer_norm_clip,
+)
+from optix._periodic import periodic_update as periodic_update
 from optix._state import format_state as format_state
 from optix._state import state_get as state_get
 from optix._state import state_paths as state_paths
@@ -71,6 +78,9 @@ from optix.optimizers._sign import lion as lion
 from optix.optimizers._sign import rprop as rprop
 from optix.optimizers._sign import sign_sgd as sign_sgd
 from optix.optimizers._sign import signum as signum
+from optix.transforms._acprop import ScaleByAcpropState as ScaleByAcpropState
+from optix.transforms._acprop import acprop as acprop
+from optix.transforms._acprop import scale_by_acprop as scale_by_acprop
 from optix.transforms._adafactor import AdafactorMomentumState as AdafactorMomentumState
 from optix.transforms._adafactor import ScaleByFactoredRmsState as ScaleByFactoredRmsState
 from optix.transforms._adafactor import ScaleByParamBlockRmsState as ScaleByParamBlockRmsState
@@ -91,6 +101,7 @@ from optix.transforms._adam_variants import ScaleByYogiState as ScaleByYogiState
 from optix.transforms._adam_variants import scale_by_adabelief as scale_by_adabelief
 from optix.transforms._adam_variants import scale_by_adopt as scale_by_adopt
 from optix.transforms._adam_variants import scale_by_yogi as scale_by_yogi
+from optix.transforms._adamaxw import adamaxw as adamaxw
 from optix.transforms._adan import ScaleByAdanState as ScaleByAdanState
 from optix.transforms._adan import scale_by_adan as scale_by_adan
 from optix.transforms._adaptive import ScaleByAdadeltaState as ScaleByAdadeltaState
@@ -109,12 +120,27 @@ from optix.transforms._clip import ClipByGlobalNormState as ClipByGlobalNormStat
 from optix.transforms._clip import ClipState as ClipState
 from optix.transforms._clip import clip as clip
 from optix.transforms._clip import clip_by_global_norm as clip_by_global_norm
+from optix.transforms._cocob import ScaleByCocobState as ScaleByCocobState
+from optix.transforms._cocob import cocob as cocob
+from optix.transforms._cocob import scale_by_cocob as scale_by_cocob
 from optix.transforms._dadapt import ScaleByDadaptAdamState as ScaleByDadaptAdamState
 from optix.transforms._dadapt import ScaleByProdigyState as ScaleByProdigyState
 from optix.transforms._dadapt import scale_by_dadapt_adam as scale_by_dadapt_adam
 from optix.transforms._dadapt import scale_by_prodigy as scale_by_prodigy
+from optix.transforms._dog import ScaleByDogState as ScaleByDogState
+from optix.transforms._dog import ScaleByDowgState as ScaleByDowgState
+from optix.transforms._dog import dog as dog
+from optix.transforms._dog import dowg as dowg
+from optix.transforms._dog import scale_by_dog as scale_by_dog
+from optix.transforms._dog import scale_by_dowg as scale_by_dowg
+from optix.transforms._ema import EmaState as EmaState
+from optix.transforms._ema import ema as ema
 from optix.transforms._fromage import ScaleByFromageState as ScaleByFromageState
 from optix.transforms._fromage import scale_by_fromage as scale_by_fromage
+from optix.transforms._galore import GaloreDimensionNumbers as GaloreDimensionNumbers
+from optix.transforms._galore import ScaleByGaloreState as ScaleByGaloreState
+from optix.transforms._galore import galore as galore
+from optix.transforms._galore import scale_by_galore as scale_by_galore
 from optix.transforms._lbfgs import ScaleByLbfgsState as ScaleByLbfgsState
 from optix.transforms._lbfgs import scale_by_lbfgs as scale_by_lbfgs
 from optix.transforms._linesearch import BacktrackingInfo as BacktrackingInfo
@@ -125,12 +151,40 @@ from optix.transforms._linesearch import (
     scale_by_backtracking_linesearch as scale_by_backtracking_linesearch,
 )
 from optix.transforms._linesearch import value_and_grad_from_state as value_and_grad_from_state
+from optix.transforms._madgrad import ScaleByMadgradState as ScaleByMadgradState
+from optix.transforms._madgrad import madgrad as madgrad
+from optix.transforms._madgrad import scale_by_madgrad as scale_by_madgrad
+from optix.transforms._mechanize import MechanizeState as MechanizeState
+from optix.transforms._mechanize import mechanize as mechanize
 from optix.transforms._momentum import ScaleByMomentumState as ScaleByMomentumState
 from optix.transforms._momentum import scale_by_momentum as scale_by_momentum
+from optix.transforms._momo import MomoAdamState as MomoAdamState
+from optix.transforms._momo import MomoState as MomoState
+from optix.transforms._momo import momo as momo
+from optix.transforms._momo import momo_adam as momo_adam
 from optix.transforms._muon import ScaleByMuonState as ScaleByMuonState
 from optix.transforms._muon import scale_by_muon as scale_by_muon
+from optix.transforms._nadamw import ScaleByNesterovAdamState as ScaleByNesterovAdamState
+from optix.transforms._nadamw import nadamw as nadamw
+from optix.transforms._nadamw import scale_by_nesterov_adam as scale_by_nesterov_adam
+from optix.transforms._normalize import NormalizeByUpdateNormState as NormalizeByUpdateNormState
+from optix.transforms._normalize import ScaleByParamBlockNormState as ScaleByParamBlockNormState
+from optix.transforms._normalize import centralize as centralize
+from optix.transforms._normalize import normalize_by_update_norm as normalize_by_update_norm
+from optix.transforms._normalize import scale_by_param_block_norm as scale_by_param_block_norm
 from optix.transforms._novograd import ScaleByNovogradState as ScaleByNovogradState
 from optix.transforms._novograd import scale_by_novograd as scale_by_novograd
+from optix.transforms._optimistic import (
+    ScaleByOptimisticGradientState as ScaleByOptimisticGradientState,
+)
+from optix.transforms._optimistic import optimistic_adam as optimistic_adam
+from optix.transforms._optimistic import optimistic_gradient_descent as optimistic_gradient_descent
+from optix.transforms._optimistic import (
+    scale_by_optimistic_gradient as scale_by_optimistic_gradient,
+)
+from optix.transforms._polyak import ScaleByPolyakState as ScaleByPolyakState
+from optix.transforms._polyak import polyak_sgd as polyak_sgd
+from optix.transforms._polyak import scale_by_polyak as scale_by_polyak
 from optix.transforms._regularize import AddDecayedWeightsState as AddDecayedWeightsState
 from optix.transforms._regularize import AddNoiseState as AddNoiseState
 from optix.transforms._regularize import add_decayed_weights as add_decayed_weights
@@ -159,13 +213,29 @@ from optix.transforms._sign import ScaleBySignumState as ScaleBySignumState
 from optix.transforms._sign import scale_by_lion as scale_by_lion
 from optix.transforms._sign import scale_by_rprop as scale_by_rprop
 from optix.transforms._sign import scale_by_signum as scale_by_signum
+from optix.transforms._simplified_ademamix import (
+    ScaleBySimplifiedAdemamixState as ScaleBySimplifiedAdemamixState,
+)
+from optix.transforms._simplified_ademamix import (
+    scale_by_simplified_ademamix as scale_by_simplified_ademamix,
+)
+from optix.transforms._simplified_ademamix import simplified_ademamix as simplified_ademamix
 from optix.transforms._sm3 import ScaleBySm3State as ScaleBySm3State
 from optix.transforms._sm3 import scale_by_sm3 as scale_by_sm3
 from optix.transforms._soap import ScaleBySoapState as ScaleBySoapState
 from optix.transforms._soap import SoapLeafState as SoapLeafState
 from optix.transforms._soap import scale_by_soap as scale_by_soap
+from optix.transforms._sophia import HutchinsonState as HutchinsonState
+from optix.transforms._sophia import ScaleBySophiaState as ScaleBySophiaState
+from optix.transforms._sophia import hutchinson_hessian_diag as hutchinson_hessian_diag
+from optix.transforms._sophia import scale_by_sophia as scale_by_sophia
+from optix.transforms._sophia import sophia as sophia
+from optix.transforms._stddev import ScaleByStddevState as ScaleByStddevState
+from optix.transforms._stddev import scale_by_stddev as scale_by_stddev
 from optix.transforms._trust_ratio import ScaleByTrustRatioState as ScaleByTrustRatioState
 from optix.transforms._trust_ratio import scale_by_trust_ratio as scale_by_trust_ratio
+from optix.transforms._zero_nans import ZeroNansState as ZeroNansState
+from optix.transforms._zero_nans import zero_nans as zero_nans
 from optix.transforms._zoom_linesearch import (
     ScaleByZoomLinesearchState as ScaleByZoomLinesearchState,
 )
@@ -173,11 +243,16 @@ from optix.transforms._zoom_linesearch import ZoomLinesearchInfo as ZoomLinesear
 from optix.transforms._zoom_linesearch import scale_by_zoom_linesearch as scale_by_zoom_linesearch
 from optix.wrappers._accumulate import AccumulateState as AccumulateState
 from optix.wrappers._accumulate import accumulate as accumulate
+from optix.wrappers._accumulate import accumulate_has_updated as accumulate_has_updated
 from optix.wrappers._average import ParamEmaState as ParamEmaState
 from optix.wrappers._average import SwaState as SwaState
 from optix.wrappers._average import averaged_params as averaged_params
 from optix.wrappers._average import param_ema as param_ema
 from optix.wrappers._average import swa as swa
+from optix.wrappers._conditional import ConditionallyMaskState as ConditionallyMaskState
+from optix.wrappers._conditional import ConditionallyTransformState as ConditionallyTransformState
+from optix.wrappers._conditional import conditionally_mask as conditionally_mask
+from optix.wrappers._conditional import conditionally_transform as conditionally_transform
 from optix.wrappers._fuse import FuseState as FuseState
 from optix.wrappers._fuse import fuse as fuse
 from optix.wrappers._lookahead import LookaheadState as LookaheadState
@@ -212,12 +287,16 @@ __all__ = [
     "ClipByBlockRmsState",
     "ClipByGlobalNormState",
     "ClipState",
+    "ConditionallyMaskState",
+    "ConditionallyTransformState",
+    "EmaState",
     "EmptyState",
     "FuseState",
     "GradientTransformation",
     "HyperparamState",
     "LookaheadState",
     "MaskedState",
+    "NormalizeByUpdateNormState",
     "OptState",
     "Packed",
     "ParamEmaState",
@@ -247,8 +326,12 @@ __all__ = [
     "ScaleByMomentumState",
     "ScaleByMuonState",
     "ScaleByNadamState",
+    "ScaleByNesterovAdamState",
     "ScaleByNovogradState",
+    "ScaleByOptimisticGradientState",
+    "ScaleByParamBlockNormState",
     "ScaleByParamBlockRmsState",
+    "ScaleByPolyakState",
     "ScaleByProdigyState",
     "ScaleByRadamState",
     "ScaleByRmsState",
@@ -258,6 +341,7 @@ __all__ = [
     "ScaleBySignumState",
     "ScaleBySm3State",
     "ScaleBySoapState",
+    "ScaleByStddevState",
     "ScaleByTrustRatioState",
     "ScaleByYogiState",
     "ScaleByZoomLinesearchState",
@@ -270,8 +354,10 @@ __all__ = [
     "SoapLeafState",
     "SwaState",
     "Updates",
+    "ZeroNansState",
     "ZoomLinesearchInfo",
     "accumulate",
+    "accumulate_has_updated",
     "adabelief",
     "adadelta",
     "adafactor",
@@ -279,6 +365,7 @@ __all__ = [
     "adagrad",
     "adam",
     "adamax",
+    "adamaxw",
     "adamw",
     "adan",
     "adaptive_grad_clip",
@@ -288,12 +375,16 @@ __all__ = [
     "adopt",
     "apply_updates",
     "averaged_params",
+    "centralize",
     "chain",
     "check_state",
     "clip",
     "clip_by_block_rms",
     "clip_by_global_norm",
+    "conditionally_mask",
+    "conditionally_transform",
     "dadapt_adamw",
+    "ema",
     "format_state",
     "freeze",
     "fromage",
@@ -309,13 +400,21 @@ __all__ = [
     "masked",
     "muon",
     "nadam",
+    "nadamw",
     "named_chain",
     "noise_key",
     "noisy_sgd",
+    "normalize_by_update_norm",
     "novograd",
+    "optimistic_adam",
+    "optimistic_gradient_descent",
     "pack",
     "param_ema",
     "partition",
+    "per_example_global_norm_clip",
+    "per_example_layer_norm_clip",
+    "periodic_update",
+    "polyak_sgd",
     "prodigy",
     "quantize_state",
     "radam",
@@ -343,8 +442,12 @@ __all__ = [
     "scale_by_momentum",
     "scale_by_muon",
     "scale_by_nadam",
+    "scale_by_nesterov_adam",
     "scale_by_novograd",
+    "scale_by_optimistic_gradient",
+    "scale_by_param_block_norm",
     "scale_by_param_block_rms",
+    "scale_by_polyak",
     "scale_by_prodigy",
     "scale_by_radam",
     "scale_by_rms",
@@ -355,6 +458,7 @@ __all__ = [
     "scale_by_signum",
     "scale_by_sm3",
     "scale_by_soap",
+    "scale_by_stddev",
     "scale_by_trust_ratio",
     "scale_by_yogi",
     "scale_by_zoom_linesearch",
@@ -382,4 +486,38 @@ __all__ = [
     "unpack",
     "value_and_grad_from_state",
     "yogi",
+    "zero_nans",
+    "ScaleByAcpropState",
+    "acprop",
+    "scale_by_acprop",
+    "ScaleByCocobState",
+    "cocob",
+    "scale_by_cocob",
+    "ScaleByDogState",
+    "ScaleByDowgState",
+    "dog",
+    "dowg",
+    "scale_by_dog",
+    "scale_by_dowg",
+    "ScaleByMadgradState",
+    "madgrad",
+    "scale_by_madgrad",
+    "ScaleBySimplifiedAdemamixState",
+    "scale_by_simplified_ademamix",
+    "simplified_ademamix",
+    "MomoAdamState",
+    "MomoState",
+    "momo",
+    "momo_adam",
+    "MechanizeState",
+    "mechanize",
+    "HutchinsonState",
+    "ScaleBySophiaState",
+    "hutchinson_hessian_diag",
+    "scale_by_sophia",
+    "sophia",
+    "GaloreDimensionNumbers",
+    "ScaleByGaloreState",
+    "galore",
+    "scale_by_galore",
 ]

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from optix import _tree, _validate
+from optix import _paths, _tree, _validate
 from optix._base import Params, Updates
 
 
@@ -30,17 +30,43 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     try:
         u_leaves = treedef.flatten_up_to(updates)
     except (ValueError, TypeError):
-        _validate.check_same_structure(updates, params, "updates", "params")
+        _validate.check_matches_params(updates, params)
         raise
 
-    def add(p, u):
+    paths = [_paths.path_str(path) for path, _ in _flatten_with_path(params)]
+
+    def add(path, p, u):
         if p is None or u is None:
             return p
-        p = jnp.asarray(p)
-        wide = _tree.wider(p.dtype, jnp.result_type(u))
-        return (p.astype(wide) + jnp.asarray(u).astype(wide)).astype(p.dtype)
+        p, u = jnp.asarray(p), jnp.asarray(u)
+        if p.shape != u.shape:
+            raise ValueError(
+                f"apply_updates: the update for '{path}' has shape {u.shape} but the param has "
+                f"shape {p.shape}; an update is never broadcast into a param"
+            )
+        if _kind(u.dtype) > _kind(p.dtype):
+            raise TypeError(
+                f"apply_updates: the update for '{path}' has dtype {u.dtype} but the param has "
+                f"dtype {p.dtype}; adding it would silently drop its "
+                f"{'imaginary part' if _kind(u.dtype) == 2 else 'fraction'}"
+            )
+        wide = _tree.wider(p.dtype, u.dtype)
+        return (p.astype(wide) + u.astype(wide)).astype(p.dtype)
 
-    return treedef.unflatten([add(p, u) for p, u in zip(p_leaves, u_leaves, strict=True)])
+    leaves = zip(paths, p_leaves, u_leaves, strict=True)
+    return treedef.unflatten([add(path, p, u) for path, p, u in leaves])
+
+
+def _flatten_with_path(tree: Params) -> list:
+    return jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_none)[0]
+
+
+def _kind(dtype: jnp.dtype) -> int:
+    """0 for bool and integers, 1 for real floats, 2 for complex: adding a higher kind onto a lower
+    one loses information."""
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        return 2
+    return 1 if jnp.issubdtype(dtype, jnp.floating) else 0
 
 
 def incremental_update(new: Params, old: Params, step_size: ArrayLike) -> Params:

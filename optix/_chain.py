@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from optix import _validate
 from optix._base import GradientTransformation, OptState, Params, Updates
 from optix._fusable import is_elementwise, mark_elementwise
 
@@ -63,6 +64,8 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
                 f"chain of {len(transforms)} transforms got a state that is not a tuple of "
                 f"{len(transforms)} states; was it built by this chain's init?"
             )
+        if params is not None:
+            _validate.check_shapes(updates, params, "updates", "params")
         new_state = []
         for call, s in zip(calls, state, strict=True):
             updates, s = call(updates, s, params, extra)

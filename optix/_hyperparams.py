@@ -3,6 +3,11 @@
 Every transform with float hyperparameters stores them in a :class:`HyperparamState` inside its own
 state. Because they are arrays, not compiled constants, changing one between steps never
 recompiles, and ``jax.vmap`` over a batch of states sweeps them in one compiled step.
+
+A hyperparameter driven by a schedule gets a settable companion, ``<name>_scale`` (1 at
+``init``), which multiplies the schedule's value: it is how a scheduled learning rate is changed
+mid-run. Optimizer state held by flax's ``nnx.Optimizer`` wraps each array in an ``nnx.Variable``;
+the functions here read through the wrapper and keep it, so the state keeps its structure.
 """
 
 from __future__ import annotations
@@ -15,13 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from optix import _paths, _validate
+from optix import _paths, _schedule_guard, _validate
 from optix._base import OptState
 
 
 def hyperparam_dtype() -> jnp.dtype:
     """float32, or float64 when ``jax_enable_x64`` is on. Never the params' low precision."""
-    return jnp.dtype(jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32)
+    return jnp.dtype(_validate.stored_dtype())
 
 
 class HyperparamState(NamedTuple):
@@ -30,9 +35,10 @@ class HyperparamState(NamedTuple):
     Attributes:
       count: int32 number of updates this transform has made; it drives schedules and bias
         corrections.
-      values: constant hyperparameters, settable with :func:`set_hyperparams`.
-      scheduled: the value each schedule gave for the most recent update (its value at step 0
-        right after ``init``); read-only.
+      values: constant hyperparameters, settable with :func:`set_hyperparams`, and for each
+        scheduled hyperparameter ``<name>`` its multiplier ``<name>_scale`` (1 at ``init``).
+      scheduled: the value each schedule gave for the most recent update, times its
+        ``<name>_scale`` (the schedule's value at step 0 right after ``init``); read-only.
     """
 
     count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count
@@ -40,11 +46,39 @@ class HyperparamState(NamedTuple):
     scheduled: dict[str, jax.Array]
 
 
+SCALE_SUFFIX = "_scale"
+
+
+def unbox(x: Any) -> Any:
+    """The array an nnx ``Variable`` holds (``nnx.Optimizer`` wraps its state's arrays in them);
+    anything else as it is."""
+    if _paths.is_nnx_variable(x):
+        leaves = jax.tree.leaves(x)
+        if len(leaves) == 1:
+            return leaves[0]
+    return x
+
+
+def rebox(like: Any, value: Any) -> Any:
+    """``value`` in a new ``Variable`` of the type and metadata of ``like`` when ``like`` is an
+    nnx ``Variable``; else ``value`` itself."""
+    if _paths.is_nnx_variable(like):
+        return jax.tree.unflatten(jax.tree.structure(like), [value])
+    return value
+
+
+def pure(tree: Any) -> Any:
+    """``tree`` with every nnx ``Variable`` replaced by the array it holds."""
+    return jax.tree.map(unbox, tree, is_leaf=_paths.is_nnx_variable)
+
+
 def _as_hyperparam(name: str, value: Any) -> jax.Array:
+    _validate.check_scalar(name, value)
     value = jnp.asarray(value)
     if not (jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)):
         raise TypeError(f"hyperparameter `{name}` must be a real number, got dtype {value.dtype}")
-    return value.astype(hyperparam_dtype())
+    # a fresh buffer, never the caller's array: state that shares a buffer cannot be donated
+    return jnp.array(value, dtype=hyperparam_dtype(), copy=True)
 
 
 def increment(count: jax.Array) -> jax.Array:
@@ -56,25 +90,38 @@ def increment(count: jax.Array) -> jax.Array:
 class Hyperparams:
     """Python-side description of a transform's hyperparameters (not part of the state).
 
-    Each value is a number, or a schedule ``step -> value`` evaluated at the transform's count.
+    Each value is a real scalar (checked here, naming it), or a schedule ``step -> value``
+    evaluated at the transform's count and multiplied by the settable ``<name>_scale``.
     """
 
     def __init__(self, **specs: Any):
+        for name, value in specs.items():
+            _validate.check_scalar(name, value)
         self._constants = {k: v for k, v in specs.items() if not callable(v)}
         self._schedules: dict[str, Callable] = {k: v for k, v in specs.items() if callable(v)}
+        for name in self._schedules:
+            if name + SCALE_SUFFIX in specs:
+                raise ValueError(
+                    f"hyperparameter `{name}{SCALE_SUFFIX}` clashes with the scale of the "
+                    f"schedule `{name}`"
+                )
 
     def init(self) -> HyperparamState:
         count = jnp.zeros([], jnp.int32)
+        scales = {k + SCALE_SUFFIX: jnp.ones([], hyperparam_dtype()) for k in self._schedules}
         return HyperparamState(
             count=count,
-            values={k: _as_hyperparam(k, v) for k, v in self._constants.items()},
+            values={**{k: _as_hyperparam(k, v) for k, v in self._constants.items()}, **scales},
             scheduled={k: _as_hyperparam(k, s(count)) for k, s in self._schedules.items()},
         )
 
     def step(self, state: HyperparamState) -> tuple[dict[str, jax.Array], HyperparamState]:
         """Values for the update at ``state.count``, and the state for the next one."""
-        scheduled = {k: _as_hyperparam(k, s(state.count)) for k, s in self._schedules.items()}
-        current = {**state.values, **scheduled}
+        values, scheduled = dict(state.values), {}
+        for k, s in self._schedules.items():
+            value = _as_hyperparam(k, s(state.count)) * values.pop(k + SCALE_SUFFIX)
+            scheduled[k] = _schedule_guard.in_range(k, value, state.count)
+        current = {**values, **scheduled}
         return current, HyperparamState(increment(state.count), state.values, scheduled)
 
 
@@ -176,7 +223,9 @@ def get_hyperparams(state: OptState) -> dict[str, jax.Array]:
 
     A name that occurs once is its own key; a name found in several places (two learning rates in
     two branches of a partition, say) is keyed by its full ``/``-joined path instead. Scheduled
-    values are included: they are the values the most recent update used.
+    values are included: they are the values the most recent update used, and so are their
+    settable multipliers ``<name>_scale``. The values are arrays, also when ``state`` is an
+    ``nnx.Optimizer``'s ``opt_state``, whose arrays sit in ``nnx.Variable`` wrappers.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -189,8 +238,43 @@ def get_hyperparams(state: OptState) -> dict[str, jax.Array]:
     out = {}
     for key, (_, name, settable, (index, _)) in zip(_short_keys(entries), entries, strict=True):
         hp = found[index][1]
-        out[key] = hp.values[name] if settable else hp.scheduled[name]
+        out[key] = unbox(hp.values[name] if settable else hp.scheduled[name])
     return out
+
+
+def _rule(owner: type | None, hp: HyperparamState, name: str) -> Callable[[str, Any], None] | None:
+    """The range check for ``name``: the same one the transform applies at construction."""
+    if name.endswith(SCALE_SUFFIX) and name.removesuffix(SCALE_SUFFIX) in hp.scheduled:
+        return _validate.check_nonnegative
+    if owner is not None and (owner, name) in _OWNER_RULES:
+        return _OWNER_RULES[(owner, name)]
+    return _RULES.get(name)
+
+
+def _check_value(address: str, value: Any, rule: Callable | None, old: jax.Array) -> None:
+    """Type, shape and range checks of a new value for the hyperparameter ``old``."""
+    if callable(value):
+        raise TypeError(
+            f"`{address}` must be a number: a built state cannot take a schedule; build the "
+            "optimizer with the schedule instead"
+        )
+    if old.shape == ():
+        _validate.check_scalar(address, value)
+    if rule is None:
+        return
+    rule(address, value)
+    stored = _validate.concrete_float(value)
+    if stored is not None and np.dtype(old.dtype) != _validate.stored_dtype():
+        # the state was built with the other x64 setting: check the value as this state keeps it
+        with np.errstate(over="ignore", under="ignore"):
+            cast = np.asarray(stored).astype(old.dtype)[()]
+        try:
+            rule(address, cast)
+        except ValueError as error:
+            raise ValueError(
+                f"{error}: {value!r} rounds to {float(cast)!r} in {np.dtype(old.dtype).name}, "
+                "the dtype this state keeps it in"
+            ) from None
 
 
 def set_hyperparams(
@@ -202,6 +286,17 @@ def set_hyperparams(
     when its parts occur in that order in the hyperparameter's full path. Values keep the stored
     dtype (float32) and shape, so a jitted step does not recompile. A name that matches nothing,
     matches several places, or belongs to a schedule raises ``ValueError``.
+
+    A value gets the checks construction gives it: a real scalar (not a bool, string or array),
+    in the hyperparameter's range as given and as stored (``b1=0.99999999`` is 1.0 in float32).
+
+    A scheduled hyperparameter cannot be set, but it can be rescaled: ``<name>_scale`` (1 by
+    default) multiplies the schedule's value from the next update on, with no recompile. Halving
+    a scheduled learning rate mid-run is ``set_hyperparams(state, learning_rate_scale=0.5)``.
+
+    ``state`` may be an ``nnx.Optimizer``'s ``opt_state``: each new value goes into a new
+    ``nnx.Variable`` of the old one's type, so assigning the result back to ``opt_state`` keeps
+    the structure (no retrace under ``nnx.jit``, checkpoints restore into a fresh optimizer).
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -229,19 +324,21 @@ def set_hyperparams(
         if not settable:
             raise ValueError(
                 f"hyperparameter '{'/'.join(full)}' is driven by a schedule and cannot be set; "
-                "build the optimizer with a constant value to make it settable"
+                f"to rescale it from the next update on, set '{'/'.join(full)}{SCALE_SUFFIX}' "
+                "(a factor that multiplies the schedule, 1 by default), or build the optimizer "
+                "with a constant value to make it settable"
             )
-        rule = _OWNER_RULES.get((found[index][2], name), _RULES.get(name))
-        if rule is not None:
-            rule(address, value)
-        old = new_values[index][name]
+        _, hp, owner = found[index]
+        boxed = new_values[index][name]
+        old = unbox(boxed)
+        _check_value(address, value, _rule(owner, hp, name), old)
         new = jnp.asarray(value)
         if np.shape(new) != old.shape:
             raise ValueError(
                 f"hyperparameter {address!r} has shape {old.shape}, got a value of shape "
                 f"{np.shape(new)}; to sweep values, vmap over set_hyperparams instead"
             )
-        new_values[index][name] = new.astype(old.dtype)
+        new_values[index][name] = rebox(boxed, new.astype(old.dtype))
     pairs, treedef = _flatten(state)
     updated = iter(new_values)
     leaves = [leaf._replace(values=next(updated)) if _is_hp(leaf) else leaf for _, leaf in pairs]

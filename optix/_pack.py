@@ -89,7 +89,46 @@ class Packed:
 
 
 def _dtype_name(x: Any) -> str:
-    return jnp.dtype(x.dtype).name
+    """The dtype ``x`` has as a JAX array (a Python float: the default float; NumPy float64:
+    float32 unless 64-bit mode is on)."""
+    if isinstance(x, jax.Array | jax.ShapeDtypeStruct):
+        return jnp.dtype(x.dtype).name
+    return jnp.result_type(x).name
+
+
+def _leaf_paths(layout: PackLayout) -> list[str]:
+    """The path of each leaf of ``layout``'s tree, as the user would write it."""
+    from optix._paths import path_str  # here: optix._paths imports this module
+
+    skeleton = layout.treedef.unflatten(list(range(layout.num_leaves)))
+    return [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(skeleton)[0]]
+
+
+def layout_mismatch(layout: PackLayout, expected: PackLayout, what: str, expected_what: str) -> str:
+    """Why a tree packed as ``layout`` (``what``) does not line up with one packed as
+    ``expected``, naming the first differing leaf by its path; "" when the layouts are equal."""
+    if layout == expected:
+        return ""
+
+    def leaves(lay: PackLayout) -> dict[str, tuple]:
+        return dict(zip(_leaf_paths(lay), zip(lay.shapes, lay.dtypes, strict=True), strict=True))
+
+    mine, theirs = leaves(layout), leaves(expected)
+    for path in mine:
+        if path not in theirs:
+            return f"'{path}' is in {what} but not in {expected_what}"
+    for path in theirs:
+        if path not in mine:
+            return f"'{path}' is in {expected_what} but not in {what}"
+    for path, (shape, dtype) in mine.items():
+        if (shape, dtype) != theirs[path]:
+            return (
+                f"{what} leaf '{path}' has shape {shape} and dtype {dtype} but {expected_what} "
+                f"has shape {theirs[path][0]} and dtype {theirs[path][1]} there"
+            )
+    if list(mine) != list(theirs) or layout.treedef != expected.treedef:
+        return f"{what} and {expected_what} have the same leaves in different tree structures"
+    return f"{what} is packed into different buffers than {expected_what} (another `group_by`?)"
 
 
 def layout_of(
@@ -112,10 +151,10 @@ def layout_of(
         g = keys[key]
         groups.append(g)
         offsets.append(sizes[g])
-        sizes[g] += int(np.prod(x.shape, dtype=np.int64))
+        sizes[g] += int(np.prod(np.shape(x), dtype=np.int64))
     layout = PackLayout(
         treedef=treedef,
-        shapes=tuple(tuple(int(d) for d in x.shape) for x in leaves),
+        shapes=tuple(tuple(int(d) for d in np.shape(x)) for x in leaves),
         dtypes=tuple(_dtype_name(x) for x in leaves),
         groups=tuple(groups),
         offsets=tuple(offsets),
@@ -125,16 +164,23 @@ def layout_of(
     return layout, leaves
 
 
-def pack_like(tree: Any, layout: PackLayout) -> Packed:
-    """Pack ``tree`` (structured, shaped and typed as ``layout`` says) into that layout."""
-    leaves = layout.treedef.flatten_up_to(tree)
+def pack_like(tree: Any, layout: PackLayout, *, what: str = "tree") -> Packed:
+    """Pack ``tree`` (structured, shaped and typed as ``layout`` says) into that layout;
+    ``what`` names ``tree`` in error messages."""
+    try:
+        leaves = layout.treedef.flatten_up_to(tree)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"cannot pack {what}: its structure is not that of the packed tree ({err})"
+        ) from None
     members: list[list[Any]] = [[] for _ in layout.sizes]
-    for x, g, shape, dtype in zip(leaves, layout.groups, layout.shapes, layout.dtypes, strict=True):
+    for i, (x, g) in enumerate(zip(leaves, layout.groups, strict=True)):
         x = jnp.asarray(x)
+        shape, dtype = layout.shapes[i], layout.dtypes[i]
         if x.shape != shape or x.dtype.name != dtype:
             raise ValueError(
-                f"cannot pack a leaf of shape {x.shape} and dtype {x.dtype} where the layout "
-                f"has shape {shape} and dtype {dtype}"
+                f"cannot pack {what} leaf '{_leaf_paths(layout)[i]}' of shape {x.shape} and "
+                f"dtype {x.dtype} where the packed tree has shape {shape} and dtype {dtype}"
             )
         members[g].append(x.reshape(-1))
     buffers = []
@@ -204,3 +250,65 @@ def unpack(packed: Packed) -> Any:
             flat = jax.lax.slice_in_dim(buf, off, off + size, axis=buf.ndim - 1)
         leaves.append(flat.reshape(buf.shape[:-1] + shape))
     return layout.treedef.unflatten(leaves)
+
+
+# ---- path resolution through the layout (used by optix._paths for masks and labels) ------------
+
+
+def _skeleton(packed: Packed) -> Any:
+    """The tree ``packed`` was packed from, with ``jax.ShapeDtypeStruct`` leaves."""
+    layout = packed.layout
+    leaves = [jax.ShapeDtypeStruct(s, d) for s, d in zip(layout.shapes, layout.dtypes, strict=True)]
+    return layout.treedef.unflatten(leaves)
+
+
+def _buffer_value(values: list, sizes: list[int], total: int, where: str, elementwise: bool) -> Any:
+    """One value for a buffer whose leaves (in order, of ``sizes`` elements) got ``values``,
+    a list of ``(path, value)``."""
+    flags = [bool(v) if isinstance(v, np.bool_) else v for _, v in values]
+    if all(type(f) is type(flags[0]) and f == flags[0] for f in flags):
+        return flags[0]
+    if not elementwise or not all(isinstance(f, bool | np.bool_) for f in flags):
+        first = values[0]
+        other = next(v for v in values if v[1] != first[1])
+        raise ValueError(
+            f"{where}: the packed buffer holds '{first[0]}' ({first[1]!r}) and '{other[0]}' "
+            f"({other[1]!r}), but a buffer is one leaf to this transform. Pack each group on its "
+            "own (for example `{'decay': optix.pack(a), 'no_decay': optix.pack(b)}`) or run it "
+            "on the unpacked params"
+        )
+    return jnp.repeat(jnp.asarray(flags, bool), np.asarray(sizes), total_repeat_length=total)
+
+
+def expanded(tree: Any) -> tuple[Any, Callable[[list, str, bool], list]]:
+    """``tree`` with every :class:`Packed` node replaced by the tree it was packed from (leaves
+    ``jax.ShapeDtypeStruct``), and ``collapse(values, what, elementwise)``, which turns one
+    ``(path, value)`` per leaf of that expanded tree into one value per leaf of ``tree``.
+
+    A packed buffer takes the value shared by all its leaves; when they differ it takes, if
+    ``elementwise`` and the values are bools, a bool array with one flag per element, and is
+    otherwise an error that names two leaves and says what to do.
+    """
+
+    def is_packed(x):
+        return isinstance(x, Packed)
+
+    items, treedef = jax.tree.flatten(tree, is_leaf=is_packed)
+    plan = [x.layout if is_packed(x) else None for x in items]
+    new = treedef.unflatten([_skeleton(x) if is_packed(x) else x for x in items])
+
+    def collapse(values: list, what: str, elementwise: bool) -> list:
+        out, it = [], iter(values)
+        for layout in plan:
+            if layout is None:
+                out.append(next(it)[1])
+                continue
+            mine = [next(it) for _ in range(layout.num_leaves)]
+            for g, total in enumerate(layout.sizes):
+                members = [i for i, gi in enumerate(layout.groups) if gi == g]
+                sizes = [int(np.prod(layout.shapes[i], dtype=np.int64)) for i in members]
+                picked = [mine[i] for i in members]
+                out.append(_buffer_value(picked, sizes, total, what, elementwise))
+        return out
+
+    return new, collapse

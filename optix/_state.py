@@ -6,6 +6,9 @@ out, so a learning rate reads ``"1/learning_rate"`` and a transform's step count
 An address matches a path when its parts appear in the path in order and its last part is the
 path's last part: ``"mu"``, ``"adam/mu"`` and ``"adam/0/mu"`` all find Adam's first moment in
 ``named_chain(adam=optix.adam(1e-3))``.
+
+An ``nnx.Optimizer``'s ``opt_state`` wraps every array in an ``nnx.Variable``: a wrapped array is
+one field here, read as the array, and replaced inside a new wrapper of the same type.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ import numpy as np
 
 from optix import _paths
 from optix._base import OptState
-from optix._hyperparams import HyperparamState
+from optix._hyperparams import HyperparamState, pure, unbox
 
 _HP_FIELDS = ("values", "scheduled")
 
 
 def _is_leaf_node(node: Any) -> bool:
-    """An array (or other true leaf); empty containers and None are not."""
+    """An array (or other true leaf, or an nnx Variable); empty containers and None are not."""
+    if _paths.is_nnx_variable(node):
+        return True
     leaves = jax.tree.leaves(node)
     return len(leaves) == 1 and leaves[0] is node
 
@@ -84,7 +89,7 @@ def _find(state: Any, address: str) -> tuple[tuple, Any]:
 
 
 def state_get(state: OptState, address: str) -> Any:
-    """The field (an array or a whole subtree) of ``state`` at ``address``.
+    """The field (an array or a whole subtree, with arrays for nnx Variables) at ``address``.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -93,7 +98,7 @@ def state_get(state: OptState, address: str) -> Any:
       >>> optix.state_get(state, "adam/mu")
       {'w': Array([0., 0.], dtype=float32)}
     """
-    return _find(state, address)[1]
+    return pure(_find(state, address)[1])
 
 
 def state_set(state: OptState, address: str, value: Any) -> OptState:
@@ -112,8 +117,8 @@ def state_set(state: OptState, address: str, value: Any) -> OptState:
       10
     """
     raw, old = _find(state, address)
-    old_leaves, old_def = jax.tree.flatten(old)
-    new_leaves, new_def = jax.tree.flatten(value)
+    old_leaves, old_def = jax.tree.flatten(pure(old))
+    new_leaves, new_def = jax.tree.flatten(pure(value))
     if new_def != old_def:
         raise ValueError(
             f"state field {address!r} has structure {old_def}, got a value with structure {new_def}"
@@ -133,6 +138,7 @@ def state_set(state: OptState, address: str, value: Any) -> OptState:
 
 
 def _describe(node: Any) -> str:
+    node = unbox(node)
     if node is None:
         return "None"
     if hasattr(node, "shape") and hasattr(node, "dtype"):

@@ -25,8 +25,17 @@ def wider(a: DTypeLike, b: DTypeLike) -> jnp.dtype:
 
 
 def compute_dtype(dtype: DTypeLike) -> jnp.dtype:
-    """The dtype math on a leaf of ``dtype`` runs in: never below the hyperparameter precision."""
-    return wider(dtype, hyperparam_dtype())
+    """The dtype math on a leaf of ``dtype`` runs in: never below the hyperparameter precision,
+    and never a dtype JAX cannot hold (float64 is float32 unless 64-bit mode is on)."""
+    return jax.dtypes.canonicalize_dtype(wider(dtype, hyperparam_dtype()))
+
+
+def leaf_dtype(x: Any) -> jnp.dtype:
+    """The dtype a leaf has once it is a JAX array: a Python float is the default float, a NumPy
+    float64 array is float32 unless 64-bit mode is on (as ``jnp.asarray`` would make them)."""
+    if isinstance(x, jax.Array | jax.ShapeDtypeStruct):
+        return jnp.dtype(x.dtype)
+    return jnp.result_type(x)
 
 
 def real_dtype(dtype: DTypeLike) -> jnp.dtype:
@@ -42,6 +51,56 @@ def state_dtype(param_dtype: DTypeLike, requested: DTypeLike | None = None) -> j
     if jnp.issubdtype(param_dtype, jnp.complexfloating):
         return wider(requested, jnp.complex64)
     return jnp.dtype(requested)
+
+
+def check_state_dtype(name: str, dtype: DTypeLike | None) -> None:
+    """Raise ``TypeError`` naming ``name`` unless ``dtype`` is None or a float or complex dtype
+    (an integer or bool accumulator would truncate the state)."""
+    if dtype is None:
+        return
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"`{name}` must be a float dtype, got {dtype!r}") from err
+    if not jnp.issubdtype(dt, jnp.inexact):
+        raise TypeError(
+            f"`{name}` must be a float dtype (for example jnp.float32 or jnp.bfloat16), got {dt}; "
+            "an integer or bool accumulator would truncate the optimizer state"
+        )
+
+
+def moments_like(
+    tree: Any,
+    dtype: DTypeLike | None = None,
+    *,
+    real: bool = False,
+    fill: ArrayLike = 0,
+    name: str = "dtype",
+) -> Any:
+    """Accumulators (moments, traces, sums) shaped like ``tree``: filled with ``fill``, in
+    ``dtype`` when given (``name`` is the argument that asked for it), else in at least float32
+    (:func:`state_dtype`), so low-precision params never get low-precision accumulators unless
+    asked; ``real`` drops complex (for second moments)."""
+    check_state_dtype(name, dtype)
+
+    def leaf(x):
+        dt = state_dtype(leaf_dtype(x), dtype)
+        if real and jnp.issubdtype(dt, jnp.complexfloating):
+            dt = real_dtype(dt)
+        return jnp.full_like(x, fill, dtype=dt)  # keeps the leaf's sharding
+
+    return jax.tree.map(leaf, tree)
+
+
+def as_arrays(tree: Any) -> Any:
+    """``tree`` with each Python scalar or NumPy leaf made a JAX array (``jnp.asarray``), so
+    ``init`` can read ``.dtype`` and ``.shape`` of any leaf; JAX arrays, tracers and
+    ``jax.ShapeDtypeStruct`` leaves are kept as they are."""
+
+    def leaf(x):
+        return x if isinstance(x, jax.Array | jax.ShapeDtypeStruct) else jnp.asarray(x)
+
+    return jax.tree.map(leaf, tree)
 
 
 def zeros_shaped_like(shapes: Any) -> Any:
@@ -85,10 +144,10 @@ def zeros_like(tree: Any, dtype: DTypeLike | None = None, *, real: bool = False)
     """Zeros shaped like ``tree``; ``dtype`` overrides each leaf's dtype; ``real`` drops complex."""
 
     def leaf(x):
-        dt = jnp.dtype(dtype) if dtype is not None else jnp.dtype(x.dtype)
+        dt = jnp.dtype(dtype) if dtype is not None else leaf_dtype(x)
         if real and jnp.issubdtype(dt, jnp.complexfloating):
             dt = real_dtype(dt)
-        elif dtype is not None and jnp.issubdtype(x.dtype, jnp.complexfloating) and not real:
+        elif dtype is not None and jnp.issubdtype(leaf_dtype(x), jnp.complexfloating) and not real:
             dt = wider(dt, jnp.complex64)
         return jnp.zeros_like(x, dtype=dt)  # keeps the leaf's sharding
 

@@ -1,7 +1,11 @@
 """Argument and tree-structure checks that fail early with messages naming the culprit.
 
 Hyperparameter checks only look at *concrete* values: a traced value (an optimizer built inside
-``jax.jit``) or a schedule (checked when it is evaluated) passes through untouched.
+``jax.jit``) or a schedule (checked when it is evaluated) passes through untouched. A concrete
+hyperparameter must be a real scalar (a Python number, a NumPy scalar or a 0-d array; not a bool,
+a string, None or a complex number), and its range is checked twice: as given, and as it will be
+stored (float32, or float64 under ``jax_enable_x64``), so that ``b1=0.99999999``, which float32
+rounds to exactly 1, is refused rather than dividing by zero later.
 """
 
 from __future__ import annotations
@@ -25,19 +29,76 @@ def concrete_float(value: Any) -> float | None:
         arr = np.asarray(value)
     except Exception:  # noqa: BLE001 - anything unconvertible is left to jnp to reject later
         return None
-    if arr.shape != () or not np.issubdtype(arr.dtype, np.number):
+    if arr.shape != () or not jnp.issubdtype(arr.dtype, jnp.number):
         return None
-    if np.issubdtype(arr.dtype, np.complexfloating):
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
         raise ValueError(f"hyperparameter must be real, got complex value {value!r}")
     return float(arr)
 
 
+def stored_dtype() -> np.dtype:
+    """The dtype hyperparameters are stored in: float32, or float64 when ``jax_enable_x64`` is on."""
+    return np.dtype(np.float64 if jax.config.read("jax_enable_x64") else np.float32)
+
+
+def check_scalar(name: str, value: Any) -> None:
+    """Raise unless a concrete ``value`` is a real scalar number (a schedule or tracer passes).
+
+    ``TypeError`` for a bool, None, a string or another non-number, ``ValueError`` for a complex
+    number or an array that is not 0-d (it would broadcast into the params).
+    """
+    if callable(value) or isinstance(value, jax.core.Tracer):
+        return
+    if value is None or isinstance(value, str | bytes):
+        raise TypeError(
+            f"`{name}` must be a real number or a schedule, got {type(value).__name__} {value!r}"
+        )
+    if isinstance(value, jax.Array | np.ndarray | np.generic):
+        arr = value  # read its dtype and shape without copying it to the host
+    else:
+        try:
+            arr = np.asarray(value)
+        except Exception as error:  # noqa: BLE001 - reported with the argument's name
+            raise TypeError(
+                f"`{name}` must be a real number, got {type(value).__name__} {value!r}"
+            ) from error
+    if arr.dtype == np.bool_:
+        raise TypeError(f"`{name}` must be a real number, not a bool, got {value!r}")
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        raise ValueError(f"`{name}` must be a real number, got complex value {value!r}")
+    if not jnp.issubdtype(arr.dtype, jnp.number):
+        raise TypeError(
+            f"`{name}` must be a real number, got {type(value).__name__} {value!r} "
+            f"(dtype {arr.dtype})"
+        )
+    if arr.shape != ():
+        raise ValueError(
+            f"`{name}` must be a scalar, got an array of shape {arr.shape}; hyperparameters are "
+            "scalars (to sweep several values, vmap over `optix.set_hyperparams`)"
+        )
+
+
+def _as_stored(x: float, dtype: np.dtype) -> float:
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.asarray(x).astype(dtype))
+
+
 def _check(name: str, value: Any, ok: Callable[[float], bool], expected: str) -> None:
+    check_scalar(name, value)
     x = concrete_float(value)
     if x is None:
         return
     if math.isnan(x) or not ok(x):
         raise ValueError(f"`{name}` must be {expected}, got {value!r}")
+    dtype = stored_dtype()
+    stored = _as_stored(x, dtype)
+    if not ok(stored):
+        why = "jax_enable_x64 is on" if dtype == np.float64 else "jax_enable_x64 is off"
+        raise ValueError(
+            f"`{name}` must be {expected}, got {value!r}, which rounds to {stored!r} in "
+            f"{dtype.name}, the dtype hyperparameters are stored in ({why}); choose a value "
+            "further from the bound"
+        )
 
 
 def check_nonnegative(name: str, value: Any) -> None:
@@ -140,3 +201,40 @@ def check_updates(updates: Any, reference: Any, transform: str) -> None:
     """The checks every stateful ``update`` makes: float leaves, and the structure of its state."""
     check_float_leaves(updates, f"`{transform}` updates")
     check_same_structure(updates, reference, "updates", f"the `{transform}` state")
+    check_shapes(updates, reference, "updates", f"the `{transform}` state")
+
+
+def _shape(leaf: Any) -> tuple[int, ...] | None:
+    shape = getattr(leaf, "shape", None)
+    if shape is None and isinstance(leaf, int | float | complex | np.number):
+        return ()
+    return None if shape is None else tuple(shape)
+
+
+def check_shapes(tree: Any, reference: Any, what: str, reference_what: str) -> None:
+    """Raise ``ValueError`` naming the first path where a leaf of ``tree`` and the matching leaf
+    of ``reference`` have different shapes (nothing is ever broadcast into params or state).
+
+    Leaves are matched through ``tree``'s structure (``None`` leaves and leaves without a shape are
+    passed over); trees whose structures differ are left to :func:`check_same_structure`.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    try:
+        ref_leaves = treedef.flatten_up_to(reference)
+    except (ValueError, TypeError):
+        return
+    for (path, leaf), ref in zip(leaves, ref_leaves, strict=True):
+        shape, ref_shape = _shape(leaf), _shape(ref)
+        if shape is not None and ref_shape is not None and shape != ref_shape:
+            raise ValueError(
+                f"{what} leaf '{path_str(path)}' has shape {shape} but {reference_what} has "
+                f"shape {ref_shape} there; optix never broadcasts an update into params or state "
+                "(was the gradient taken with respect to the same params?)"
+            )
+
+
+def check_matches_params(updates: Any, params: Any) -> None:
+    """Raise ``ValueError`` naming the first path where ``updates`` and ``params`` differ in
+    structure or in a leaf's shape."""
+    check_same_structure(updates, params, "updates", "params")
+    check_shapes(updates, params, "updates", "params")

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import jax
+
 import optix
 
 
@@ -270,7 +272,6 @@ CASES: list[Case] = [
         optix.muon,
         {"learning_rate": 0.02, "weight_decay": 1e-4},
         "torch",
-        supports_complex=False,
         needs_params=True,
         lr=_lr(0.02, 0.02, 0.05),
     ),
@@ -298,6 +299,122 @@ CASES: list[Case] = [
         order_sensitive=True,
     ),
     # end zoo-D
+    # optax.contrib ports; tests/test_contrib_parity.py (parameter-free: lr multiplies the step)
+    Case(
+        "madgrad",
+        optix.madgrad,
+        {"learning_rate": 0.01, "weight_decay": 1e-4},
+        "numpy",  # the authors' code; optax.contrib.madgrad to float32 precision
+        needs_params=True,
+        lr=_lr(0.03, 0.01, 0.1),
+    ),
+    Case(
+        "cocob",
+        optix.cocob,
+        {"learning_rate": 1.0, "weight_decay": 1e-4},
+        "optax",
+        supports_complex=False,  # bets on signed gradient-parameter products
+        needs_params=True,
+        lr=_lr(1.0, 1.0, 1.0),
+    ),
+    Case(
+        "dog",
+        optix.dog,
+        {"learning_rate": 1.0, "weight_decay": 1e-4},
+        "optax",
+        needs_params=True,
+        lr=_lr(1.0, 1.0, 1.0),
+    ),
+    Case(
+        "dowg",
+        optix.dowg,
+        {"learning_rate": 1.0, "weight_decay": 1e-4},
+        "optax",
+        needs_params=True,
+        lr=_lr(1.0, 1.0, 1.0),
+    ),
+    Case(
+        "simplified_ademamix",
+        optix.simplified_ademamix,
+        {"learning_rate": 1e-3, "alpha": 2.0, "weight_decay": 1e-4},
+        "optax",
+        needs_params=True,
+        lr=_lr(3e-3, 1e-3, 1e-2),
+    ),
+    Case(
+        "acprop",
+        optix.acprop,
+        {"learning_rate": 1e-2, "weight_decay": 1e-4},
+        "optax",
+        needs_params=True,
+        lr=_lr(0.01, 1e-3, 0.01),
+    ),
+    Case(
+        "mechanize_adam",
+        lambda learning_rate, **kw: optix.mechanize(optix.adam(learning_rate), **kw),
+        {"learning_rate": 1.0, "weight_decay": 1e-2},
+        "optax",
+        supports_complex=False,  # the tuner's inner products are real
+        needs_params=True,
+        lr=_lr(1.0, 1.0, 1.0),
+    ),
+    Case(
+        # squared gradients stand in for the Hessian diagonal: the contract suite passes no
+        # objective (`obj_fn=`) for the default Hutchinson estimator
+        "sophia",
+        lambda learning_rate, **kw: optix.sophia(
+            learning_rate,
+            hessian_diagonal_fn=optix.stateless(lambda g, p: jax.tree.map(lambda x: x * x, g)),
+            **kw,
+        ),
+        {"learning_rate": 1e-2, "weight_decay": 1e-4, "update_interval": 2},
+        "optax",
+        supports_complex=False,  # clips real ratios
+        needs_params=True,
+        lr=_lr(0.01, 0.01, 0.01),
+    ),
+    Case(
+        "galore",
+        optix.galore,
+        {"learning_rate": 1e-2, "rank": 2, "update_proj_gap": 2, "weight_decay": 1e-4},
+        "optax",
+        supports_complex=False,  # real SVD projections
+        needs_params=True,
+        lr=_lr(0.03, 0.03, 0.03),
+    ),
+    # end optax.contrib ports
+    # optax names optix lacked; tests/test_optax_parity.py
+    Case(
+        "nadamw",
+        optix.nadamw,
+        {"learning_rate": 1e-2, "weight_decay": 1e-4},
+        "torch",  # torch.optim.NAdam(decoupled_weight_decay=True); optax's rule is an option
+        needs_params=True,
+        lr=_lr(0.05, 0.02, 0.05),
+    ),
+    Case(
+        "adamaxw",
+        optix.adamaxw,
+        {"learning_rate": 1e-2, "weight_decay": 1e-4},
+        "optax",
+        needs_params=True,
+        lr=_lr(0.05, 0.02, 0.05),
+    ),
+    Case(
+        "optimistic_gradient_descent",
+        optix.optimistic_gradient_descent,
+        {"learning_rate": 0.05},
+        "optax",
+        lr=_lr(0.05, 1e-3, 0.5),
+    ),
+    Case(
+        "optimistic_adam",
+        optix.optimistic_adam,
+        {"learning_rate": 1e-2},
+        "optax",
+        lr=_lr(0.05, 0.02, 0.05),
+    ),
+    # end optax names
 ]
 
 BY_NAME = {case.name: case for case in CASES}

@@ -79,7 +79,7 @@ def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
         coordinator_address=f"127.0.0.1:{port}",
         num_processes=num_processes,
         process_id=process_id,
-        initialization_timeout=60,
+        initialization_timeout=600,
     )
     import optix
     from optix.sharding import state_shardings

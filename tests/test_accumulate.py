@@ -10,11 +10,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import optix
 from optix.wrappers._accumulate import AccumulateState, accumulate
 from tests.cases import CASES, IDS
+from tests.reference import N_STEPS, assert_updates_close, gradient_stream, params_stream
 from tests.test_contract import _params
 
 K = 4
@@ -286,3 +288,76 @@ def test_none_leaves_and_vmap_over_params():
         u, state = step(params, state, params)
     assert u["frozen"] is None
     np.testing.assert_allclose(u["a"], -0.1, rtol=1e-5)  # Adam's first step: -lr * sign(g)
+
+
+def _every_k(n):
+    return 1 + n % 3  # 1, 2, 3, 1, 2, 3, ... micro-steps per inner step
+
+
+def test_schedule_matches_optax_multisteps_step_by_step(x64):
+    """``every_k`` as a schedule of the inner step count, against ``optax.MultiSteps`` with
+    ``every_k_schedule``, teacher-forced in float64 (same gradient and params every micro-step):
+    the updates agree at every micro-step (optax averages incrementally, optix sums and divides:
+    a few ulps apart), and so does ``accumulate_has_updated`` with ``MultiSteps.has_updated``."""
+    ours = accumulate(optix.adam(0.05), _every_k)
+    multi = optax.MultiSteps(optax.adam(0.05), _every_k, accumulator_dtype=jnp.float64)
+    grads, params = gradient_stream(5), params_stream(5)
+    as_jax = lambda tree: {k: jnp.asarray(v, jnp.float64) for k, v in tree.items()}  # noqa: E731
+    s_ours, s_theirs = ours.init(as_jax(params[0])), multi.init(as_jax(params[0]))
+    assert not bool(optix.accumulate_has_updated(s_ours))
+    step_ours = jax.jit(lambda g, s, p: ours.update(g, s, p))
+    step_theirs = jax.jit(multi.update)
+    flags = []
+    for t in range(N_STEPS):
+        g, p = as_jax(grads[t]), as_jax(params[t])
+        u_ours, s_ours = step_ours(g, s_ours, p)
+        with jax.numpy_dtype_promotion("standard"):  # optax is not written for strict promotion
+            u_theirs, s_theirs = step_theirs(g, s_theirs, p)
+        assert_updates_close(u_ours, u_theirs, t, "accumulate(every_k=schedule)")
+        flags.append(bool(optix.accumulate_has_updated(s_ours)))
+        assert flags[-1] == bool(multi.has_updated(s_theirs)), t
+        assert int(s_ours.gradient_step) == int(s_theirs.gradient_step)
+    # the cycles really were 1, 2, 3, 1, ... micro-steps long
+    assert flags[:7] == [True, False, True, False, False, True, True]
+
+
+def test_schedule_is_read_per_cycle_under_one_compiled_step():
+    tx = accumulate(optix.sgd(1.0), lambda n: jnp.where(n < 1, 3, 1))  # 3, then 1, 1, ...
+    traces = []
+
+    @jax.jit
+    def step(state):
+        traces.append(1)
+        return tx.update({"w": jnp.ones(2)}, state)
+
+    state = tx.init({"w": jnp.zeros(2)})
+    moved = []
+    for _ in range(5):
+        u, state = step(state)
+        moved.append(float(u["w"][0]))
+    assert moved == [0.0, 0.0, -1.0, -1.0, -1.0] and len(traces) == 1
+
+
+def test_has_updated_finds_the_accumulate_state_and_refuses_ambiguity():
+    params = {"w": jnp.zeros(2)}
+    inner = accumulate(optix.adam(1e-3), 2)
+    nested = optix.skip_nonfinite(optix.chain(optix.clip(1.0), inner))
+    state = nested.init(params)
+    for expected in (False, True):
+        _, state = nested.update({"w": jnp.ones(2)}, state)
+        assert bool(optix.accumulate_has_updated(state)) is expected
+    assert bool(jax.jit(optix.accumulate_has_updated)(state))
+    with pytest.raises(ValueError, match="found 0"):
+        optix.accumulate_has_updated(optix.adam(1e-3).init(params))
+    both = optix.chain(inner, inner).init(params)
+    with pytest.raises(ValueError, match="found 2: 0, 1"):
+        optix.accumulate_has_updated(both)
+    assert not bool(optix.accumulate_has_updated(both[1]))
+
+
+@pytest.mark.parametrize(
+    "schedule", [lambda n: 0 * n, lambda n: jnp.full([], 1.5), lambda n: jnp.ones(2)]
+)
+def test_bad_every_k_schedule_is_rejected(schedule):
+    with pytest.raises(ValueError, match="every_k"):
+        accumulate(optix.sgd(0.1), schedule)

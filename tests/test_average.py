@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,16 +51,17 @@ def _problem(seed: int = 0):
 
 
 def _run(tx, dtype=jnp.float32, seed: int = 0):
-    """Train on a noisy quadratic; return the params trajectory (float64, p_0 .. p_T), the states
-    after each step, and the jitted step's trace count."""
+    """Train on a noisy quadratic with a jitted step that chex checks is traced once; return the
+    params trajectory (as float64 NumPy, and as the arrays themselves, p_0 .. p_T) and the states
+    after each step."""
     curvature, target, noise, p0 = _problem(seed)
     a = {k: jnp.asarray(v, jnp.float32) for k, v in curvature.items()}
     b = {k: jnp.asarray(v, jnp.float32) for k, v in target.items()}
-    traces = []
+    chex.clear_trace_counter()  # chex counts per definition site, which every run shares
 
     @jax.jit
+    @chex.assert_max_traces(n=1)
     def step(params, state, n):
-        traces.append(1)
         grads = {
             k: (a[k] * (params[k].astype(jnp.float32) - b[k]) + n[k]).astype(params[k].dtype)
             for k in params
@@ -77,7 +79,7 @@ def _run(tx, dtype=jnp.float32, seed: int = 0):
     as_np = [
         {k: np.asarray(v.astype(jnp.float32), np.float64) for k, v in p.items()} for p in trajectory
     ]
-    return as_np, trajectory, states, len(traces)
+    return as_np, trajectory, states
 
 
 _read = jax.jit(averaged_params)
@@ -111,8 +113,7 @@ def _assert_close(got, want, what, atol=ATOL):
 def test_param_ema_is_the_numpy_ema_of_the_trajectory(dtype, debias):
     decay = 0.9
     tx = optix.chain(optix.adam(0.05), param_ema(decay, debias=debias))
-    traj, _, states, n_traces = _run(tx, dtype)
-    assert n_traces == 1
+    traj, _, states = _run(tx, dtype)
     plain = _plain_trajectory(dtype)  # updates pass through unchanged
     for t in range(N_STEPS + 1):
         for k in SHAPES:
@@ -134,7 +135,7 @@ def test_param_ema_is_the_numpy_ema_of_the_trajectory(dtype, debias):
 def test_param_ema_decay_schedule_debiased_by_the_tracked_weight():
     schedule = lambda t: jnp.minimum(0.95, (1 + t) / (10 + t))  # noqa: E731
     tx = optix.chain(optix.adam(0.05), param_ema(schedule, debias=True))
-    traj, _, states, _ = _run(tx, seed=1)
+    traj, _, states = _run(tx, seed=1)
     ema = {k: np.zeros(s) for k, s in SHAPES.items()}
     weight = 0.0
     for t in range(1, N_STEPS + 1):
@@ -148,7 +149,7 @@ def test_param_ema_decay_schedule_debiased_by_the_tracked_weight():
 def test_param_ema_bf16_average_keeps_what_bf16_would_lose():
     """A float32 average of bf16 params tracks movements below bf16's resolution."""
     tx = optix.chain(optix.adam(0.05), param_ema(0.99, ema_dtype=jnp.bfloat16))
-    traj, _, states, _ = _run(tx, jnp.bfloat16)
+    traj, _, states = _run(tx, jnp.bfloat16)
     assert states[-1][1].ema["matrix"].dtype == jnp.bfloat16
     ema = traj[0]
     for t in range(1, N_STEPS + 1):
@@ -158,7 +159,7 @@ def test_param_ema_bf16_average_keeps_what_bf16_would_lose():
         for k in SHAPES
     )
     tx = optix.chain(optix.adam(0.05), param_ema(0.99))
-    _, _, states, _ = _run(tx, jnp.bfloat16)
+    _, _, states = _run(tx, jnp.bfloat16)
     atol = _atol(jnp.bfloat16, traj)
     _assert_close(_read(states[-1]), ema, "float32 average", atol)
     assert lossy > 10 * atol  # a bf16 average is far off
@@ -168,8 +169,7 @@ def test_param_ema_bf16_average_keeps_what_bf16_would_lose():
 @pytest.mark.parametrize("start_step, every_k", [(0, 1), (30, 7), (1, 3)])
 def test_swa_is_the_numpy_mean_of_the_selected_params(dtype, start_step, every_k):
     tx = optix.chain(optix.adam(0.05), swa(start_step, every_k))
-    traj, params, states, n_traces = _run(tx, dtype)
-    assert n_traces == 1
+    traj, params, states = _run(tx, dtype)
     selected = [
         t for t in range(1, N_STEPS + 1) if t >= start_step and (t - start_step) % every_k == 0
     ]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from benchmarks.registry import HEADER, NOT_COMPARABLE, OPTAX
+from tests._multidevice import HANG_TIMEOUT
 from tests.cases import IDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,7 +24,9 @@ def test_every_registry_case_has_a_counterpart_or_a_reason():
 def _run_tiny() -> str:
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "registry.py"), "--tiny"]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=HANG_TIMEOUT, cwd=ROOT, env=env
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
 

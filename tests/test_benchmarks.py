@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+from tests._multidevice import HANG_TIMEOUT
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -25,7 +27,9 @@ def test_harness_runs_at_tiny_sizes_and_prints_the_table(tmp_path):
         str(results),
     ]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=HANG_TIMEOUT, cwd=ROOT, env=env
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
     assert "| case | optimizer | variant | step ms |" in text

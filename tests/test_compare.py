@@ -14,6 +14,7 @@ import pytest
 import optix.compare
 from optix.compare import SpecError, parse_spec
 from optix.compare._cli import main
+from tests._multidevice import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSIC = ["gd", "sgd1", "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam"]
@@ -24,7 +25,7 @@ def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run(
         [sys.executable, "-m", "optix.compare", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT,
     )  # fmt: skip
 
 
@@ -94,6 +95,14 @@ MORE_BAD_INPUTS = [
     ["--batch-size", "0"],
     ["--condition", "0.5"],
     ["--bogus"],
+    # checked before anything runs (each used to run, hang, or run something else)
+    ["--steps", str(10**12 + 39)],  # a prime: minutes of Python loop before the first step
+    ["--problem", "rosenbrock,rosenbrock"],
+    ["--optimizers", "sgd:momentum=0.9,nesterov='maybe'"],
+    ["--optimizers", "sgd:momentum=0.9,nesterov=2"],
+    ["--optimizers", "adam:b1=(0.5,1.5)"],
+    ["--optimizers", "adam:b1=[0.5]"],
+    ["--optimizers", "adam:mu_dtype='int8'"],
 ]
 
 
@@ -117,6 +126,56 @@ def test_more_bad_input_through_main(tmp_path, monkeypatch, capsys, args):
     assert len(lines) == 1 and lines[0].startswith("optix-compare: error:"), captured.err
     assert captured.out == ""
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["file", "under_a_file"])
+def test_out_that_cannot_be_a_directory_is_refused_before_the_run(
+    tmp_path, monkeypatch, capsys, kind
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("keep me")
+    out = "taken" if kind == "file" else "taken/sub"
+    args = ["--problem", "rosenbrock", "--optimizers", "adam", "--steps", "5", "--lr-sweep", "off"]
+    assert main([*args, "--no-plots", "--out", out]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("optix-compare: error: argument --out:"), lines
+    assert "is not a directory" in lines[0]
+    assert captured.out == ""
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+    assert (tmp_path / "taken").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sgd:momentum=0.9,nesterov='no'", False),
+        ("sgd:momentum=0.9,nesterov=no", False),
+        ("sgd:momentum=0.9,nesterov=False", False),
+        ("sgd:momentum=0.9,nesterov=0", False),
+        ("sgd:momentum=0.9,nesterov='off'", False),
+        ("sgd:momentum=0.9,nesterov=True", True),
+        ("sgd:momentum=0.9,nesterov=true", True),
+        ("sgd:momentum=0.9,nesterov='YES'", True),
+        ("sgd:momentum=0.9,nesterov=1", True),
+        ("nesterov:nesterov=false", False),
+    ],
+)
+def test_boolean_options_parse_strictly(text, expected):
+    (spec,) = parse_spec(text)
+    assert spec.kwargs["nesterov"] is expected
+
+
+def test_a_quoted_no_does_not_turn_nesterov_on():
+    """``nesterov='no'`` is plain momentum, step for step."""
+    common = dict(steps=20, lr_sweep=None)
+    off = optix.compare.run(
+        "rosenbrock", "sgd:learning_rate=1e-3,momentum=0.9,nesterov='no'", **common
+    )
+    plain = optix.compare.run("rosenbrock", "sgd:learning_rate=1e-3,momentum=0.9", **common)
+    on = optix.compare.run("rosenbrock", "sgd:learning_rate=1e-3,momentum=0.9,nesterov=1", **common)
+    loss = lambda res: res["rosenbrock"].summaries[0].metrics["final_loss"]["mean"]  # noqa: E731
+    assert loss(off) == loss(plain) != loss(on)
 
 
 def test_unknown_names_list_the_valid_ones(tmp_path):
@@ -198,3 +257,13 @@ def test_library_bad_input_raises_value_error():
         optix.compare.run("nope", "adam")
     with pytest.raises(ValueError, match="positive integer"):
         optix.compare.run("rosenbrock", "adam", steps=0)
+
+
+def test_divisor_search_is_exact_and_fast_on_a_huge_prime():
+    from optix.compare._runner import _divisor_at_most
+
+    for n in range(1, 120):
+        for k in range(1, 40):
+            assert _divisor_at_most(n, k) == max(d for d in range(1, min(n, k) + 1) if n % d == 0)
+    # a prime step count: the old search looped over ten million candidates
+    assert _divisor_at_most(1_000_000_007, 10_000_000) == 1

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 from flax.training.train_state import TrainState
@@ -145,6 +146,117 @@ def test_nnx_optimizer_with_a_partition_matches_a_manual_step():
     assert float(optix.state_get(nnx.as_pure(optimizer.opt_state), "rest/weight_decay")) == (
         pytest.approx(0.1)
     )
+
+
+def _nnx_adam():
+    schedule = optix.schedules.warmup_cosine_decay(0.0, 1e-2, 2, 20)
+    return optix.named_chain(adam=optix.adamw(schedule, weight_decay=0.1), ema=optix.param_ema(0.9))
+
+
+def _nnx_step():
+    traces = []
+
+    @nnx.jit
+    def step(model, optimizer):
+        traces.append(1)
+        optimizer.update(model, nnx.grad(_loss)(model))
+
+    return step, traces
+
+
+def test_nnx_optimizer_hyperparameters_set_without_retrace_and_checkpoint(tmp_path):
+    """set_hyperparams on ``opt_state`` keeps its nnx Variables: the next ``nnx.jit`` step is not
+    retraced, and a checkpoint saved afterwards restores into a fresh optimizer."""
+    model = _Net(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, _nnx_adam(), wrt=nnx.Param)
+    step, traces = _nnx_step()
+    step(model, optimizer)
+    before = jax.tree.structure(optimizer.opt_state)
+    optimizer.opt_state = optix.set_hyperparams(
+        optimizer.opt_state, weight_decay=0.05, learning_rate_scale=0.5
+    )
+    assert jax.tree.structure(optimizer.opt_state) == before
+    hp = optix.get_hyperparams(optimizer.opt_state)
+    assert all(type(v) is type(jnp.zeros(())) for v in hp.values())  # arrays, not Variables
+    assert float(hp["weight_decay"]) == pytest.approx(0.05)
+    step(model, optimizer)
+    step(model, optimizer)
+    assert len(traces) == 1
+    assert float(optix.get_hyperparams(optimizer.opt_state)["learning_rate_scale"]) == 0.5
+
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(tmp_path / "ckpt", nnx.state(optimizer))
+        ckpt.wait_until_finished()
+        fresh = nnx.Optimizer(_Net(nnx.Rngs(1)), _nnx_adam(), wrt=nnx.Param)
+        nnx.update(fresh, ckpt.restore(tmp_path / "ckpt", nnx.state(fresh)))
+    saved, restored = nnx.state(optimizer), nnx.state(fresh)
+    assert jax.tree.structure(restored) == jax.tree.structure(saved)
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(saved), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert float(optix.get_hyperparams(fresh.opt_state)["weight_decay"]) == pytest.approx(0.05)
+
+
+def test_nnx_optimizer_state_through_the_state_helpers(tmp_path):
+    model = _Net(nnx.Rngs(0))
+    tx = _nnx_adam()
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    step, traces = _nnx_step()
+    step(model, optimizer)
+    state = optimizer.opt_state
+    pure = nnx.as_pure(state)
+
+    # state_get: arrays, as in the pure state
+    mu = optix.state_get(state, "adam/mu")
+    assert all(type(x) is type(jnp.zeros(())) for x in jax.tree.leaves(mu))
+    np.testing.assert_array_equal(
+        mu["layers"][0]["kernel"], pure["adam"][0].mu["layers"][0]["kernel"]
+    )
+    count = optix.state_get(state, "adam/0/count")
+    assert type(count) is type(jnp.zeros(())) and int(count) == 1
+
+    # state_set keeps the Variables: no retrace
+    optimizer.opt_state = optix.state_set(state, "adam/0/count", 0)
+    assert jax.tree.structure(optimizer.opt_state) == jax.tree.structure(state)
+    optimizer.opt_state = optix.state_set(
+        optimizer.opt_state,
+        "adam/nu",
+        jax.tree.map(jnp.zeros_like, optix.state_get(state, "adam/nu")),
+    )
+    step(model, optimizer)
+    assert len(traces) == 1
+    assert int(optix.state_get(optimizer.opt_state, "adam/0/count")) == 1
+
+    # paths and the printed tree: each array once, no `value` level
+    assert optix.state_paths(state) == optix.state_paths(pure)
+    text = optix.format_state(state)
+    assert text == optix.format_state(pure)
+    assert "value" not in text and text.count("learning_rate_scale: float32[] = 1") == 1
+
+    # averaged_params reads the EMA as arrays
+    average = optix.averaged_params(state)
+    np.testing.assert_array_equal(
+        average["layers"][1]["bias"], pure["ema"].ema["layers"][1]["bias"]
+    )
+    assert all(type(x) is type(jnp.zeros(())) for x in jax.tree.leaves(average))
+
+    # check_state / restore_state: the Variables' arrays, also from a target-less restore
+    params = nnx.state(model, nnx.Param)
+    check_state = optix._checkpoint.check_state
+    restore_state = optix._checkpoint.restore_state
+    check_state(tx, optimizer.opt_state, params)
+    check_state(tx, optimizer.opt_state, nnx.as_pure(params))
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(tmp_path / "ckpt", optimizer.opt_state)
+        ckpt.wait_until_finished()
+        raw = ckpt.restore(tmp_path / "ckpt")
+    rebuilt = restore_state(tx, raw, nnx.as_pure(params))
+    want = nnx.as_pure(optimizer.opt_state)
+    assert optix.state_paths(rebuilt) == optix.state_paths(want)
+    for a, b in zip(jax.tree.leaves(rebuilt), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = optix.named_chain(adam=optix.adam(1e-2), ema=optix.param_ema(0.9))
+    with pytest.raises(ValueError, match="no leaf at 'adam/1/hyperparams/values/learning_rate'"):
+        restore_state(other, raw, params)
 
 
 # --- equinox ------------------------------------------------------------------------------------

@@ -79,9 +79,10 @@ def test_fused_equals_unfused(case):
         )
     for g, w in zip(jax.tree.leaves(got_u), jax.tree.leaves(want_u), strict=True):
         assert g.dtype == w.dtype
-    # the state really is packed: moments, if any, live in one buffer per dtype
+    # the state really is packed: moments, if any, live in one buffer per compute dtype (the
+    # bf16 leaves are packed in float32, the dtype their math and moments use)
     for packed in [x for x in _packed_leaves(state) if isinstance(x, optix.Packed)]:
-        assert packed.layout.buffer_dtypes == ("float32", "bfloat16")
+        assert packed.layout.buffer_dtypes == ("float32",)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -198,3 +199,85 @@ def test_fuse_checks_its_argument_and_state():
     tx = optix.fuse(optix.adam(1e-3))
     with pytest.raises(ValueError, match="FuseState"):
         tx.update({"a": jnp.ones(2)}, optix.adam(1e-3).init({"a": jnp.ones(2)}))
+
+
+def test_fuse_takes_bf16_params_with_float32_gradients_as_plain_tx_does():
+    params = {"low": jnp.ones((2, 3), jnp.bfloat16), "w": jnp.full(4, 0.5)}
+    grads = {"low": jnp.full((2, 3), 0.25, jnp.float32), "w": jnp.full(4, -1.0)}
+    plain, fused = (
+        optix.adamw(1e-2, weight_decay=0.1),
+        optix.fuse(optix.adamw(1e-2, weight_decay=0.1)),
+    )
+    want, _ = plain.update(grads, plain.init(params), params)
+    got, state = fused.update(grads, fused.init(params), params)
+    assert [b.dtype for b in state.inner[0].mu.buffers] == [jnp.float32]
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert g.dtype == w.dtype == jnp.float32  # each update in its gradient's dtype
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
+@pytest.mark.parametrize("leaf", [np.array([1.0, -2.0, 0.5]), 1.5], ids=["numpy_float64", "float"])
+def test_fuse_takes_numpy_and_python_float_params_as_plain_tx_does(leaf):
+    params = {"a": leaf, "w": jnp.ones((2, 2))}
+    grads = {"a": jnp.full(np.shape(leaf), 0.5), "w": jnp.full((2, 2), -1.0)}
+    plain, fused = (
+        optix.adamw(1e-2, weight_decay=0.1),
+        optix.fuse(optix.adamw(1e-2, weight_decay=0.1)),
+    )
+    want, _ = plain.update(grads, plain.init(params), params)
+    got, _ = jax.jit(fused.update)(grads, fused.init(params), params)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
+def test_pack_takes_numpy_float64_and_python_float_leaves():
+    tree = {"f": 1.5, "n": np.array([1.0, 2.0]), "w": jnp.ones(2)}
+    packed = optix.pack(tree)
+    assert packed.layout.buffer_dtypes == ("float32",)
+    back = optix.unpack(packed)
+    assert back["f"].shape == () and back["f"].dtype == jnp.float32
+    np.testing.assert_array_equal(back["n"], [1.0, 2.0])
+    np.testing.assert_array_equal(back["f"], 1.5)
+
+
+def test_pack_like_names_the_leaf_that_does_not_fit():
+    from optix._pack import pack_like
+
+    layout = optix.pack({"a": jnp.ones(3), "b": {"c": jnp.ones(2)}}).layout
+    with pytest.raises(ValueError, match=r"leaf 'b/c' of shape \(3,\)"):
+        pack_like({"a": jnp.ones(3), "b": {"c": jnp.ones(3)}}, layout)
+
+
+@pytest.mark.parametrize(
+    ("updates", "match"),
+    [
+        ({"a": jnp.ones(3), "b": jnp.ones(3)}, r"updates leaf 'b' has shape \(3,\)"),
+        ({"a": jnp.ones(3)}, r"'b' is in the params the `fuse` state was built from"),
+        ({"a": jnp.ones(3), "b": jnp.ones(2), "c": jnp.ones(1)}, r"'c' is in updates but not"),
+        (
+            {"a": jnp.ones(3), "b": jnp.ones(2, jnp.int32)},
+            r"`fuse` updates leaf 'b' has dtype int32",
+        ),
+    ],
+    ids=["shape", "missing", "extra", "int"],
+)
+def test_fuse_errors_name_the_users_leaf_paths_not_buffers(updates, match):
+    tx = optix.fuse(optix.adam(1e-3))
+    state = tx.init({"a": jnp.ones(3), "b": jnp.ones(2)})
+    with pytest.raises((ValueError, TypeError), match=match) as info:
+        tx.update(updates, state)
+    assert "buffer" not in str(info.value) and "PyTreeDef" not in str(info.value)
+
+
+def test_fuse_init_names_the_users_path_of_an_integer_param():
+    with pytest.raises(TypeError, match="`fuse` params leaf 'n' has dtype int32"):
+        optix.fuse(optix.adam(1e-3)).init({"a": jnp.ones(3), "n": jnp.ones(2, jnp.int32)})
+
+
+def test_fuse_params_that_do_not_fit_the_updates_name_the_path():
+    tx = optix.fuse(optix.adamw(1e-3))
+    params = {"a": jnp.ones(3), "b": jnp.ones(2)}
+    state = tx.init(params)
+    with pytest.raises(ValueError, match=r"params leaf 'b' of shape \(3,\)"):
+        tx.update(params, state, {"a": jnp.ones(3), "b": jnp.ones(3)})

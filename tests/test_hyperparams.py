@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import optix
+from tests.cases import CASES
 
 PARAMS = {"w": jnp.ones((2, 3), jnp.float32), "b": jnp.zeros(3, jnp.float32)}
 GRADS = {"w": jnp.full((2, 3), 0.5, jnp.float32), "b": jnp.full(3, -1.0, jnp.float32)}
@@ -145,3 +149,127 @@ def test_range_checks_follow_the_owning_transform():
         optix.set_hyperparams(
             optix.lookahead(optix.sgd(0.1), 5, 0.5).init(PARAMS), slow_step_size=2
         )
+
+
+def _scheduled_adamw():
+    schedule = optix.schedules.warmup_cosine_decay(0.0, 1e-2, 3, 30)
+    return optix.adamw(schedule, weight_decay=0.1)
+
+
+def test_a_scheduled_learning_rate_is_rescaled_mid_run_without_recompiling():
+    tx = _scheduled_adamw()
+    traces = []
+
+    @jax.jit
+    def step(state):
+        traces.append(1)
+        return tx.update(GRADS, state, PARAMS)
+
+    state = tx.init(PARAMS)
+    assert float(optix.get_hyperparams(state)["learning_rate_scale"]) == 1.0
+    for _ in range(4):
+        _, state = step(state)
+    plain, plain_state = step(state)
+    scaled, scaled_state = step(optix.set_hyperparams(state, learning_rate_scale=0.25))
+    assert len(traces) == 1
+    for name in PARAMS:  # the whole step, decoupled decay included, is scaled by the factor
+        np.testing.assert_allclose(scaled[name], 0.25 * plain[name], rtol=1e-6)
+    # the factor stays until it is set again, and the schedule goes on underneath it
+    hp, plain_hp = optix.get_hyperparams(scaled_state), optix.get_hyperparams(plain_state)
+    assert float(hp["learning_rate"]) == pytest.approx(0.25 * float(plain_hp["learning_rate"]))
+    np.testing.assert_array_equal(
+        optix.state_get(scaled_state, "mu")["w"], optix.state_get(plain_state, "mu")["w"]
+    )
+    again, _ = step(scaled_state)
+    reference, _ = step(plain_state)
+    np.testing.assert_allclose(again["w"], 0.25 * reference["w"], rtol=1e-6)
+    assert len(traces) == 1
+
+
+def test_setting_a_scheduled_value_says_how_to_rescale_it():
+    state = _scheduled_adamw().init(PARAMS)
+    with pytest.raises(ValueError, match="schedule.*set '2/learning_rate_scale'"):
+        optix.set_hyperparams(state, learning_rate=1e-3)
+    with pytest.raises(ValueError, match="`learning_rate_scale` must be a finite number >= 0"):
+        optix.set_hyperparams(state, learning_rate_scale=-1.0)
+    with pytest.raises(TypeError, match="cannot take a schedule"):
+        optix.set_hyperparams(state, learning_rate_scale=lambda step: 1.0)
+
+
+def test_only_scheduled_hyperparameters_get_a_scale():
+    """State structures of optimizers without schedules are unchanged."""
+    hp = optix.get_hyperparams(optix.adamw(1e-3, b1=optix.schedules.constant(0.9)).init(PARAMS))
+    assert set(hp) == {"learning_rate", "b1", "b1_scale", "b2", "eps", "eps_root", "weight_decay"}
+    assert not any(
+        k.endswith("_scale") for k in optix.get_hyperparams(optix.adam(1e-3).init(PARAMS))
+    )
+
+
+@pytest.mark.parametrize(
+    "values, error, match",
+    [
+        ({"learning_rate": True}, TypeError, "`learning_rate` must be a real number, not a bool"),
+        ({"learning_rate": "1e-3"}, TypeError, "`learning_rate` must be a real number"),
+        ({"learning_rate": None}, TypeError, "`learning_rate` must be a real number"),
+        ({"eps": 1j}, ValueError, "`eps` must be a real number"),
+        ({"b1": 0.99999999}, ValueError, "`b1` must be in .*rounds to 1.0 in float32"),
+        ({"b2": np.float64(1 - 1e-10)}, ValueError, "`b2` must be in .*rounds to 1.0"),
+        ({"learning_rate": jnp.array([1e-3])}, ValueError, "`learning_rate` must be a scalar"),
+        ({"learning_rate": jnp.array(-1e-3)}, ValueError, "`learning_rate` must be a finite"),
+    ],
+)
+def test_set_refuses_what_construction_refuses(values, error, match):
+    state = optix.adam(1e-3).init(PARAMS)
+    with pytest.raises(error, match=match):
+        optix.set_hyperparams(state, **values)
+
+
+def test_set_checks_the_value_in_the_dtype_of_the_state():
+    """A float32 state set while x64 is on still keeps float32: 0.99999999 would be 1.0 there."""
+    state = optix.adam(1e-3).init(PARAMS)
+    with jax.enable_x64(True):
+        with pytest.raises(ValueError, match="`b1` must be in .*rounds to 1.0 in float32"):
+            optix.set_hyperparams(state, b1=0.99999999)
+        wide = optix.adam(1e-3).init(jax.tree.map(lambda x: x.astype(jnp.float64), PARAMS))
+        wide = optix.set_hyperparams(wide, b1=0.99999999)
+        assert optix.get_hyperparams(wide)["b1"].dtype == jnp.float64
+        assert float(optix.get_hyperparams(wide)["b1"]) < 1.0
+
+
+_PROBES = [-1.0, -1e-3, 0.0, 0.5, 0.99999999, 1.0, 1.5, 1e39, math.inf, math.nan, True, "0.1"]
+
+
+def _refused(fn, *args, **kwargs) -> bool:
+    try:
+        fn(*args, **kwargs)
+    except (ValueError, TypeError):
+        return True
+    return False
+
+
+def _build(case, params, **kwargs):
+    return case.make(**kwargs).init(params)
+
+
+@pytest.mark.parametrize(
+    # nesterov's `dampening == 0` and `momentum > 0` depend on a flag that is not in the state
+    "case",
+    [c for c in CASES if not c.kwargs.get("nesterov")],
+    ids=lambda c: c.name,
+)
+def test_set_applies_the_checks_construction_applies(case):
+    """For every hyperparameter an optimizer takes as an argument of the same name, a probe value
+    is refused by ``set_hyperparams`` exactly when building the optimizer with it is refused."""
+    params = {"w": jnp.ones((2, 2), jnp.float32), "b": jnp.zeros(2, jnp.float32)}
+    arguments = inspect.signature(case.factory).parameters
+    state = case.make().init(params)
+    for key in optix.get_hyperparams(state):
+        name = key.split("/")[-1]
+        if name not in arguments or isinstance(arguments[name].default, tuple | str):
+            continue  # not an argument, or one that takes more than the value (dog's init_step)
+        if _refused(optix.set_hyperparams, state, **{key: 0.5}):
+            continue  # a scheduled value: read-only
+        for value in _PROBES:
+            built = _refused(_build, case, params, **{name: value})
+            changed = _refused(optix.set_hyperparams, state, **{key: value})
+            assert built == changed, (case.name, key, value, built, changed)

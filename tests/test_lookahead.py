@@ -17,6 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import optix
@@ -120,6 +121,67 @@ def test_matches_numpy_transcription(x64, name, ours, theirs, k, alpha):
             if t % k == 0:  # right after a synchronisation the params are the slow weights, up to
                 # the rounding of ``theta + (phi - theta)`` (an ulp of the params)
                 np.testing.assert_allclose(params[key], slow[key], rtol=1e-15, atol=1e-15)
+
+
+def _run_optax(fast, k, alpha, reset_state, seed):
+    """optax.lookahead on the same problem: its params hold both the fast and the slow weights."""
+    curvature, target, noise, p0 = _problem(seed)
+    tx = optax.lookahead(fast, k, alpha, reset_state=reset_state)
+
+    @jax.jit
+    def step(params, state, n):
+        grads = _grad(curvature, target, params.fast, n)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    params = optax.LookaheadParams.init_synced({k: jnp.asarray(v) for k, v in p0.items()})
+    state = tx.init(params)
+    out = []
+    with jax.numpy_dtype_promotion("standard"):  # optax is not written for strict promotion
+        for n in noise:
+            params, state = step(params, state, {k: jnp.asarray(v) for k, v in n.items()})
+            out.append(params)
+    return out
+
+
+@pytest.mark.parametrize("reset_state", [True, False])
+@pytest.mark.parametrize("k", [3, 5])
+def test_reset_state_matches_optax(x64, reset_state, k):
+    """``reset_state=True`` restarts Adam's moments and count at every synchronisation, as
+    ``optax.lookahead`` does; fast and slow weights agree with optax's at every step."""
+    ours = _run(lookahead(optix.adam(0.05), k, 0.5, reset_state=reset_state), seed=k)
+    theirs = _run_optax(optax.adam(0.05), k, 0.5, reset_state, seed=k)
+    read = jax.jit(averaged_params)
+    for t, ((params, state), other) in enumerate(zip(ours, theirs, strict=True), start=1):
+        slow = read(state)
+        for key in SHAPES:
+            err = f"reset_state={reset_state}: step {t}, {key}"
+            np.testing.assert_allclose(
+                params[key], other.fast[key], rtol=1e-10, atol=1e-12, err_msg=err
+            )
+            np.testing.assert_allclose(
+                slow[key], other.slow[key], rtol=1e-10, atol=1e-12, err_msg=err
+            )
+        if reset_state and t % k == 0:  # the fast state is fresh: Adam's count is 0 again
+            assert int(state.inner_state[0].hyperparams.count) == 0
+
+
+def test_reset_state_changes_the_trajectory_and_keeps_set_hyperparams(x64):
+    kept = _run(lookahead(optix.adam(0.05), 3, 0.5), seed=1)
+    reset = _run(lookahead(optix.adam(0.05), 3, 0.5, reset_state=True), seed=1)
+    gap = max(float(np.max(np.abs(kept[-1][0][k] - reset[-1][0][k]))) for k in SHAPES)
+    assert gap > 1e-3  # the option does something
+    tx = lookahead(optix.sgd(0.1, momentum=0.9), 2, 0.5, reset_state=True)
+    params = {"w": jnp.ones(3)}
+    state = optix.set_hyperparams(tx.init(params), learning_rate=0.01)
+    for _ in range(2):  # the second step synchronises and resets the fast state
+        updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+        params = optix.apply_updates(params, updates)
+    assert int(state.count) == 0
+    assert float(optix.get_hyperparams(state)["learning_rate"]) == pytest.approx(0.01)
+    assert all(float(jnp.max(jnp.abs(x))) == 0 for x in jax.tree.leaves(state.inner_state[0].trace))
+    with pytest.raises(TypeError, match="reset_state"):
+        lookahead(optix.sgd(0.1), 2, 0.5, reset_state=1)
 
 
 def test_alpha_one_is_the_fast_optimizer_and_alpha_zero_restarts(x64):

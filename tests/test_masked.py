@@ -439,7 +439,7 @@ def test_flax_nnx_state():
     def grads_fn(p, i):
         return jax.grad(lambda q: jnp.sum(nnx.merge(graphdef, q)(x * (i + 1)) ** 2))(p)
 
-    kernels = {"layers/0/kernel/value", "layers/1/kernel/value"}
+    kernels = {"layers/0/kernel", "layers/1/kernel"}
     new = _check_mask(params, grads_fn, ["**/kernel"], kernels)
     assert isinstance(new, nnx.State)
     # A bool tree mapped over the State keeps its Param nodes and works as a mask tree.

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from tests import multihost_worker
-from tests._multidevice import ROOT, child_env
+from tests._multidevice import HANG_TIMEOUT, ROOT, child_env
 
 WORKER = Path(multihost_worker.__file__)
-TIMEOUT = 180
 
 
 def _free_port() -> int:
@@ -46,7 +45,7 @@ def test_two_processes_match_one(tmp_path):
                     stderr=subprocess.STDOUT,
                 )
             )
-        codes = [p.wait(timeout=TIMEOUT) for p in procs]
+        codes = [p.wait(timeout=HANG_TIMEOUT) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:

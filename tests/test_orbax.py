@@ -167,3 +167,14 @@ def test_numpy_savez_round_trip_by_path(tmp_path):
         ValueError, match="has a leaf at '.+', which this transform's state does not"
     ):
         restore_state(optix.named_chain(clip=optix.clip_by_global_norm(1.0)), flat, params)
+
+
+def test_orbax_restore_state_with_a_key_holding_a_slash(tmp_path):
+    params = {"a/b": jnp.ones(2, jnp.float32), "a": {"b": jnp.full(3, 2.0, jnp.float32)}}
+    tx = optix.adam(1e-2)
+    _, state = tx.update(params, tx.init(params), params)
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(tmp_path / "ckpt", state)
+        ckpt.wait_until_finished()
+        raw = ckpt.restore(tmp_path / "ckpt")
+    _assert_identical(restore_state(tx, raw, params), state)

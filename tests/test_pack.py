@@ -112,3 +112,50 @@ def test_errors():
     layout = optix.pack({"a": jnp.ones(2)}).layout
     with pytest.raises(ValueError, match="cannot pack"):
         pack_like({"a": jnp.ones(3)}, layout)
+
+
+# ---- masks and labels on packed params: resolved through the layout ----------------------------
+
+
+def test_masks_resolve_through_the_pack_layout():
+    """adamw's mask on packed params decays exactly the leaves it names, as on the tree."""
+    params = {
+        "dense": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones(4)},
+        "norm": {"scale": jnp.ones(4)},
+    }
+    grads = jax.tree.map(lambda x: 0.3 * jnp.ones_like(x), params)
+    packed, packed_grads = optix.pack(params), optix.pack(grads)
+    for mask in [
+        {"**/bias": False, "**/scale": False, "**": True},  # patterns see the original paths
+        {"dense": {"kernel": True, "bias": False}, "norm": False},  # so does a prefix tree
+        lambda p: jax.tree.map(lambda x: x.ndim > 1, p),  # and a function (shapes only)
+    ]:
+        tx = optix.adamw(0.1, weight_decay=0.5, mask=mask)
+        expected, _ = tx.update(grads, tx.init(params), params)
+        assert not np.array_equal(expected["dense"]["kernel"], expected["dense"]["bias"][0])
+        updates, _ = jax.jit(tx.update)(packed_grads, tx.init(packed), packed)
+        got = optix.unpack(updates)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+    # a typo is caught on packed params too
+    with pytest.raises(ValueError, match="'\\*\\*/biases' matches no leaf"):
+        optix.adamw(0.1, mask={"**/biases": False, "**": True}).init(packed)
+
+
+def test_masked_and_partition_on_packed_params_need_whole_buffers():
+    params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+    packed = optix.pack(params)
+    with pytest.raises(ValueError, match="packed buffer holds 'b' \\(False\\) and 'w' \\(True\\)"):
+        optix.masked(optix.sgd(0.1), {"w": True, "b": False}).init(packed)
+    with pytest.raises(ValueError, match="Pack each group on its own"):
+        optix.partition({"x": optix.sgd(0.1), "y": optix.sgd(1.0)}, {"w": "x", "b": "y"}).init(
+            packed
+        )
+    # one pack per group: patterns see each group's original paths
+    groups = {"decay": optix.pack({"w": params["w"]}), "plain": optix.pack({"b": params["b"]})}
+    tx = optix.partition({"x": optix.sgd(0.1), "y": optix.sgd(1.0)}, {"**/w": "x", "**/b": "y"})
+    updates, _ = tx.update(groups, tx.init(groups), groups)
+    np.testing.assert_allclose(
+        optix.unpack(updates["decay"])["w"], -0.1 * np.ones((2, 2)), rtol=1e-6
+    )
+    np.testing.assert_allclose(optix.unpack(updates["plain"])["b"], -np.ones(2), rtol=1e-6)

@@ -425,21 +425,22 @@ def test_flax_nnx_state():
     model = _nnx_model()
     graphdef, params = nnx.split(model, nnx.Param)
     assert isinstance(params, nnx.State)
-    # nnx.State's leaves sit inside Param variables: paths end in "/value"; patterns match an
-    # ancestor too, so "**/bias" selects "layers/0/bias/value".
+    # nnx.State's leaves sit inside Param variables, whose "value" segment paths leave out: the
+    # paths are those of the bare arrays that nnx.Optimizer's update passes.
     assert _paths.leaf_paths(params) == [
-        "layers/0/bias/value",
-        "layers/0/kernel/value",
-        "layers/1/bias/value",
-        "layers/1/kernel/value",
+        "layers/0/bias",
+        "layers/0/kernel",
+        "layers/1/bias",
+        "layers/1/kernel",
     ]
+    assert _paths.leaf_paths(nnx.as_pure(params)) == _paths.leaf_paths(params)
     x = jnp.ones((2, 3))
 
     @jax.jit
     def grads_fn(p, i):
         return jax.grad(lambda q: jnp.sum(nnx.merge(graphdef, q)(x * (i + 1)) ** 2))(p)
 
-    bias = {"layers/0/bias/value", "layers/1/bias/value"}
+    bias = {"layers/0/bias", "layers/1/bias"}
     new = _check_bias_partition(params, grads_fn, bias)
     assert isinstance(new, nnx.State)
     # A label tree mapped over the State (strings inside Param nodes) works as well.

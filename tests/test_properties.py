@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,3 +87,107 @@ def test_adam_first_step_is_bounded_by_one(params, b1, b2, eps):
     out, _ = tx.update(params, tx.init(params))
     for u in jax.tree.leaves(out):
         assert float(jnp.max(jnp.abs(u.astype(jnp.float32)), initial=0.0)) <= 1.0 + 1e-2
+
+
+def _wrong_shape(draw, shape):
+    """A shape that differs from ``shape`` but has as many or more elements to broadcast from."""
+    choice = draw(st.sampled_from(["extra_axis", "leading_axis", "grown"]))
+    if choice == "extra_axis":
+        return (*shape, 1)
+    if choice == "leading_axis":
+        return (draw(st.integers(1, 3)), *shape)
+    if not shape:
+        return (2,)
+    axis = draw(st.integers(0, len(shape) - 1))
+    return tuple(n + 1 if i == axis else n for i, n in enumerate(shape))
+
+
+@st.composite
+def wrong_gradients(draw):
+    params = draw(trees())
+    paths_leaves = jax.tree_util.tree_leaves_with_path(params)
+    index = draw(st.integers(0, len(paths_leaves) - 1))
+    path, leaf = paths_leaves[index]
+    bad_shape = _wrong_shape(draw, leaf.shape)
+    leaves = [x for _, x in paths_leaves]
+    leaves[index] = jnp.ones(bad_shape, leaf.dtype)
+    grads = jax.tree.unflatten(jax.tree.structure(params), leaves)
+    return params, grads, optix._paths.path_str(path)
+
+
+@SETTINGS
+@given(example=wrong_gradients(), case_index=st.integers(0, len(CASES) - 1))
+def test_a_gradient_of_another_shape_is_refused_by_every_optimizer(example, case_index):
+    params, grads, path = example
+    tx = CASES[case_index].make()
+    state = tx.init(params)
+    try:
+        tx.update(grads, state, params)
+    except ValueError as err:
+        assert f"'{path}'" in str(err)
+    else:
+        raise AssertionError(f"{CASES[case_index].name} accepted a gradient of the wrong shape")
+
+
+def _arguments(factory):
+    try:
+        return list(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+_DTYPE_CASES = [
+    (c, name) for c in CASES for name in _arguments(c.factory) if name.endswith("_dtype")
+]
+
+
+@SETTINGS
+@given(
+    index=st.integers(0, max(len(_DTYPE_CASES) - 1, 0)),
+    dtype=st.sampled_from([jnp.int8, jnp.uint8, jnp.int32, jnp.bool_, "int16"]),
+)
+def test_integer_state_dtypes_are_refused(index, dtype):
+    case, name = _DTYPE_CASES[index]
+    try:
+        case.make(**{name: dtype}).init({"w": jnp.ones(3)})
+    except TypeError as err:
+        assert f"`{name}`" in str(err)
+    else:
+        raise AssertionError(f"{case.name} accepted {name}={dtype}")
+
+
+@SETTINGS
+@given(
+    case_index=st.integers(0, len(CASES) - 1),
+    lr=st.one_of(
+        st.floats(max_value=-1e-30, allow_infinity=True, allow_nan=False),
+        st.just(float("nan")),
+        st.just(float("inf")),
+    ),
+)
+def test_a_negative_or_non_finite_learning_rate_is_refused(case_index, lr):
+    case = CASES[case_index]
+    try:
+        case.make(learning_rate=lr)
+    except ValueError as err:
+        assert "learning_rate" in str(err)
+    else:
+        raise AssertionError(f"{case.name} accepted learning_rate={lr}")
+
+
+_BETA_CASES = [(c, name) for c in CASES for name in _arguments(c.factory) if name in ("b1", "b2")]
+
+
+@SETTINGS
+@given(
+    index=st.integers(0, len(_BETA_CASES) - 1),
+    beta=st.one_of(st.floats(min_value=1.0, allow_nan=False), st.floats(max_value=-1e-30)),
+)
+def test_a_beta_outside_the_unit_interval_is_refused(index, beta):
+    case, name = _BETA_CASES[index]
+    try:
+        case.make(**{name: beta})
+    except ValueError as err:
+        assert f"`{name}`" in str(err)
+    else:
+        raise AssertionError(f"{case.name} accepted {name}={beta}")

@@ -158,6 +158,49 @@ def ref_join(refs: list[Ref], boundaries: list[int]) -> Ref:
     return f
 
 
+def ref_piecewise_interpolate(kind: str, v0: float, scales: dict[int, float]) -> Ref:
+    """From ``v_i`` at ``b_i`` to ``v_{i+1} = v_i f_{i+1}`` at ``b_{i+1}`` by a line or a half
+    cosine (``b_0 = 0``); the last value from the last boundary on."""
+    bounds = [0, *sorted(scales)]
+    values = [v0]
+    for b in sorted(scales):
+        values.append(values[-1] * scales[b])
+
+    def f(s):
+        if s >= bounds[-1]:
+            return values[-1]
+        i = max(j for j in range(len(bounds) - 1) if bounds[j] <= s < bounds[j + 1])
+        p = (s - bounds[i]) / (bounds[i + 1] - bounds[i])
+        a, b = values[i], values[i + 1]
+        if kind == "linear":
+            return a + (b - a) * p
+        return b + (a - b) / 2 * (1 + math.cos(math.pi * p))
+
+    return f
+
+
+def ref_linear_onecycle(
+    total: int, peak: float, pct_start: float, pct_final: float, div: float, final_div: float
+) -> Ref:
+    """Three straight lines: ``peak / div`` up to ``peak`` by ``int(pct_start T)``, back down to
+    ``peak / div`` by ``int(pct_final T)``, then down to ``peak / div / final_div`` by ``T``."""
+    low = peak / div
+    corners = [
+        (0, low),
+        (int(pct_start * total), peak),
+        (int(pct_final * total), low),
+        (total, low / final_div),
+    ]
+
+    def f(s):
+        for (b0, v0), (b1, v1) in zip(corners[:-1], corners[1:], strict=True):
+            if s < b1:
+                return v0 + (v1 - v0) * (s - b0) / (b1 - b0)
+        return corners[-1][1]
+
+    return f
+
+
 # ---------------------------------------------------------------------------------------------
 # Cases.
 # ---------------------------------------------------------------------------------------------
@@ -355,6 +398,73 @@ CASES = [
     ),
 ]
 
+CASES += [
+    Case(
+        "piecewise_interpolate_linear",
+        lambda: S.piecewise_interpolate("linear", 1.0, PIECEWISE),
+        lambda: optax.piecewise_interpolate_schedule("linear", 1.0, PIECEWISE),
+        ref_piecewise_interpolate("linear", 1.0, PIECEWISE),
+        26,
+    ),
+    Case(
+        "piecewise_interpolate_cosine_zero_boundary",
+        lambda: S.piecewise_interpolate("cosine", 0.5, {30: 0.0, 0: 2.0, 12: 0.3}),
+        lambda: optax.piecewise_interpolate_schedule("cosine", 0.5, {30: 0.0, 0: 2.0, 12: 0.3}),
+        ref_piecewise_interpolate("cosine", 1.0, {12: 0.3, 30: 0.0}),  # 0.5 * 2.0 from step 0
+        30,
+    ),
+    Case(
+        "piecewise_interpolate_no_boundaries",
+        lambda: S.piecewise_interpolate("cosine", 0.4),
+        lambda: optax.piecewise_interpolate_schedule("cosine", 0.4),
+        ref_constant(0.4),
+        3,
+    ),
+    Case(
+        "linear_onecycle_defaults",
+        lambda: S.linear_onecycle(100, 1.0),
+        lambda: optax.linear_onecycle_schedule(100, 1.0),
+        ref_linear_onecycle(100, 1.0, 0.3, 0.85, 25.0, 1e4),
+        100,
+    ),
+    Case(
+        "linear_onecycle_all_arguments",
+        lambda: S.linear_onecycle(37, 2.0, 0.2, 0.6, 10.0, 100.0),
+        lambda: optax.linear_onecycle_schedule(37, 2.0, 0.2, 0.6, 10.0, 100.0),
+        ref_linear_onecycle(37, 2.0, 0.2, 0.6, 10.0, 100.0),
+        37,
+    ),
+    Case(
+        "warmup_constant",
+        lambda: S.warmup_constant(0.1, 0.9, 15),
+        lambda: optax.warmup_constant_schedule(0.1, 0.9, 15),
+        ref_linear(0.1, 0.9, 15),
+        15,
+    ),
+    Case(
+        "warmup_exponential_decay",
+        lambda: S.warmup_exponential_decay(0.0, 1.0, 10, 5, 0.5),
+        lambda: optax.warmup_exponential_decay_schedule(0.0, 1.0, 10, 5, 0.5),
+        ref_join([ref_linear(0.0, 1.0, 10), ref_exponential(1.0, 5, 0.5)], [10]),
+        50,
+    ),
+    Case(
+        "warmup_exponential_decay_all_arguments",
+        lambda: S.warmup_exponential_decay(0.1, 1.0, 7, 4, 0.7, 3, True, 0.2),
+        lambda: optax.warmup_exponential_decay_schedule(0.1, 1.0, 7, 4, 0.7, 3, True, 0.2),
+        ref_join(
+            [ref_linear(0.1, 1.0, 7), ref_exponential(1.0, 4, 0.7, True, begin=3, end=0.2)], [7]
+        ),
+        40,
+    ),
+    Case(
+        "warmup_exponential_decay_growth_no_warmup",
+        lambda: S.warmup_exponential_decay(0.0, 0.01, 0, 6, 1.5, end_value=0.05),
+        lambda: optax.warmup_exponential_decay_schedule(0.0, 0.01, 0, 6, 1.5, end_value=0.05),
+        ref_exponential(0.01, 6, 1.5, end=0.05),
+        30,
+    ),
+]
 CASE_IDS = [c.id for c in CASES]
 
 
@@ -378,21 +488,31 @@ def _assert_close(actual, expected, rtol: float) -> None:
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
 
 
-# The optix schedule each case exercises, by the prefix of its id.
+# The optix schedule each case exercises, by the longest prefix of its id found here.
 PREFIX_TO_SCHEDULE = {
     "constant": "constant",
     "linear": "linear",
+    "linear_onecycle": "linear_onecycle",
     "polynomial": "polynomial",
     "cosine": "cosine_decay",
-    "warmup": "warmup_cosine_decay",
+    "warmup_cosine": "warmup_cosine_decay",
+    "warmup_constant": "warmup_constant",
+    "warmup_exponential_decay": "warmup_exponential_decay",
     "exponential": "exponential_decay",
     "piecewise": "piecewise_constant",
+    "piecewise_interpolate": "piecewise_interpolate",
     "join": "join",
 }
 
 
+def schedule_of(case_id: str) -> str:
+    return PREFIX_TO_SCHEDULE[
+        max((p for p in PREFIX_TO_SCHEDULE if case_id.startswith(p)), key=len)
+    ]
+
+
 def test_every_schedule_has_cases():
-    covered = {PREFIX_TO_SCHEDULE[c.id.split("_")[0]] for c in CASES}
+    covered = {schedule_of(c.id) for c in CASES}
     assert covered | ZOO_NAMES == set(S.__all__)  # the rest: tests/test_schedules_zoo.py
 
 
@@ -442,9 +562,10 @@ def test_matches_textbook_under_jit(case):
 def test_matches_optax(case):
     steps = case.steps()
     ours = _on_steps(case.make(), steps)
-    # optax's schedules are not written for strict promotion; they get JAX's default.
+    # optax's schedules are not written for strict promotion; they get JAX's default. Some
+    # (piecewise_interpolate_schedule) take only a scalar step: vmap them.
     with jax.numpy_dtype_promotion("standard"):
-        theirs = _on_steps(case.make_optax(), steps)
+        theirs = _on_steps(jax.vmap(case.make_optax()), steps)
     # Under jit optax's polynomial_schedule with a fractional power is NaN from the end of the
     # transition on (see test_jit_exact_at_transition_points); compare where optax is a number.
     finite = np.isfinite(theirs)
@@ -537,6 +658,199 @@ def test_vmap_over_steps():
     steps = case.steps()
     out = jax.jit(jax.vmap(case.make()))(jnp.asarray(steps, jnp.int32))
     _assert_close(out, _expected(case, steps), RTOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lengths and boundaries of any size, steps up to the int32 limit.
+# ---------------------------------------------------------------------------------------------
+
+INT32_MAX = 2**31 - 1
+BIG = 10**10  # a length far beyond the int32 range
+NEAR = INT32_MAX - 1000  # a boundary just below the int32 limit
+# Steps a run can reach with the int32 count, with both sides of 10^9, 2 * 10^9 and NEAR.
+HUGE_STEPS = (0, 1, 2, 999, 10**6, 10**9 - 1, 10**9, 10**9 + 1, 2 * 10**9 - 1, 2 * 10**9)
+HUGE_STEPS += (NEAR - 1, NEAR, NEAR + 1, NEAR + 250, INT32_MAX - 1, INT32_MAX)
+
+
+@dataclass(frozen=True)
+class HugeCase:
+    id: str
+    make: Callable[[], optix.Schedule]
+    make_optax: Callable[[], optax.Schedule] | None  # None where optax has no such schedule
+    ref: Ref
+
+
+HUGE = [
+    HugeCase(
+        "constant", lambda: S.constant(0.3), lambda: optax.constant_schedule(0.3), ref_constant(0.3)
+    ),
+    HugeCase(
+        "linear",
+        lambda: S.linear(1.0, 0.1, BIG),
+        lambda: optax.linear_schedule(1.0, 0.1, BIG),
+        ref_linear(1.0, 0.1, BIG),
+    ),
+    HugeCase(
+        "linear_begins_beyond_int32",
+        lambda: S.linear(1.0, 0.1, 5, transition_begin=BIG),
+        lambda: optax.linear_schedule(1.0, 0.1, 5, transition_begin=BIG),
+        ref_linear(1.0, 0.1, 5, begin=BIG),
+    ),
+    HugeCase(
+        "linear_near_the_limit",
+        lambda: S.linear(1.0, 0.0, 500, transition_begin=NEAR),
+        lambda: optax.linear_schedule(1.0, 0.0, 500, transition_begin=NEAR),
+        ref_linear(1.0, 0.0, 500, begin=NEAR),
+    ),
+    HugeCase(
+        "polynomial",
+        lambda: S.polynomial(2.0, 0.0, 0.5, 3 * 10**9),
+        lambda: optax.polynomial_schedule(2.0, 0.0, 0.5, 3 * 10**9),
+        ref_polynomial(2.0, 0.0, 0.5, 3 * 10**9),
+    ),
+    HugeCase(
+        "cosine",
+        lambda: S.cosine_decay(1000.0, BIG, alpha=0.1),
+        lambda: optax.cosine_decay_schedule(1000.0, BIG, alpha=0.1),
+        ref_cosine(1000.0, BIG, alpha=0.1),
+    ),
+    HugeCase(
+        "warmup_cosine",
+        lambda: S.warmup_cosine_decay(0.0, 1.0, 10**9, BIG, end_value=0.1),
+        lambda: optax.warmup_cosine_decay_schedule(0.0, 1.0, 10**9, BIG, end_value=0.1),
+        ref_warmup_cosine(0.0, 1.0, 10**9, BIG, end=0.1),
+    ),
+    HugeCase(
+        "exponential",
+        lambda: S.exponential_decay(1.0, BIG, 0.5),
+        lambda: optax.exponential_decay(1.0, BIG, 0.5),
+        ref_exponential(1.0, BIG, 0.5),
+    ),
+    HugeCase(
+        "exponential_staircase",
+        lambda: S.exponential_decay(1.0, 10**9, 0.5, staircase=True),
+        lambda: optax.exponential_decay(1.0, 10**9, 0.5, staircase=True),
+        ref_exponential(1.0, 10**9, 0.5, staircase=True),
+    ),
+    HugeCase(
+        "exponential_staircase_near_the_limit",
+        lambda: S.exponential_decay(1.0, 100, 0.5, True, transition_begin=NEAR, end_value=0.01),
+        lambda: optax.exponential_decay(1.0, 100, 0.5, NEAR, True, 0.01),
+        ref_exponential(1.0, 100, 0.5, staircase=True, begin=NEAR, end=0.01),
+    ),
+    HugeCase(
+        "piecewise",
+        lambda: S.piecewise_constant(1.0, {10**9: 0.5, NEAR: 0.1, INT32_MAX: 2.0, BIG: 0.0}),
+        lambda: optax.piecewise_constant_schedule(
+            1.0, {10**9: 0.5, NEAR: 0.1, INT32_MAX: 2.0, BIG: 0.0}
+        ),
+        ref_piecewise(1.0, {10**9: 0.5, NEAR: 0.1, INT32_MAX: 2.0, BIG: 0.0}),
+    ),
+    HugeCase(
+        "join",
+        lambda: S.join(
+            [S.linear(0.0, 1.0, 10**9), S.cosine_decay(1.0, BIG), S.constant(0.5)], [10**9, BIG]
+        ),
+        lambda: optax.join_schedules(
+            [
+                optax.linear_schedule(0.0, 1.0, 10**9),
+                optax.cosine_decay_schedule(1.0, BIG),
+                optax.constant_schedule(0.5),
+            ],
+            [10**9, BIG],
+        ),
+        ref_join(
+            [ref_linear(0.0, 1.0, 10**9), ref_cosine(1.0, BIG), ref_constant(0.5)], [10**9, BIG]
+        ),
+    ),
+    HugeCase(
+        "join_near_the_limit",
+        lambda: S.join([S.constant(1.0), S.linear(1.0, 0.0, 500)], [NEAR]),
+        lambda: optax.join_schedules(
+            [optax.constant_schedule(1.0), optax.linear_schedule(1.0, 0.0, 500)], [NEAR]
+        ),
+        ref_join([ref_constant(1.0), ref_linear(1.0, 0.0, 500)], [NEAR]),
+    ),
+    HugeCase(
+        "piecewise_interpolate",
+        lambda: S.piecewise_interpolate("cosine", 1.0, {10**9: 0.5, NEAR: 0.1, BIG: 0.1}),
+        lambda: optax.piecewise_interpolate_schedule(
+            "cosine", 1.0, {10**9: 0.5, NEAR: 0.1, BIG: 0.1}
+        ),
+        ref_piecewise_interpolate("cosine", 1.0, {10**9: 0.5, NEAR: 0.1, BIG: 0.1}),
+    ),
+    HugeCase(
+        "linear_onecycle",
+        lambda: S.linear_onecycle(3 * 10**9, 1.0, 0.2, 0.5),
+        lambda: optax.linear_onecycle_schedule(3 * 10**9, 1.0, 0.2, 0.5),
+        ref_linear_onecycle(3 * 10**9, 1.0, 0.2, 0.5, 25.0, 1e4),
+    ),
+    HugeCase(
+        "warmup_constant",
+        lambda: S.warmup_constant(0.0, 1.0, 3 * 10**9),
+        lambda: optax.warmup_constant_schedule(0.0, 1.0, 3 * 10**9),
+        ref_linear(0.0, 1.0, 3 * 10**9),
+    ),
+    HugeCase(
+        "warmup_exponential_decay",
+        lambda: S.warmup_exponential_decay(0.0, 1.0, 10**9, BIG, 0.5),
+        lambda: optax.warmup_exponential_decay_schedule(0.0, 1.0, 10**9, BIG, 0.5),
+        ref_join([ref_linear(0.0, 1.0, 10**9), ref_exponential(1.0, BIG, 0.5)], [10**9]),
+    ),
+]
+
+
+def test_every_schedule_has_a_huge_case():
+    covered = {schedule_of(c.id) for c in HUGE}
+    assert covered | ZOO_NAMES == set(S.__all__)  # the rest: tests/test_schedules_zoo.py
+
+
+def optax_in_float64(make_optax: Callable, steps) -> np.ndarray:
+    """optax's schedule, built and evaluated with x64 on (int64 steps, float64 values): optax's
+    own values for lengths and boundaries that do not fit in int32."""
+    with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):
+        sched = jax.jit(make_optax())
+        return np.array([float(sched(jnp.int64(s))) for s in steps])
+
+
+@pytest.mark.parametrize("case", HUGE, ids=[c.id for c in HUGE])
+def test_huge_lengths_match_optax_and_textbook_under_jit(case):
+    """Lengths and boundaries beyond 2^31 work (they overflowed int32 before), under jit with the
+    int32 count, at every step it can reach: up to 2^31 - 1, where nothing wraps. Boundaries near
+    the limit switch at the exact step (offsets are taken in integers)."""
+    steps = list(HUGE_STEPS)
+    ours = jit_step_by_step(case.make(), steps)
+    expected = np.array([case.ref(s) for s in steps])
+    _assert_close(ours, expected, RTOL)
+    if case.make_optax is not None:
+        _assert_close(ours, optax_in_float64(case.make_optax, steps), RTOL)
+
+
+def test_unsigned_steps_past_the_int32_limit_do_not_wrap():
+    """A uint32 step beyond 2^31 is not read as a negative int32 (the staircase used to cast)."""
+    steps = [10**9 - 1, 10**9, 3 * 10**9 - 1, 3 * 10**9, 4 * 10**9]
+    stair = _on_steps(S.exponential_decay(1.0, 10**9, 0.5, staircase=True), steps, jnp.uint32)
+    _assert_close(stair, [1.0, 0.5, 0.25, 0.125, 0.0625], RTOL)
+    piecewise = _on_steps(S.piecewise_constant(1.0, {3 * 10**9: 0.1}), steps, jnp.uint32)
+    _assert_close(piecewise, [1.0, 1.0, 1.0, 0.1, 0.1], RTOL)
+    joined = S.join([S.constant(1.0), S.linear(1.0, 0.0, 10**9)], [3 * 10**9])
+    _assert_close(_on_steps(joined, steps, jnp.uint32), [1.0, 1.0, 1.0, 1.0, 0.0], RTOL)
+
+
+def test_learning_rate_schedule_at_the_int32_limit():
+    """The optimizer's int32 count reaches 2^31 - 1 and stays there: the schedule is read at the
+    last steps, with lengths beyond int32, and never at a wrapped (negative) step."""
+    sched = S.cosine_decay(1.0, BIG)
+    tx = optix.scale_lr(sched)
+    state = tx.init({"w": jnp.zeros(2)})
+    state = state._replace(hyperparams=state.hyperparams._replace(count=jnp.int32(INT32_MAX - 1)))
+    update = jax.jit(tx.update)
+    for want_step in (INT32_MAX - 1, INT32_MAX, INT32_MAX):
+        updates, state = update({"w": jnp.ones(2)}, state)
+        want = ref_cosine(1.0, BIG)(want_step)
+        np.testing.assert_allclose(np.asarray(updates["w"]), -want, rtol=RTOL)
+        assert float(optix.get_hyperparams(state)["learning_rate"]) == pytest.approx(want, RTOL)
+    assert int(state.hyperparams.count) == INT32_MAX
 
 
 # ---------------------------------------------------------------------------------------------
@@ -652,6 +966,183 @@ BAD = [
     ("join_decreasing", lambda: S.join([S.constant(1.0)] * 3, [20, 10]), ValueError, "boundaries"),
     ("join_float_boundary", lambda: S.join([S.constant(1.0)] * 2, [2.5]), TypeError, "boundaries"),
     ("join_not_callable", lambda: S.join([S.constant(1.0), 0.5], [10]), TypeError, "schedules"),
+    # Values: a schedule drives hyperparameters such as learning rates, never negative.
+    ("constant_negative", lambda: S.constant(-0.1), ValueError, "value"),
+    ("linear_negative_end", lambda: S.linear(0.1, -0.1, 10), ValueError, "end_value"),
+    ("linear_negative_init", lambda: S.linear(-0.1, 0.0, 10), ValueError, "init_value"),
+    ("polynomial_negative_power", lambda: S.polynomial(1.0, 0.0, -1, 10), ValueError, "power"),
+    ("polynomial_zero_power", lambda: S.polynomial(1.0, 0.0, 0, 10), ValueError, "power"),
+    ("cosine_negative_alpha", lambda: S.cosine_decay(1.0, 10, alpha=-1), ValueError, "alpha"),
+    ("cosine_alpha_above_one", lambda: S.cosine_decay(1.0, 10, alpha=1.5), ValueError, "alpha"),
+    ("cosine_negative_init", lambda: S.cosine_decay(-1.0, 10), ValueError, "init_value"),
+    (
+        "warmup_negative_init",
+        lambda: S.warmup_cosine_decay(-0.1, 1.0, 5, 10),
+        ValueError,
+        "init_value",
+    ),
+    (
+        "warmup_negative_peak",
+        lambda: S.warmup_cosine_decay(0.0, -1.0, 5, 10),
+        ValueError,
+        "peak_value",
+    ),
+    (
+        "warmup_negative_end",
+        lambda: S.warmup_cosine_decay(0.0, 1.0, 5, 10, -0.1),
+        ValueError,
+        "end_value",
+    ),
+    (
+        "warmup_zero_exponent",
+        lambda: S.warmup_cosine_decay(0.0, 1.0, 5, 10, exponent=0.0),
+        ValueError,
+        "exponent",
+    ),
+    ("exp_negative_init", lambda: S.exponential_decay(-1.0, 10, 0.5), ValueError, "init_value"),
+    (
+        "exp_negative_end",
+        lambda: S.exponential_decay(1.0, 10, 0.5, end_value=-0.1),
+        ValueError,
+        "end_value",
+    ),
+    ("piecewise_negative_init", lambda: S.piecewise_constant(-1.0), ValueError, "init_value"),
+    # The new optax schedules.
+    (
+        "interpolate_type",
+        lambda: S.piecewise_interpolate("quadratic", 1.0),
+        ValueError,
+        "interpolate_type",
+    ),
+    (
+        "interpolate_negative_init",
+        lambda: S.piecewise_interpolate("linear", -1.0),
+        ValueError,
+        "init_value",
+    ),
+    (
+        "interpolate_negative_scale",
+        lambda: S.piecewise_interpolate("linear", 1.0, {5: -0.5}),
+        ValueError,
+        "boundaries_and_scales",
+    ),
+    (
+        "interpolate_negative_boundary",
+        lambda: S.piecewise_interpolate("cosine", 1.0, {-1: 0.5}),
+        ValueError,
+        "boundaries_and_scales",
+    ),
+    (
+        "interpolate_float_boundary",
+        lambda: S.piecewise_interpolate("cosine", 1.0, {2.5: 0.5}),
+        TypeError,
+        "boundaries_and_scales",
+    ),
+    ("onecycle_zero_steps", lambda: S.linear_onecycle(0, 1.0), ValueError, "transition_steps"),
+    ("onecycle_float_steps", lambda: S.linear_onecycle(10.0, 1.0), TypeError, "transition_steps"),
+    ("onecycle_negative_peak", lambda: S.linear_onecycle(100, -1.0), ValueError, "peak_value"),
+    (
+        "onecycle_start_after_final",
+        lambda: S.linear_onecycle(100, 1.0, 0.9, 0.5),
+        ValueError,
+        "pct_start",
+    ),
+    (
+        "onecycle_final_at_end",
+        lambda: S.linear_onecycle(100, 1.0, 0.3, 1.0),
+        ValueError,
+        "pct_final",
+    ),
+    (
+        "onecycle_phases_merge",  # int(3.1) == int(3.5): optax would silently drop the peak
+        lambda: S.linear_onecycle(10, 1.0, 0.31, 0.35),
+        ValueError,
+        "pct_final",
+    ),
+    (
+        "onecycle_negative_start",
+        lambda: S.linear_onecycle(100, 1.0, -0.1, 0.5),
+        ValueError,
+        "pct_start",
+    ),
+    (
+        "onecycle_zero_div",
+        lambda: S.linear_onecycle(100, 1.0, div_factor=0.0),
+        ValueError,
+        "div_factor",
+    ),
+    (
+        "onecycle_negative_final_div",
+        lambda: S.linear_onecycle(100, 1.0, final_div_factor=-1.0),
+        ValueError,
+        "final_div_factor",
+    ),
+    (
+        "warmup_constant_negative_init",
+        lambda: S.warmup_constant(-0.1, 1.0, 5),
+        ValueError,
+        "init_value",
+    ),
+    (
+        "warmup_constant_negative_peak",
+        lambda: S.warmup_constant(0.0, -1.0, 5),
+        ValueError,
+        "peak_value",
+    ),
+    (
+        "warmup_constant_negative_steps",
+        lambda: S.warmup_constant(0.0, 1.0, -1),
+        ValueError,
+        "warmup_steps",
+    ),
+    (
+        "warmup_constant_float_steps",
+        lambda: S.warmup_constant(0.0, 1.0, 5.0),
+        TypeError,
+        "warmup_steps",
+    ),
+    (
+        "warmup_exp_negative_init",
+        lambda: S.warmup_exponential_decay(-0.1, 1.0, 5, 10, 0.5),
+        ValueError,
+        "init_value",
+    ),
+    (
+        "warmup_exp_negative_peak",
+        lambda: S.warmup_exponential_decay(0.0, -1.0, 5, 10, 0.5),
+        ValueError,
+        "peak_value",
+    ),
+    (
+        "warmup_exp_negative_warmup",
+        lambda: S.warmup_exponential_decay(0.0, 1.0, -1, 10, 0.5),
+        ValueError,
+        "warmup_steps",
+    ),
+    (
+        "warmup_exp_zero_transition",
+        lambda: S.warmup_exponential_decay(0.0, 1.0, 5, 0, 0.5),
+        ValueError,
+        "transition_steps",
+    ),
+    (
+        "warmup_exp_zero_rate",
+        lambda: S.warmup_exponential_decay(0.0, 1.0, 5, 10, 0.0),
+        ValueError,
+        "decay_rate",
+    ),
+    (
+        "warmup_exp_negative_begin",
+        lambda: S.warmup_exponential_decay(0.0, 1.0, 5, 10, 0.5, -1),
+        ValueError,
+        "transition_begin",
+    ),
+    (
+        "warmup_exp_negative_end",
+        lambda: S.warmup_exponential_decay(0.0, 1.0, 5, 10, 0.5, end_value=-0.1),
+        ValueError,
+        "end_value",
+    ),
 ]
 
 
@@ -659,6 +1150,37 @@ BAD = [
 def test_bad_arguments_raise_naming_the_argument(make, error, name):
     with pytest.raises(error, match=name):
         make()
+
+
+def test_negative_value_error_says_why():
+    with pytest.raises(ValueError, match="never negative.*plain function"):
+        S.linear(0.1, -0.1, 10)
+
+
+def test_warmup_cosine_decay_may_rise_to_an_end_above_the_peak():
+    """``alpha = end / peak`` above 1 is a cosine rise, not an out-of-range ``alpha``."""
+    steps = list(range(0, 40))
+    ours = _on_steps(S.warmup_cosine_decay(0.0, 0.5, 5, 30, end_value=1.0), steps)
+    _assert_close(ours, [ref_warmup_cosine(0.0, 0.5, 5, 30, end=1.0)(s) for s in steps], RTOL)
+
+
+def test_warmup_constant_without_warmup_is_the_peak_where_optax_stays_at_init():
+    """optix: zero warm-up steps means ``peak_value`` from step 0. optax's zero-length linear
+    schedule is ``init_value`` for ever instead (``constant(init_value)`` gives that in optix)."""
+    steps = [0, 1, 100]
+    ours = _on_steps(S.warmup_constant(0.1, 0.9, 0), steps)
+    with jax.numpy_dtype_promotion("standard"):
+        theirs = _on_steps(jax.vmap(optax.warmup_constant_schedule(0.1, 0.9, 0)), steps)
+    _assert_close(ours, [0.9] * 3, RTOL)
+    _assert_close(theirs, [0.1] * 3, RTOL)
+
+
+def test_linear_onecycle_is_piecewise_interpolate_of_its_corners():
+    """The optax definition, written with the optix building block."""
+    steps = list(range(0, 120))
+    ours = _on_steps(S.linear_onecycle(100, 2.0, 0.25, 0.75, 4.0, 10.0), steps)
+    same = S.piecewise_interpolate("linear", 0.5, {25: 4.0, 75: 0.25, 100: 0.1})
+    np.testing.assert_array_equal(ours, _on_steps(same, steps))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,13 @@ import optax
 import pytest
 
 from optix import schedules as S
-from tests.test_schedules import ZOO_NAMES, _assert_close, jit_step_by_step
+from tests.test_schedules import (
+    BIG,
+    HUGE_STEPS,
+    ZOO_NAMES,
+    _assert_close,
+    jit_step_by_step,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -346,9 +352,86 @@ def test_one_cycle_peaks_a_step_before_optax_cosine_onecycle():
     assert not np.allclose(ours, theirs, rtol=1e-3)
 
 
+# Lengths beyond the int32 range (they overflowed before), steps up to 2^31 - 1.
+HUGE = [
+    (
+        "one_cycle",
+        lambda: S.one_cycle(3 * 10**9, 1.0),
+        ref_one_cycle(3 * 10**9, 1.0, 0.3, 25.0, 1e4),
+    ),
+    (
+        "one_cycle_three_phase_linear",
+        lambda: S.one_cycle(BIG, 1.0, 0.1, anneal="linear", three_phase=True),
+        ref_one_cycle(BIG, 1.0, 0.1, 25.0, 1e4, anneal="linear", three=True),
+    ),
+    ("sgdr", lambda: S.sgdr(1.0, BIG), ref_sgdr(1.0, BIG)),
+    (
+        "sgdr_doubling",
+        lambda: S.sgdr(1.0, 5 * 10**8, period_mult=2, min_value=0.1),
+        ref_sgdr(1.0, 5 * 10**8, mult=2, vmin=0.1),
+    ),
+    ("cyclic", lambda: S.cyclic(0.1, 1.0, BIG), ref_cyclic(0.1, 1.0, BIG, BIG)),
+    (
+        "cyclic_triangular2",
+        lambda: S.cyclic(0.1, 1.0, 10**9, 2 * 10**9, mode="triangular2"),
+        ref_cyclic(0.1, 1.0, 10**9, 2 * 10**9, "triangular2"),
+    ),
+    (
+        "warmup_stable_decay",
+        lambda: S.warmup_stable_decay(1.0, 3 * 10**9, 10**9, 15 * 10**8, 0.1, 0.01, "cosine"),
+        ref_wsd(1.0, 3 * 10**9, 10**9, 15 * 10**8, 0.1, 0.01, "cosine"),
+    ),
+    ("inverse_sqrt", lambda: S.inverse_sqrt(1.0, BIG), ref_inverse_sqrt(1.0, BIG)),
+    (
+        "inverse_sqrt_from_init",
+        lambda: S.inverse_sqrt(1.0, 10**9, init_value=0.1),
+        ref_inverse_sqrt(1.0, 10**9, init=0.1),
+    ),
+    (
+        "inverse_time_decay",
+        lambda: S.inverse_time_decay(1.0, 0.5, BIG),
+        ref_inverse_time(1.0, 0.5, BIG),
+    ),
+    (
+        "inverse_time_decay_staircase",
+        lambda: S.inverse_time_decay(1.0, 0.5, 10**9, staircase=True),
+        ref_inverse_time(1.0, 0.5, 10**9, staircase=True),
+    ),
+    ("step_decay", lambda: S.step_decay(1.0, BIG), ref_step(1.0, BIG, 0.1)),
+    (
+        "step_decay_drops_at_the_exact_step",
+        lambda: S.step_decay(1.0, 10**9, 0.5),
+        ref_step(1.0, 10**9, 0.5),
+    ),
+]
+
+
+def test_every_zoo_schedule_has_a_huge_case():
+    assert {name for name in ZOO_NAMES if any(i.startswith(name) for i, _, _ in HUGE)} == ZOO_NAMES
+
+
+@pytest.mark.parametrize(("make", "ref"), [h[1:] for h in HUGE], ids=[h[0] for h in HUGE])
+def test_huge_lengths_match_textbook_under_jit(make, ref):
+    steps = list(HUGE_STEPS)
+    _assert_close(jit_step_by_step(make(), steps), [ref(s) for s in steps], RTOL)
+
+
 @pytest.mark.parametrize(
     ("make", "name"),
     [
+        (lambda: S.one_cycle(100, -1.0), "peak_value"),
+        (lambda: S.sgdr(-1.0, 5), "init_value"),
+        (lambda: S.sgdr(1.0, 5, min_value=-0.1), "min_value"),
+        (lambda: S.cyclic(-0.1, 1.0, 3), "base_value"),
+        (lambda: S.cyclic(0.1, -1.0, 3), "max_value"),
+        (lambda: S.cyclic(0.1, 1.0, 3, mode="exp_range", gamma=1.5), "gamma"),
+        (lambda: S.warmup_stable_decay(-1.0, 10, 2, 3), "peak_value"),
+        (lambda: S.warmup_stable_decay(1.0, 10, 2, 3, init_value=-0.1), "init_value"),
+        (lambda: S.warmup_stable_decay(1.0, 10, 2, 3, end_value=-0.1), "end_value"),
+        (lambda: S.inverse_sqrt(-1.0, 10), "peak_value"),
+        (lambda: S.inverse_sqrt(1.0, 10, init_value=-0.1), "init_value"),
+        (lambda: S.inverse_time_decay(-1.0, 0.1), "init_value"),
+        (lambda: S.step_decay(-1.0, 5), "init_value"),
         (lambda: S.one_cycle(1, 1.0), "total_steps"),
         (lambda: S.one_cycle(10, 1.0, pct_start=0.05), "pct_start"),
         (lambda: S.one_cycle(10, 1.0, pct_start=1.0), "pct_start"),

@@ -28,7 +28,7 @@ def test_on_8_devices():
     from tests._multidevice import run_child
     from tests.cases import IDS, WRAPPER_IDS
 
-    report = run_child(Path(__file__), devices=DEVICES, timeout=400)
+    report = run_child(Path(__file__), devices=DEVICES)
 
     # state_shardings: eager (device_put) and jitted init (out_shardings) of every optimizer and
     # every wrapper lay each leaf out as the path rule says, values unchanged; a jitted step keeps it

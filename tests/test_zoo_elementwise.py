@@ -491,3 +491,13 @@ def test_ademamix_warmups_reach_their_targets():
     np.testing.assert_allclose([a for a, _ in seen], [min(t / 10, 1) * 4 for t in range(12)])
     assert seen[0][1] == pytest.approx(0.9) and seen[-1][1] == pytest.approx(0.999)
     assert all(b1 <= b2 for (_, b1), (_, b2) in zip(seen, seen[1:], strict=False))
+
+
+@pytest.mark.parametrize("bad", [0, -3, 1.5])
+def test_ademamix_warmup_errors_name_the_callers_argument(bad):
+    from optix.transforms._ademamix import alpha_warmup, b3_warmup
+
+    with pytest.raises((ValueError, TypeError), match="`alpha_warmup_steps` must be"):
+        alpha_warmup(5.0, bad, steps_name="alpha_warmup_steps")
+    with pytest.raises((ValueError, TypeError), match="`b3_warmup_steps` must be"):
+        b3_warmup(0.9999, bad, 0.9, steps_name="b3_warmup_steps")

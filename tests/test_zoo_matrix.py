@@ -20,7 +20,9 @@ skip, the order of the V permutation, eps inside or outside a root) is a relativ
 
 from __future__ import annotations
 
+import collections
 import math
+import re
 import threading
 
 import jax
@@ -264,13 +266,23 @@ def test_muon_labels_default_rule_patterns_and_errors():
     np.testing.assert_allclose(updates["embed"], -0.01, rtol=1e-6)
 
 
-def test_muon_with_no_matrix_or_only_matrices_builds_one_branch():
-    for params in ({"v": jnp.ones(3)}, {"w": jnp.ones((3, 2))}):
+def test_muon_with_no_matrix_or_only_matrices_keeps_an_idle_branch():
+    """The branch no leaf uses has a state without buffers, which ``update`` leaves alone (so the
+    state's structure does not depend on which kinds of leaves the model has)."""
+    for params, idle in (({"v": jnp.ones(3)}, "muon"), ({"w": jnp.ones((3, 2))}, "adam")):
         tx = optix.muon(0.1)
         state = tx.init(params)
-        updates, _ = jax.jit(tx.update)(jax.tree.map(jnp.ones_like, params), state, params)
+        updates, new = jax.jit(tx.update)(jax.tree.map(jnp.ones_like, params), state, params)
         assert jax.tree.structure(updates) == jax.tree.structure(params)
-        assert len(state[0].inner_states) == 1
+        assert sorted(state[0].inner_states) == ["adam", "muon"]
+        assert all(x.ndim == 0 for x in jax.tree.leaves(state[0].inner_states[idle]))
+        assert jax.tree.structure(new) == jax.tree.structure(state)
+        for a, b in zip(
+            jax.tree.leaves(new[0].inner_states[idle]),
+            jax.tree.leaves(state[0].inner_states[idle]),
+            strict=True,
+        ):
+            assert a == b
 
 
 def test_muon_separate_adam_learning_rate():
@@ -289,7 +301,7 @@ def test_muon_separate_adam_learning_rate():
 
 def test_matrix_optimizers_reject_complex_and_bad_options():
     z = {"w": jnp.zeros((2, 2), jnp.complex64)}
-    for tx in (optix.scale_by_muon(), optix.scale_by_shampoo(), optix.scale_by_soap()):
+    for tx in (optix.scale_by_shampoo(), optix.scale_by_soap()):
         with pytest.raises(TypeError, match="complex"):
             tx.init(z)
     with pytest.raises(ValueError, match="ndim >= 2"):
@@ -306,6 +318,75 @@ def test_matrix_optimizers_reject_complex_and_bad_options():
         optix.scale_by_shampoo(stat_decay=1.5)
     with pytest.raises(ValueError, match="shampoo_beta"):
         optix.scale_by_soap(shampoo_beta=1.0)
+
+
+def _complex_stream(seed: int, shape: tuple[int, int]) -> list[np.ndarray]:
+    """``N_STEPS`` complex gradients: the real stream's magnitudes (1e-3 .. 30, one zero step)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(N_STEPS):
+        scale = 0.0 if t == 9 else float(np.exp(rng.uniform(math.log(1e-3), math.log(30.0))))
+        out.append(scale * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)))
+    return out
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_muon_on_complex_matrices_matches_optax(x64, nesterov):
+    """optax.contrib.muon orthogonalises complex matrices with ``X X^H``; so does optix, step for
+    step (teacher-forced, complex128, optax's conventions)."""
+    grads, params = _complex_stream(0, (4, 3)), _complex_stream(1, (4, 3))
+    ours = optix.muon(0.02, bias_correction=True, eps_mode="add", eps=1e-8, nesterov=nesterov)
+    theirs = optax.contrib.muon(0.02, eps=1e-8, nesterov=nesterov)
+    p0 = {"w": jnp.asarray(params[0])}
+    s_ours, s_theirs = ours.init(p0), theirs.init(p0)
+    step_ours, step_theirs = jax.jit(ours.update), jax.jit(theirs.update)
+    for t in range(N_STEPS):
+        g, p = {"w": jnp.asarray(grads[t])}, {"w": jnp.asarray(params[t])}
+        u_ours, s_ours = step_ours(g, s_ours, p)
+        with jax.numpy_dtype_promotion("standard"):
+            u_theirs, s_theirs = step_theirs(g, s_theirs, p)
+        assert u_ours["w"].dtype == jnp.complex128
+        scale = float(np.abs(u_theirs["w"]).max())
+        np.testing.assert_allclose(
+            u_ours["w"], u_theirs["w"], rtol=1e-10, atol=1e-13 * scale, err_msg=f"step {t}"
+        )
+
+
+def test_newton_schulz_on_a_complex_matrix_approaches_its_polar_factor(x64):
+    """With the cubic iteration, NS of a complex ``U S V^H`` converges to ``U V^H`` (wide and
+    tall)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5)) + 1j * rng.standard_normal((3, 5))
+    u, _, vh = np.linalg.svd(x, full_matrices=False)
+    got = newton_schulz(jnp.asarray(x), steps=60, coeffs=(1.5, -0.5, 0.0))
+    np.testing.assert_allclose(got, u @ vh, atol=1e-10)
+    np.testing.assert_allclose(
+        newton_schulz(jnp.asarray(x.T), steps=60, coeffs=(1.5, -0.5, 0.0)), (u @ vh).T, atol=1e-10
+    )
+
+
+def test_muon_converges_on_complex_least_squares():
+    """``min_W ||A W - B||^2`` over a complex ``W``: the descent direction is the conjugate of
+    ``jax.grad`` (as for every optix optimizer on complex params)."""
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.standard_normal((8, 5)) + 1j * rng.standard_normal((8, 5)), jnp.complex64)
+    w_star = rng.standard_normal((5, 3)) + 1j * rng.standard_normal((5, 3))
+    b = a @ jnp.asarray(w_star, jnp.complex64)
+    loss = lambda w: jnp.sum(jnp.abs(a @ w - b) ** 2)  # noqa: E731
+    tx = optix.muon(optix.schedules.cosine_decay(0.3, 300), beta=0.9)
+    w = jnp.zeros((5, 3), jnp.complex64)
+    state = tx.init(w)
+
+    @jax.jit
+    def step(w, state):
+        g = jnp.conj(jax.grad(loss)(w))
+        u, state = tx.update(g, state, w)
+        return optix.apply_updates(w, u), state
+
+    for _ in range(300):
+        w, state = step(w, state)
+    assert w.dtype == jnp.complex64
+    assert float(loss(w)) < 1e-3 * float(loss(jnp.zeros((5, 3), jnp.complex64)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,7 +698,7 @@ def test_soap_refresh_keeps_an_eigenbasis():
         g = mix @ rng.standard_normal((4, 3))
         _, state = update({"w": jnp.asarray(g, jnp.float32)}, state)
     leaf = state.leaves["w"]
-    q, stat = np.asarray(leaf.left_basis[0]), np.asarray(leaf.left[0])
+    q, stat = np.asarray(leaf.left_basis[0][0]), np.asarray(leaf.left[0][0])  # group 0, block 0
     rotated = q.T @ stat @ q
     off = rotated - np.diag(np.diag(rotated))
     assert np.abs(off).max() < 0.05 * np.abs(rotated).max()
@@ -647,3 +728,174 @@ def test_matrix_optimizers_jit_and_eval_shape_with_conv_and_blocks():
             u, state = update(grads, state, params)
             for leaf, p in zip(jax.tree.leaves(u), jax.tree.leaves(params), strict=True):
                 assert leaf.shape == p.shape and bool(jnp.all(jnp.isfinite(leaf)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocks, edge cases, dtypes and optax's state utilities
+# ---------------------------------------------------------------------------------------------
+
+
+def _hlo_ops(tx, params) -> collections.Counter:
+    """The operations of one jitted step, by name (custom calls by target: LAPACK's ``syevd``
+    on CPU, cuSOLVER's on GPU), from the lowered program; nothing is compiled."""
+    text = jax.jit(tx.update).lower(params, tx.init(params), params).as_text()
+    ops = collections.Counter(re.findall(r"\b(?:stablehlo|chlo|func)\.(\w+)", text))
+    ops.update(re.findall(r"custom_call @(\w+)", text))
+    return ops
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda bs: optix.scale_by_shampoo(block_size=bs, precondition_frequency=2),
+        lambda bs: optix.scale_by_soap(block_size=bs),
+    ],
+    ids=["shampoo", "soap"],
+)
+def test_the_compiled_step_does_not_grow_with_the_number_of_blocks(make):
+    """A 64 x 64 leaf in 256 blocks of 4 x 4 compiles to the same program as in 4 blocks of
+    32 x 32: each group of equal blocks takes one batched decomposition (before, one per block:
+    256 eigendecompositions and minutes of compile time)."""
+    params = {"w": jnp.ones((64, 64))}
+    small, large = _hlo_ops(make(4), params), _hlo_ops(make(32), params)
+    assert small == large
+    assert any("syevd" in op or "eigh" in op or "syevj" in op for op in small), small
+
+
+def test_blocks_of_several_shapes_match_the_unblocked_math_block_by_block(x64):
+    """A 7 x 5 leaf with ``block_size=3`` has four block shapes (3x3, 3x2, 1x3, 1x2); each block's
+    first Shampoo step is its own orthogonal factor ``U V^T``, wherever it sits."""
+    g = np.random.default_rng(7).standard_normal((7, 5))
+    tx = optix.scale_by_shampoo(eps=1e-30, block_size=3)
+    u = np.asarray(
+        jax.jit(tx.update)({"w": jnp.asarray(g)}, tx.init({"w": jnp.asarray(g)}))[0]["w"]
+    )
+    for rows in (slice(0, 3), slice(3, 6), slice(6, 7)):
+        for cols in (slice(0, 3), slice(3, 5)):
+            uu, _, vt = np.linalg.svd(g[rows, cols], full_matrices=False)
+            np.testing.assert_allclose(u[rows, cols], uu @ vt, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (4, 0), (2, 0, 3)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optix.muon(0.1),
+        lambda: optix.shampoo(0.1, graft="adam"),
+        lambda: optix.shampoo(0.1, block_size=2, precondition_frequency=2),
+        lambda: optix.soap(0.1, block_size=2),
+    ],
+    ids=["muon", "shampoo-graft", "shampoo-blocks", "soap"],
+)
+def test_leaves_with_no_elements_get_zero_size_updates(make, shape):
+    params = {"e": jnp.ones(shape), "w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+    tx = make()
+    state = tx.init(params)
+    grads = jax.tree.map(lambda p: jnp.full(p.shape, 0.5, p.dtype), params)
+    update = jax.jit(tx.update)
+    for _ in range(2):
+        u, new = update(grads, state, params)
+        assert jax.tree.structure(new) == jax.tree.structure(state)
+        state = new
+    assert u["e"].shape == shape and u["e"].dtype == jnp.float32
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(u))
+    rest = {k: v for k, v in params.items() if k != "e"}
+    alone_tx = make()
+    alone_state = alone_tx.init(rest)
+    for _ in range(2):
+        alone, alone_state = alone_tx.update({k: grads[k] for k in rest}, alone_state, rest)
+    for k in rest:
+        np.testing.assert_allclose(u[k], alone[k], rtol=1e-6)
+
+
+def test_muon_accepts_an_empty_tree_like_the_other_optimizers():
+    for tx in (optix.muon(0.1), optix.muon(0.1, adam_learning_rate=1e-3), optix.adam(0.1)):
+        state = tx.init({})
+        updates, new = jax.jit(tx.update)({}, state, {})
+        assert updates == {}
+        assert jax.tree.structure(new) == jax.tree.structure(state)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"w": jnp.ones((3, 2)), "b": jnp.ones(2)},
+        {"w": jnp.ones((3, 2))},
+        {"b": jnp.ones(2)},
+    ],
+    ids=["both", "matrices-only", "vectors-only"],
+)
+def test_optax_map_params_finds_the_params_in_muons_state(params):
+    """``optax.tree.map_params`` builds the state from stand-in params with no leaves: muon's
+    state has a branch for every label whatever the leaves, so the stand-ins line up with the
+    momentum buffers of every model."""
+    tx = optix.muon(0.02, adam_learning_rate=1e-3)
+    state = tx.init(params)
+    shapes = optax.tree.map_params(
+        tx, lambda x: str(x.shape), state, transform_non_params=lambda _: None
+    )
+    # every buffer found as params (and nothing else: counts and hyperparameters became None)
+    assert sorted(jax.tree.leaves(shapes)) == sorted(
+        str(x.shape) for x in jax.tree.leaves(state) if x.ndim
+    )
+    # with a tree shaped like the params (a tree of specs, say): the holes of each branch are None
+    specs = jax.tree.map(lambda x: f"spec{x.shape}", params)
+    got = optax.tree.map_params(
+        tx,
+        lambda x, spec: None if x is None else spec,
+        state,
+        specs,
+        transform_non_params=lambda _: None,
+        is_leaf=lambda x: x is None,
+    )
+    muon_mu = got.inner_states["muon"][0].mu
+    assert muon_mu == {k: (specs[k] if v.ndim >= 2 else None) for k, v in params.items()}
+
+
+def test_matrix_state_of_low_precision_params_defaults_to_float32():
+    """bf16 params: Shampoo's and SOAP's statistics, roots and bases and Muon's momentum are
+    float32 unless a dtype is asked for; updates stay bf16."""
+    params = {"w": jnp.ones((4, 3), jnp.bfloat16), "b": jnp.ones(3, jnp.bfloat16)}
+    matrices = {"w": params["w"]}
+    f32, bf16 = jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)
+
+    def dtypes(tree):
+        return {x.dtype for x in jax.tree.leaves(tree) if x.ndim}
+
+    shampoo = optix.scale_by_shampoo(graft="adam").init(params)
+    assert dtypes((shampoo.leaves, shampoo.graft)) == {f32}
+    assert dtypes(optix.scale_by_soap().init(params)) == {f32}
+    assert dtypes(optix.scale_by_muon().init(matrices).mu) == {f32}
+    assert dtypes(optix.scale_by_shampoo(stat_dtype=jnp.bfloat16).init(params).leaves) == {bf16}
+    assert dtypes(optix.scale_by_soap(stat_dtype=jnp.bfloat16).init(params).leaves) == {bf16}
+    assert dtypes(optix.scale_by_muon(mu_dtype=jnp.bfloat16).init(matrices).mu) == {bf16}
+    grads = jax.tree.map(lambda p: jnp.full(p.shape, 0.5, p.dtype), params)
+    for tx in (optix.shampoo(0.1), optix.soap(0.1), optix.muon(0.1)):
+        u, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+        assert {x.dtype for x in jax.tree.leaves(u)} == {bf16}
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda d: optix.scale_by_shampoo(stat_dtype=d), "stat_dtype"),
+        (lambda d: optix.shampoo(0.1, stat_dtype=d), "stat_dtype"),
+        (lambda d: optix.scale_by_soap(stat_dtype=d), "stat_dtype"),
+        (lambda d: optix.soap(0.1, mu_dtype=d), "mu_dtype"),
+        (lambda d: optix.scale_by_muon(mu_dtype=d), "mu_dtype"),
+        (lambda d: optix.muon(0.1, mu_dtype=d), "mu_dtype"),
+    ],
+)
+def test_integer_or_bool_state_dtypes_are_refused_by_name(make, name):
+    for bad in (jnp.int32, jnp.bool_):
+        with pytest.raises(TypeError, match=name):
+            make(bad).init({"w": jnp.ones((4, 3))})
+
+
+def test_shampoo_names_a_gradient_of_another_shape():
+    tx = optix.scale_by_shampoo(block_size=2)
+    state = tx.init({"w": jnp.ones((4, 3)), "b": jnp.ones(3)})
+    with pytest.raises(ValueError, match="'w' has shape \\(3, 4\\)"):
+        tx.update({"w": jnp.ones((3, 4)), "b": jnp.ones(3)}, state)
+    with pytest.raises(ValueError, match="'b'"):
+        tx.update({"w": jnp.ones((4, 3)), "b": jnp.ones(4)}, state)

@@ -7,6 +7,7 @@ file is written; bad input gives a one-line message on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,10 @@ from optix.compare._problems import DEFAULT_SUITE, PROBLEMS
 from optix.compare._spec import CLASSIC
 
 PROG = "optix-compare"
+
+MAX_STEPS = 10**8
+"""The most ``--steps`` the command line takes (far beyond any run that ends in reasonable time;
+a larger number is most likely a typo, and would spend minutes before the first step)."""
 
 
 class _BadInput(Exception):
@@ -38,6 +43,42 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _steps(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_STEPS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_STEPS:,}, got {value:,}")
+    return value
+
+
+def _problems(text: str) -> list[str]:
+    """The problem names of ``--problem``: 'all', or names given once each."""
+    if text.strip() == "all":
+        return list(PROBLEMS)
+    names = [n.strip() for n in text.split(",")]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise _BadInput(f"argument --problem: {name!r} is named twice")
+    return names
+
+
+def _check_out(path: str) -> None:
+    """Raise ``_BadInput`` unless ``path`` is a directory this process can write, or can be made
+    one (its nearest existing ancestor is a writable directory); nothing is created here."""
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise _BadInput(f"argument --out: {path!r} exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise _BadInput(f"argument --out: directory {path!r} is not writable")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise _BadInput(f"argument --out: {parent!r} (in {path!r}) is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise _BadInput(f"argument --out: cannot create {path!r}: {parent!r} is not writable")
+
+
 def _parser() -> _Parser:
     p = _Parser(
         prog=PROG,
@@ -54,7 +95,9 @@ def _parser() -> _Parser:
         help="optimizer spec, e.g. 'adam:learning_rate=3e-4,sgd:momentum=0.9,batch=full' "
         f"(default: {CLASSIC})",
     )  # fmt: skip
-    p.add_argument("--steps", type=_positive_int, help="steps per run (default: per problem)")
+    p.add_argument(
+        "--steps", type=_steps, help=f"steps per run, at most {MAX_STEPS:,} (default: per problem)"
+    )
     p.add_argument(
         "--batch-size", type=_positive_int, default=32, help="mini-batch size (default: 32)"
     )
@@ -78,17 +121,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         args = _parser().parse_args(args_list)
-        names = list(PROBLEMS) if args.problem == "all" else args.problem.split(",")
+        names = _problems(args.problem)
+        _check_out(args.out)
         sweep = None if args.lr_sweep.lower() in ("off", "none", "") else args.lr_sweep
         kwargs = dict(
             steps=args.steps, batch_size=args.batch_size, seeds=args.seeds, lr_sweep=sweep,
             condition=args.condition,
         )  # fmt: skip
-        prepare([n.strip() for n in names], args.optimizers, **kwargs)
+        prepare(names, args.optimizers, **kwargs)
     except (_BadInput, ValueError, ImportError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    results = run([n.strip() for n in names], args.optimizers, progress=True, **kwargs)
+    results = run(names, args.optimizers, progress=True, **kwargs)
     results.config["command"] = " ".join(["python -m optix.compare", *map(shlex.quote, args_list)])
     if not args.no_plots:
         import matplotlib

@@ -63,8 +63,13 @@ def _stack(trees: list) -> object:
 
 
 def _divisor_at_most(n: int, k: int) -> int:
-    """The largest divisor of ``n`` that is <= ``k``."""
-    return next(d for d in range(min(k, n), 0, -1) if n % d == 0)
+    """The largest divisor of ``n`` that is <= ``k`` (trial division up to sqrt(n), so a huge
+    prime ``n`` takes milliseconds, not a loop over every candidate)."""
+    best = 1
+    for d in range(1, math.isqrt(n) + 1):
+        if n % d == 0:
+            best = max([best] + [x for x in (d, n // d) if x <= k])
+    return best
 
 
 def train(

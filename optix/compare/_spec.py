@@ -128,6 +128,45 @@ def _split(text: str) -> list[str]:
     return parts
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+# Words in a parameter's annotation that let it take a tuple, list or dict; any other parameter
+# (a number, a schedule, a flag, a dtype) takes one value.
+_CONTAINER_TYPES = ("tuple", "Sequence", "list", "dict", "Coeffs", "Mask", "Any", "Callable")
+
+
+def _flag(name: str, key: str, text: str) -> bool:
+    """A boolean option, parsed strictly: true/false, yes/no, on/off or 1/0 (any case, quoted or
+    not); anything else is an error (a non-empty string such as ``'no'`` is not true)."""
+    word = text.strip()
+    if len(word) >= 2 and word[0] == word[-1] and word[0] in "'\"":
+        word = word[1:-1]
+    word = word.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise SpecError(f"{name}: {key} must be true or false (or yes/no, on/off, 1/0), got {text!r}")
+
+
+def _convert(name: str, key: str, text: str, param: inspect.Parameter | None) -> Any:
+    """The value of option ``key`` of optimizer ``name`` written as ``text``, checked against the
+    parameter it is passed to (``None`` for one taken through ``**kwargs``)."""
+    if param is not None and (
+        isinstance(param.default, bool) or str(param.annotation).replace(" ", "") == "bool"
+    ):
+        return _flag(name, key, text)
+    value = _value(key, text)
+    if isinstance(value, tuple | list | dict | set) and param is not None:
+        annotation = str(param.annotation)
+        if not any(word in annotation for word in _CONTAINER_TYPES):
+            raise SpecError(
+                f"{name}: {key} takes a single value, got {text.strip()!r} (to compare several "
+                f"values, give the optimizer once for each: '{name}:{key}=...,{name}:{key}=...')"
+            )
+    return value
+
+
 def _value(key: str, text: str) -> Any:
     text = text.strip()
     if key == "batch" and text in ("full", "mini"):
@@ -153,7 +192,8 @@ def _option(entry: dict, piece: str) -> None:
         raise SpecError(f"expected key=value in optimizer spec, got {piece.strip()!r}")
     if key in entry["kwargs"]:
         raise SpecError(f"{key!r} is given twice for optimizer {entry['name']!r}")
-    entry["kwargs"][key] = _value(key, value)
+    # kept as written (converted once the optimizer, and so each option's type, is known)
+    entry["kwargs"][key] = _value(key, value) if key == "batch" else value.strip()
 
 
 def parse(text: str) -> list[OptimizerSpec]:
@@ -187,22 +227,24 @@ def _resolve(entries: list[dict]) -> list[OptimizerSpec]:
     specs = []
     for entry in entries:
         name, kwargs = entry["name"], dict(entry["kwargs"])
-        batch: str | int = "mini"
+        batch: str | int = kwargs.pop("batch", "mini")
         if name in PRESETS:
             preset = PRESETS[name]
-            kwargs, batch = {**preset.kwargs, **kwargs}, preset.batch
+            batch = entry["kwargs"].get("batch", preset.batch)
             factory = functions[preset.optimizer]
         elif name in functions:
             factory = functions[name]
         else:
             raise SpecError(f"unknown optimizer {name!r}; valid names: {', '.join(valid_names())}")
-        batch = kwargs.pop("batch", batch)
         params = inspect.signature(factory).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         unknown = [k for k in kwargs if k not in params and not takes_any]
         if unknown:
             known = ", ".join(["batch", *params])
             raise SpecError(f"{name} has no option {unknown[0]!r}; its options: {known}")
+        kwargs = {k: _convert(name, k, v, params.get(k)) for k, v in kwargs.items()}
+        if name in PRESETS:
+            kwargs = {**PRESETS[name].kwargs, **kwargs}
         lr = kwargs.pop("learning_rate", None)
         if lr is not None and (not isinstance(lr, int | float) or isinstance(lr, bool)):
             raise SpecError(f"{name}: learning_rate must be a number, got {lr!r}")

@@ -42,7 +42,7 @@ def adam(
       eps: added to the denominator.
       amsgrad: use AMSGrad's running max of the second moment.
       eps_root: added inside the root (for meta-learning through the optimizer).
-      mu_dtype, nu_dtype: moment dtypes; default: the param's.
+      mu_dtype, nu_dtype: moment dtypes; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import jax, jax.numpy as jnp, optix

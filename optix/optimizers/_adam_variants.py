@@ -49,7 +49,7 @@ def adabelief(
       b1, b2: moment decays in [0, 1).
       eps, eps_root: added outside the root, and to ``s_t`` at every step.
       nesterov: Nesterov form of the numerator (optax's option).
-      mu_dtype, nu_dtype: moment dtypes; default: the param's.
+      mu_dtype, nu_dtype: moment dtypes; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -96,7 +96,7 @@ def yogi(
       b1, b2: moment decays in [0, 1).
       eps: added outside the root (1e-3 in the paper); eps_root: inside it.
       initial_accumulator_value: starting value of both moments.
-      mu_dtype, nu_dtype: moment dtypes; default: the param's.
+      mu_dtype, nu_dtype: moment dtypes; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -153,7 +153,7 @@ def adopt(
       clip_value: clipping threshold: a schedule of the count (default ``t^(1/4)``), a
         constant, or None.
       nesterov: Nesterov form of the momentum (optax's option).
-      mu_dtype, nu_dtype: moment dtypes; default: the param's.
+      mu_dtype, nu_dtype: moment dtypes; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -216,7 +216,7 @@ def ademamix(
       eps: added outside the root; eps_root: inside it.
       weight_decay: decoupled decay ``lambda`` >= 0.
       mask: which params decay (see :func:`adamw`).
-      mu_dtype, nu_dtype: moment dtypes; default: the param's.
+      mu_dtype, nu_dtype: moment dtypes; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -227,9 +227,9 @@ def ademamix(
     2024 (arXiv:2409.03137).
     """
     if alpha_warmup_steps is not None:
-        alpha = alpha_warmup(alpha, alpha_warmup_steps)
+        alpha = alpha_warmup(alpha, alpha_warmup_steps, steps_name="alpha_warmup_steps")
     if b3_warmup_steps is not None:
-        b3 = b3_warmup(b3, b3_warmup_steps, b1)
+        b3 = b3_warmup(b3, b3_warmup_steps, b1, steps_name="b3_warmup_steps")
     return chain(
         scale_by_ademamix(b1, b2, b3, alpha, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         add_decayed_weights(weight_decay, mask),
@@ -269,7 +269,7 @@ def adan(
       eps: added outside the root; eps_root: inside it.
       weight_decay: decoupled decay ``lambda`` >= 0 (the authors use 0.02 for ViTs).
       mask: which params decay (see :func:`adamw`).
-      mu_dtype, nu_dtype: moment dtypes; default: the param's.
+      mu_dtype, nu_dtype: moment dtypes; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import jax.numpy as jnp, optix

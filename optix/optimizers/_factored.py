@@ -7,6 +7,7 @@ from typing import Any
 
 from jax.typing import DTypeLike
 
+from optix import _tree, _validate
 from optix._base import GradientTransformation, Params, ScalarOrSchedule
 from optix._chain import chain
 from optix.transforms._adafactor import (
@@ -96,6 +97,12 @@ def adafactor(
     Reference: Shazeer & Stern, "Adafactor: adaptive learning rates with sublinear memory cost",
     ICML 2018.
     """
+    # checked here, under the names the caller wrote (the transforms name them differently)
+    if clipping_threshold is not None:
+        _validate.check_nonnegative("clipping_threshold", clipping_threshold)
+    if weight_decay_rate is not None:
+        _validate.check_nonnegative("weight_decay_rate", weight_decay_rate)
+    _validate.check_nonnegative("eps_scale", eps_scale)
     parts = [
         scale_by_factored_rms(
             decay_rate,
@@ -110,6 +117,7 @@ def adafactor(
         parts.append(clip_by_block_rms(clipping_threshold))
     if multiply_by_parameter_scale:
         parts.append(scale_by_param_block_rms(eps_scale))
+    _tree.check_state_dtype("mu_dtype", mu_dtype)
     if momentum is not None:
         parts.append(adafactor_momentum(momentum, mu_dtype=mu_dtype))
     if weight_decay_rate is not None:

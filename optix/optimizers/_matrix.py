@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Literal
 
 import jax
 from jax.typing import DTypeLike
 
-from optix import _paths, _validate
+from optix import _paths, _tree, _validate
 from optix._base import GradientTransformation, Params, ScalarOrSchedule
 from optix._chain import chain
 from optix.transforms._adam import scale_by_adam
@@ -18,17 +18,9 @@ from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 from optix.transforms._shampoo import scale_by_shampoo
 from optix.transforms._soap import scale_by_soap
-from optix.wrappers._partition import partition
+from optix.wrappers._partition import PartitionState, partition
 
 _MUON_LABELS = ("muon", "adam")
-
-
-def _is_pattern_dict(spec: Any, tree: Any) -> bool:
-    return (
-        isinstance(spec, Mapping)
-        and jax.tree.structure(spec) != jax.tree.structure(tree)
-        and all(isinstance(k, str) and isinstance(v, str) for k, v in spec.items())
-    )
 
 
 def muon_labels(tree: Any, labels: Any = None) -> Any:
@@ -50,13 +42,9 @@ def muon_labels(tree: Any, labels: Any = None) -> Any:
     rule = ["muon" if len(leaf.shape) >= 2 else "adam" for _, leaf in pairs]
     if labels is None:
         values = rule
-    elif _is_pattern_dict(labels, tree):
-        values = [
-            next((v for pat, v in labels.items() if _paths.matches(pat, _paths.parts(p))), r)
-            for (p, _), r in zip(pairs, rule, strict=True)
-        ]
-    else:
-        values = _paths.resolve_leaves(labels, tree, "`muon` labels")
+    else:  # leaves no pattern matches (or a partial tree leaves out) keep the ndim rule
+        default = lambda x: "muon" if len(x.shape) >= 2 else "adam"  # noqa: E731
+        values = _paths.resolve_leaves(labels, tree, "`muon` labels", default=default)
     for (path, leaf), value in zip(pairs, values, strict=True):
         if value not in _MUON_LABELS:
             raise ValueError(
@@ -74,19 +62,46 @@ def muon_labels(tree: Any, labels: Any = None) -> Any:
 def _partition_present(
     transforms: dict[str, GradientTransformation], labels_of: Callable[[Any], Any]
 ) -> GradientTransformation:
-    """:func:`partition` over the labels present in the tree: a model with no matrix (or only
-    matrices) gets a state for the one branch it uses instead of an error."""
+    """:func:`partition` over the labels present in the tree, with a state for every label.
 
-    def build(tree):
+    A label no leaf carries (a model without matrices, or with nothing but matrices, or an empty
+    tree) keeps the state its transform builds on a tree of ``None`` and is left alone by
+    ``update``. So the state's structure depends on the tree's structure alone, never on which
+    labels its leaves take: ``optax.tree.map_params`` (whose stand-in params have no leaves)
+    finds the params in it."""
+
+    def split(tree):
         labels = labels_of(tree)
         present = set(jax.tree.leaves(labels))
-        return partition({k: v for k, v in transforms.items() if k in present}, labels)
+        inner = {k: v for k, v in transforms.items() if k in present}
+        return (partition(inner, labels) if inner else None), present
 
     def init(params):
-        return build(params).init(params)
+        params = _tree.as_arrays(params)
+        present_tx, present = split(params)
+        states = {} if present_tx is None else dict(present_tx.init(params).inner_states)
+        nothing = jax.tree.map(lambda _: None, params)
+        for label, tx in transforms.items():
+            if label not in present:
+                states[label] = tx.init(nothing)
+        return PartitionState(states)
 
     def update(updates, state, params=None, **extra):
-        return build(updates if params is None else params).update(updates, state, params, **extra)
+        if not (
+            isinstance(state, PartitionState)
+            and isinstance(state.inner_states, dict)
+            and sorted(state.inner_states) == sorted(transforms)
+        ):
+            raise ValueError(
+                f"`muon` expected a PartitionState with inner states for {sorted(transforms)}; "
+                "was it built by this optimizer's init?"
+            )
+        present_tx, present = split(updates if params is None else params)
+        if present_tx is None:
+            return updates, state
+        inner = PartitionState({k: s for k, s in state.inner_states.items() if k in present})
+        updates, inner = present_tx.update(updates, inner, params, **extra)
+        return updates, PartitionState({**state.inner_states, **inner.inner_states})
 
     return GradientTransformation(init, update)
 
@@ -132,7 +147,10 @@ def muon(
     each leaf labelled ``"adam"`` takes an AdamW step with the ``adam_*`` settings. By default a
     leaf is ``"muon"`` when ``ndim >= 2`` (conv kernels are orthogonalised as 2-D views) and
     ``"adam"`` otherwise; embeddings and output heads are matrices that Muon's authors leave to
-    AdamW: label them with ``labels={"embed/**": "adam", ...}``.
+    AdamW: label them with ``labels={"embed/**": "adam", ...}``. The state has both branches
+    even when no leaf takes one of them (that branch holds no buffers and is left alone), so its
+    structure depends only on the params tree's. Complex matrices are orthogonalised with the
+    conjugate transpose, as in optax.
 
     With ``layout="out_in"`` (torch's weight layout) this is torch.optim.Muon on the matrices
     (``adjust_lr_fn="original"`` or ``"match_rms_adamw"``), step for step: momentum without bias
@@ -173,6 +191,13 @@ def muon(
     (https://kellerjordan.github.io/posts/muon/); Liu et al., "Muon is scalable for LLM
     training", 2025.
     """
+    # the AdamW branch's settings, checked under the names the caller wrote
+    if adam_learning_rate is not None:
+        _validate.check_nonnegative("adam_learning_rate", adam_learning_rate)
+    _validate.check_unit_interval("adam_b1", adam_b1)
+    _validate.check_unit_interval("adam_b2", adam_b2)
+    _validate.check_nonnegative("adam_eps", adam_eps)
+    _validate.check_nonnegative("adam_weight_decay", adam_weight_decay)
     muon_tx = [
         scale_by_muon(
             beta,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from jax.typing import DTypeLike
+
+from optix import _tree
 from optix._base import GradientTransformation, ScalarOrSchedule
 from optix._chain import chain
 from optix.transforms._momentum import scale_by_momentum
@@ -22,6 +25,9 @@ def sgd(
     nesterov: bool = False,
     dampening: ScalarOrSchedule = 0.0,
     weight_decay: ScalarOrSchedule = 0.0,
+    *,
+    trace_dtype: DTypeLike | None = None,
+    accumulator_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Stochastic gradient descent, with optional momentum, Nesterov and L2 weight decay.
 
@@ -44,6 +50,10 @@ def sgd(
       nesterov: use Nesterov's accelerated gradient (needs ``momentum > 0``, ``dampening == 0``).
       dampening: ``tau`` in [0, 1].
       weight_decay: L2 coefficient ``lambda`` >= 0.
+      trace_dtype: dtype of the momentum buffer ``b`` (for example ``jnp.bfloat16``); default:
+        the param's dtype widened to at least float32. Only with ``momentum``.
+      accumulator_dtype: optax's name for ``trace_dtype`` (``optax.sgd(accumulator_dtype=)``);
+        give one or the other.
 
     Returns:
       A :class:`GradientTransformation`.
@@ -62,11 +72,30 @@ def sgd(
     """
     if nesterov and not _nonzero(momentum):
         raise ValueError("`nesterov=True` requires `momentum > 0`, as in torch.optim.SGD")
+    if trace_dtype is not None and accumulator_dtype is not None:
+        raise ValueError(
+            "`trace_dtype` and `accumulator_dtype` name the same momentum-buffer dtype "
+            "(`accumulator_dtype` is optax's spelling); give only one"
+        )
+    buffer_dtype, buffer_arg = (
+        (trace_dtype, "trace_dtype")
+        if trace_dtype is not None
+        else (accumulator_dtype, "accumulator_dtype")
+    )
+    _tree.check_state_dtype(buffer_arg, buffer_dtype)
+    if buffer_dtype is not None and not _nonzero(momentum):
+        raise ValueError(
+            f"`{buffer_arg}` sets the momentum buffer's dtype, but `momentum=0` builds no buffer"
+        )
     parts = []
     if _nonzero(weight_decay):
         parts.append(add_decayed_weights(weight_decay))
     if _nonzero(momentum):
-        parts.append(scale_by_momentum(momentum, nesterov=nesterov, dampening=dampening))
+        parts.append(
+            scale_by_momentum(
+                momentum, nesterov=nesterov, dampening=dampening, trace_dtype=buffer_dtype
+            )
+        )
     return chain(*parts, scale_lr(learning_rate))
 
 

@@ -99,7 +99,7 @@ def signum(
     Args:
       learning_rate: step size >= 0, or a schedule.
       beta: momentum decay in [0, 1).
-      mu_dtype: dtype of the momentum; default: the param's.
+      mu_dtype: dtype of the momentum; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import jax.numpy as jnp, optix

@@ -4,28 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from optix import _validate
 from optix._base import Schedule
 from optix._hyperparams import hyperparam_dtype
-
-
-def _as_float(x: ArrayLike) -> jax.Array:
-    return jnp.asarray(x, dtype=hyperparam_dtype())
+from optix.schedules._steps import (
+    as_float,
+    check_value,
+    elapsed,
+    length,
+    like_step,
+    periods,
+    reached,
+    sorted_boundaries_and_scales,
+)
 
 
 def constant(value: ArrayLike) -> Schedule:
-    """``value`` at every step.
+    """``value`` (finite, ``>= 0``) at every step.
 
     Example:
       >>> import optix
       >>> float(optix.schedules.constant(0.1)(1000))
       0.1...
     """
-    _validate.check_finite("value", value)
+    check_value("value", value)
     return lambda step: jnp.full(jnp.shape(step), value, hyperparam_dtype())
 
 
@@ -42,25 +47,26 @@ def polynomial(
         v(s) = (v_0 - v_1) \\big(1 - \\tfrac{\\min(\\max(s - b, 0), T)}{T}\\big)^p + v_1
 
     with ``b = transition_begin``. The value is ``init_value`` before ``b`` and ``end_value`` after
-    ``b + T``.
+    ``b + T``. The values are finite and ``>= 0``; ``power`` is ``> 0``; ``T`` and ``b`` may
+    be any size (beyond the int32 range too).
 
     Example:
       >>> import optix
       >>> float(optix.schedules.polynomial(1.0, 0.0, 2, 10)(5))
       0.25
     """
-    _validate.check_finite("init_value", init_value)
-    _validate.check_finite("end_value", end_value)
-    _validate.check_finite("power", power)
-    _validate.check_int("transition_steps", transition_steps, minimum=1)
-    _validate.check_int("transition_begin", transition_begin, minimum=0)
+    check_value("init_value", init_value)
+    check_value("end_value", end_value)
+    _validate.check_positive("power", power)
+    steps = length("transition_steps", transition_steps, minimum=1)
+    length("transition_begin", transition_begin, minimum=0)
 
     def schedule(step):
-        s = jnp.clip(_as_float(step) - transition_begin, 0, transition_steps)
+        s = jnp.minimum(elapsed(step, transition_begin), steps)
         # (T - s) / T is exactly 0 at s = T even when XLA turns the division into a multiply by
         # 1/T; the clip keeps a fractional power away from negative bases.
-        frac = jnp.clip((transition_steps - s) / transition_steps, 0, 1)
-        return (_as_float(init_value) - end_value) * frac**power + end_value
+        frac = jnp.clip((steps - s) / steps, 0, 1)
+        return (as_float(init_value) - end_value) * frac**power + end_value
 
     return schedule
 
@@ -99,23 +105,21 @@ def exponential_decay(
       >>> float(optix.schedules.exponential_decay(1.0, 10, 0.5)(20))
       0.25
     """
-    _validate.check_finite("init_value", init_value)
-    _validate.check_int("transition_steps", transition_steps, minimum=1)
+    check_value("init_value", init_value)
+    steps = length("transition_steps", transition_steps, minimum=1)
     _validate.check_positive("decay_rate", decay_rate)
-    _validate.check_int("transition_begin", transition_begin, minimum=0)
+    length("transition_begin", transition_begin, minimum=0)
+    if end_value is not None:
+        check_value("end_value", end_value)
 
     def schedule(step):
-        step = jnp.asarray(step)
-        if staircase and jnp.issubdtype(step.dtype, jnp.integer):
-            # integer division: a float floor of s * (1/T) can land one step late
-            elapsed = jnp.maximum(step.astype(jnp.int32) - transition_begin, 0)
-            p = _as_float(elapsed // transition_steps)
+        if staircase:
+            p = periods(step, transition_steps, transition_begin)
         else:
-            p = jnp.maximum(_as_float(step) - transition_begin, 0) / transition_steps
-            p = jnp.floor(p) if staircase else p
-        value = _as_float(init_value) * _as_float(decay_rate) ** p
+            p = elapsed(step, transition_begin) / steps
+        value = as_float(init_value) * as_float(decay_rate) ** p
         if end_value is not None:
-            bound = _as_float(end_value)
+            bound = as_float(end_value)
             # `decay_rate` is a real number here: check_positive rejected anything else
             value = jnp.maximum(value, bound) if decay_rate < 1 else jnp.minimum(value, bound)  # type: ignore[operator]
         return value
@@ -139,17 +143,14 @@ def piecewise_constant(
       >>> [round(float(sched(s)), 4) for s in (9, 10, 20)]
       [1.0, 0.1, 0.01]
     """
-    _validate.check_finite("init_value", init_value)
-    items = sorted((boundaries_and_scales or {}).items())
-    for b, f in items:
-        _validate.check_int("boundaries_and_scales boundary", b, minimum=0)
-        _validate.check_nonnegative(f"boundaries_and_scales[{b}]", f)
+    check_value("init_value", init_value)
+    items = sorted_boundaries_and_scales(boundaries_and_scales)
 
     def schedule(step):
         s = jnp.asarray(step)
         value = jnp.full(jnp.shape(s), init_value, hyperparam_dtype())
         for b, f in items:
-            value = jnp.where(s >= b, value * _as_float(f), value)
+            value = jnp.where(reached(s, b), value * as_float(f), value)
         return value
 
     return schedule
@@ -183,9 +184,13 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
 
     def schedule(step):
         s = jnp.asarray(step)
-        value = _as_float(schedules[0](s))
+        is_int = jnp.issubdtype(s.dtype, jnp.integer)
+        value = as_float(schedules[0](s))
         for b, f in zip(boundaries, schedules[1:], strict=True):
-            value = jnp.where(s < b, value, _as_float(f(s - b)))
+            if is_int and b > jnp.iinfo(s.dtype).max:
+                break  # a step of this dtype never gets there, nor to any later boundary
+            since = s - (like_step(b, s) if is_int else float(b))  # exact from b on, where used
+            value = jnp.where(reached(s, b), as_float(f(since)), value)
         return value
 
     return schedule

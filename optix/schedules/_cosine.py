@@ -9,8 +9,19 @@ from jax.typing import ArrayLike
 
 from optix import _validate
 from optix._base import Schedule
-from optix._hyperparams import hyperparam_dtype
 from optix.schedules._basic import join, linear
+from optix.schedules._steps import as_float, check_value, length
+
+
+def _cosine(init_value: ArrayLike, steps: float, alpha: ArrayLike, exponent: ArrayLike) -> Schedule:
+    """The cosine decay itself, arguments already checked."""
+
+    def schedule(step):
+        s = jnp.minimum(as_float(step), steps)
+        cosine = 0.5 * (1 + jnp.cos(math.pi * s / steps))
+        return as_float(init_value) * ((1 - alpha) * cosine**exponent + alpha)
+
+    return schedule
 
 
 def cosine_decay(
@@ -22,24 +33,19 @@ def cosine_decay(
         v(s) = v_0 \\Big((1-\\alpha) \\big(\\tfrac12 (1 + \\cos(\\pi \\min(s, T) / T))\\big)^p
         + \\alpha\\Big)
 
+    with ``init_value`` finite and ``>= 0``, ``alpha`` in ``[0, 1]`` and ``exponent > 0``.
+    ``decay_steps`` may be any size (beyond the int32 range too).
+
     Example:
       >>> import optix
       >>> float(optix.schedules.cosine_decay(1.0, 100)(50))
       0.5
     """
-    _validate.check_finite("init_value", init_value)
-    _validate.check_int("decay_steps", decay_steps, minimum=1)
-    _validate.check_finite("alpha", alpha)
+    check_value("init_value", init_value)
+    steps = length("decay_steps", decay_steps, minimum=1)
+    _validate.check_closed_unit_interval("alpha", alpha)
     _validate.check_positive("exponent", exponent)
-
-    def schedule(step):
-        s = jnp.minimum(jnp.asarray(step, hyperparam_dtype()), decay_steps)
-        cosine = 0.5 * (1 + jnp.cos(math.pi * s / decay_steps))
-        return jnp.asarray(init_value, hyperparam_dtype()) * (
-            (1 - alpha) * cosine**exponent + alpha
-        )
-
-    return schedule
+    return _cosine(init_value, steps, alpha, exponent)
 
 
 def warmup_cosine_decay(
@@ -61,8 +67,10 @@ def warmup_cosine_decay(
       >>> [round(float(sched(s)), 3) for s in (0, 5, 10, 60, 110)]
       [0.0, 0.5, 1.0, 0.5, 0.0]
     """
-    _validate.check_finite("peak_value", peak_value)
-    _validate.check_finite("end_value", end_value)
+    check_value("init_value", init_value)
+    check_value("peak_value", peak_value)
+    check_value("end_value", end_value)
+    _validate.check_positive("exponent", exponent)
     _validate.check_int("warmup_steps", warmup_steps, minimum=0)
     _validate.check_int("decay_steps", decay_steps, minimum=1)
     if decay_steps <= warmup_steps:
@@ -72,8 +80,8 @@ def warmup_cosine_decay(
         )
     if _validate.concrete_float(peak_value) == 0.0:
         raise ValueError("`peak_value` must be non-zero (the decay is expressed relative to it)")
-    alpha = jnp.asarray(end_value, hyperparam_dtype()) / peak_value
-    decay = cosine_decay(peak_value, decay_steps - warmup_steps, alpha, exponent)
+    alpha = as_float(end_value) / peak_value  # may exceed 1: a cosine rise from peak to end
+    decay = _cosine(peak_value, float(decay_steps - warmup_steps), alpha, exponent)
     if warmup_steps == 0:
         return decay
     return join([linear(init_value, peak_value, warmup_steps), decay], [warmup_steps])

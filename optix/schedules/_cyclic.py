@@ -10,7 +10,8 @@ from jax.typing import ArrayLike
 
 from optix import _validate
 from optix._base import Schedule
-from optix.schedules._basic import _as_float as _float
+from optix.schedules._steps import as_float as _float
+from optix.schedules._steps import check_value, length
 
 _ANNEALS = ("cosine", "linear")
 _CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
@@ -52,7 +53,8 @@ def one_cycle(
 
     This is torch.optim.lr_scheduler.OneCycleLR, step for step. optax's
     ``cosine_onecycle_schedule`` puts the phase boundaries one step later (``pct_start T`` and
-    ``T``), and its ``linear_onecycle_schedule`` is a different, four-piece policy.
+    ``T``), and its ``linear_onecycle_schedule`` is a different, four-piece policy: optix has it
+    as :func:`linear_onecycle`.
 
     Args:
       total_steps: ``T``, the length of the cycle, >= 2.
@@ -72,8 +74,8 @@ def one_cycle(
     Reference: Smith & Topin, "Super-convergence: very fast training of neural networks using
     large learning rates", 2019.
     """
-    _validate.check_int("total_steps", total_steps, minimum=2)
-    _validate.check_finite("peak_value", peak_value)
+    length("total_steps", total_steps, minimum=2)
+    check_value("peak_value", peak_value)
     _validate.check_positive("div_factor", div_factor)
     _validate.check_positive("final_div_factor", final_div_factor)
     _check_choice("anneal", anneal, _ANNEALS)
@@ -87,7 +89,7 @@ def one_cycle(
             f"has at least one step; got pct_start={pct_start}, total_steps={total_steps}"
         )
     up_end = pct_start * total_steps - 1
-    last = total_steps - 1
+    last = float(total_steps - 1)
     if three_phase:
         ends = [up_end, 2 * up_end, last]
         if not 2 * up_end < last:
@@ -146,35 +148,33 @@ def sgdr(
     Reference: Loshchilov & Hutter, "SGDR: stochastic gradient descent with warm restarts",
     ICLR 2017.
     """
-    _validate.check_finite("init_value", init_value)
-    _validate.check_int("first_period", first_period, minimum=1)
-    _validate.check_int("period_mult", period_mult, minimum=1)
-    _validate.check_finite("min_value", min_value)
+    check_value("init_value", init_value)
+    period = length("first_period", first_period, minimum=1)
+    mult = length("period_mult", period_mult, minimum=1)
+    check_value("min_value", min_value)
     _validate.check_positive("peak_decay", peak_decay)
     if (_validate.concrete_float(peak_decay) or 0.0) > 1.0:
         raise ValueError(f"`peak_decay` must be in (0, 1]; got {peak_decay}")
 
     def start(cycle):
         """The step at which cycle ``cycle`` begins."""
-        if period_mult == 1:
-            return first_period * cycle
-        return first_period * (period_mult**cycle - 1) / (period_mult - 1)
+        if mult == 1:
+            return period * cycle
+        return period * (mult**cycle - 1) / (mult - 1)
 
     def schedule(step):
         s = jnp.maximum(_float(step), 0)
-        if period_mult == 1:
-            cycle = jnp.floor(s / first_period)
+        if mult == 1:
+            cycle = jnp.floor(s / period)
         else:
-            guess = jnp.floor(
-                jnp.log(s / first_period * (period_mult - 1) + 1) / math.log(period_mult)
-            )
+            guess = jnp.floor(jnp.log(s / period * (mult - 1) + 1) / math.log(mult))
             # The logarithm can land one cycle off at a restart; settle it with exact starts.
             cycle = jnp.where(start(guess) > s, guess - 1, guess)
             cycle = jnp.where(start(cycle + 1) <= s, cycle + 1, cycle)
-        length = first_period * _float(period_mult) ** cycle
+        span = period * _float(mult) ** cycle
         t = s - start(cycle)
         peak = _float(init_value) * _float(peak_decay) ** cycle
-        return min_value + (peak - min_value) * 0.5 * (1 + jnp.cos(math.pi * t / length))
+        return min_value + (peak - min_value) * 0.5 * (1 + jnp.cos(math.pi * t / span))
 
     return schedule
 
@@ -215,15 +215,17 @@ def cyclic(
 
     Reference: Smith, "Cyclical learning rates for training neural networks", WACV 2017.
     """
-    _validate.check_finite("base_value", base_value)
-    _validate.check_finite("max_value", max_value)
+    check_value("base_value", base_value)
+    check_value("max_value", max_value)
     _validate.check_int("step_size_up", step_size_up, minimum=1)
     if step_size_down is None:
         step_size_down = step_size_up
     _validate.check_int("step_size_down", step_size_down, minimum=1)
     _check_choice("mode", mode, _CYCLIC_MODES)
     _validate.check_positive("gamma", gamma)
-    total = step_size_up + step_size_down
+    if (_validate.concrete_float(gamma) or 0.0) > 1.0:
+        raise ValueError(f"`gamma` must be in (0, 1]; got {gamma}")
+    total = float(step_size_up + step_size_down)
     ratio = step_size_up / total
 
     def schedule(step):

@@ -10,14 +10,15 @@ from jax.typing import ArrayLike
 
 from optix import _validate
 from optix._base import Schedule
-from optix.schedules._basic import _as_float as _float
 from optix.schedules._cyclic import _check_choice
+from optix.schedules._steps import as_float as _float
+from optix.schedules._steps import check_value, length, periods
 
 _WSD_SHAPES = ("linear", "cosine", "sqrt")
 
 
 def _warm_up(
-    value: ArrayLike, s: jax.Array, peak: jax.Array, init_value: ArrayLike, steps: int
+    value: ArrayLike, s: jax.Array, peak: jax.Array, init_value: ArrayLike, steps: float
 ) -> jax.Array:
     """``value``, preceded by a linear warm-up from ``init_value`` to ``peak`` over ``steps``."""
     if steps == 0:
@@ -67,31 +68,31 @@ def warmup_stable_decay(
     scalable training strategies", 2024; Hägele et al., "Scaling laws and compute-optimal training
     beyond fixed training durations", NeurIPS 2024.
     """
-    _validate.check_finite("peak_value", peak_value)
-    _validate.check_finite("init_value", init_value)
-    _validate.check_finite("end_value", end_value)
+    check_value("peak_value", peak_value)
+    check_value("init_value", init_value)
+    check_value("end_value", end_value)
     _validate.check_int("total_steps", total_steps, minimum=1)
-    _validate.check_int("warmup_steps", warmup_steps, minimum=0)
-    _validate.check_int("decay_steps", decay_steps, minimum=1)
+    warmup = length("warmup_steps", warmup_steps, minimum=0)
+    decay = length("decay_steps", decay_steps, minimum=1)
     _check_choice("decay_shape", decay_shape, _WSD_SHAPES)
     if warmup_steps + decay_steps > total_steps:
         raise ValueError(
             f"`warmup_steps` + `decay_steps` ({warmup_steps} + {decay_steps}) must not exceed "
             f"`total_steps` ({total_steps})"
         )
-    decay_begin = total_steps - decay_steps
+    decay_begin = float(total_steps - decay_steps)
 
     def schedule(step):
         s = jnp.maximum(_float(step), 0)
         peak = _float(peak_value)
-        p = jnp.clip((s - decay_begin) / decay_steps, 0, 1)
+        p = jnp.clip((s - decay_begin) / decay, 0, 1)
         if decay_shape == "linear":
             factor = 1 - p
         elif decay_shape == "cosine":
             factor = 0.5 * (1 + jnp.cos(math.pi * p))
         else:
             factor = 1 - jnp.sqrt(p)
-        return _warm_up(end_value + (peak - end_value) * factor, s, peak, init_value, warmup_steps)
+        return _warm_up(end_value + (peak - end_value) * factor, s, peak, init_value, warmup)
 
     return schedule
 
@@ -120,16 +121,16 @@ def inverse_sqrt(peak_value: ArrayLike, warmup_steps: int, init_value: ArrayLike
 
     Reference: Vaswani et al., "Attention is all you need", NeurIPS 2017 (section 5.3).
     """
-    _validate.check_finite("peak_value", peak_value)
-    _validate.check_finite("init_value", init_value)
-    _validate.check_int("warmup_steps", warmup_steps, minimum=0)
-    timescale = max(warmup_steps, 1)
+    check_value("peak_value", peak_value)
+    check_value("init_value", init_value)
+    warmup = length("warmup_steps", warmup_steps, minimum=0)
+    timescale = max(warmup, 1.0)
 
     def schedule(step):
         s = jnp.maximum(_float(step), 0)
         peak = _float(peak_value)
         value = peak * jnp.sqrt(timescale / jnp.maximum(s, timescale))
-        return _warm_up(value, s, peak, init_value, warmup_steps)
+        return _warm_up(value, s, peak, init_value, warmup)
 
     return schedule
 
@@ -161,14 +162,12 @@ def inverse_time_decay(
 
     Reference: Robbins & Monro, "A stochastic approximation method", 1951 (the ``1/t`` rate).
     """
-    _validate.check_finite("init_value", init_value)
+    check_value("init_value", init_value)
     _validate.check_nonnegative("decay_rate", decay_rate)
-    _validate.check_int("decay_steps", decay_steps, minimum=1)
+    steps = length("decay_steps", decay_steps, minimum=1)
 
     def schedule(step):
-        p = jnp.maximum(_float(step), 0) / decay_steps
-        if staircase:
-            p = jnp.floor(p)
+        p = periods(step, decay_steps) if staircase else jnp.maximum(_float(step), 0) / steps
         return _float(init_value) / (1 + decay_rate * p)
 
     return schedule
@@ -192,12 +191,12 @@ def step_decay(init_value: ArrayLike, step_size: int, gamma: ArrayLike = 0.1) ->
       >>> [round(float(sched(s)), 4) for s in (0, 29, 30, 60)]
       [1.0, 1.0, 0.1, 0.01]
     """
-    _validate.check_finite("init_value", init_value)
+    check_value("init_value", init_value)
     _validate.check_int("step_size", step_size, minimum=1)
     _validate.check_nonnegative("gamma", gamma)
 
     def schedule(step):
-        drops = jnp.floor(jnp.maximum(_float(step), 0) / step_size)
+        drops = periods(step, step_size)
         return _float(init_value) * _float(gamma) ** drops
 
     return schedule

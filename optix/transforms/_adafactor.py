@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -13,6 +14,7 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
 from optix._hyperparams import Hyperparams, HyperparamState, register_rules
 from optix.transforms._common import hyperparams_only
+from optix.transforms._trust_ratio import leaf_norm
 
 
 def factored_dims(
@@ -29,6 +31,12 @@ def factored_dims(
     if shape[order[-2]] < min_dim_size_to_factor:
         return None
     return int(order[-2]), int(order[-1])
+
+
+def _mean(x: jax.Array, axis: int, keepdims: bool = False) -> jax.Array:
+    """The mean along ``axis`` as a sum of ``x / n``: finite whenever every entry is (a plain sum
+    of squared gradients overflows first)."""
+    return jnp.sum(x / x.shape[axis], axis=axis, keepdims=keepdims)
 
 
 class ScaleByFactoredRmsState(NamedTuple):
@@ -78,7 +86,7 @@ def scale_by_factored_rms(
       eps: ``eps1`` >= 0, added to ``|g|^2`` (1e-30 in the paper).
       factored: factor large leaves (False: never).
       min_dim_size_to_factor: the second-largest axis a factored leaf needs.
-      nu_dtype: dtype of the statistics (default: the param's; real for complex params).
+      nu_dtype: dtype of the statistics (default: the param's real dtype widened to at least float32).
 
     Example:
       >>> import optix
@@ -98,21 +106,22 @@ def scale_by_factored_rms(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_factored_rms` params")
+        params = _tree.as_arrays(params)
+        _tree.check_state_dtype("nu_dtype", nu_dtype)
 
         def stats(p):
-            dt = _tree.real_dtype(jnp.dtype(nu_dtype) if nu_dtype is not None else p.dtype)
-            placeholder = jnp.zeros((1,), dt)
+            dt = _tree.real_dtype(_tree.state_dtype(p.dtype, nu_dtype))
             fd = dims(p)
-            if fd is None:
+            if fd is None:  # (1,) placeholders, one buffer each (a donated state must not alias)
                 return (
-                    placeholder,
-                    placeholder,
+                    jnp.zeros((1,), dt),
+                    jnp.zeros((1,), dt),
                     jnp.zeros_like(p, dtype=dt),
                 )  # keeps the param's sharding
             d1, d0 = fd
             row = jnp.zeros(tuple(n for a, n in enumerate(p.shape) if a != d0), dt)
             col = jnp.zeros(tuple(n for a, n in enumerate(p.shape) if a != d1), dt)
-            return row, col, placeholder
+            return row, col, jnp.zeros((1,), dt)
 
         leaves, treedef = jax.tree.flatten(params)
         cols = list(zip(*[stats(p) for p in leaves], strict=True)) or [(), (), ()]
@@ -121,10 +130,17 @@ def scale_by_factored_rms(
 
     def update(updates, state, params=None, **extra):
         del params, extra
-        _validate.check_updates(updates, state.v, "scale_by_factored_rms")
+        # state.v holds a (1,) placeholder for factored leaves, so only float leaves and the
+        # structure are checked against it (not shapes)
+        _validate.check_float_leaves(updates, "`scale_by_factored_rms` updates")
+        _validate.check_same_structure(
+            updates, state.v, "updates", "the `scale_by_factored_rms` state"
+        )
         step = state.hyperparams.count
         hp, hyperparams = spec.step(state.hyperparams)
-        t = step.astype(hp["decay_rate"].dtype) - hp["decay_offset"] + 1
+        # Before the offset the schedule stays at its first step (t = 1, beta = 0), where
+        # t^(-c) would be infinite (t = 0) or NaN (t < 0).
+        t = jnp.maximum(step.astype(hp["decay_rate"].dtype) - hp["decay_offset"] + 1, 1)
         beta = 1 - t ** (-hp["decay_rate"])
 
         def leaf(g, row, col, v):
@@ -136,10 +152,13 @@ def scale_by_factored_rms(
                 u = gc * jax.lax.rsqrt(v_new)
                 return u.astype(g.dtype), row, col, v_new.astype(v.dtype)
             d1, d0 = fd
-            row_new = beta * row + (1 - beta) * jnp.mean(sq, axis=d0)
-            col_new = beta * col + (1 - beta) * jnp.mean(sq, axis=d1)
+            row_new = beta * row + (1 - beta) * _mean(sq, d0)
+            col_new = beta * col + (1 - beta) * _mean(sq, d1)
             row_axis = d1 - 1 if d1 > d0 else d1  # d1's position once d0 is removed
-            row_factor = jax.lax.rsqrt(row_new / jnp.mean(row_new, axis=row_axis, keepdims=True))
+            # rsqrt(R / mean R) as rsqrt(R) sqrt(mean R): a quotient of two huge statistics would
+            # go through a reciprocal below the float range (flushed to 0, so rsqrt(0) = inf)
+            row_mean = _mean(row_new, row_axis, keepdims=True)
+            row_factor = jax.lax.rsqrt(row_new) * jnp.sqrt(row_mean)
             col_factor = jax.lax.rsqrt(col_new)
             u = gc * jnp.expand_dims(row_factor, d0) * jnp.expand_dims(col_factor, d1)
             return u.astype(g.dtype), row_new.astype(row.dtype), col_new.astype(col.dtype), v
@@ -182,7 +201,7 @@ def scale_by_param_block_rms(min_scale: ScalarOrSchedule = 1e-3) -> GradientTran
 
     def apply(updates, params, hp):
         def leaf(u, p):
-            rms = jnp.sqrt(jnp.mean(_tree.abs_sq(_tree.upcast(p))))
+            rms = leaf_norm(p) / math.sqrt(max(p.size, 1))  # a norm by scaling: no overflow
             return (_tree.upcast(u) * jnp.maximum(rms, hp["min_scale"])).astype(u.dtype)
 
         return _tree.map_leaves(leaf, updates, params)
@@ -209,7 +228,7 @@ def adafactor_momentum(
 
     Args:
       momentum: ``beta`` in [0, 1).
-      mu_dtype: dtype of the average (default: the param's).
+      mu_dtype: dtype of the average (default: the param's dtype widened to at least float32).
 
     Example:
       >>> import optix
@@ -220,7 +239,9 @@ def adafactor_momentum(
 
     def init(params):
         _validate.check_float_leaves(params, "`adafactor_momentum` params")
-        return AdafactorMomentumState(spec.init(), _tree.zeros_like(params, mu_dtype))
+        return AdafactorMomentumState(
+            spec.init(), _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        )
 
     def update(updates, state, params=None, **extra):
         del params, extra

@@ -11,7 +11,7 @@ from jax.typing import DTypeLike
 from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype
+from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, register_rules
 
 
 def _check_betas(b1: ScalarOrSchedule, b2: ScalarOrSchedule, eps: ScalarOrSchedule) -> None:
@@ -21,7 +21,9 @@ def _check_betas(b1: ScalarOrSchedule, b2: ScalarOrSchedule, eps: ScalarOrSchedu
 
 
 def _moments(params, mu_dtype, nu_dtype):
-    return _tree.zeros_like(params, mu_dtype), _tree.zeros_like(params, nu_dtype, real=True)
+    return _tree.moments_like(params, mu_dtype, name="mu_dtype"), _tree.moments_like(
+        params, nu_dtype, real=True, name="nu_dtype"
+    )
 
 
 class ScaleByAdamState(NamedTuple):
@@ -61,7 +63,8 @@ def scale_by_adam(
       eps_root: added inside the root; useful when differentiating through the optimizer.
       amsgrad: keep the running max of the second moment.
       mu_dtype, nu_dtype: dtypes of the moments (for example ``jnp.bfloat16`` to halve memory);
-        default: the param's dtype. Math always runs in at least float32.
+        default: the param's dtype widened to at least float32 (bf16 params get float32
+        moments). Math always runs in at least float32.
 
     Example:
       >>> import optix
@@ -77,7 +80,8 @@ def scale_by_adam(
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_adam` params")
         mu, nu = _moments(params, mu_dtype, nu_dtype)
-        return ScaleByAdamState(spec.init(), mu, nu, nu if amsgrad else None)
+        nu_max = jax.tree.map(jnp.copy, nu) if amsgrad else None  # its own buffers (donation)
+        return ScaleByAdamState(spec.init(), mu, nu, nu_max)
 
     def update(updates, state, params=None, **extra):
         del params, extra
@@ -264,6 +268,21 @@ class ScaleByRadamState(NamedTuple):
     nu: Updates
 
 
+def _check_radam_threshold(name: str, value: object) -> None:
+    """``r_t`` is the square root of a negative number while ``2 < rho_t < 4``, and ``rho_t``
+    passes through that range on its way up, so a threshold below 4 always ends in NaN."""
+    _validate.check_finite(name, value)
+    x = _validate.concrete_float(value)
+    if x is not None and x < 4:
+        raise ValueError(
+            f"`{name}` must be >= 4, got {value!r}: the rectification term r_t is the square root "
+            "of a negative number while 2 < rho_t < 4, so the step would be NaN (5 in the paper)"
+        )
+
+
+register_rules(ScaleByRadamState, threshold=_check_radam_threshold)
+
+
 def scale_by_radam(
     b1: ScalarOrSchedule = 0.9,
     b2: ScalarOrSchedule = 0.999,
@@ -288,7 +307,9 @@ def scale_by_radam(
     optax's ``radam`` adds it after (``sqrt(v_hat) + eps``) and uses the threshold the same way.
 
     Args:
-      threshold: the ``rho_t`` above which the adaptive step is used (5 in the paper and torch).
+      threshold: the ``rho_t`` above which the adaptive step is used (5 in the paper and torch);
+        at least 4, since ``r_t`` is not real for ``2 < rho_t < 4`` (a scheduled value below 4
+        acts as 4).
 
     Example:
       >>> import optix
@@ -297,7 +318,7 @@ def scale_by_radam(
     Reference: Liu et al., "On the variance of the adaptive learning rate and beyond", ICLR 2020.
     """
     _check_betas(b1, b2, eps)
-    _validate.check_nonnegative("threshold", threshold)
+    _check_radam_threshold("threshold", threshold)
     spec = Hyperparams(b1=b1, b2=b2, eps=eps, threshold=threshold)
 
     def init(params):
@@ -314,7 +335,7 @@ def scale_by_radam(
         bc2 = _tree.bias_correction(b2_, hyperparams.count)
         rho_inf = 2 / (1 - b2_) - 1
         rho_t = rho_inf - 2 * t * b2_**t / bc2
-        rectify = rho_t > hp["threshold"]
+        rectify = (rho_t > hp["threshold"]) & (rho_t > 4)  # r_t is real only for rho_t > 4
         safe_rho = jnp.where(rectify, rho_t, rho_inf)  # keeps the unused branch finite
         r = jnp.sqrt(
             (safe_rho - 4) * (safe_rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * safe_rho)

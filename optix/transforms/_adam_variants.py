@@ -48,7 +48,7 @@ def scale_by_adabelief(
       eps, eps_root: see above (both 1e-16 in the paper and optax).
       nesterov: use ``b1 m_hat_{t+1} + (1 - b1) g_t / (1 - b1^t)`` as the numerator, as optax's
         ``nesterov=True`` does.
-      mu_dtype, nu_dtype: dtypes of the moments; default: the param's.
+      mu_dtype, nu_dtype: dtypes of the moments; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import optix
@@ -126,7 +126,7 @@ def scale_by_yogi(
       eps: added outside the root (1e-3, the paper's recommendation).
       eps_root: added inside the root.
       initial_accumulator_value: the value both moments start from (>= 0); only read by ``init``.
-      mu_dtype, nu_dtype: dtypes of the moments; default: the param's.
+      mu_dtype, nu_dtype: dtypes of the moments; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import optix
@@ -141,8 +141,10 @@ def scale_by_yogi(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_yogi` params")
-        mu = _tree.full_like(params, initial_accumulator_value, mu_dtype)
-        nu = _tree.full_like(params, initial_accumulator_value, nu_dtype, real=True)
+        mu = _tree.moments_like(params, mu_dtype, fill=initial_accumulator_value, name="mu_dtype")
+        nu = _tree.moments_like(
+            params, nu_dtype, real=True, fill=initial_accumulator_value, name="nu_dtype"
+        )
         return ScaleByYogiState(spec.init(), mu, nu)
 
     def update(updates, state, params=None, **extra):
@@ -155,10 +157,15 @@ def scale_by_yogi(
 
         def leaf(g, m, v):
             gc = _tree.upcast(g)
-            g2 = _tree.abs_sq(gc)
             m_new = b1_ * m + (1 - b1_) * gc
-            v_new = v - (1 - b2_) * jnp.sign(v - g2) * g2
-            u = (m_new / bc1) / (jnp.sqrt(v_new / bc2 + hp["eps_root"]) + hp["eps"])
+            # sign(v - |g|^2) from sqrt(v) against |g|, and (1 - b2) |g|^2 as |sqrt(1 - b2) g|^2:
+            # neither squares a large gradient on its own, so |g| >= 2e19 gives no inf - inf
+            root_v, mag = jnp.sqrt(v), jnp.abs(gc)
+            sign = jnp.where(root_v > mag, 1, jnp.where(root_v < mag, -1, 0)).astype(v.dtype)
+            v_new = v - sign * _tree.abs_sq(jnp.sqrt(1 - b2_) * gc)
+            # sqrt(v / bc2 + eps_root) with v not divided by bc2 first (v / bc2 is about |g|^2)
+            root = jnp.sqrt(v_new + hp["eps_root"] * bc2) / jnp.sqrt(bc2)
+            u = (m_new / bc1) / (root + hp["eps"])
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
         updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
@@ -217,7 +224,7 @@ def scale_by_adopt(
         ``t^(1/4)``, the paper's), a constant, or None for no clipping (the paper's Algorithm 1).
         Clipping is not defined for complex params.
       nesterov: return ``b1 m_t + (1 - b1) clip(...)`` instead of ``m_t`` (optax's option).
-      mu_dtype, nu_dtype: dtypes of the moments; default: the param's.
+      mu_dtype, nu_dtype: dtypes of the moments; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import optix

@@ -72,9 +72,9 @@ def scale_by_adan(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_adan` params")
-        mu = _tree.zeros_like(params, mu_dtype)
-        delta = _tree.zeros_like(params, mu_dtype)
-        nu = _tree.zeros_like(params, nu_dtype, real=True)
+        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        delta = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
         return ScaleByAdanState(spec.init(), mu, delta, nu, _tree.zeros_like(params))
 
     def update(updates, state, params=None, **extra):

@@ -46,7 +46,7 @@ def scale_by_rms(
       centered: divide by the root of the variance instead of the raw second moment.
       eps_in_sqrt: put ``eps`` inside the square root (optax's default) instead of outside.
       initial_scale: initial value of ``nu`` (torch uses 0, optax's default is 0 too).
-      nu_dtype: dtype of the moments; default: the param's (real) dtype.
+      nu_dtype: dtype of the moments; default: the param's real dtype widened to at least float32.
 
     Example:
       >>> import optix
@@ -62,8 +62,8 @@ def scale_by_rms(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_rms` params")
-        nu = _tree.full_like(params, initial_scale, nu_dtype, real=True)
-        mu = _tree.zeros_like(params, nu_dtype) if centered else None
+        nu = _tree.moments_like(params, nu_dtype, real=True, fill=initial_scale, name="nu_dtype")
+        mu = _tree.moments_like(params, nu_dtype, name="nu_dtype") if centered else None
         return ScaleByRmsState(spec.init(), nu, mu)
 
     def update(updates, state, params=None, **extra):
@@ -119,7 +119,7 @@ def scale_by_adagrad(
     Args:
       initial_accumulator_value: ``s_0`` (>= 0).
       eps: added to the denominator.
-      accumulator_dtype: dtype of ``s``; default: the param's (real) dtype.
+      accumulator_dtype: dtype of ``s``; default: the param's real dtype widened to at least float32.
 
     Example:
       >>> import optix
@@ -133,7 +133,13 @@ def scale_by_adagrad(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_adagrad` params")
-        acc = _tree.full_like(params, initial_accumulator_value, accumulator_dtype, real=True)
+        acc = _tree.moments_like(
+            params,
+            accumulator_dtype,
+            real=True,
+            fill=initial_accumulator_value,
+            name="accumulator_dtype",
+        )
         return ScaleByAdagradState(spec.init(), acc)
 
     def update(updates, state, params=None, **extra):
@@ -179,7 +185,7 @@ def scale_by_adadelta(
     Args:
       rho: decay of both running means, in [0, 1).
       eps: added inside both roots.
-      accumulator_dtype: dtype of the running means; default: the param's (real) dtype.
+      accumulator_dtype: dtype of the running means; default: the param's real dtype widened to at least float32.
 
     Example:
       >>> import optix
@@ -193,8 +199,13 @@ def scale_by_adadelta(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_adadelta` params")
-        zeros = _tree.zeros_like(params, accumulator_dtype, real=True)
-        return ScaleByAdadeltaState(spec.init(), zeros, zeros)
+
+        def zeros():  # one buffer each: a donated state must not hold one buffer twice
+            return _tree.moments_like(
+                params, accumulator_dtype, real=True, name="accumulator_dtype"
+            )
+
+        return ScaleByAdadeltaState(spec.init(), zeros(), zeros())
 
     def update(updates, state, params=None, **extra):
         del params, extra
@@ -204,9 +215,11 @@ def scale_by_adadelta(
 
         def leaf(g, e_g, e_x):
             gc = _tree.upcast(g)
-            e_g_new = r * e_g + (1 - r) * _tree.abs_sq(gc)
+            # (1 - rho) |x|^2 as |sqrt(1 - rho) x|^2: finite wherever the running mean is
+            c = jnp.sqrt(1 - r)
+            e_g_new = r * e_g + _tree.abs_sq(c * gc)
             delta = jnp.sqrt(e_x + e) / jnp.sqrt(e_g_new + e) * gc
-            e_x_new = r * e_x + (1 - r) * _tree.abs_sq(delta)
+            e_x_new = r * e_x + _tree.abs_sq(c * delta)
             return delta.astype(g.dtype), e_g_new.astype(e_g.dtype), e_x_new.astype(e_x.dtype)
 
         updates, e_g, e_x = _tree.map_leaves(leaf, updates, state.e_g, state.e_x, n_out=3)

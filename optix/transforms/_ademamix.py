@@ -68,9 +68,9 @@ def scale_by_ademamix(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_ademamix` params")
-        m1 = _tree.zeros_like(params, mu_dtype)
-        m2 = _tree.zeros_like(params, mu_dtype)
-        nu = _tree.zeros_like(params, nu_dtype, real=True)
+        m1 = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        m2 = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
         return ScaleByAdemamixState(spec.init(), m1, m2, nu)
 
     def update(updates, state, params=None, **extra):
@@ -109,8 +109,13 @@ def _constant(name: str, value: ScalarOrSchedule) -> ArrayLike:
     return value
 
 
-def alpha_warmup(alpha: ScalarOrSchedule, warmup_steps: int) -> Schedule:
+def alpha_warmup(
+    alpha: ScalarOrSchedule, warmup_steps: int, *, steps_name: str = "warmup_steps"
+) -> Schedule:
     """The paper's linear warmup of ``alpha``: ``alpha_t = min(t / T, 1) alpha``.
+
+    ``steps_name`` is the name errors give ``warmup_steps`` (the caller's argument name, such as
+    ``alpha_warmup_steps`` in :func:`optix.ademamix`).
 
     Example:
       >>> import jax.numpy as jnp
@@ -120,7 +125,7 @@ def alpha_warmup(alpha: ScalarOrSchedule, warmup_steps: int) -> Schedule:
     """
     alpha = _constant("alpha", alpha)
     _validate.check_nonnegative("alpha", alpha)
-    _validate.check_int("warmup_steps", warmup_steps, minimum=1)
+    _validate.check_int(steps_name, warmup_steps, minimum=1)
 
     def schedule(count: ArrayLike) -> jax.Array:
         t = jnp.asarray(count, hyperparam_dtype())
@@ -129,9 +134,17 @@ def alpha_warmup(alpha: ScalarOrSchedule, warmup_steps: int) -> Schedule:
     return schedule
 
 
-def b3_warmup(b3: ScalarOrSchedule, warmup_steps: int, b_start: ScalarOrSchedule) -> Schedule:
+def b3_warmup(
+    b3: ScalarOrSchedule,
+    warmup_steps: int,
+    b_start: ScalarOrSchedule,
+    *,
+    steps_name: str = "warmup_steps",
+) -> Schedule:
     """The paper's warmup of ``b3`` from ``b_start`` (its ``b1``): the half-life of the slow EMA,
     ``ln(0.5) / ln(b)``, grows linearly in ``t`` until it reaches that of ``b3`` at ``t = T``.
+    ``steps_name`` is the name errors give ``warmup_steps`` (``b3_warmup_steps`` in
+    :func:`optix.ademamix`).
 
     .. math::
         \\beta_3(t) = \\exp\\Big(\\frac{\\ln \\beta_{start} \\ln \\beta_3}
@@ -147,7 +160,7 @@ def b3_warmup(b3: ScalarOrSchedule, warmup_steps: int, b_start: ScalarOrSchedule
     b3, b_start = _constant("b3", b3), _constant("b1", b_start)
     _validate.check_open_unit_interval("b3", b3)
     _validate.check_open_unit_interval("b1", b_start)
-    _validate.check_int("warmup_steps", warmup_steps, minimum=1)
+    _validate.check_int(steps_name, warmup_steps, minimum=1)
 
     def schedule(count: ArrayLike) -> jax.Array:
         dtype = hyperparam_dtype()

@@ -37,7 +37,7 @@ def hyperparams_only(
         del extra
         if needs_params:
             _validate.require_params(params, transform)
-            _validate.check_same_structure(updates, params, "updates", "params")
+            _validate.check_matches_params(updates, params)
         _validate.check_float_leaves(updates, f"`{transform}` updates")
         hp, hyperparams = spec.step(state.hyperparams)
         return apply(updates, params, hp), state_cls(hyperparams=hyperparams)

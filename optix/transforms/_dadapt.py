@@ -116,18 +116,19 @@ def scale_by_prodigy(
     def init(params):
         _validate.check_float_leaves(params, "`prodigy` params")
         _decay_masks(mask, params, "`prodigy` mask")
-        mu = _tree.zeros_like(params, mu_dtype)
-        nu = _tree.zeros_like(params, nu_dtype, real=True)
+        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
         hyperparams = spec.init()
-        d = hyperparams.values["estim_lr0"]  # a number, never a schedule
-        params0 = jax.tree.map(jnp.copy, params)
-        return ScaleByProdigyState(hyperparams, mu, nu, mu, params0, d, jnp.zeros_like(d))
+        d = jnp.copy(hyperparams.values["estim_lr0"])  # a number, never a schedule
+        # copies: no state leaf may share a buffer with the params or another leaf (donation)
+        params0, s = jax.tree.map(jnp.copy, params), jax.tree.map(jnp.copy, mu)
+        return ScaleByProdigyState(hyperparams, mu, nu, s, params0, d, jnp.zeros_like(d))
 
     def update(updates, state, params=None, **extra):
         del extra
         _validate.require_params(params, "prodigy")
         _validate.check_updates(updates, state.mu, "prodigy")
-        _validate.check_same_structure(updates, params, "updates", "params")
+        _validate.check_matches_params(updates, params)
         hp, hyperparams = spec.step(state.hyperparams)
         b1_, b2_, d, d0 = hp["b1"], hp["b2"], state.d, hp["estim_lr0"]
         beta3_ = hp["beta3"] if beta3 is not None else jnp.sqrt(b2_)
@@ -209,16 +210,17 @@ def scale_by_dadapt_adam(
     def init(params):
         _validate.check_float_leaves(params, "`dadapt_adamw` params")
         _decay_masks(mask, params, "`dadapt_adamw` mask")
-        mu = _tree.zeros_like(params, mu_dtype)
-        nu = _tree.zeros_like(params, nu_dtype, real=True)
+        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
         d = jnp.asarray(estim_lr0, hyperparam_dtype())
-        return ScaleByDadaptAdamState(spec.init(), mu, nu, mu, d, jnp.zeros_like(d))
+        s = jax.tree.map(jnp.copy, mu)  # its own buffers (a donated state must not alias)
+        return ScaleByDadaptAdamState(spec.init(), mu, nu, s, d, jnp.zeros_like(d))
 
     def update(updates, state, params=None, **extra):
         del extra
         _validate.require_params(params, "dadapt_adamw")
         _validate.check_updates(updates, state.mu, "dadapt_adamw")
-        _validate.check_same_structure(updates, params, "updates", "params")
+        _validate.check_matches_params(updates, params)
         hp, hyperparams = spec.step(state.hyperparams)
         b1_, b2_, eps_, d = hp["b1"], hp["b2"], hp["eps"], state.d
         sb2 = jnp.sqrt(b2_)

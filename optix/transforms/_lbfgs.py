@@ -90,14 +90,20 @@ def scale_by_lbfgs(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_lbfgs` params")
-        buffer = jax.tree.map(lambda p: jnp.zeros_like(p, _tree.state_dtype(p.dtype)), params)
-        stacked = jax.tree.map(lambda x: jnp.zeros((memory_size, *x.shape), x.dtype), buffer)
+
+        # every buffer its own (a state donated to a jitted step must not alias itself)
+        def buffer():
+            return _tree.moments_like(params)
+
+        def stacked():
+            return jax.tree.map(lambda x: jnp.zeros((memory_size, *x.shape), x.dtype), buffer())
+
         return ScaleByLbfgsState(
             hyperparams=spec.init(),
-            prev_params=buffer,
-            prev_updates=buffer,
-            s_memory=stacked,
-            y_memory=stacked,
+            prev_params=buffer(),
+            prev_updates=buffer(),
+            s_memory=stacked(),
+            y_memory=stacked(),
             rho_memory=jnp.zeros([memory_size], hyperparam_dtype()),
             head=jnp.zeros([], jnp.int32),
         )

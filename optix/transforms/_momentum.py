@@ -40,7 +40,7 @@ def scale_by_momentum(
       momentum: ``mu`` in [0, 1).
       nesterov: use the Nesterov look-ahead. Requires ``dampening == 0``, as in torch.
       dampening: ``tau`` in [0, 1]: the share of each new gradient that is damped away.
-      trace_dtype: dtype of the buffer; default: the param's dtype.
+      trace_dtype: dtype of the buffer; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -53,18 +53,21 @@ def scale_by_momentum(
     _validate.check_closed_unit_interval("dampening", dampening)
     if nesterov and _validate.concrete_float(dampening) not in (None, 0.0):
         raise ValueError("`nesterov=True` requires `dampening=0`, as in torch.optim.SGD")
-    spec = Hyperparams(momentum=momentum, dampening=dampening)
+    # Nesterov needs dampening = 0, so it keeps none in state (set_hyperparams cannot break it)
+    spec = Hyperparams(momentum=momentum, **({} if nesterov else {"dampening": dampening}))
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_momentum` params")
-        return ScaleByMomentumState(spec.init(), _tree.zeros_like(params, trace_dtype))
+        return ScaleByMomentumState(
+            spec.init(), _tree.moments_like(params, trace_dtype, name="trace_dtype")
+        )
 
     def update(updates, state, params=None, **extra):
         del params, extra
         _validate.check_updates(updates, state.trace, "scale_by_momentum")
         first = state.hyperparams.count == 0
         hp, hyperparams = spec.step(state.hyperparams)
-        mu, tau = hp["momentum"], hp["dampening"]
+        mu, tau = hp["momentum"], hp.get("dampening", 0.0)
 
         # The buffer starts at zero, so step 1 only needs the gradient's coefficient switched to 1
         # (a scalar select, not a per-element one).

@@ -46,19 +46,21 @@ def newton_schulz(
     *,
     eps_mode: Literal["clamp", "add"] = "clamp",
 ) -> jax.Array:
-    """Approximately orthogonalise a matrix: ``x = U S V^T -> U S' V^T`` with ``S'`` near 1.
+    """Approximately orthogonalise a matrix: ``x = U S V^H -> U S' V^H`` with ``S'`` near 1.
 
     .. math::
         X_0 = \\frac{X}{\\max(\\|X\\|_F, \\epsilon)}, \\qquad
-        A_k = X_k X_k^T, \\qquad X_{k+1} = a X_k + (b A_k + c A_k^2) X_k
+        A_k = X_k X_k^H, \\qquad X_{k+1} = a X_k + (b A_k + c A_k^2) X_k
 
     run on the wide orientation (``x`` is transposed when it has more rows than columns, which
     leaves the result unchanged since the iteration commutes with transposition). Dividing by the
     Frobenius norm bounds the spectral norm by 1. The quintic coefficients push every singular
-    value into roughly [0.7, 1.2] in five steps rather than converging to exactly 1.
+    value into roughly [0.7, 1.2] in five steps rather than converging to exactly 1. For a
+    complex ``x``, ``X^H`` is the conjugate transpose (``X^T`` for a real one) and the result is
+    ``U S' V^H``; a matrix with no elements comes back as it is.
 
     Args:
-      x: a 2-D real array; math runs in its dtype (upcast it first for low precision).
+      x: a 2-D real or complex array; math runs in its dtype (upcast it first for low precision).
       steps: number of iterations.
       coeffs: one ``(a, b, c)`` triple for every step, or a list of ``steps`` triples.
       eps: guards the normalisation of an all-zero ``x``.
@@ -78,13 +80,16 @@ def newton_schulz(
         raise ValueError(f"`newton_schulz` needs a 2-D array, got shape {x.shape}")
     triples = _coeff_steps(coeffs, steps)
     x = _tree.unsplit(x)  # whole matrices when ZeRO splits the state over explicit mesh axes
+    if x.size == 0:
+        return x
     tall = x.shape[0] > x.shape[1]
     if tall:
         x = x.T
-    norm = jnp.sqrt(jnp.sum(x * x))
-    x = x / (jnp.maximum(norm, eps) if eps_mode == "clamp" else norm + eps)
+    norm = jnp.sqrt(jnp.sum(_tree.abs_sq(x)))
+    denom = jnp.maximum(norm, eps) if eps_mode == "clamp" else norm + eps
+    x = x / denom.astype(x.dtype)
     for a, b, c in triples:
-        gram = x @ x.T
+        gram = x @ jnp.conj(x).T  # X X^H (jnp.conj is the identity on real arrays)
         x = a * x + (b * gram + c * (gram @ gram)) @ x
     return x.T if tall else x
 
@@ -130,7 +135,8 @@ def scale_by_muon(
         B_t & \\text{otherwise}\\end{cases}, \\quad
         u_t = s \\cdot \\mathrm{NS}_k(\\tilde B_t)
 
-    with ``NS_k`` :func:`newton_schulz`. Leaves of 3 or more dimensions (conv kernels) are
+    with ``NS_k`` :func:`newton_schulz`. Complex leaves are orthogonalised with the conjugate
+    transpose (``U S V^H -> U S' V^H``). Leaves of 3 or more dimensions (conv kernels) are
     orthogonalised as a 2-D view (see ``layout``) and reshaped back. Every leaf must have
     ``ndim >= 2``: :func:`optix.muon` routes the others to AdamW.
 
@@ -155,7 +161,7 @@ def scale_by_muon(
         ``rms_scale * sqrt(max(fan_in, fan_out))`` (Liu et al. 2025; torch's option, optax's
         ``consistent_rms``); ``"none"``: 1.
       rms_scale: the factor of ``"match_rms_adamw"`` (0.2 matches AdamW's update RMS).
-      mu_dtype: dtype of the momentum buffer; default: the param's.
+      mu_dtype: dtype of the momentum buffer; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -169,6 +175,7 @@ def scale_by_muon(
     _validate.check_unit_interval("beta", beta)
     _validate.check_nonnegative("eps", eps)
     _coeff_steps(ns_coeffs, ns_steps)
+    _tree.check_state_dtype("mu_dtype", mu_dtype)
     if eps_mode not in ("clamp", "add"):
         raise ValueError(f"`eps_mode` must be 'clamp' or 'add', got {eps_mode!r}")
     if layout not in ("in_out", "out_in"):
@@ -186,10 +193,6 @@ def scale_by_muon(
     def check_leaves(params):
         _validate.check_float_leaves(params, "`scale_by_muon` params")
         for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-            if jnp.issubdtype(leaf.dtype, jnp.complexfloating):
-                raise TypeError(
-                    f"`scale_by_muon` does not support complex params (leaf '{path_str(path)}')"
-                )
             if leaf.ndim < 2:
                 raise ValueError(
                     f"`scale_by_muon` needs leaves with ndim >= 2; leaf '{path_str(path)}' has "
@@ -198,7 +201,7 @@ def scale_by_muon(
 
     def init(params):
         check_leaves(params)
-        return ScaleByMuonState(spec.init(), _tree.zeros_like(params, mu_dtype))
+        return ScaleByMuonState(spec.init(), _tree.moments_like(params, mu_dtype, name="mu_dtype"))
 
     def update(updates, state, params=None, **extra):
         del params, extra
@@ -222,7 +225,9 @@ def scale_by_muon(
                 x.reshape(rows, cols), ns_steps, ns_coeffs, hp["eps"], eps_mode=eps_mode
             )
             fan_out, fan_in = (cols, rows) if layout == "in_out" else (rows, cols)
-            if scale_mode == "original":
+            if o.size == 0:  # nothing to scale, and ``fan_in`` may be 0
+                pass
+            elif scale_mode == "original":
                 o = o * math.sqrt(max(1.0, fan_out / fan_in))
             elif scale_mode == "match_rms_adamw":
                 o = o * (hp["rms_scale"] * math.sqrt(max(fan_in, fan_out)))

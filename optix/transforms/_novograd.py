@@ -47,7 +47,7 @@ def scale_by_novograd(
       b1, b2: decays in [0, 1) of the first moment and of the per-leaf second moment.
       eps: added to ``sqrt(v_t)``; eps_root: added inside the root.
       weight_decay: ``lambda`` >= 0.
-      mu_dtype: dtype of the first moment (default: the param's).
+      mu_dtype: dtype of the first moment (default: the param's dtype widened to at least float32).
       nu_dtype: dtype of the per-leaf second moments (default: at least float32; one scalar per
         leaf, so precision is free).
 
@@ -63,24 +63,28 @@ def scale_by_novograd(
     _validate.check_nonnegative("eps", eps)
     _validate.check_nonnegative("eps_root", eps_root)
     _validate.check_nonnegative("weight_decay", weight_decay)
+    _tree.check_state_dtype("nu_dtype", nu_dtype)
     spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root, weight_decay=weight_decay)
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_novograd` params")
+        params = _tree.as_arrays(params)
 
         def nu_leaf(p):
             dtype = _tree.real_dtype(_tree.state_dtype(p.dtype, nu_dtype))
             return jnp.zeros([], dtype)
 
         return ScaleByNovogradState(
-            spec.init(), _tree.zeros_like(params, mu_dtype), jax.tree.map(nu_leaf, params)
+            spec.init(),
+            _tree.moments_like(params, mu_dtype, name="mu_dtype"),
+            jax.tree.map(nu_leaf, params),
         )
 
     def update(updates, state, params=None, **extra):
         del extra
         _validate.check_updates(updates, state.mu, "scale_by_novograd")
         _validate.require_params(params, "scale_by_novograd")
-        _validate.check_same_structure(updates, params, "updates", "params")
+        _validate.check_matches_params(updates, params)
         first = state.hyperparams.count == 0
         hp, hyperparams = spec.step(state.hyperparams)
         b1_, b2_ = hp["b1"], hp["b2"]

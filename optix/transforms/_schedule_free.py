@@ -89,12 +89,12 @@ def schedule_free(
     _validate.check_open_unit_interval("b1", b1)
     _validate.check_nonnegative("weight_lr_power", weight_lr_power)
     _validate.check_int("warmup_steps", warmup_steps)
-    if z_dtype is not None:
-        jnp.dtype(z_dtype)
+    _tree.check_state_dtype("z_dtype", z_dtype)
     call_base = caller(base)
     spec = Hyperparams(learning_rate=learning_rate, b1=b1, weight_lr_power=weight_lr_power)
 
     def init(params):
+        params = _tree.as_arrays(params)
         _validate.check_float_leaves(params, "`schedule_free` params")
         inner = base.init(params)
         if any(name == "learning_rate" for _, name, _, _ in _hyperparams._entries(inner)):
@@ -102,14 +102,17 @@ def schedule_free(
                 "`schedule_free`'s `base` contains a learning rate; give it a direction "
                 "(for example `optix.identity()`) and the learning rate to `schedule_free`"
             )
-        z = jax.tree.map(lambda p: p.astype(_tree.state_dtype(p.dtype, z_dtype)), params)
-        zero = jnp.zeros([], hyperparam_dtype())
-        return ScheduleFreeState(spec.init(), inner, z, zero, zero, jnp.ones_like(zero))
+        # a copy even in the param's own dtype: state never shares a buffer with the params
+        # (a jitted step donating both would donate that buffer twice)
+        z = jax.tree.map(lambda p: jnp.array(p, _tree.state_dtype(p.dtype, z_dtype)), params)
+        dt = hyperparam_dtype()
+        zero, one = jnp.zeros([], dt), jnp.ones([], dt)
+        return ScheduleFreeState(spec.init(), inner, z, zero, jnp.zeros([], dt), one)
 
     def update(updates, state, params=None, **extra):
         _validate.require_params(params, "schedule_free")
         _validate.check_float_leaves(updates, "`schedule_free` updates")
-        _validate.check_same_structure(updates, params, "updates", "params")
+        _validate.check_matches_params(updates, params)
         _validate.check_same_structure(params, state.z, "params", "the `schedule_free` state")
         hp, hyperparams = spec.step(state.hyperparams)
         lr, beta = hp["learning_rate"], hp["b1"]
@@ -254,7 +257,9 @@ def scale_by_debiased_rms(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_debiased_rms` params")
-        return ScaleByDebiasedRmsState(spec.init(), _tree.zeros_like(params, nu_dtype, real=True))
+        return ScaleByDebiasedRmsState(
+            spec.init(), _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
+        )
 
     def update(updates, state, params=None, **extra):
         del params, extra

@@ -15,8 +15,10 @@ from jax.typing import DTypeLike
 from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
 from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix._paths import path_str
 
 _HIGHEST = jax.lax.Precision.HIGHEST
+_SHAPELESS = object()  # a reference leaf whose shape :func:`check_leaf_shapes` checks instead
 
 
 def matmul(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -37,30 +39,73 @@ def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
     return math.prod(shape[:-1]), shape[-1]
 
 
-def _splits(dim: int, block_size: int | None) -> list[tuple[int, int]]:
+class BlockGroup(NamedTuple):
+    """The blocks of one shape in a matrix cut by :func:`block_groups`: ``n_blocks = rows * cols``
+    blocks of ``size_r x size_c``, tiling ``[row0 : row0 + rows * size_r, col0 : col0 + cols *
+    size_c]``. Statistics, roots and bases of a group are stacked on a leading axis of
+    ``n_blocks``, so one batched decomposition serves every block of the group."""
+
+    row0: int
+    rows: int
+    size_r: int
+    col0: int
+    cols: int
+    size_c: int
+
+    @property
+    def n_blocks(self) -> int:
+        return self.rows * self.cols
+
+
+def _segments(dim: int, block_size: int | None) -> list[tuple[int, int, int]]:
+    """``(offset, count, size)`` runs of equal blocks along one side: whole blocks, then the
+    shorter last block when ``block_size`` does not divide ``dim``."""
     if block_size is None or dim <= block_size:
-        return [(0, dim)]
-    return [(s, min(s + block_size, dim)) for s in range(0, dim, block_size)]
+        return [(0, 1, dim)]
+    full, tail = divmod(dim, block_size)
+    return [(0, full, block_size)] + ([(full * block_size, 1, tail)] if tail else [])
 
 
-def blocks(shape: tuple[int, int], block_size: int | None) -> list[tuple[slice, slice]]:
-    """Row-major ``(rows, cols)`` slices cutting a matrix into blocks of at most
-    ``block_size x block_size`` (the last block of a dimension may be smaller)."""
-    rows, cols = _splits(shape[0], block_size), _splits(shape[1], block_size)
-    return [(slice(*r), slice(*c)) for r in rows for c in cols]
+def block_groups(shape: tuple[int, int], block_size: int | None) -> list[BlockGroup]:
+    """A matrix cut into blocks of at most ``block_size x block_size`` (the last block of a side
+    may be smaller), as at most four groups of equal-shaped blocks, row runs first."""
+    return [
+        BlockGroup(r0, nr, rs, c0, nc, cs)
+        for r0, nr, rs in _segments(shape[0], block_size)
+        for c0, nc, cs in _segments(shape[1], block_size)
+    ]
 
 
-def side_dims(block: tuple[slice, slice]) -> tuple[int, int]:
-    return block[0].stop - block[0].start, block[1].stop - block[1].start
+def stack_blocks(x: jax.Array, group: BlockGroup) -> jax.Array:
+    """The ``(n_blocks, size_r, size_c)`` stack of ``group``'s blocks of the matrix ``x``, row-major."""
+    r0, nr, rs, c0, nc, cs = group
+    sub = x[r0 : r0 + nr * rs, c0 : c0 + nc * cs]
+    return sub.reshape(nr, rs, nc, cs).transpose(0, 2, 1, 3).reshape(nr * nc, rs, cs)
 
 
-def set_blocks(parts: list[jax.Array], shape: tuple[int, ...], block_size: int | None) -> jax.Array:
-    """Reassemble the blocks produced in :func:`blocks` order into one matrix."""
-    rows, cols = _splits(shape[0], block_size), _splits(shape[1], block_size)
-    it = iter(parts)
+def unstack_blocks(stacks: list[jax.Array], groups: list[BlockGroup]) -> jax.Array:
+    """The matrix whose blocks are ``stacks`` (one stack per group, as :func:`stack_blocks`)."""
+    pieces = {
+        (g.row0, g.col0): s.reshape(g.rows, g.cols, g.size_r, g.size_c)
+        .transpose(0, 2, 1, 3)
+        .reshape(g.rows * g.size_r, g.cols * g.size_c)
+        for s, g in zip(stacks, groups, strict=True)
+    }
+    row_starts = sorted({g.row0 for g in groups})
+    col_starts = sorted({g.col0 for g in groups})
     return jnp.concatenate(
-        [jnp.concatenate([next(it) for _ in cols], axis=1) for _ in rows], axis=0
+        [jnp.concatenate([pieces[r, c] for c in col_starts], axis=1) for r in row_starts], axis=0
     )
+
+
+def transpose(x: jax.Array) -> jax.Array:
+    """Each matrix of a stack transposed (the last two axes swapped)."""
+    return jnp.swapaxes(x, -1, -2)
+
+
+def stacked_eye(count: int, n: int, dtype: DTypeLike) -> jax.Array:
+    """``count`` copies of the ``n x n`` identity."""
+    return jnp.tile(jnp.eye(n, dtype=dtype), (count, 1, 1))
 
 
 def spectral_floor(eigenvalues: jax.Array) -> jax.Array:
@@ -72,10 +117,11 @@ def spectral_floor(eigenvalues: jax.Array) -> jax.Array:
 
 
 def inverse_root(stat: jax.Array, p: int, eps: jax.Array) -> jax.Array:
-    """``(stat + eps I)^{-1/p}`` of a symmetric PSD ``stat``, by eigendecomposition."""
+    """``(stat + eps I)^{-1/p}`` of a symmetric PSD ``stat`` (or of each matrix of a stack, by
+    one batched eigendecomposition)."""
     lam, q = jnp.linalg.eigh(stat)
     lam = (spectral_floor(lam) + eps) ** (-1.0 / p)
-    return matmul(q * lam[..., None, :], q.T)
+    return matmul(q * lam[..., None, :], transpose(q))
 
 
 def accumulate(stat: jax.Array, outer: jax.Array, decay: jax.Array) -> jax.Array:
@@ -85,12 +131,14 @@ def accumulate(stat: jax.Array, outer: jax.Array, decay: jax.Array) -> jax.Array
 
 
 class ShampooLeafState(NamedTuple):
-    """Per-leaf state of :func:`scale_by_shampoo`; tuples run over the leaf's blocks."""
+    """Per-leaf state of :func:`scale_by_shampoo`. The tuples run over the leaf's groups of
+    equal-shaped blocks (:func:`block_groups`); each entry stacks that group's blocks on its
+    leading axis, ``(n_blocks, n, n)``, or is None where that side is not preconditioned."""
 
-    left: tuple  # L per block (None where that side is not preconditioned)
-    right: tuple  # R per block
-    left_root: tuple  # L^{-1/p} per block, refreshed every ``precondition_frequency`` steps
-    right_root: tuple  # R^{-1/p} per block
+    left: tuple  # L of each block
+    right: tuple  # R of each block
+    left_root: tuple  # L^{-1/p}, refreshed every ``precondition_frequency`` steps
+    right_root: tuple  # R^{-1/p}
     diag: jax.Array | None  # diagonal AdaGrad statistic: 1-D leaves and unpreconditioned blocks
 
 
@@ -110,13 +158,32 @@ register_rules(
 )
 
 
-def leaf_layout(shape, block_size, max_precond_dim):
-    """(blocks, which sides each block preconditions) of a leaf, or None for a diagonal leaf."""
-    if len(shape) < 2:
+def leaf_layout(
+    shape: tuple[int, ...], block_size: int | None, max_precond_dim: int
+) -> tuple[list[BlockGroup], list[tuple[bool, bool]]] | None:
+    """(block groups, which sides each group preconditions) of a leaf, or None for a leaf with
+    fewer than two axes or no elements (those take the diagonal rule)."""
+    if len(shape) < 2 or math.prod(shape) == 0:
         return None
-    bl = blocks(matrix_shape(shape), block_size)
-    sides = [tuple(d <= max_precond_dim for d in side_dims(b)) for b in bl]
-    return bl, sides
+    groups = block_groups(matrix_shape(shape), block_size)
+    sides = [(g.size_r <= max_precond_dim, g.size_c <= max_precond_dim) for g in groups]
+    return groups, sides
+
+
+def check_leaf_shapes(updates: Any, leaves: Any, leaf_init: Any, is_leaf: Any, what: str) -> None:
+    """Raise ``ValueError`` naming the first leaf of ``updates`` whose shape would give a state of
+    other shapes than the one in ``leaves`` (the per-leaf states, built by ``leaf_init``)."""
+    pairs, treedef = jax.tree_util.tree_flatten_with_path(updates)
+    states = treedef.flatten_up_to(jax.tree.map(lambda s: [s], leaves, is_leaf=is_leaf))
+    for (path, g), (s,) in zip(pairs, states, strict=True):
+        want = jax.eval_shape(leaf_init, jax.ShapeDtypeStruct(g.shape, g.dtype))
+        shapes = lambda t: jax.tree.map(lambda x: tuple(x.shape), t)  # noqa: E731
+        if jax.tree.structure(want) != jax.tree.structure(s) or shapes(want) != shapes(s):
+            raise ValueError(
+                f"updates leaf '{path_str(path)}' has shape {tuple(g.shape)}, but the `{what}` "
+                "state there was built for a leaf of another shape (was the gradient taken with "
+                "respect to the same params?)"
+            )
 
 
 def scale_by_shampoo(
@@ -143,7 +210,9 @@ def scale_by_shampoo(
     than ``max_precond_dim`` gets no factor, and the other side's root becomes ``-1/2`` (the
     exponent is ``-1/(2k)`` with ``k`` the number of preconditioned sides, as in the paper's
     order-``k`` Algorithm 2). A block with no preconditioned side, and every scalar or 1-D leaf,
-    takes diagonal AdaGrad: ``u = g / sqrt(H + eps)`` with ``H`` accumulated like ``L``.
+    takes diagonal AdaGrad: ``u = g / sqrt(H + eps)`` with ``H`` accumulated like ``L``. Blocks of
+    one shape are stacked and share one batched ``eigh``, so the compiled step does not grow with
+    the number of blocks (a leaf has at most four block shapes).
 
     The roots are recomputed by ``eigh`` every ``precondition_frequency`` steps (on steps 1,
     1 + f, ...) and reused in between. Round-off in the eigenvalues of the PSD statistics is
@@ -182,6 +251,7 @@ def scale_by_shampoo(
     if block_size is not None:
         _validate.check_int("block_size", block_size, 1)
     _validate.check_int("max_precond_dim", max_precond_dim, 0)
+    _tree.check_state_dtype("stat_dtype", stat_dtype)
     if graft not in ("none", "adagrad", "adam"):
         raise ValueError(f"`graft` must be 'none', 'adagrad' or 'adam', got {graft!r}")
     specs = {"eps": eps, "stat_decay": stat_decay}
@@ -195,36 +265,38 @@ def scale_by_shampoo(
     is_leaf_state = lambda x: isinstance(x, ShampooLeafState)  # noqa: E731
 
     def leaf_init(p):
-        dtype = jnp.dtype(stat_dtype) if stat_dtype is not None else _tree.compute_dtype(p.dtype)
+        dtype = _tree.state_dtype(p.dtype, stat_dtype)
         layout = leaf_layout(p.shape, block_size, max_precond_dim)
         if layout is None:
             return ShampooLeafState((), (), (), (), jnp.zeros(p.shape, dtype))
-        bl, sides = layout
-        zero = lambda n, on: jnp.zeros((n, n), dtype) if on else None  # noqa: E731
-        eye = lambda n, on: jnp.eye(n, dtype=dtype) if on else None  # noqa: E731
-        dims = [side_dims(b) for b in bl]
+        groups, sides = layout
+        pairs = list(zip(groups, sides, strict=True))
+        zero = lambda g, n, on: jnp.zeros((g.n_blocks, n, n), dtype) if on else None  # noqa: E731
+        eye = lambda g, n, on: stacked_eye(g.n_blocks, n, dtype) if on else None  # noqa: E731
         needs_diag = any(not any(s) for s in sides)
         return ShampooLeafState(
-            tuple(zero(r, s[0]) for (r, _), s in zip(dims, sides, strict=True)),
-            tuple(zero(c, s[1]) for (_, c), s in zip(dims, sides, strict=True)),
-            tuple(eye(r, s[0]) for (r, _), s in zip(dims, sides, strict=True)),
-            tuple(eye(c, s[1]) for (_, c), s in zip(dims, sides, strict=True)),
+            tuple(zero(g, g.size_r, s[0]) for g, s in pairs),
+            tuple(zero(g, g.size_c, s[1]) for g, s in pairs),
+            tuple(eye(g, g.size_r, s[0]) for g, s in pairs),
+            tuple(eye(g, g.size_c, s[1]) for g, s in pairs),
             jnp.zeros(matrix_shape(p.shape), dtype) if needs_diag else None,
         )
 
     def init(params):
+        params = _tree.as_arrays(params)
         check_real_leaves(params, "scale_by_shampoo")
         leaves = jax.tree.map(leaf_init, params)
         nu = None
         if graft != "none":
-            nu = jax.tree.map(lambda p: jnp.zeros(p.shape, _tree.compute_dtype(p.dtype)), params)
+            nu = _tree.moments_like(params)
         return ScaleByShampooState(spec.init(), leaves, nu)
 
     def update(updates, state, params=None, **extra):
         del params, extra
-        reference = jax.tree.map(lambda _: 0, state.leaves, is_leaf=is_leaf_state)
-        _validate.check_updates(updates, reference, "scale_by_shampoo")
+        shapeless = jax.tree.map(lambda _: _SHAPELESS, state.leaves, is_leaf=is_leaf_state)
+        _validate.check_updates(updates, shapeless, "scale_by_shampoo")
         check_real_leaves(updates, "scale_by_shampoo")
+        check_leaf_shapes(updates, state.leaves, leaf_init, is_leaf_state, "scale_by_shampoo")
         hp, hyperparams = spec.step(state.hyperparams)
         decay, damp = hp["stat_decay"], hp["eps"]
         refresh = state.hyperparams.count % precondition_frequency == 0
@@ -236,32 +308,33 @@ def scale_by_shampoo(
                 h = accumulate(s.diag, gc * gc, decay)
                 u = gc / jnp.sqrt(h.astype(gc.dtype) + damp)
                 return u, ShampooLeafState((), (), (), (), h.astype(s.diag.dtype))
-            bl, sides = layout
+            groups, sides = layout
             gm = gc.reshape(matrix_shape(g.shape))
             diag = None if s.diag is None else accumulate(s.diag, gm * gm, decay)
             parts, lefts, rights, lroots, rroots = [], [], [], [], []
-            for i, (b, (on_l, on_r)) in enumerate(zip(bl, sides, strict=True)):
-                g_blk = gb = gm[b]
+            # each group's blocks stacked: one batched eigh per group, whatever the block count
+            for i, (group, (on_l, on_r)) in enumerate(zip(groups, sides, strict=True)):
+                g_blk = gb = stack_blocks(gm, group)
                 p = 2 * (on_l + on_r)
                 left = right = lroot = rroot = None
                 if on_l:
-                    left = accumulate(s.left[i], matmul(g_blk, g_blk.T), decay)
+                    left = accumulate(s.left[i], matmul(g_blk, transpose(g_blk)), decay)
                     left = left.astype(s.left[i].dtype)
                     lroot = _refresh(refresh, left, s.left_root[i], p, damp)
                     gb = matmul(lroot.astype(gb.dtype), gb)
                 if on_r:
-                    right = accumulate(s.right[i], matmul(g_blk.T, g_blk), decay)
+                    right = accumulate(s.right[i], matmul(transpose(g_blk), g_blk), decay)
                     right = right.astype(s.right[i].dtype)
                     rroot = _refresh(refresh, right, s.right_root[i], p, damp)
                     gb = matmul(gb, rroot.astype(gb.dtype))
                 if diag is not None and not (on_l or on_r):
-                    gb = gb / jnp.sqrt(diag[b].astype(gb.dtype) + damp)
+                    gb = gb / jnp.sqrt(stack_blocks(diag, group).astype(gb.dtype) + damp)
                 parts.append(gb)
                 lefts.append(left)
                 rights.append(right)
                 lroots.append(lroot)
                 rroots.append(rroot)
-            u = set_blocks(parts, gm.shape, block_size).reshape(g.shape)
+            u = unstack_blocks(parts, groups).reshape(g.shape)
             new = ShampooLeafState(
                 tuple(lefts),
                 tuple(rights),

@@ -40,7 +40,7 @@ def scale_by_lion(
     Args:
       b1: interpolation weight of the momentum in the step, in [0, 1).
       b2: decay of the momentum, in [0, 1).
-      mu_dtype: dtype of the momentum; default: the param's.
+      mu_dtype: dtype of the momentum; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import optix
@@ -54,7 +54,7 @@ def scale_by_lion(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_lion` params")
-        return ScaleByLionState(spec.init(), _tree.zeros_like(params, mu_dtype))
+        return ScaleByLionState(spec.init(), _tree.moments_like(params, mu_dtype, name="mu_dtype"))
 
     def update(updates, state, params=None, **extra):
         del params, extra
@@ -92,7 +92,7 @@ def scale_by_signum(
 
     Args:
       beta: momentum decay in [0, 1).
-      mu_dtype: dtype of the momentum; default: the param's.
+      mu_dtype: dtype of the momentum; default: the param's dtype widened to at least float32.
 
     Example:
       >>> import optix
@@ -106,7 +106,9 @@ def scale_by_signum(
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_signum` params")
-        return ScaleBySignumState(spec.init(), _tree.zeros_like(params, mu_dtype))
+        return ScaleBySignumState(
+            spec.init(), _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        )
 
     def update(updates, state, params=None, **extra):
         del params, extra
@@ -206,6 +208,7 @@ def scale_by_rprop(
     )
 
     def init(params):
+        params = _tree.as_arrays(params)
         _validate.check_float_leaves(params, "`scale_by_rprop` params")
         _validate.check_real_leaves(params, "scale_by_rprop", "it compares gradient signs")
         # relative step sizes are products of many factors: kept in at least float32
@@ -213,8 +216,10 @@ def scale_by_rprop(
         return ScaleByRpropState(spec.init(), step_sizes, _tree.zeros_like(params))
 
     def update(updates, state, params=None, **extra):
-        del params, extra
+        del extra
         _validate.check_updates(updates, state.prev_grad, "scale_by_rprop")
+        if params is not None:
+            _validate.check_matches_params(updates, params)
         hp, hyperparams = spec.step(state.hyperparams)
         lr = hp["learning_rate"]
 

@@ -22,8 +22,9 @@ def _expand(acc: jax.Array, axis: int, ndim: int) -> jax.Array:
 
 
 def _accumulators(p: jax.Array, dtype: DTypeLike | None) -> tuple[jax.Array, ...]:
-    """One accumulator per axis (a vector's is per element); a scalar has one scalar."""
-    dt = _tree.real_dtype(jnp.dtype(dtype) if dtype is not None else jnp.dtype(p.dtype))
+    """One accumulator per axis (a vector's is per element); a scalar has one scalar. Real, in
+    ``dtype`` or else at least float32."""
+    dt = _tree.real_dtype(_tree.state_dtype(p.dtype, dtype))
     if p.ndim == 0:
         return (jnp.zeros([], dt),)
     return tuple(jnp.zeros((n,), dt) for n in p.shape)
@@ -62,7 +63,8 @@ def scale_by_sm3(
     Args:
       momentum: ``beta`` in [0, 1) (0: plain SM3-II).
       eps: >= 0, added to ``nu_t`` inside the root.
-      mu_dtype, nu_dtype: dtypes of the momentum and of the accumulators (default: the param's).
+      mu_dtype, nu_dtype: dtypes of the momentum and of the accumulators (default: the param's
+        dtype widened to at least float32; the accumulators are real for complex params).
 
     Example:
       >>> import optix
@@ -73,12 +75,17 @@ def scale_by_sm3(
     """
     _validate.check_unit_interval("momentum", momentum)
     _validate.check_nonnegative("eps", eps)
+    _tree.check_state_dtype("mu_dtype", mu_dtype)
+    _tree.check_state_dtype("nu_dtype", nu_dtype)
     spec = Hyperparams(momentum=momentum, eps=eps)
 
     def init(params):
+        params = _tree.as_arrays(params)
         _validate.check_float_leaves(params, "`scale_by_sm3` params")
         nu = jax.tree.map(lambda p: _accumulators(p, nu_dtype), params)
-        return ScaleBySm3State(spec.init(), _tree.zeros_like(params, mu_dtype), nu)
+        return ScaleBySm3State(
+            spec.init(), _tree.moments_like(params, mu_dtype, name="mu_dtype"), nu
+        )
 
     def update(updates, state, params=None, **extra):
         del params, extra
@@ -98,8 +105,10 @@ def scale_by_sm3(
                     jnp.minimum, [_expand(a, axis, ndim) for axis, a in enumerate(accs)]
                 )
                 nu = previous + _tree.abs_sq(gc)
+                # ``initial=0`` changes nothing (nu >= 0) but gives the slices of a leaf with no
+                # elements (an axis of length 0) a maximum: 0
                 new_accs = tuple(
-                    jnp.max(nu, axis=tuple(b for b in range(ndim) if b != axis))
+                    jnp.max(nu, axis=tuple(b for b in range(ndim) if b != axis), initial=0)
                     for axis in range(ndim)
                 )
             positive = nu > 0

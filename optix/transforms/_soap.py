@@ -17,19 +17,24 @@ from optix.transforms._shampoo import (
     leaf_layout,
     matmul,
     matrix_shape,
-    set_blocks,
-    side_dims,
+    stack_blocks,
+    stacked_eye,
+    transpose,
+    unstack_blocks,
 )
 
 
 class SoapLeafState(NamedTuple):
-    """Per-leaf state of :func:`scale_by_soap`; tuples run over the leaf's blocks (empty for
-    leaves with fewer than two axes, which take plain Adam)."""
+    """Per-leaf state of :func:`scale_by_soap`. The tuples run over the leaf's groups of
+    equal-shaped blocks (see :func:`optix.transforms._shampoo.block_groups`), each entry stacking
+    that group's blocks on its leading axis, ``(n_blocks, n, n)``, or None where that side is not
+    rotated; they are empty for leaves with fewer than two axes (or no elements), which take
+    plain Adam."""
 
-    left: tuple  # L per block (None where that side is not rotated)
-    right: tuple  # R per block
-    left_basis: tuple  # Q_L per block: eigenvectors of L, largest eigenvalue first
-    right_basis: tuple  # Q_R per block
+    left: tuple  # L of each block
+    right: tuple  # R of each block
+    left_basis: tuple  # Q_L: eigenvectors of L, largest eigenvalue first
+    right_basis: tuple  # Q_R
 
 
 class ScaleBySoapState(NamedTuple):
@@ -45,18 +50,21 @@ register_rules(ScaleBySoapState, shampoo_beta=_validate.check_unit_interval)
 
 
 def _eigh_basis(stat: jax.Array) -> jax.Array:
-    """Eigenvectors of a symmetric ``stat``, largest eigenvalue first (the authors' first basis)."""
-    return jnp.linalg.eigh(stat)[1][:, ::-1]
+    """Eigenvectors of each symmetric matrix of the stack ``stat``, largest eigenvalue first (the
+    authors' first basis)."""
+    return jnp.linalg.eigh(stat)[1][..., ::-1]
 
 
 def _power_qr(stat: jax.Array, basis: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One power-iteration step with QR from the current basis (the paper's basis refresh).
+    """One power-iteration step with QR from the current basis (the paper's basis refresh), for
+    each matrix of the stacks ``stat`` and ``basis``.
 
     The columns are first put in decreasing order of their Rayleigh quotients ``q^T stat q``;
-    returns the new basis and that order, by which the second moment is permuted too."""
-    estimate = jnp.sum(basis * matmul(stat, basis), axis=0)
-    order = jnp.argsort(-estimate, stable=True)
-    q, _ = jnp.linalg.qr(matmul(stat, basis[:, order]))
+    returns the new bases and those orders, by which the second moment is permuted too."""
+    estimate = jnp.sum(basis * matmul(stat, basis), axis=-2)
+    order = jnp.argsort(-estimate, axis=-1, stable=True)
+    sorted_basis = jnp.take_along_axis(basis, order[:, None, :], axis=-1)
+    q, _ = jnp.linalg.qr(matmul(stat, sorted_basis))
     return q, order
 
 
@@ -93,8 +101,10 @@ def scale_by_soap(
     axes are rotated as ``(prod(shape[:-1]), shape[-1])`` matrices (the authors' code rotates
     every axis of a tensor); matrices can be cut into blocks of at most ``block_size`` per side,
     each with its own bases; a block side longer than ``max_precond_dim`` is not rotated; scalar
-    and 1-D leaves take plain Adam (also with the first step skipped). ``M`` is kept in the
-    parameter basis, so a basis refresh needs no re-projection of it.
+    and 1-D leaves take plain Adam (also with the first step skipped). Blocks of one shape are
+    stacked and share one batched ``eigh`` or QR, so the compiled step does not grow with the
+    number of blocks. ``M`` is kept in the parameter basis, so a basis refresh needs no
+    re-projection of it.
 
     Args:
       b1, b2: Adam's moment decays (the authors use 0.95 for both).
@@ -103,7 +113,7 @@ def scale_by_soap(
       precondition_frequency: steps between basis refreshes.
       block_size: largest block side; None: one block per leaf.
       max_precond_dim: block sides longer than this keep the identity basis.
-      mu_dtype, nu_dtype: dtypes of ``M`` and ``V``; default: the param's.
+      mu_dtype, nu_dtype: dtypes of ``M`` and ``V``; default: the param's dtype widened to at least float32.
       stat_dtype: dtype of ``L``, ``R`` and the bases; default: the compute dtype (>= float32).
 
     Example:
@@ -121,6 +131,7 @@ def scale_by_soap(
     if block_size is not None:
         _validate.check_int("block_size", block_size, 1)
     _validate.check_int("max_precond_dim", max_precond_dim, 0)
+    _tree.check_state_dtype("stat_dtype", stat_dtype)
     extra = {}
     if shampoo_beta is not None:
         _validate.check_unit_interval("shampoo_beta", shampoo_beta)
@@ -129,28 +140,27 @@ def scale_by_soap(
     is_leaf_state = lambda x: isinstance(x, SoapLeafState)  # noqa: E731
 
     def leaf_init(p):
-        dtype = jnp.dtype(stat_dtype) if stat_dtype is not None else _tree.compute_dtype(p.dtype)
+        dtype = _tree.state_dtype(p.dtype, stat_dtype)
         layout = leaf_layout(p.shape, block_size, max_precond_dim)
         if layout is None:
             return SoapLeafState((), (), (), ())
-        bl, sides = layout
-        dims = [side_dims(b) for b in bl]
-        zero = lambda n, on: jnp.zeros((n, n), dtype) if on else None  # noqa: E731
-        eye = lambda n, on: jnp.eye(n, dtype=dtype) if on else None  # noqa: E731
-        pairs = list(zip(dims, sides, strict=True))
+        pairs = list(zip(*layout, strict=True))
+        zero = lambda g, n, on: jnp.zeros((g.n_blocks, n, n), dtype) if on else None  # noqa: E731
+        eye = lambda g, n, on: stacked_eye(g.n_blocks, n, dtype) if on else None  # noqa: E731
         return SoapLeafState(
-            tuple(zero(r, s[0]) for (r, _), s in pairs),
-            tuple(zero(c, s[1]) for (_, c), s in pairs),
-            tuple(eye(r, s[0]) for (r, _), s in pairs),
-            tuple(eye(c, s[1]) for (_, c), s in pairs),
+            tuple(zero(g, g.size_r, s[0]) for g, s in pairs),
+            tuple(zero(g, g.size_c, s[1]) for g, s in pairs),
+            tuple(eye(g, g.size_r, s[0]) for g, s in pairs),
+            tuple(eye(g, g.size_c, s[1]) for g, s in pairs),
         )
 
     def init(params):
+        params = _tree.as_arrays(params)
         check_real_leaves(params, "scale_by_soap")
         return ScaleBySoapState(
             spec.init(),
-            _tree.zeros_like(params, mu_dtype),
-            _tree.zeros_like(params, nu_dtype),
+            _tree.moments_like(params, mu_dtype, name="mu_dtype"),
+            _tree.moments_like(params, nu_dtype, name="nu_dtype"),
             jax.tree.map(leaf_init, params),
         )
 
@@ -194,38 +204,41 @@ def scale_by_soap(
             m_new, v_new = jnp.where(first, m, m_new), jnp.where(first, v, v_new)
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype), new_s
 
-        def rotated(gc, m_new, v, s, bl, sides):
+        def rotated(gc, m_new, v, s, groups, sides):
             shape = matrix_shape(gc.shape)
             gm, mm, vm = gc.reshape(shape), m_new.reshape(shape), v.reshape(shape)
             parts, v_parts, lefts, rights, lqs, rqs = [], [], [], [], [], []
-            for i, (b, (on_l, on_r)) in enumerate(zip(bl, sides, strict=True)):
-                gb, mb, vb = gm[b], mm[b], vm[b]
+            # each group's blocks stacked: one batched eigh/QR per group, whatever the block count
+            for i, (group, (on_l, on_r)) in enumerate(zip(groups, sides, strict=True)):
+                gb, mb, vb = (stack_blocks(x, group) for x in (gm, mm, vm))
                 ql, qr = s.left_basis[i], s.right_basis[i]
                 gp, mp = gb, mb
                 if on_l:
-                    gp, mp = matmul(ql.T, gp), matmul(ql.T, mp)
+                    gp, mp = matmul(transpose(ql), gp), matmul(transpose(ql), mp)
                 if on_r:
                     gp, mp = matmul(gp, qr), matmul(mp, qr)
                 n, vb_new = adam(gp, mp, vb)
                 if on_l:
                     n = matmul(ql, n)
                 if on_r:
-                    n = matmul(n, qr.T)
+                    n = matmul(n, transpose(qr))
                 parts.append(n)
                 left = right = None
                 if on_l:
-                    left = accumulate(s.left[i], matmul(gb, gb.T), beta_s).astype(ql.dtype)
-                    ql, vb_new = new_basis(mode, left, ql, vb_new, 0)
+                    left = accumulate(s.left[i], matmul(gb, transpose(gb)), beta_s)
+                    left = left.astype(ql.dtype)
+                    ql, vb_new = new_basis(mode, left, ql, vb_new, 1)
                 if on_r:
-                    right = accumulate(s.right[i], matmul(gb.T, gb), beta_s).astype(qr.dtype)
-                    qr, vb_new = new_basis(mode, right, qr, vb_new, 1)
+                    right = accumulate(s.right[i], matmul(transpose(gb), gb), beta_s)
+                    right = right.astype(qr.dtype)
+                    qr, vb_new = new_basis(mode, right, qr, vb_new, 2)
                 v_parts.append(vb_new)
                 lefts.append(left)
                 rights.append(right)
                 lqs.append(ql if on_l else None)
                 rqs.append(qr if on_r else None)
-            u = set_blocks(parts, shape, block_size).reshape(gc.shape)
-            v_new = set_blocks(v_parts, shape, block_size).reshape(gc.shape)
+            u = unstack_blocks(parts, groups).reshape(gc.shape)
+            v_new = unstack_blocks(v_parts, groups).reshape(gc.shape)
             new_s = SoapLeafState(tuple(lefts), tuple(rights), tuple(lqs), tuple(rqs))
             return u, v_new, new_s
 
@@ -238,7 +251,9 @@ def scale_by_soap(
 
             def refresh():
                 q, order = _power_qr(stat, basis)
-                return q.astype(basis.dtype), jnp.take(v, order, axis=axis)
+                # the block's rows (axis 1) or columns (axis 2) of V, in the new basis order
+                index = order[:, :, None] if axis == 1 else order[:, None, :]
+                return q.astype(basis.dtype), jnp.take_along_axis(v, index, axis=axis)
 
             return jax.lax.switch(mode, [keep, first_basis, refresh])
 

@@ -15,10 +15,21 @@ from optix.transforms._common import hyperparams_only
 
 
 def leaf_norm(x: jax.Array) -> jax.Array:
-    """The L2 (Frobenius) norm of one leaf, in at least float32, with a zero derivative at 0."""
-    total = jnp.sum(_tree.abs_sq(_tree.upcast(x)))
-    positive = total > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, total, 1)), 0)
+    """The L2 (Frobenius) norm of one leaf, in at least float32, with a zero derivative at 0.
+
+    Computed as ``s ||x / s||`` with ``s = max |x|``, so a leaf whose entries square past the
+    float range (``|x| >= 2e19`` in float32) still has a finite norm when the norm itself fits.
+    """
+    xc = _tree.upcast(x)
+    scale = jnp.max(jnp.abs(xc), initial=0)
+    positive = scale > 0
+    finite = jnp.isfinite(scale)  # an infinite entry: the norm is inf (NaN if there is a NaN)
+    safe = jnp.where(positive & finite, scale, 1)
+    total = jnp.sum(
+        _tree.abs_sq(xc / safe.astype(xc.dtype))
+    )  # >= 1 when positive (the largest entry gives 1)
+    norm = safe * jnp.sqrt(jnp.where(positive, total, 1))
+    return jnp.where(positive | jnp.isnan(scale), jnp.where(finite, norm, scale), 0)
 
 
 def trust_ratio(

@@ -18,18 +18,20 @@ from jax.typing import DTypeLike
 from optix import _paths, _tree, _validate
 from optix._apply import apply_updates
 from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
-from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, increment
+from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, increment, pure
 from optix.wrappers._lookahead import LookaheadState
 
 
-def _cast_like(params: Params, requested: DTypeLike | None) -> Params:
-    return jax.tree.map(lambda p: p.astype(_tree.state_dtype(p.dtype, requested)), params)
+def _copy_like(params: Params, requested: DTypeLike | None) -> Params:
+    """A copy of ``params`` in the average's dtype, never the params' own buffers (a jitted step
+    donating params and state would otherwise donate one buffer twice)."""
+    return jax.tree.map(lambda p: jnp.array(p, _tree.state_dtype(p.dtype, requested)), params)
 
 
 def _check_step(updates: Updates, params: Params | None, average: Params, transform: str) -> None:
     _validate.require_params(params, transform)
     _validate.check_float_leaves(updates, f"`{transform}` updates")
-    _validate.check_same_structure(updates, params, "updates", "params")
+    _validate.check_matches_params(updates, params)
     _validate.check_same_structure(params, average, "params", f"the `{transform}` state")
 
 
@@ -96,7 +98,7 @@ def param_ema(
 
     def init(params):
         _validate.check_float_leaves(params, "`param_ema` params")
-        ema = _cast_like(params, ema_dtype)
+        ema = _copy_like(params, ema_dtype)
         if debias:
             ema = jax.tree.map(jnp.zeros_like, ema)
         weight = jnp.asarray(0.0 if debias else 1.0, hyperparam_dtype())
@@ -180,9 +182,8 @@ def swa(
 
     def init(params):
         _validate.check_float_leaves(params, "`swa` params")
-        mean = jax.tree.map(jnp.zeros_like, _cast_like(params, avg_dtype))
-        zero = jnp.zeros([], jnp.int32)
-        return SwaState(mean, zero, zero)
+        mean = _tree.moments_like(params, avg_dtype, name="avg_dtype")
+        return SwaState(mean, jnp.zeros([], jnp.int32), jnp.zeros([], jnp.int32))
 
     def update(updates, state, params=None, **extra):
         del extra
@@ -301,7 +302,7 @@ def averaged_params(
     """
     if path is not None and not isinstance(path, str):
         raise TypeError(f"`path` must be a string, got {path!r}")
-    where, node = _select(state, path)
+    where, node = _select(pure(state), path)  # nnx.Optimizer state: arrays, not Variables
     what = f"the {type(node).__name__} at '{where}'"
     if isinstance(node, ParamEmaState):
         ready = node.weight > 0

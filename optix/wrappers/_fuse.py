@@ -5,16 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
+import jax
+
+from optix import _tree, _validate
 from optix._base import GradientTransformation, OptState
 from optix._chain import caller, check_transform
 from optix._fusable import is_elementwise
-from optix._pack import Packed, pack, pack_like, unpack
+from optix._pack import Packed, layout_mismatch, pack, pack_like, unpack
 
 
 class FuseState(NamedTuple):
     """State of :func:`fuse`: the inner optimizer's state, built on packed buffers when fused."""
 
     inner: OptState
+
+
+def _state_layout(state: Any) -> Any:
+    """The layout of the first packed tree in ``state`` (None when nothing in it is packed)."""
+    for node in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, Packed)):
+        if isinstance(node, Packed):
+            return node.layout
+    return None
 
 
 def fuse(
@@ -37,6 +48,11 @@ def fuse(
     preconditioners), path-dependent wrappers (partition, masks) and per-leaf random keys are not
     elementwise; for such a ``tx``, ``fuse`` runs it leaf by leaf, unchanged, so the result is
     exact by construction (``strict=True`` raises instead).
+
+    Leaves are packed in the dtype the math runs in (:func:`optix._tree.compute_dtype`: at least
+    float32), so bf16 and float32 leaves share a buffer, bf16 params take float32 gradients and
+    NumPy or Python-float leaves work, as they do unfused; each update comes back in its
+    gradient's dtype.
 
     Updates and params that arrive already packed (a :class:`optix.Packed`) are used as they are
     and the updates come back packed; then ``fuse`` is not needed at all: any elementwise
@@ -84,11 +100,21 @@ def fuse(
         )
     call = caller(tx)
 
+    def widened(tree: Any) -> Any:
+        """Each leaf as a JAX array in its compute dtype (lossless: never narrower)."""
+        return jax.tree.map(lambda x: x.astype(_tree.compute_dtype(x.dtype)), _tree.as_arrays(tree))
+
     def to_packed(tree: Any) -> Packed:
-        return pack(tree, group_by=group_by)
+        if isinstance(tree, Packed):
+            return tree
+        return pack(widened(tree), group_by=group_by)
 
     def init(params):
-        return FuseState(tx.init(to_packed(params) if fused else params))
+        if not fused:
+            return FuseState(tx.init(params))
+        if not isinstance(params, Packed):
+            _validate.check_float_leaves(params, "`fuse` params")
+        return FuseState(tx.init(to_packed(params)))
 
     def update(updates, state, params=None, **extra):
         if not isinstance(state, FuseState):
@@ -99,10 +125,23 @@ def fuse(
             updates, inner = call(updates, state.inner, params, extra)
             return updates, FuseState(inner)
         already = isinstance(updates, Packed)
+        if not already:  # checked here, so messages name the user's paths, not the buffers
+            _validate.check_float_leaves(updates, "`fuse` updates")
+            if params is not None and not isinstance(params, Packed):
+                _validate.check_same_structure(updates, params, "updates", "params")
         packed = to_packed(updates)
+        built = _state_layout(state.inner)
+        problem = built and layout_mismatch(
+            packed.layout, built, "updates", "the params the `fuse` state was built from"
+        )
+        if problem:
+            raise ValueError(f"`fuse`: {problem}; was the state built by init on these params?")
         if params is not None and not isinstance(params, Packed):
-            params = pack_like(params, packed.layout)
+            params = pack_like(widened(params), packed.layout, what="params")
         packed, inner = call(packed, state.inner, params, extra)
-        return (packed if already else unpack(packed)), FuseState(inner)
+        if already:
+            return packed, FuseState(inner)
+        out = _tree.cast_tree(unpack(packed), _tree.as_arrays(updates))  # the gradients' dtypes
+        return out, FuseState(inner)
 
     return GradientTransformation(init, update)

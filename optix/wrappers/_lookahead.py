@@ -18,10 +18,25 @@ from optix._hyperparams import Hyperparams, HyperparamState
 class LookaheadState(NamedTuple):
     """State of :func:`lookahead`: the fast state, the slow weights and the sync counter."""
 
-    inner_state: OptState  # the fast optimizer's state; never reset
+    inner_state: OptState  # the fast optimizer's state; re-initialised at syncs with reset_state
     slow: Params  # the slow weights phi, in their own dtype (at least float32 by default)
     count: jax.Array  # type: ignore[assignment]  # int32: fast steps since the last sync, in [0, sync_period)
     hyperparams: HyperparamState  # slow_step_size; count is the total number of updates
+
+
+def _keep_values(fresh: OptState, current: OptState) -> OptState:
+    """``fresh`` with the hyperparameter values (those :func:`optix.set_hyperparams` sets) of
+    ``current``; counts and schedules' values stay fresh."""
+
+    def is_hp(x):
+        return isinstance(x, HyperparamState)
+
+    leaves, treedef = jax.tree.flatten(fresh, is_leaf=is_hp)
+    now = treedef.flatten_up_to(current)
+    kept = [
+        f._replace(values=c.values) if is_hp(f) else f for f, c in zip(leaves, now, strict=True)
+    ]
+    return treedef.unflatten(kept)
 
 
 def lookahead(
@@ -30,14 +45,15 @@ def lookahead(
     slow_step_size: ScalarOrSchedule,
     *,
     slow_dtype: DTypeLike | None = None,
+    reset_state: bool = False,
 ) -> GradientTransformation:
-    """Lookahead: take ``k`` steps with the fast optimizer, then pull the slow weights towards the
+    r"""Lookahead: take ``k`` steps with the fast optimizer, then pull the slow weights towards the
     fast ones and restart the fast weights from there.
 
     .. math::
-        \\theta_t = \\theta_{t-1} + u^{\\text{fast}}_t, \\qquad
-        \\text{every } k \\text{ steps: } \\;
-        \\phi \\leftarrow \\phi + \\alpha (\\theta_t - \\phi), \\quad \\theta_t \\leftarrow \\phi
+        \theta_t = \theta_{t-1} + u^{\text{fast}}_t, \qquad
+        \text{every } k \text{ steps: } \;
+        \phi \leftarrow \phi + \alpha (\theta_t - \phi), \quad \theta_t \leftarrow \phi
 
     The slow weights ``phi`` live in the state, initialised to the params at ``init``; the params
     the training loop holds are the fast weights ``theta``. On an ordinary step the fast update is
@@ -45,7 +61,15 @@ def lookahead(
     update moves the params to the new slow weights, ``phi - theta_{t-1}``, so that after
     :func:`optix.apply_updates` the params equal ``phi`` (rounded to their dtype). ``theta_t`` is
     computed as ``apply_updates`` would compute it. The fast optimizer's state (moments, counts)
-    carries on across synchronisations, as in the paper.
+    carries on across synchronisations, as in the paper, unless ``reset_state=True``.
+
+    With ``reset_state=True`` (``optax.lookahead``'s option of that name) every synchronisation
+    step also re-initialises the fast optimizer's state, ``fast.init`` at the synchronised params:
+    moments restart from zero and counts from 0, so bias corrections and any schedule inside the
+    fast optimizer start again, as in optax. Hyperparameter values set with
+    :func:`optix.set_hyperparams` are kept. For an optimizer whose state holds only moments and
+    counts this equals optax, which initialises at the fast weights before the step; one that
+    copies the params into its state (``schedule_free``) restarts from the synchronised params.
 
     The slow weights are the params to evaluate with: read them with
     :func:`~optix.wrappers._average.averaged_params` (``averaged_params(state, params)``), or take
@@ -61,6 +85,7 @@ def lookahead(
         every ``k`` steps.
       slow_dtype: dtype of the slow weights; default: the param's dtype widened to at least
         float32.
+      reset_state: re-initialise the fast optimizer's state at each synchronisation.
 
     Returns:
       A transform with state :class:`LookaheadState`.
@@ -76,27 +101,30 @@ def lookahead(
       >>> params
       Array([0.1], dtype=float32)
 
-    Reference: Zhang, Lucas, Hinton & Ba, "Lookahead optimizer: k steps forward, 1 step back",
-    NeurIPS 2019.
+    Reference: Zhang, Lucas, Hinton & Ba, `Lookahead optimizer: k steps forward, 1 step back
+    <https://arxiv.org/abs/1907.08610>`_, NeurIPS 2019.
     """
     check_transform(fast, "`fast`")
     _validate.check_int("sync_period", sync_period, minimum=1)
     _validate.check_closed_unit_interval("slow_step_size", slow_step_size)
     if slow_dtype is not None:
         jnp.dtype(slow_dtype)  # raises TypeError for something that is not a dtype
+    if not isinstance(reset_state, bool):
+        raise TypeError(f"`reset_state` must be a bool, got {reset_state!r}")
     call_fast = caller(fast)
     period = jnp.asarray(min(int(sync_period), int(jnp.iinfo(jnp.int32).max)), jnp.int32)
     spec = Hyperparams(slow_step_size=slow_step_size)
 
     def init(params):
         _validate.check_float_leaves(params, "`lookahead` params")
-        slow = jax.tree.map(lambda p: p.astype(_tree.state_dtype(p.dtype, slow_dtype)), params)
+        # a copy even in the param's own dtype: state never shares a buffer with the params
+        slow = jax.tree.map(lambda p: jnp.array(p, _tree.state_dtype(p.dtype, slow_dtype)), params)
         return LookaheadState(fast.init(params), slow, jnp.zeros([], jnp.int32), spec.init())
 
     def update(updates, state, params=None, **extra):
         _validate.require_params(params, "lookahead")
         _validate.check_float_leaves(updates, "`lookahead` updates")
-        _validate.check_same_structure(updates, params, "updates", "params")
+        _validate.check_matches_params(updates, params)
         _validate.check_same_structure(params, state.slow, "params", "the `lookahead` state")
         hp, hyperparams = spec.step(state.hyperparams)
         alpha = hp["slow_step_size"]
@@ -112,6 +140,9 @@ def lookahead(
 
         trees = (fast_updates, params, stepped, state.slow)
         new_updates, slow = _tree.map_leaves(leaf, *trees, n_out=2)
+        if reset_state:
+            fresh = _keep_values(fast.init(apply_updates(params, new_updates)), inner_state)
+            inner_state = jax.tree.map(lambda a, b: _tree.where(sync, a, b), fresh, inner_state)
         count = jnp.where(sync, jnp.zeros_like(count), count)
         return new_updates, LookaheadState(inner_state, slow, count, hyperparams)
 

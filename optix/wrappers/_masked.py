@@ -41,9 +41,9 @@ def leaf_values(
 ) -> list:
     """Resolve a label or mask ``spec`` against ``tree``: one checked value per leaf of ``tree``.
 
-    ``spec`` is a tree shaped like ``tree`` (or like the full tree that ``tree`` is a masked view
-    of), a function of ``tree``, or a dict of path patterns (first match wins; ``default`` is the
-    value for a leaf no pattern matches, an error when None). ``check(path, value)`` validates each
+    ``spec`` is read by :func:`optix._paths.resolve_leaves`: a (prefix) tree, a function of
+    ``tree`` or a dict of path patterns (``default`` is the value for a leaf no pattern matches
+    or a partial tree leaves out, an error when None). ``check(path, value)`` validates each
     value and returns it normalised.
     """
     values = _paths.resolve_leaves(spec, tree, what, is_tree=is_tree, default=default)
@@ -131,7 +131,7 @@ def _masked_core(
                 "this transform's init?"
             )
         if params is not None:
-            _validate.check_same_structure(updates, params, "updates", "params")
+            _validate.check_matches_params(updates, params)
         keep = selected(updates if params is None else params)
         leaves, treedef = jax.tree.flatten(updates)
         sub_updates = select(updates, keep)
@@ -164,12 +164,16 @@ def masked(
 
     Args:
       inner: the transform to apply to the selected leaves.
-      mask: which leaves ``inner`` sees. One of: a pytree of bools with the params' structure (an
-        equinox module or other callable pytree counts as a tree); a function ``params -> such a
-        pytree``; a dict of path patterns to bools, first match wins, where a leaf no pattern
-        matches is an error (``{"**/bias": False, "**": True}``); or a list of path patterns,
-        True for the leaves they match and False for the rest. See :mod:`optix._paths` for the
-        pattern syntax.
+      mask: which leaves ``inner`` sees. One of: a pytree of bools that mirrors the params or
+        a prefix of them, where a bool at a subtree covers every leaf below it, as in optax
+        (``{"encoder": False, "head": {"w": True, "b": False}}``; an equinox module or other
+        callable pytree counts as a tree); a function ``params -> such a pytree``; a dict of path
+        patterns to bools, recognised by a key holding ``*``, ``?``, ``[`` or ``/``, first match
+        wins (``{"**/bias": False, "**": True}``), where a leaf no pattern matches and a pattern
+        that takes no leaf are errors (a trailing catch-all ``"**"`` may take none); or a list
+        of path patterns, True for the leaves they match and False for the rest. On packed
+        params (:func:`optix.pack`) patterns see the original paths, and every leaf of a buffer
+        must get the same flag. See :mod:`optix._paths` for the rules.
       mask_is_tree: force ``mask`` to be read as a tree (True) or called as a function (False);
         by default a callable with pytree leaves is a tree and any other callable a function.
 
@@ -202,8 +206,10 @@ def freeze(
     Args:
       labels_or_mask: which leaves are frozen. A path pattern or a list of them (``["encoder/**",
         "**/embedding"]``); a dict of path patterns to bools, first match wins, where a leaf no
-        pattern matches is trainable; a pytree of bools with the params' structure, True for
-        frozen; or a function ``params -> such a pytree``.
+        pattern matches is trainable; a pytree of bools, True for frozen, that mirrors the params
+        or a prefix of them (``{"encoder": True}``: a bool at a subtree covers every leaf below
+        it, and the leaves under keys it leaves out are trainable); or a function ``params ->
+        such a pytree``. A pattern that takes no leaf is an error.
       inner: the optimizer for the trainable leaves; default :func:`optix.identity`.
 
     Returns:

@@ -90,8 +90,9 @@ def skip_nonfinite(
     call_inner = caller(inner)
 
     def init(params):
-        zero = jnp.zeros([], jnp.int32)
-        return SkipNonfiniteState(inner.init(params), zero, zero)
+        return SkipNonfiniteState(
+            inner.init(params), jnp.zeros([], jnp.int32), jnp.zeros([], jnp.int32)
+        )
 
     def update(updates, state, params=None, **extra):
         _validate.check_float_leaves(updates, "`skip_nonfinite` updates")

@@ -13,6 +13,10 @@ from optix._chain import caller, check_transform
 from optix.wrappers._masked import check_is_tree, inner_leaves, leaf_values, select
 
 
+def _is_none(x: Any) -> bool:
+    return x is None
+
+
 def _check_label(path: str, label: Any) -> str:
     if not isinstance(label, str):
         raise TypeError(
@@ -52,14 +56,18 @@ def partition(
 
     Args:
       transforms: a dict ``label -> transform``; labels are non-empty strings without ``/``.
-      labels: the label of each leaf. One of: a pytree of strings with the params' structure; a
-        function ``params -> such a pytree``; or a dict of path patterns to labels, first match
-        wins (``{"encoder/**": "slow", "**/bias": "no_decay", "**": "default"}``). A leaf no
-        pattern matches, a label with no transform and a transform with no leaf are errors. See
-        :mod:`optix._paths` for the pattern syntax. Paths start at the tree's root: for flax
-        ``variables`` write ``"params/encoder/**"`` (or ``"**/encoder/**"``); in a flax
-        ``nnx.State`` each array sits in a ``Param`` node, so its path ends in ``/value``
-        (``layers/0/bias/value``), which ``"**/bias"`` still matches through its ancestor.
+      labels: the label of each leaf. One of: a pytree of strings that mirrors the params or a
+        prefix of them, where a label at a subtree covers every leaf below it, as in optax
+        (``{"encoder": "slow", "head": {"w": "decay", "b": "plain"}}``); a function ``params ->
+        such a pytree``; or a dict of path patterns to labels, recognised by a key holding
+        ``*``, ``?``, ``[`` or ``/``, first match wins (``{"encoder/**": "slow", "**/bias":
+        "no_decay", "**": "default"}``). A leaf no pattern matches, a pattern that takes no leaf
+        (except a trailing ``"**"``), a label with no transform and a transform with no leaf
+        are errors. See :mod:`optix._paths` for the rules. Paths start at the tree's root: for
+        flax ``variables`` write ``"params/encoder/**"`` (or ``"**/encoder/**"``); a flax nnx
+        ``Param`` adds no segment (``layers/0/bias``, at ``init`` and ``update`` alike). On
+        packed params patterns see the original paths, and all leaves of a buffer must share
+        a label (pack each group on its own).
       labels_are_tree: force ``labels`` to be read as a tree (True) or called as a function
         (False); by default a callable with pytree leaves (an equinox module) is a tree.
 
@@ -110,7 +118,7 @@ def partition(
                     f"transform has; `transforms` has {names}"
                 )
         unused = [label for label in names if label not in set(values)]
-        if unused:
+        if unused and jax.tree.leaves(tree, is_leaf=_is_none):  # not optax's placeholder
             raise ValueError(
                 f"{what}: no leaf has the label {unused[0]!r}, so its transform has nothing to "
                 "optimize; remove it from `transforms` or fix the labels"
@@ -137,7 +145,7 @@ def partition(
                 "was it built by this transform's init?"
             )
         if params is not None:
-            _validate.check_same_structure(updates, params, "updates", "params")
+            _validate.check_matches_params(updates, params)
         values = leaf_labels(updates if params is None else params)
         leaves, treedef = jax.tree.flatten(updates)
         merged = list(leaves)

@@ -110,13 +110,16 @@ def reduce_on_plateau(
     def init(params):
         _validate.check_float_leaves(params, "`reduce_on_plateau` params")
         dtype = hyperparam_dtype()
-        zero = jnp.zeros([], jnp.int32)
+
+        def zero():  # one buffer per counter: a donated state must not hold one buffer twice
+            return jnp.zeros([], jnp.int32)
+
         hyperparams = spec.init()
         hyperparams = hyperparams._replace(
             scheduled={**hyperparams.scheduled, "scale": jnp.ones([], dtype)}
         )
         inf = jnp.full([], math.inf, dtype)
-        return ReduceOnPlateauState(hyperparams, inf, zero, zero, jnp.zeros([], dtype), zero)
+        return ReduceOnPlateauState(hyperparams, inf, zero(), zero(), jnp.zeros([], dtype), zero())
 
     def evaluate(state, hp, mean):
         """The (scale, best, plateau_count, cooldown_count) after evaluating ``mean``."""

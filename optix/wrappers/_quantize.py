@@ -16,6 +16,28 @@ from optix._chain import caller, check_transform
 from optix._hyperparams import HyperparamState
 from optix._quantize_maps import dequantize, dynamic_map, quantize
 
+# State fields that hold moments: running averages or sums of gradients or of their squares, which
+# tolerate a relative rounding of the state (8-bit optimizers). Only these are quantized. Copies of
+# the params (averages of the trajectory, slow weights, anchors, the initial point), the previous
+# gradient, step sizes and gradient-accumulation sums stay exact: rounding them moves the
+# params or the step itself (an EMA of weights near 1.0 rounded to 8 bits is off by ~0.01).
+QUANTIZED_FIELDS: frozenset[str] = frozenset(
+    {
+        "mu",  # first moments (adam family, adabelief, adopt, amsgrad, ...)
+        "nu",  # second moments
+        "nu_max",  # amsgrad's running max of nu
+        "trace",  # momentum traces (sgd, lars, rmsprop's momentum)
+        "sum_of_squares",  # adagrad
+        "e_g",  # adadelta's moments
+        "e_x",
+        "m1",  # ademamix's two first moments
+        "m2",
+        "delta",  # adan's moment of gradient differences
+        "v",  # adafactor's unfactored second moment
+        "s",  # prodigy's and D-Adaptation's weighted gradient sums
+    }
+)
+
 # State fields known to hold non-negative values (second moments, accumulated squares, maxima of
 # magnitudes): their leaves use the unsigned map, which has one more bit of magnitude. Any other
 # field uses the signed map, which is always correct.
@@ -89,6 +111,18 @@ def _field(path: tuple, shape: tuple, param_shapes: dict) -> str | None:
     return None
 
 
+def _field_predicate(
+    name: str, spec: Collection[str] | Callable[[str], bool]
+) -> Callable[[str, str], bool]:
+    """``(field, path) -> bool`` from a collection of field names or a predicate on the path."""
+    if callable(spec):
+        return lambda field, path: bool(spec(path))
+    if isinstance(spec, str):
+        raise TypeError(f"`{name}` must be a collection of field names or a function, not a str")
+    names = frozenset(spec)
+    return lambda field, path: field in names
+
+
 def quantize_state(
     inner: GradientTransformation,
     bits: int = 8,
@@ -96,6 +130,7 @@ def quantize_state(
     min_size: int = 4096,
     *,
     unsigned: Collection[str] | Callable[[str], bool] = UNSIGNED_FIELDS,
+    fields: Collection[str] | Callable[[str], bool] = QUANTIZED_FIELDS,
 ) -> GradientTransformation:
     """Keep ``inner``'s param-shaped state block-wise quantized (8-bit optimizers).
 
@@ -111,11 +146,21 @@ def quantize_state(
     per parameter instead of 8.
 
     Which leaves are quantized, decided at ``init`` and fixed in the state's structure: float
-    leaves of at least ``min_size`` elements whose path ends with a param's path and whose shape is
-    that param's shape (moments, accumulators, momentum traces). Everything else stays as it is:
-    hyperparameters and counters, small leaves, integer and complex leaves, factored statistics
-    and other leaves not shaped like a param. Each quantized leaf reads back in its own dtype
-    (``mu_dtype`` and ``nu_dtype`` still apply).
+    leaves of at least ``min_size`` elements whose path ends with a param's path, whose shape is
+    that param's shape, and whose state field (the name above that param-shaped subtree) holds
+    moments: one of ``fields``, by default :data:`QUANTIZED_FIELDS` (``mu``, ``nu``, ``nu_max``,
+    ``trace``, ``sum_of_squares``, ``e_g``, ``e_x``, ``m1``, ``m2``, ``delta``, ``v``, ``s``).
+    Only moments tolerate the rounding. Every other param-shaped field is kept exact, among them
+    the copies of the params: :func:`optix.param_ema`'s ``ema``, :func:`optix.swa`'s ``mean``,
+    :func:`optix.lookahead`'s ``slow``, :func:`optix.schedule_free`'s ``z``, :func:`optix.sam`'s
+    ``cache``, :func:`optix.prodigy`'s ``params0`` and :func:`optix.scale_by_lbfgs`'s
+    ``prev_params``, and also L-BFGS's ``prev_updates`` and Adan's and Rprop's ``prev_grad`` (read
+    in gradient differences), Rprop's ``step_sizes`` and :func:`optix.accumulate`'s ``acc``.
+    Rounding a param copy to 8 bits moves the params (an average of weights near 1.0 would be off
+    by up to 0.01, a schedule-free ``z`` stalls training). Everything else also stays as it is: hyperparameters and counters, small
+    leaves, integer and complex leaves, factored statistics and other leaves not shaped like a
+    param. Each quantized leaf reads back in its own dtype (``mu_dtype`` and ``nu_dtype`` still
+    apply).
 
     Signed or unsigned map: a leaf uses the unsigned map (no sign bit, so twice the resolution)
     when the state field holding its param-shaped subtree is named in ``unsigned`` (by default
@@ -146,6 +191,9 @@ def quantize_state(
       block_size: elements per block (one float32 scale each), an int >= 1.
       min_size: leaves with fewer elements stay in full precision, an int >= 0.
       unsigned: field names, or a predicate on the leaf's state path, selecting the unsigned map.
+      fields: the state fields to quantize (names, or a predicate on the leaf's state path such
+        as ``"0/mu/w"``); param-shaped leaves of other fields stay exact. Add the moment fields
+        of your own transforms here.
 
     Returns:
       A :class:`GradientTransformation` whose state is a :class:`QuantizedState`.
@@ -169,15 +217,8 @@ def quantize_state(
     _validate.check_int("block_size", block_size, minimum=1)
     _validate.check_int("min_size", min_size, minimum=0)
     bits, block_size, min_size = int(bits), int(block_size), int(min_size)
-    if callable(unsigned):
-        is_unsigned: Callable[[str, str], bool] = lambda field, path: bool(unsigned(path))  # noqa: E731
-    else:
-        if isinstance(unsigned, str):
-            raise TypeError(
-                "`unsigned` must be a collection of field names or a function, not a str"
-            )
-        names = frozenset(unsigned)
-        is_unsigned = lambda field, path: field in names  # noqa: E731
+    is_unsigned = _field_predicate("unsigned", unsigned)
+    is_quantized = _field_predicate("fields", fields)
     call_inner = caller(inner)
 
     def store(path: tuple, leaf: Any, param_shapes: dict) -> Any:
@@ -186,7 +227,7 @@ def quantize_state(
         if not jnp.issubdtype(leaf.dtype, jnp.floating) or int(np.size(leaf)) < min_size:
             return leaf
         field = _field(path, tuple(leaf.shape), param_shapes)
-        if field is None:
+        if field is None or not is_quantized(field, _paths.path_str(path)):
             return leaf
         signed = not is_unsigned(field, _paths.path_str(path))
         return QuantizedArray.create(leaf, signed=signed, bits=bits, block_size=block_size)

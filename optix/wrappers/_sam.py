@@ -177,7 +177,7 @@ def sam(
     def update(updates, state, params=None, **extra):
         _validate.require_params(params, "sam")
         _validate.check_float_leaves(updates, "`sam` updates")
-        _validate.check_same_structure(updates, params, "updates", "params")
+        _validate.check_matches_params(updates, params)
         hp, hyperparams = spec.step(state.hyperparams)
         if opaque:
             out = cycle(updates, state, params, hp, extra)

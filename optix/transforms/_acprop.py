@@ -1,0 +1,141 @@
+r"""ACProp: AdaBelief's centred second moment, applied asynchronously (one step late)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix._chain import chain
+from optix._fusable import mark_elementwise
+from optix._hyperparams import Hyperparams, HyperparamState
+from optix.transforms._regularize import add_decayed_weights
+from optix.transforms._scale import scale_lr
+
+Mask = Any | Callable[[Params], Any] | None
+
+
+class ScaleByAcpropState(NamedTuple):
+    """State of :func:`scale_by_acprop`: the mean and the centred second moment of gradients."""
+
+    hyperparams: HyperparamState  # b1, b2, eps, eps_root; count is t
+    mu: Updates  # EMA of g
+    nu: Updates  # EMA of |g - mu|^2 (+ eps_root)
+
+
+def scale_by_acprop(
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: ScalarOrSchedule = 1e-16,
+    eps_root: ScalarOrSchedule = 1e-16,
+    *,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""Divide the gradient by the root of the *previous* step's centred second moment.
+
+    .. math::
+        u_t = \frac{g_t}{\sqrt{s_{t-1} / (1-\beta_2^{t-1})} + \epsilon}, \quad
+        s_t = \beta_2 s_{t-1} + (1-\beta_2) |g_t - m_{t-1}|^2 + \epsilon_{root}, \quad
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t
+
+    and ``u_1 = g_1 / (1 + eps)`` (no statistic yet). The denominator does not see ``g_t``
+    (the "asynchronous" update) and measures the gradient's deviation from its running mean (the
+    "centring", as AdaBelief). This is ``optax.contrib.scale_by_acprop``: the numerator is the
+    gradient and the deviation is taken from the previous mean ``m_{t-1}``.
+
+    Example:
+      >>> import optix
+      >>> tx = optix.chain(optix.scale_by_acprop(), optix.scale_lr(1e-3))
+
+    Reference: Zhuang, Ding, Tang, Dvornek, Tatikonda & Duncan, `Momentum centering and
+    asynchronous update for adaptive gradient methods <https://arxiv.org/abs/2110.05454>`_,
+    NeurIPS 2021.
+    """
+    _validate.check_unit_interval("b1", b1)
+    _validate.check_unit_interval("b2", b2)
+    _validate.check_nonnegative("eps", eps)
+    _validate.check_nonnegative("eps_root", eps_root)
+    spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`scale_by_acprop` params")
+        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
+        return ScaleByAcpropState(spec.init(), mu, nu)
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.mu, "scale_by_acprop")
+        hp, hyperparams = spec.step(state.hyperparams)
+        b1_, b2_ = hp["b1"], hp["b2"]
+        previous = state.hyperparams.count  # t - 1 steps have built nu
+        first = previous == 0
+        bc2 = _tree.bias_correction(b2_, jnp.where(first, 1, previous))
+
+        def leaf(g, m, v):
+            gc = _tree.upcast(g)
+            v_hat = jnp.where(first, 1, v / bc2)
+            u = gc / (jnp.sqrt(v_hat) + hp["eps"])
+            m_new = b1_ * m + (1 - b1_) * gc
+            v_new = b2_ * v + (1 - b2_) * _tree.abs_sq(gc - m) + hp["eps_root"]
+            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+
+        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
+        return updates, ScaleByAcpropState(hyperparams, mu, nu)
+
+    return mark_elementwise(GradientTransformation(init, update))
+
+
+def acprop(
+    learning_rate: ScalarOrSchedule,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: ScalarOrSchedule = 1e-16,
+    eps_root: ScalarOrSchedule = 1e-16,
+    weight_decay: ScalarOrSchedule = 0.0,
+    mask: Mask = None,
+    *,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""ACProp with decoupled weight decay.
+
+    .. math::
+        \theta_t = \theta_{t-1} - \eta_t\Bigl(\frac{g_t}{\sqrt{\hat s_{t-1}} + \epsilon}
+        + \lambda \theta_{t-1}\Bigr)
+
+    with ``hat s_{t-1}`` as in :func:`scale_by_acprop`. It is ``chain(scale_by_acprop(...),
+    add_decayed_weights(weight_decay, mask), scale_lr(learning_rate))`` and matches
+    ``optax.contrib.acprop``.
+
+    Args:
+      learning_rate: ``eta`` >= 0, or a schedule.
+      b1, b2: decays in [0, 1) of the mean and of the centred second moment.
+      eps: added to the root; eps_root: added to the second moment every step.
+      weight_decay: decoupled decay ``lambda`` >= 0, multiplied by the learning rate.
+      mask: which params decay (a pytree of bools, a function of the params, or path patterns).
+      mu_dtype, nu_dtype: moment dtypes; default the param's widened to at least float32.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.acprop(0.1)
+      >>> params = jnp.ones(2)
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([2.0, -3.0]), state, params)
+      >>> updates  # no statistic yet: the first step is -lr * g / (1 + eps)
+      Array([-0.2,  0.3], dtype=float32)
+
+    Reference: Zhuang, Ding, Tang, Dvornek, Tatikonda & Duncan, `Momentum centering and
+    asynchronous update for adaptive gradient methods <https://arxiv.org/abs/2110.05454>`_,
+    NeurIPS 2021.
+    """
+    return chain(
+        scale_by_acprop(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+        add_decayed_weights(weight_decay, mask),
+        scale_lr(learning_rate),
+    )

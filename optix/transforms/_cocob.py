@@ -1,0 +1,148 @@
+r"""COCOB-Backprop: learning-rate-free training by coin betting (Orabona & Tommasi 2017)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix._chain import chain
+from optix._fusable import mark_elementwise
+from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix.transforms._regularize import add_decayed_weights
+from optix.transforms._scale import scale_lr
+
+Mask = Any | Callable[[Params], Any] | None
+
+
+class ScaleByCocobState(NamedTuple):
+    """State of :func:`scale_by_cocob`: the bettor's wealth and statistics, per coordinate."""
+
+    hyperparams: HyperparamState  # alpha, eps
+    params0: Params  # x_0, the point bets are made around
+    neg_grad_sum: Updates  # theta_t = -sum_i g_i
+    max_grad: Updates  # L_t = max(eps, |g_1|, ..., |g_t|)
+    abs_grad_sum: Updates  # G_t = sum_i |g_i|
+    reward: Updates  # R_t = max(R_{t-1} - g_t (x_t - x_0), 0)
+
+
+def scale_by_cocob(
+    alpha: ScalarOrSchedule = 100.0,
+    eps: ScalarOrSchedule = 1e-8,
+    *,
+    mu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""The COCOB-Backprop bet, as a direction: ``x_t - x_{t+1}`` (see :func:`optix.cocob`).
+
+    Example:
+      >>> import optix
+      >>> tx = optix.chain(optix.scale_by_cocob(), optix.scale_lr(1.0))
+
+    Reference: Orabona & Tommasi, `Training deep networks without learning rates through coin
+    betting <https://arxiv.org/abs/1705.07795>`_, NeurIPS 2017, Algorithm 2.
+    """
+    _validate.check_positive("alpha", alpha)
+    _validate.check_positive("eps", eps)
+    spec = Hyperparams(alpha=alpha, eps=eps)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`scale_by_cocob` params")
+        _validate.check_real_leaves(params, "scale_by_cocob", "bets compare signed gradients")
+        x0 = jax.tree.map(jnp.copy, params)
+        # four separate buffers: state that shares one cannot be donated
+        sums = [_tree.moments_like(params, mu_dtype, name="mu_dtype") for _ in range(4)]
+        return ScaleByCocobState(spec.init(), x0, *sums)
+
+    def update(updates, state, params=None, **extra):
+        del extra
+        _validate.require_params(params, "scale_by_cocob")
+        _validate.check_updates(updates, state.neg_grad_sum, "scale_by_cocob")
+        _validate.check_matches_params(updates, params)
+        hp, hyperparams = spec.step(state.hyperparams)
+
+        def leaf(g, x0, theta, big_l, big_g, r, x):
+            gc, xc, x0c = _tree.upcast(g), _tree.upcast(x), _tree.upcast(x0)
+            big_l_new = jnp.maximum(jnp.maximum(big_l, jnp.abs(gc)), hp["eps"])
+            big_g_new = big_g + jnp.abs(gc)
+            r_new = jnp.maximum(r - gc * (xc - x0c), 0)
+            theta_new = theta - gc
+            bet = theta_new / (
+                big_l_new * jnp.maximum(big_g_new + big_l_new, hp["alpha"] * big_l_new)
+            )
+            x_new = x0c + bet * (big_l_new + r_new)
+            out = (xc - x_new).astype(g.dtype), theta_new.astype(theta.dtype)
+            return out + (
+                big_l_new.astype(big_l.dtype),
+                big_g_new.astype(big_g.dtype),
+                r_new.astype(r.dtype),
+            )
+
+        trees = (updates, state.params0, state.neg_grad_sum, state.max_grad, state.abs_grad_sum)
+        direction, theta, big_l, big_g, r = _tree.map_leaves(
+            leaf, *trees, state.reward, params, n_out=5
+        )
+        return direction, ScaleByCocobState(hyperparams, state.params0, theta, big_l, big_g, r)
+
+    return mark_elementwise(GradientTransformation(init, update))
+
+
+register_rules(ScaleByCocobState, alpha=_validate.check_positive, eps=_validate.check_positive)
+
+
+def cocob(
+    learning_rate: ScalarOrSchedule = 1.0,
+    alpha: ScalarOrSchedule = 100.0,
+    eps: ScalarOrSchedule = 1e-8,
+    weight_decay: ScalarOrSchedule = 0.0,
+    mask: Mask = None,
+    *,
+    mu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""COCOB-Backprop: each coordinate bets a fraction of its winnings on the gradient's sign.
+
+    .. math::
+        L_t = \max(L_{t-1}, |g_t|), \quad G_t = G_{t-1} + |g_t|, \quad
+        \theta_t = \theta_{t-1} - g_t, \quad
+        R_t = \max\bigl(R_{t-1} - g_t (x_t - x_0), 0\bigr),
+
+    .. math::
+        x_{t+1} = x_t + \eta_t\Bigl(x_0 + \frac{\theta_t}{L_t \max(G_t + L_t, \alpha L_t)}
+        (L_t + R_t) - x_t\Bigr)
+
+    per coordinate, with ``L_0 = eps``. It is ``chain(add_decayed_weights(weight_decay, mask),
+    scale_by_cocob(alpha, eps), scale_lr(learning_rate))``: the learning rate multiplies the
+    bettor's step, as for :func:`optix.prodigy` (keep it 1, or a schedule that starts at 1).
+    With ``learning_rate=1`` this is the paper's Algorithm 2 and ``optax.contrib.cocob``.
+    optax instead multiplies the *gradients* by the learning rate before betting, and the bet is
+    invariant to the scale of the gradients (up to ``eps``), so there a constant learning rate
+    has no effect.
+
+    Args:
+      learning_rate: multiplier of the bet's step (>= 0), or a schedule.
+      alpha: > 0; caps the fraction of the wealth bet early on (100 in the paper).
+      eps: > 0, the initial ``L_0`` (keeps the first division finite).
+      weight_decay: L2 penalty >= 0 added to the gradient.
+      mask: which params decay (a pytree of bools, a function of the params, or path patterns).
+      mu_dtype: dtype of the per-coordinate statistics; default the param's, at least float32.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.cocob()
+      >>> params = {"w": jnp.ones(3)}
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+      >>> params = optix.apply_updates(params, updates)
+
+    Reference: Orabona & Tommasi, `Training deep networks without learning rates through coin
+    betting <https://arxiv.org/abs/1705.07795>`_, NeurIPS 2017, Algorithm 2.
+    """
+    return chain(
+        add_decayed_weights(weight_decay, mask),
+        scale_by_cocob(alpha, eps, mu_dtype=mu_dtype),
+        scale_lr(learning_rate),
+    )

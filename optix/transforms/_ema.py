@@ -1,0 +1,76 @@
+r"""An exponential moving average of the updates, optionally bias-corrected (optax's ``ema``)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from jax.typing import DTypeLike
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, ScalarOrSchedule, Updates
+from optix._fusable import mark_elementwise
+from optix._hyperparams import Hyperparams, HyperparamState
+
+
+class EmaState(NamedTuple):
+    """State of :func:`ema`: the decay and the running average of the updates."""
+
+    hyperparams: HyperparamState  # decay; count is t
+    ema: Updates  # m_t, not bias-corrected
+
+
+def ema(
+    decay: ScalarOrSchedule,
+    debias: bool = True,
+    *,
+    accumulator_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""Replace the updates by an exponential moving average of all updates so far.
+
+    .. math:: m_t = \beta m_{t-1} + (1-\beta) g_t, \quad m_0 = 0, \qquad
+        u_t = \begin{cases} m_t / (1 - \beta^t) & \text{debias} \\ m_t & \text{otherwise}
+        \end{cases}
+
+    This averages the *updates* (optax's ``ema``); :func:`param_ema` averages the params. Unlike
+    :func:`scale_by_momentum` (``b_t = mu b_{t-1} + g_t``), the new update is weighted by
+    ``1 - beta``. With ``debias=False`` it equals :func:`adafactor_momentum`.
+
+    Args:
+      decay: ``beta`` in [0, 1), or a schedule.
+      debias: divide by ``1 - beta^t`` so early averages are not biased towards 0.
+      accumulator_dtype: dtype of ``m``; default: the param's dtype widened to at least float32.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.ema(0.9)
+      >>> state = tx.init(jnp.zeros(2))
+      >>> tx.update(jnp.array([1.0, -2.0]), state)[0]  # debiased: the first average is g_1
+      Array([ 1., -2.], dtype=float32)
+
+    Reference: Kingma & Ba, `Adam: a method for stochastic optimization
+    <https://arxiv.org/abs/1412.6980>`_, ICLR 2015, section 3 (bias correction).
+    """
+    _validate.check_unit_interval("decay", decay)
+    spec = Hyperparams(decay=decay)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`ema` params")
+        return EmaState(
+            spec.init(), _tree.moments_like(params, accumulator_dtype, name="accumulator_dtype")
+        )
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.ema, "ema")
+        hp, hyperparams = spec.step(state.hyperparams)
+        beta = hp["decay"]
+        bc = _tree.bias_correction(beta, hyperparams.count) if debias else 1
+
+        def leaf(g, m):
+            m_new = beta * m + (1 - beta) * _tree.upcast(g)
+            return (m_new / bc).astype(g.dtype), m_new.astype(m.dtype)
+
+        updates, average = _tree.map_leaves(leaf, updates, state.ema, n_out=2)
+        return updates, EmaState(hyperparams, average)
+
+    return mark_elementwise(GradientTransformation(init, update))

@@ -1,0 +1,140 @@
+r"""MADGRAD: momentumized, adaptive, dual-averaged gradient descent (Defazio & Jelassi 2021)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix._chain import chain
+from optix._fusable import mark_elementwise
+from optix._hyperparams import Hyperparams, HyperparamState
+from optix.transforms._regularize import add_decayed_weights
+
+Mask = Any | Callable[[Params], Any] | None
+
+
+class ScaleByMadgradState(NamedTuple):
+    """State of :func:`scale_by_madgrad`: the dual-averaging sums and the initial params."""
+
+    hyperparams: HyperparamState  # learning_rate, momentum, eps; count is k
+    grad_sum_sq: Updates  # G_k = sum_i lambda_i |g_i|^2
+    grad_sum: Updates  # s_k = sum_i lambda_i g_i
+    params0: Params  # x_0, the centre of the dual average
+
+
+def scale_by_madgrad(
+    learning_rate: ScalarOrSchedule = 1e-2,
+    momentum: ScalarOrSchedule = 0.9,
+    eps: ScalarOrSchedule = 1e-6,
+    *,
+    mu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""The MADGRAD step (see :func:`optix.madgrad`); it includes ``-learning_rate``.
+
+    The learning rate weights each gradient inside the dual average, so it cannot be applied
+    afterwards by :func:`optix.scale_lr`: like :func:`optix.scale_by_prodigy` this transform
+    produces the final step and ends a chain.
+
+    Example:
+      >>> import optix
+      >>> tx = optix.chain(optix.clip_by_global_norm(1.0), optix.scale_by_madgrad(1e-2))
+
+    Reference: Defazio & Jelassi, `Adaptivity without compromise: a momentumized, adaptive, dual
+    averaged gradient method for stochastic optimization <https://arxiv.org/abs/2101.11075>`_,
+    JMLR 2022.
+    """
+    _validate.check_nonnegative("learning_rate", learning_rate)
+    _validate.check_unit_interval("momentum", momentum)
+    _validate.check_nonnegative("eps", eps)
+    spec = Hyperparams(learning_rate=learning_rate, momentum=momentum, eps=eps)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`scale_by_madgrad` params")
+        sums = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        sq = _tree.moments_like(params, mu_dtype, real=True, name="mu_dtype")
+        return ScaleByMadgradState(spec.init(), sq, sums, jax.tree.map(jnp.copy, params))
+
+    def update(updates, state, params=None, **extra):
+        del extra
+        _validate.require_params(params, "scale_by_madgrad")
+        _validate.check_updates(updates, state.grad_sum, "scale_by_madgrad")
+        _validate.check_matches_params(updates, params)
+        hp, hyperparams = spec.step(state.hyperparams)
+        k = state.hyperparams.count.astype(hp["learning_rate"].dtype)
+        # lambda_k = (lr + eps) sqrt(k + 1): the authors' code adds eps to the rate
+        lam = (hp["learning_rate"] + hp["eps"]) * jnp.sqrt(k + 1)
+        c = 1 - hp["momentum"]
+
+        def leaf(g, big_g, s, x0, x):
+            gc, xc = _tree.upcast(g), _tree.upcast(x)
+            big_g_new = big_g + lam * _tree.abs_sq(gc)
+            s_new = s + lam * gc
+            z = _tree.upcast(x0) - s_new / (jnp.cbrt(big_g_new) + hp["eps"])
+            # x_{k+1} - x_k = c (z_{k+1} - x_k), without the cancellation of forming x_{k+1}
+            step = (c * (z - xc)).astype(g.dtype)
+            return step, big_g_new.astype(big_g.dtype), s_new.astype(s.dtype)
+
+        trees = (updates, state.grad_sum_sq, state.grad_sum, state.params0, params)
+        steps, sq, sums = _tree.map_leaves(leaf, *trees, n_out=3)
+        return steps, ScaleByMadgradState(hyperparams, sq, sums, state.params0)
+
+    return mark_elementwise(GradientTransformation(init, update))
+
+
+def madgrad(
+    learning_rate: ScalarOrSchedule = 1e-2,
+    momentum: ScalarOrSchedule = 0.9,
+    weight_decay: ScalarOrSchedule = 0.0,
+    eps: ScalarOrSchedule = 1e-6,
+    mask: Mask = None,
+    *,
+    mu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""MADGRAD: dual averaging with a cube-root AdaGrad denominator and momentum by averaging.
+
+    .. math::
+        \lambda_k = (\eta_k + \epsilon)\sqrt{k + 1}, \quad
+        s_{k+1} = s_k + \lambda_k g_k, \quad
+        G_{k+1} = G_k + \lambda_k |g_k|^2,
+
+    .. math::
+        z_{k+1} = x_0 - \frac{s_{k+1}}{G_{k+1}^{1/3} + \epsilon}, \quad
+        x_{k+1} = \beta x_k + (1 - \beta) z_{k+1}
+
+    with ``k`` the 0-based step, ``beta = momentum`` and ``g_k`` the gradient plus
+    ``weight_decay * x_k`` (the L2 penalty, added before the step, as in the authors' default and
+    optax). It is ``chain(add_decayed_weights(weight_decay, mask), scale_by_madgrad(...))``:
+    the learning rate sits inside the dual average (the step grows like ``lr^(2/3)``), so it is
+    part of :func:`scale_by_madgrad` rather than a final :func:`optix.scale_lr`. Matches
+    ``optax.contrib.madgrad`` and the authors' code, ``eps`` added to the rate included.
+
+    Args:
+      learning_rate: ``eta`` >= 0, or a schedule.
+      momentum: ``beta`` in [0, 1).
+      weight_decay: L2 penalty >= 0 added to the gradient.
+      eps: added to the cube root and to the rate.
+      mask: which params decay (a pytree of bools, a function of the params, or path patterns).
+      mu_dtype: dtype of the two sums; default the param's widened to at least float32.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.madgrad(1e-2, weight_decay=1e-4)
+      >>> params = {"w": jnp.ones(3)}
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+      >>> params = optix.apply_updates(params, updates)
+
+    Reference: Defazio & Jelassi, `Adaptivity without compromise: a momentumized, adaptive, dual
+    averaged gradient method for stochastic optimization <https://arxiv.org/abs/2101.11075>`_,
+    JMLR 2022.
+    """
+    return chain(
+        add_decayed_weights(weight_decay, mask),
+        scale_by_madgrad(learning_rate, momentum, eps, mu_dtype=mu_dtype),
+    )

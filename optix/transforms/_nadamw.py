@@ -1,0 +1,176 @@
+r"""NAdamW: NAdam with decoupled weight decay, and optax's NAdam rule (Adam with a Nesterov
+look-ahead on the bias-corrected mean, no momentum schedule)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix._chain import chain
+from optix._fusable import mark_elementwise
+from optix._hyperparams import Hyperparams, HyperparamState
+from optix.transforms._adam import scale_by_nadam
+from optix.transforms._regularize import add_decayed_weights
+from optix.transforms._scale import scale_lr
+
+Mask = Any | Callable[[Params], Any] | None
+
+
+class ScaleByNesterovAdamState(NamedTuple):
+    """State of :func:`scale_by_nesterov_adam`: the hyperparameters and Adam's two moments."""
+
+    hyperparams: HyperparamState  # b1, b2, eps, eps_root; count is t
+    mu: Updates  # first moment m_t
+    nu: Updates  # second moment v_t (of |g|^2)
+
+
+def _nesterov_adam_leaf(g, m, v, *, b1, b2, eps, eps_root, bc1, bc1_next, bc2):
+    """One leaf of :func:`scale_by_nesterov_adam`, in the compute dtype."""
+    m_new = b1 * m + (1 - b1) * g
+    v_new = b2 * v + (1 - b2) * _tree.abs_sq(g)
+    m_look = b1 * m_new / bc1_next + (1 - b1) * g / bc1
+    u = m_look / (jnp.sqrt(v_new / bc2 + eps_root) + eps)
+    return u, m_new, v_new
+
+
+def scale_by_nesterov_adam(
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: ScalarOrSchedule = 1e-8,
+    eps_root: ScalarOrSchedule = 0.0,
+    *,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""Adam with a Nesterov look-ahead on the bias-corrected mean (optax's NAdam rule).
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) |g_t|^2, \\
+        u_t = \frac{\beta_1 m_t / (1-\beta_1^{t+1}) + (1-\beta_1)\, g_t / (1-\beta_1^t)}
+        {\sqrt{v_t / (1-\beta_2^t) + \epsilon_{root}} + \epsilon}
+
+    This is Dozat's rule with a constant momentum ``mu_t = beta_1``; it is what optax's
+    ``nadam``, ``nadamw`` and ``scale_by_adam(nesterov=True)`` compute. :func:`scale_by_nadam`
+    (torch.optim.NAdam, Dozat's paper) adds the warming schedule
+    ``mu_t = beta_1 (1 - 0.5 \cdot 0.96^{t \psi})``, so the two differ at every step.
+
+    Args:
+      b1, b2: moment decays in [0, 1).
+      eps: added to the denominator, outside the root.
+      eps_root: added inside the root (for differentiating through the optimizer).
+      mu_dtype, nu_dtype: dtypes of the moments; default: the param's dtype widened to at least
+        float32.
+
+    Example:
+      >>> import optix
+      >>> tx = optix.chain(optix.scale_by_nesterov_adam(), optix.scale_lr(1e-3))
+
+    Reference: Dozat, `Incorporating Nesterov momentum into Adam
+    <https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ>`_, ICLR workshop 2016.
+    """
+    _validate.check_unit_interval("b1", b1)
+    _validate.check_unit_interval("b2", b2)
+    _validate.check_nonnegative("eps", eps)
+    _validate.check_nonnegative("eps_root", eps_root)
+    spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`scale_by_nesterov_adam` params")
+        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
+        return ScaleByNesterovAdamState(spec.init(), mu, nu)
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.mu, "scale_by_nesterov_adam")
+        hp, hyperparams = spec.step(state.hyperparams)
+        t = hyperparams.count
+        coefs = {
+            "b1": hp["b1"],
+            "b2": hp["b2"],
+            "eps": hp["eps"],
+            "eps_root": hp["eps_root"],
+            "bc1": _tree.bias_correction(hp["b1"], t),
+            "bc1_next": 1 - hp["b1"] ** (t.astype(hp["b1"].dtype) + 1),
+            "bc2": _tree.bias_correction(hp["b2"], t),
+        }
+
+        def leaf(g, m, v):
+            u, m_new, v_new = _nesterov_adam_leaf(_tree.upcast(g), m, v, **coefs)
+            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+
+        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
+        return updates, ScaleByNesterovAdamState(hyperparams, mu, nu)
+
+    return mark_elementwise(GradientTransformation(init, update))
+
+
+def nadamw(
+    learning_rate: ScalarOrSchedule,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: ScalarOrSchedule = 1e-8,
+    weight_decay: ScalarOrSchedule = 1e-2,
+    mask: Mask = None,
+    momentum_decay: ScalarOrSchedule | None = None,
+    *,
+    momentum_schedule: bool = True,
+    eps_root: ScalarOrSchedule = 0.0,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""NAdamW: NAdam with decoupled weight decay.
+
+    .. math:: \theta_t = \theta_{t-1} - \eta \big(\text{nadam}_t + \lambda \theta_{t-1}\big)
+
+    ``chain(scale_by_nadam, add_decayed_weights, scale_lr)``: by default the NAdam direction is
+    :func:`scale_by_nadam`'s, Dozat's rule with the momentum schedule, as in :func:`nadam` and
+    torch.optim.NAdam with ``decoupled_weight_decay=True``. ``momentum_schedule=False`` uses
+    :func:`scale_by_nesterov_adam` instead, the rule of optax's ``nadamw`` (constant momentum
+    ``b1``; it also takes ``eps_root``). The decay is multiplied by the learning rate, as in
+    :func:`adamw`.
+
+    Args:
+      learning_rate: step size ``eta`` >= 0, or a schedule.
+      b1, b2, eps: as in :func:`adam`.
+      weight_decay: ``lambda`` >= 0 (default 1e-2, as :func:`adamw`; optax's default is 1e-4).
+      mask: which params decay: a pytree of bools or a function ``params -> pytree of bools``.
+      momentum_decay: ``psi`` >= 0 of the momentum schedule (default 4e-3); only with
+        ``momentum_schedule=True``.
+      momentum_schedule: Dozat's warming momentum schedule (torch); False for optax's rule.
+      eps_root: added inside the root; only with ``momentum_schedule=False``.
+      mu_dtype, nu_dtype: moment dtypes; default: the param's dtype widened to at least float32.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.nadamw(1e-3, weight_decay=1e-4, momentum_schedule=False)  # optax.nadamw
+      >>> state = tx.init({"w": jnp.zeros(3)})
+
+    Reference: Dozat, `Incorporating Nesterov momentum into Adam
+    <https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ>`_, 2016; Loshchilov & Hutter,
+    `Decoupled weight decay regularization <https://arxiv.org/abs/1711.05101>`_, ICLR 2019.
+    """
+    if momentum_schedule:
+        if callable(eps_root) or _validate.concrete_float(eps_root) != 0.0:
+            raise ValueError(
+                "`eps_root` is only used with `momentum_schedule=False` (optax's rule); "
+                "Dozat's scheduled rule has no root epsilon"
+            )
+        psi = 4e-3 if momentum_decay is None else momentum_decay
+        direction = scale_by_nadam(b1, b2, eps, psi, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    else:
+        if momentum_decay is not None:
+            raise ValueError(
+                "`momentum_decay` sets the momentum schedule, which `momentum_schedule=False` "
+                "turns off; leave it unset"
+            )
+        direction = scale_by_nesterov_adam(
+            b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+        )
+    return chain(direction, add_decayed_weights(weight_decay, mask), scale_lr(learning_rate))

@@ -1,0 +1,178 @@
+r"""Optimistic gradient descent and optimistic Adam: a step extrapolated from the last two
+directions, for min-max games."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from jax.typing import DTypeLike
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, ScalarOrSchedule, Updates
+from optix._chain import chain
+from optix._fusable import mark_elementwise
+from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix.transforms._adam import scale_by_adam
+from optix.transforms._nadamw import scale_by_nesterov_adam
+from optix.transforms._scale import scale_lr
+
+
+class ScaleByOptimisticGradientState(NamedTuple):
+    """State of :func:`scale_by_optimistic_gradient`: the hyperparameters and the last input."""
+
+    hyperparams: HyperparamState  # alpha, beta; count 0 means no previous direction yet
+    previous: Updates  # d_{t-1}, the direction given to the previous update
+
+
+register_rules(
+    ScaleByOptimisticGradientState,
+    alpha=_validate.check_finite,
+    beta=_validate.check_finite,
+)
+
+
+def scale_by_optimistic_gradient(
+    alpha: ScalarOrSchedule = 1.0,
+    beta: ScalarOrSchedule = 1.0,
+    *,
+    previous_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""The generalised optimistic direction: the current one plus ``beta`` times its change.
+
+    .. math:: u_t = (\alpha + \beta)\, d_t - \beta\, d_{t-1}, \qquad d_0 = d_1
+
+    ``d_t`` is the incoming update (a gradient, or another transform's direction). On the first
+    step there is no ``d_0``, so it is taken equal to ``d_1`` (``u_1 = alpha d_1``), as optax's
+    ``scale_by_optimistic_gradient`` does. ``alpha = beta = 1`` is optimistic gradient descent,
+    ``2 g_t - g_{t-1}``.
+
+    Args:
+      alpha: weight of the current direction (finite).
+      beta: weight of the change ``d_t - d_{t-1}`` (finite; negative momentum when positive).
+      previous_dtype: dtype of the stored ``d_{t-1}``; default: the param's dtype widened to at
+        least float32.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.scale_by_optimistic_gradient()
+      >>> state = tx.init(jnp.zeros(2))
+      >>> u, state = tx.update(jnp.array([1.0, 2.0]), state)
+      >>> tx.update(jnp.array([3.0, 2.0]), state)[0]  # 2 d_2 - d_1
+      Array([5., 2.], dtype=float32)
+
+    Reference: Mokhtari, Ozdaglar & Pattathil, `A unified analysis of extra-gradient and
+    optimistic gradient methods for saddle point problems
+    <https://arxiv.org/abs/1901.08511>`_, AISTATS 2020.
+    """
+    _validate.check_finite("alpha", alpha)
+    _validate.check_finite("beta", beta)
+    spec = Hyperparams(alpha=alpha, beta=beta)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`scale_by_optimistic_gradient` params")
+        previous = _tree.moments_like(params, previous_dtype, name="previous_dtype")
+        return ScaleByOptimisticGradientState(spec.init(), previous)
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.previous, "scale_by_optimistic_gradient")
+        first = state.hyperparams.count == 0
+        hp, hyperparams = spec.step(state.hyperparams)
+        a, b = hp["alpha"], hp["beta"]
+
+        def leaf(d, prev):
+            dc = _tree.upcast(d)
+            prev = _tree.where(first, dc, prev)
+            u = (a + b) * dc - b * prev
+            return u.astype(d.dtype), dc.astype(prev.dtype)
+
+        updates, previous = _tree.map_leaves(leaf, updates, state.previous, n_out=2)
+        return updates, ScaleByOptimisticGradientState(hyperparams, previous)
+
+    return mark_elementwise(GradientTransformation(init, update))
+
+
+def optimistic_gradient_descent(
+    learning_rate: ScalarOrSchedule,
+    alpha: ScalarOrSchedule = 1.0,
+    beta: ScalarOrSchedule = 1.0,
+) -> GradientTransformation:
+    r"""Optimistic gradient descent (OGD), for smooth min-max games.
+
+    .. math:: \theta_{t} = \theta_{t-1} - \eta \big((\alpha + \beta)\, g_t - \beta\, g_{t-1}\big)
+
+    ``chain(scale_by_optimistic_gradient(alpha, beta), scale_lr(learning_rate))``, as optax's
+    ``optimistic_gradient_descent``. It approximates the extra-gradient method with one gradient
+    per step and converges in the last iterate on bilinear games, where gradient descent-ascent
+    cycles or diverges.
+
+    Args:
+      learning_rate: step size ``eta`` >= 0, or a schedule.
+      alpha, beta: see :func:`scale_by_optimistic_gradient`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optix
+      >>> tx = optix.optimistic_gradient_descent(0.3)
+      >>> params = jnp.array([1.0, 1.0])  # min over x, max over y of x * y; solution (0, 0)
+      >>> state = tx.init(params)
+      >>> for _ in range(100):
+      ...     x, y = params
+      ...     updates, state = tx.update(jnp.array([y, -x]), state)  # descend x, ascend y
+      ...     params = optix.apply_updates(params, updates)
+      >>> bool(jnp.linalg.norm(params) < 0.01)  # gradient descent-ascent spirals outwards
+      True
+
+    Reference: Mokhtari, Ozdaglar & Pattathil, `A unified analysis of extra-gradient and
+    optimistic gradient methods for saddle point problems
+    <https://arxiv.org/abs/1901.08511>`_, AISTATS 2020.
+    """
+    return chain(scale_by_optimistic_gradient(alpha, beta), scale_lr(learning_rate))
+
+
+def optimistic_adam(
+    learning_rate: ScalarOrSchedule,
+    *,
+    alpha: ScalarOrSchedule = 1.0,
+    beta: ScalarOrSchedule = 1.0,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: ScalarOrSchedule = 1e-8,
+    eps_root: ScalarOrSchedule = 0.0,
+    nesterov: bool = True,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""Optimistic Adam: the optimistic step applied to Adam's direction.
+
+    .. math:: r_t = \mathrm{adam}_t, \qquad
+        \theta_t = \theta_{t-1} - \eta \big((\alpha + \beta)\, r_t - \beta\, r_{t-1}\big)
+
+    ``chain(adam direction, scale_by_optimistic_gradient(alpha, beta), scale_lr(learning_rate))``,
+    with optax's ``optimistic_adam_v2`` interface and defaults: the Adam direction is
+    :func:`scale_by_nesterov_adam` (optax's ``scale_by_adam(nesterov=True)``), or plain
+    :func:`scale_by_adam` with ``nesterov=False``. Every argument after ``learning_rate`` is
+    keyword-only, so a call in the style of optax's deprecated ``optimistic_adam(lr, optimism)``
+    is refused rather than misread.
+
+    Args:
+      learning_rate: step size ``eta`` >= 0, or a schedule.
+      alpha, beta: see :func:`scale_by_optimistic_gradient`.
+      b1, b2, eps, eps_root: Adam's, as in :func:`scale_by_adam`.
+      nesterov: use Adam with a Nesterov look-ahead (the default, as optax).
+      mu_dtype, nu_dtype: moment dtypes; default: the param's dtype widened to at least float32.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.optimistic_adam(1.0, alpha=1e-2, beta=1.0)
+      >>> state = tx.init((jnp.zeros([]), jnp.zeros([])))
+
+    Reference: Daskalakis, Ilyas, Syrgkanis & Zeng, `Training GANs with optimism
+    <https://arxiv.org/abs/1711.00141>`_, ICLR 2018.
+    """
+    if nesterov:
+        direction = scale_by_nesterov_adam(
+            b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+        )
+    else:
+        direction = scale_by_adam(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    return chain(direction, scale_by_optimistic_gradient(alpha, beta), scale_lr(learning_rate))

@@ -1,0 +1,144 @@
+r"""Simplified AdEMAMix: one accelerated (undamped) momentum plus the gradient, over Adam's root."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix._chain import chain
+from optix._fusable import mark_elementwise
+from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix.transforms._regularize import add_decayed_weights
+from optix.transforms._scale import scale_lr
+
+Mask = Any | Callable[[Params], Any] | None
+
+
+class ScaleBySimplifiedAdemamixState(NamedTuple):
+    """State of :func:`scale_by_simplified_ademamix`: the momentum and the second moment."""
+
+    hyperparams: HyperparamState  # b1, b2, alpha, eps, eps_root; count is t
+    mu: Updates  # m_t = b1 m_{t-1} + g_t (a sum, not an average)
+    nu: Updates  # EMA of |g|^2
+
+
+def scale_by_simplified_ademamix(
+    b1: ScalarOrSchedule = 0.99,
+    b2: ScalarOrSchedule = 0.95,
+    alpha: ScalarOrSchedule = 0.0,
+    eps: ScalarOrSchedule = 1e-8,
+    eps_root: ScalarOrSchedule = 0.0,
+    *,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""Mix the gradient into an undamped momentum, over Adam's denominator.
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + g_t, \quad
+        \nu_t = \beta_2 \nu_{t-1} + (1-\beta_2) |g_t|^2, \quad
+        u_t = \frac{m_t + \alpha g_t}{\sqrt{\nu_t / (1-\beta_2^t) + \epsilon_{root}} + \epsilon}
+
+    The momentum is a geometric *sum* of gradients (no ``1 - beta_1`` factor and no bias
+    correction), so its size is about ``1 / (1 - beta_1)`` times the gradient's: scale the
+    learning rate accordingly. Matches ``optax.contrib.scale_by_simplified_ademamix``.
+
+    Example:
+      >>> import optix
+      >>> tx = optix.chain(optix.scale_by_simplified_ademamix(alpha=2.0), optix.scale_lr(1e-4))
+
+    Reference: Morwani, Vyas, Kwun, Kakade & Ba, `Connections between schedule-free optimizers,
+    AdEMAMix, and accelerated SGD variants <https://arxiv.org/abs/2502.02431>`_, 2025.
+    """
+    _validate.check_unit_interval("b1", b1)
+    _validate.check_unit_interval("b2", b2)
+    for name, value in (("alpha", alpha), ("eps", eps), ("eps_root", eps_root)):
+        _validate.check_nonnegative(name, value)
+    spec = Hyperparams(b1=b1, b2=b2, alpha=alpha, eps=eps, eps_root=eps_root)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`scale_by_simplified_ademamix` params")
+        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
+        return ScaleBySimplifiedAdemamixState(spec.init(), mu, nu)
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.mu, "scale_by_simplified_ademamix")
+        hp, hyperparams = spec.step(state.hyperparams)
+        b1_, b2_ = hp["b1"], hp["b2"]
+        bc2 = _tree.bias_correction(b2_, hyperparams.count)
+
+        def leaf(g, m, v):
+            gc = _tree.upcast(g)
+            m_new = b1_ * m + gc
+            v_new = b2_ * v + (1 - b2_) * _tree.abs_sq(gc)
+            denom = jnp.sqrt(v_new / bc2 + hp["eps_root"]) + hp["eps"]
+            u = (m_new + hp["alpha"] * gc) / denom
+            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+
+        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
+        return updates, ScaleBySimplifiedAdemamixState(hyperparams, mu, nu)
+
+    return mark_elementwise(GradientTransformation(init, update))
+
+
+register_rules(ScaleBySimplifiedAdemamixState, alpha=_validate.check_nonnegative)
+
+
+def simplified_ademamix(
+    learning_rate: ScalarOrSchedule,
+    b1: ScalarOrSchedule = 0.99,
+    b2: ScalarOrSchedule = 0.95,
+    alpha: ScalarOrSchedule = 0.0,
+    eps: ScalarOrSchedule = 1e-8,
+    eps_root: ScalarOrSchedule = 0.0,
+    weight_decay: ScalarOrSchedule = 0.0,
+    mask: Mask = None,
+    *,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""Simplified AdEMAMix: AdEMAMix with one momentum, no warm-ups, decoupled weight decay.
+
+    .. math::
+        \theta_t = \theta_{t-1} - \eta_t\Bigl(\frac{m_t + \alpha g_t}
+        {\sqrt{\hat\nu_t + \epsilon_{root}} + \epsilon} + \lambda \theta_{t-1}\Bigr)
+
+    with ``m_t`` and ``hat nu_t`` as in :func:`scale_by_simplified_ademamix`. It is
+    ``chain(scale_by_simplified_ademamix(...), add_decayed_weights(weight_decay, mask),
+    scale_lr(learning_rate))`` and matches ``optax.contrib.simplified_ademamix``. With
+    ``alpha = 0`` it is Adam with an undamped momentum (rescale ``eta`` by ``1 - b1``).
+
+    Args:
+      learning_rate: ``eta`` >= 0, or a schedule.
+      b1: momentum decay in [0, 1); b2: second-moment decay in [0, 1).
+      alpha: >= 0, the weight of the current gradient added to the momentum.
+      eps, eps_root: added outside and inside the root.
+      weight_decay: decoupled decay ``lambda`` >= 0, multiplied by the learning rate.
+      mask: which params decay (a pytree of bools, a function of the params, or path patterns).
+      mu_dtype, nu_dtype: moment dtypes; default the param's widened to at least float32.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.simplified_ademamix(1e-4, alpha=2.0, weight_decay=1e-4)
+      >>> params = {"w": jnp.ones(3)}
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+      >>> params = optix.apply_updates(params, updates)
+
+    Reference: Morwani, Vyas, Kwun, Kakade & Ba, `Connections between schedule-free optimizers,
+    AdEMAMix, and accelerated SGD variants <https://arxiv.org/abs/2502.02431>`_, 2025.
+    """
+    return chain(
+        scale_by_simplified_ademamix(
+            b1, b2, alpha, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+        ),
+        add_decayed_weights(weight_decay, mask),
+        scale_lr(learning_rate),
+    )

@@ -1,0 +1,95 @@
+r"""Rescaling by the running standard deviation of the updates (centered RMS), optionally
+bias-corrected."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, ScalarOrSchedule, Updates
+from optix._fusable import mark_elementwise
+from optix._hyperparams import Hyperparams, HyperparamState
+
+
+class ScaleByStddevState(NamedTuple):
+    """State of :func:`scale_by_stddev`: the running means of ``g`` and of ``|g|^2``."""
+
+    hyperparams: HyperparamState  # decay, eps; count is t
+    mu: Updates  # running mean of g
+    nu: Updates  # running mean of |g|^2
+
+
+def scale_by_stddev(
+    decay: ScalarOrSchedule = 0.9,
+    eps: ScalarOrSchedule = 1e-8,
+    initial_scale: ArrayLike = 0.0,
+    *,
+    eps_in_sqrt: bool = False,
+    bias_correction: bool = False,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""Divide updates by a running estimate of their standard deviation (centered RMSprop).
+
+    .. math::
+        m_t = \rho m_{t-1} + (1-\rho) g_t, \quad
+        \nu_t = \rho \nu_{t-1} + (1-\rho) |g_t|^2, \quad
+        u_t = \frac{g_t}{\sqrt{\hat\nu_t - |\hat m_t|^2} + \epsilon}
+
+    with ``hat m_t = m_t``, ``hat nu_t = nu_t``, or with ``bias_correction=True`` both divided by
+    ``1 - rho^t``. ``m_0 = 0`` and ``nu_0 = initial_scale``.
+
+    ``eps`` sits outside the root by default, as in :func:`scale_by_rms` and torch's centered
+    RMSprop; ``eps_in_sqrt=True`` gives ``g / sqrt(hat nu - |hat m|^2 + eps)``, the default of
+    optax's ``scale_by_stddev``. Without bias correction this equals
+    ``scale_by_rms(centered=True)``.
+
+    Args:
+      decay: ``rho`` in [0, 1).
+      eps: ``epsilon`` >= 0.
+      initial_scale: ``nu_0`` >= 0.
+      eps_in_sqrt: put ``eps`` inside the root (optax's default) instead of outside.
+      bias_correction: divide both running means by ``1 - rho^t``.
+      mu_dtype, nu_dtype: dtypes of the running means; default: the param's dtype widened to at
+        least float32 (real for ``nu``).
+
+    Example:
+      >>> import optix
+      >>> tx = optix.chain(optix.scale_by_stddev(0.99, bias_correction=True), optix.scale_lr(1e-3))
+
+    Reference: Graves, `Generating sequences with recurrent neural networks
+    <https://arxiv.org/abs/1308.0850>`_, 2013, eq. 38-41.
+    """
+    _validate.check_unit_interval("decay", decay)
+    _validate.check_nonnegative("eps", eps)
+    _validate.check_nonnegative("initial_scale", initial_scale)
+    spec = Hyperparams(decay=decay, eps=eps)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`scale_by_stddev` params")
+        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        nu = _tree.moments_like(params, nu_dtype, real=True, fill=initial_scale, name="nu_dtype")
+        return ScaleByStddevState(spec.init(), mu, nu)
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.mu, "scale_by_stddev")
+        hp, hyperparams = spec.step(state.hyperparams)
+        rho, eps_ = hp["decay"], hp["eps"]
+        bc = _tree.bias_correction(rho, hyperparams.count) if bias_correction else 1
+
+        def leaf(g, m, v):
+            gc = _tree.upcast(g)
+            m_new = rho * m + (1 - rho) * gc
+            v_new = rho * v + (1 - rho) * _tree.abs_sq(gc)
+            var = v_new / bc - _tree.abs_sq(m_new / bc)
+            denom = jnp.sqrt(var + eps_) if eps_in_sqrt else jnp.sqrt(var) + eps_
+            return (gc / denom).astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+
+        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
+        return updates, ScaleByStddevState(hyperparams, mu, nu)
+
+    return mark_elementwise(GradientTransformation(init, update))
