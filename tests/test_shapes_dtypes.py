@@ -130,3 +130,18 @@ def test_integer_or_bool_state_dtypes_are_refused_naming_the_argument(case, argu
 def test_every_family_with_moments_offers_a_dtype_argument():
     assert len({arg for _, arg in _DTYPE_CASES}) >= 3
     assert len(_DTYPE_CASES) >= 20
+
+
+@pytest.mark.parametrize(
+    ("argument", "make"),
+    [
+        ("slow_dtype", lambda d: optix.lookahead(optix.sgd(0.1), 2, 0.5, slow_dtype=d)),
+        ("ema_dtype", lambda d: optix.param_ema(0.9, ema_dtype=d)),
+        ("avg_dtype", lambda d: optix.swa(avg_dtype=d)),
+        ("acc_dtype", lambda d: optix.accumulate(optix.sgd(0.1), 2, acc_dtype=d)),
+    ],
+)
+@pytest.mark.parametrize("dtype", [jnp.int8, jnp.bool_])
+def test_wrappers_refuse_integer_or_bool_state_dtypes_naming_the_argument(argument, make, dtype):
+    with pytest.raises(TypeError, match=f"`{argument}` must be a float dtype"):
+        make(dtype)

@@ -97,8 +97,7 @@ def accumulate(
     _check_every_k(every_k)
     schedule = every_k if callable(every_k) else None
     fixed_k = None if callable(every_k) else int(every_k)
-    if acc_dtype is not None and not jnp.issubdtype(jnp.dtype(acc_dtype), jnp.inexact):
-        raise TypeError(f"`acc_dtype` must be a float or complex dtype, got {acc_dtype!r}")
+    _tree.check_state_dtype("acc_dtype", acc_dtype)
     call_inner = caller(inner)
 
     def init(params):

@@ -92,8 +92,7 @@ def param_ema(
     _validate.check_unit_interval("decay", decay)
     if not isinstance(debias, bool):
         raise TypeError(f"`debias` must be a bool, got {debias!r}")
-    if ema_dtype is not None:
-        jnp.dtype(ema_dtype)  # raises TypeError for something that is not a dtype
+    _tree.check_state_dtype("ema_dtype", ema_dtype)
     spec = Hyperparams(decay=decay)
 
     def init(params):
@@ -174,8 +173,7 @@ def swa(
     """
     _validate.check_int("start_step", start_step, minimum=0)
     _validate.check_int("every_k", every_k, minimum=1)
-    if avg_dtype is not None:
-        jnp.dtype(avg_dtype)
+    _tree.check_state_dtype("avg_dtype", avg_dtype)
     int_max = int(jnp.iinfo(jnp.int32).max)
     start = jnp.asarray(min(int(start_step), int_max), jnp.int32)
     period = jnp.asarray(min(int(every_k), int_max), jnp.int32)

@@ -107,8 +107,7 @@ def lookahead(
     check_transform(fast, "`fast`")
     _validate.check_int("sync_period", sync_period, minimum=1)
     _validate.check_closed_unit_interval("slow_step_size", slow_step_size)
-    if slow_dtype is not None:
-        jnp.dtype(slow_dtype)  # raises TypeError for something that is not a dtype
+    _tree.check_state_dtype("slow_dtype", slow_dtype)
     if not isinstance(reset_state, bool):
         raise TypeError(f"`reset_state` must be a bool, got {reset_state!r}")
     call_fast = caller(fast)
