@@ -41,8 +41,9 @@ def sgd(
     ``weight_decay`` is the classic L2 term added to the gradient (see :func:`adamw` for decoupled
     decay), and the first momentum step takes the gradient undamped.
 
-    A term whose value is 0 at construction (``momentum``, ``weight_decay``) is left out of the
-    chain, so it costs no memory and no work; it is then not in the state and cannot be set later.
+    A term whose value is the number 0 at construction (``momentum``, ``weight_decay``,
+    ``dampening``) is left out, so it costs no memory and no work; it is then not in the state and
+    cannot be set later. Give it as an array (``jnp.float32(0.0)``) to keep it settable.
 
     Args:
       learning_rate: step size ``eta`` >= 0, or a schedule.

@@ -75,11 +75,12 @@ def scale_by_acprop(
         b1_, b2_ = hp["b1"], hp["b2"]
         previous = state.hyperparams.count  # t - 1 steps have built nu
         first = previous == 0
-        bc2 = _tree.bias_correction(b2_, jnp.where(first, 1, previous))
+        # the bias correction divided out once per step: a multiply per element
+        c2 = 1 / _tree.bias_correction(b2_, jnp.where(first, 1, previous))
 
         def leaf(g, m, v):
             gc = _tree.upcast(g)
-            v_hat = jnp.where(first, 1, v / bc2)
+            v_hat = jnp.where(first, 1, v * c2)
             u = gc / (jnp.sqrt(v_hat) + hp["eps"])
             m_new = b1_ * m + (1 - b1_) * gc
             v_new = b2_ * v + (1 - b2_) * _tree.abs_sq(gc - m) + hp["eps_root"]

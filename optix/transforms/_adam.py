@@ -87,17 +87,23 @@ def scale_by_adam(
         del params, extra
         _validate.check_updates(updates, state.mu, "scale_by_adam")
         hp, hyperparams = spec.step(state.hyperparams)
-        bc1 = _tree.bias_correction(hp["b1"], hyperparams.count)
-        bc2 = _tree.bias_correction(hp["b2"], hyperparams.count)
+        b1_, b2_ = hp["b1"], hp["b2"]
+        bc1 = _tree.bias_correction(b1_, hyperparams.count)
+        bc2 = _tree.bias_correction(b2_, hyperparams.count)
+        # (m / bc1) / (sqrt(v / bc2 + eps_root) + eps) times sqrt(bc2) / sqrt(bc2): the bias
+        # corrections move onto scalars computed once per step, and each element pays one
+        # division instead of two
+        root_bc2 = jnp.sqrt(bc2)
+        step_size, eps_root_t, eps_t = root_bc2 / bc1, hp["eps_root"] * bc2, hp["eps"] * root_bc2
 
         def moments(g, m, v):
             gc = _tree.upcast(g)
-            m_new = hp["b1"] * m + (1 - hp["b1"]) * gc
-            v_new = hp["b2"] * v + (1 - hp["b2"]) * _tree.abs_sq(gc)
+            m_new = b1_ * m + (1 - b1_) * gc
+            v_new = b2_ * v + (1 - b2_) * _tree.abs_sq(gc)
             return gc, m_new, v_new
 
         def direction(g, m_new, v_hat):
-            u = (m_new / bc1) / (jnp.sqrt(v_hat / bc2 + hp["eps_root"]) + hp["eps"])
+            u = step_size * m_new / (jnp.sqrt(v_hat + eps_root_t) + eps_t)
             return u.astype(g.dtype)
 
         def plain(g, m, v):
@@ -244,14 +250,15 @@ def scale_by_nadam(
         mu_product = state.mu_product * mu_t
         coef_g = (1 - mu_t) / (1 - mu_product)
         coef_m = mu_next / (1 - mu_product * mu_next)
-        bc2 = _tree.bias_correction(b2_, hyperparams.count)
+        # the bias correction of v moved onto the scalars (times sqrt(bc2) top and bottom)
+        root_bc2 = jnp.sqrt(_tree.bias_correction(b2_, hyperparams.count))
+        coef_g, coef_m, eps_t = coef_g * root_bc2, coef_m * root_bc2, hp["eps"] * root_bc2
 
         def leaf(g, m, v):
             gc = _tree.upcast(g)
             m_new = b1_ * m + (1 - b1_) * gc
             v_new = b2_ * v + (1 - b2_) * _tree.abs_sq(gc)
-            denom = jnp.sqrt(v_new / bc2) + hp["eps"]
-            u = (coef_g * gc + coef_m * m_new) / denom
+            u = (coef_g * gc + coef_m * m_new) / (jnp.sqrt(v_new) + eps_t)
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
         updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
@@ -341,13 +348,16 @@ def scale_by_radam(
             (safe_rho - 4) * (safe_rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * safe_rho)
         )
 
+        # scalars once per step, so each element divides once (by sqrt(v) + eps) at most
+        inv_bc1 = 1 / bc1
+        adaptive_step = inv_bc1 * r * jnp.sqrt(bc2)
+
         def leaf(g, m, v):
             gc = _tree.upcast(g)
             m_new = b1_ * m + (1 - b1_) * gc
             v_new = b2_ * v + (1 - b2_) * _tree.abs_sq(gc)
-            m_hat = m_new / bc1
-            adaptive = m_hat * r * jnp.sqrt(bc2) / (jnp.sqrt(v_new) + hp["eps"])
-            u = jnp.where(rectify, adaptive, m_hat)
+            adaptive = adaptive_step * m_new / (jnp.sqrt(v_new) + hp["eps"])
+            u = jnp.where(rectify, adaptive, inv_bc1 * m_new)
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
         updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)

@@ -72,17 +72,18 @@ def scale_by_adabelief(
         b1_, b2_ = hp["b1"], hp["b2"]
         bc1 = _tree.bias_correction(b1_, hyperparams.count)
         bc1_next = _tree.bias_correction(b1_, hyperparams.count + 1)
-        bc2 = _tree.bias_correction(b2_, hyperparams.count)
+        # times sqrt(bc2) top and bottom: the corrections are per-step scalars, one division
+        root_bc2 = jnp.sqrt(_tree.bias_correction(b2_, hyperparams.count))
+        coef_m = (b1_ / bc1_next if nesterov else 1 / bc1) * root_bc2
+        coef_g = (1 - b1_) / bc1 * root_bc2
+        eps_t = hp["eps"] * root_bc2
 
         def leaf(g, m, v):
             gc = _tree.upcast(g)
             m_new = b1_ * m + (1 - b1_) * gc
             v_new = b2_ * v + (1 - b2_) * _tree.abs_sq(gc - m_new) + hp["eps_root"]
-            if nesterov:
-                m_hat = b1_ * m_new / bc1_next + (1 - b1_) * gc / bc1
-            else:
-                m_hat = m_new / bc1
-            u = m_hat / (jnp.sqrt(v_new / bc2) + hp["eps"])
+            m_hat = coef_m * m_new + coef_g * gc if nesterov else coef_m * m_new
+            u = m_hat / (jnp.sqrt(v_new) + eps_t)
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
         updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
@@ -154,6 +155,8 @@ def scale_by_yogi(
         b1_, b2_ = hp["b1"], hp["b2"]
         bc1 = _tree.bias_correction(b1_, hyperparams.count)
         bc2 = _tree.bias_correction(b2_, hyperparams.count)
+        root_bc2 = jnp.sqrt(bc2)
+        step_size, eps_root_t, eps_t = root_bc2 / bc1, hp["eps_root"] * bc2, hp["eps"] * root_bc2
 
         def leaf(g, m, v):
             gc = _tree.upcast(g)
@@ -163,9 +166,9 @@ def scale_by_yogi(
             root_v, mag = jnp.sqrt(v), jnp.abs(gc)
             sign = jnp.where(root_v > mag, 1, jnp.where(root_v < mag, -1, 0)).astype(v.dtype)
             v_new = v - sign * _tree.abs_sq(jnp.sqrt(1 - b2_) * gc)
-            # sqrt(v / bc2 + eps_root) with v not divided by bc2 first (v / bc2 is about |g|^2)
-            root = jnp.sqrt(v_new + hp["eps_root"] * bc2) / jnp.sqrt(bc2)
-            u = (m_new / bc1) / (root + hp["eps"])
+            # (m / bc1) / (sqrt(v / bc2 + eps_root) + eps) times sqrt(bc2) top and bottom: v is
+            # never divided by bc2 (v / bc2 is about |g|^2), and each element divides once
+            u = step_size * m_new / (jnp.sqrt(v_new + eps_root_t) + eps_t)
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
         updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)

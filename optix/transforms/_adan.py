@@ -83,9 +83,11 @@ def scale_by_adan(
         first = state.hyperparams.count == 0
         hp, hyperparams = spec.step(state.hyperparams)
         b1_, b2_, b3_ = hp["b1"], hp["b2"], hp["b3"]
-        bc1 = _tree.bias_correction(b1_, hyperparams.count)
-        bc2 = _tree.bias_correction(b2_, hyperparams.count)
-        bc3 = _tree.bias_correction(b3_, hyperparams.count)
+        # Bias corrections as factors, each divided out once per step: a multiply per element
+        # where dividing every element would cost a division each.
+        c1 = 1 / _tree.bias_correction(b1_, hyperparams.count)
+        c2 = b2_ / _tree.bias_correction(b2_, hyperparams.count)
+        c3 = 1 / _tree.bias_correction(b3_, hyperparams.count)
 
         def leaf(g, m, v, n, g_prev):
             gc = _tree.upcast(g)
@@ -93,8 +95,8 @@ def scale_by_adan(
             m_new = b1_ * m + (1 - b1_) * gc
             v_new = b2_ * v + (1 - b2_) * d
             n_new = b3_ * n + (1 - b3_) * _tree.abs_sq(gc + b2_ * d)
-            denom = jnp.sqrt(n_new / bc3 + hp["eps_root"]) + hp["eps"]
-            u = (m_new / bc1 + b2_ * v_new / bc2) / denom
+            denom = jnp.sqrt(n_new * c3 + hp["eps_root"]) + hp["eps"]
+            u = (m_new * c1 + v_new * c2) / denom
             moments = m_new.astype(m.dtype), v_new.astype(v.dtype), n_new.astype(n.dtype)
             return (u.astype(g.dtype), *moments, g.astype(g_prev.dtype))
 

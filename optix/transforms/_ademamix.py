@@ -78,16 +78,17 @@ def scale_by_ademamix(
         _validate.check_updates(updates, state.m1, "scale_by_ademamix")
         hp, hyperparams = spec.step(state.hyperparams)
         b1_, b2_, b3_ = hp["b1"], hp["b2"], hp["b3"]
-        bc1 = _tree.bias_correction(b1_, hyperparams.count)
-        bc2 = _tree.bias_correction(b2_, hyperparams.count)
+        # bias corrections divided out once per step: a multiply per element, not a division
+        c1 = 1 / _tree.bias_correction(b1_, hyperparams.count)
+        c2 = 1 / _tree.bias_correction(b2_, hyperparams.count)
 
         def leaf(g, m1, m2, v):
             gc = _tree.upcast(g)
             m1_new = b1_ * m1 + (1 - b1_) * gc
             m2_new = b3_ * m2 + (1 - b3_) * gc
             v_new = b2_ * v + (1 - b2_) * _tree.abs_sq(gc)
-            denom = jnp.sqrt(v_new / bc2 + hp["eps_root"]) + hp["eps"]
-            u = (m1_new / bc1 + hp["alpha"] * m2_new) / denom
+            denom = jnp.sqrt(v_new * c2 + hp["eps_root"]) + hp["eps"]
+            u = (m1_new * c1 + hp["alpha"] * m2_new) / denom
             out = u.astype(g.dtype), m1_new.astype(m1.dtype), m2_new.astype(m2.dtype)
             return out + (v_new.astype(v.dtype),)
 

@@ -64,11 +64,12 @@ def ema(
         _validate.check_updates(updates, state.ema, "ema")
         hp, hyperparams = spec.step(state.hyperparams)
         beta = hp["decay"]
-        bc = _tree.bias_correction(beta, hyperparams.count) if debias else 1
+        # the bias correction divided out once per step: a multiply per element
+        c = 1 / _tree.bias_correction(beta, hyperparams.count) if debias else None
 
         def leaf(g, m):
             m_new = beta * m + (1 - beta) * _tree.upcast(g)
-            return (m_new / bc).astype(g.dtype), m_new.astype(m.dtype)
+            return (m_new * c if debias else m_new).astype(g.dtype), m_new.astype(m.dtype)
 
         updates, average = _tree.map_leaves(leaf, updates, state.ema, n_out=2)
         return updates, EmaState(hyperparams, average)

@@ -36,6 +36,11 @@ def scale_by_momentum(
     This is torch.optim.SGD's convention: the first step sets ``b_1 = g_1`` without dampening
     ``tau``. With ``dampening=0`` it equals optax's ``trace``.
 
+    ``dampening=0`` given as a Python number builds no dampening term: ``b_t = g_t + mu b_{t-1}``
+    from step 1 on (the buffer starts at zero), the same values at no extra work per leaf, and no
+    ``dampening`` in the state. Give a schedule or an array (``jnp.float32(0.0)``) to keep it in
+    the state, settable with :func:`optix.set_hyperparams`.
+
     Args:
       momentum: ``mu`` in [0, 1).
       nesterov: use the Nesterov look-ahead. Requires ``dampening == 0``, as in torch.
@@ -53,8 +58,10 @@ def scale_by_momentum(
     _validate.check_closed_unit_interval("dampening", dampening)
     if nesterov and _validate.concrete_float(dampening) not in (None, 0.0):
         raise ValueError("`nesterov=True` requires `dampening=0`, as in torch.optim.SGD")
-    # Nesterov needs dampening = 0, so it keeps none in state (set_hyperparams cannot break it)
-    spec = Hyperparams(momentum=momentum, **({} if nesterov else {"dampening": dampening}))
+    # Nesterov needs dampening = 0, so it keeps none in state (set_hyperparams cannot break it);
+    # a literal 0 keeps none either: the term would cost two scalar operands per leaf kernel.
+    damped = not nesterov and not (isinstance(dampening, int | float) and dampening == 0)
+    spec = Hyperparams(momentum=momentum, **({"dampening": dampening} if damped else {}))
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_momentum` params")
@@ -67,15 +74,14 @@ def scale_by_momentum(
         _validate.check_updates(updates, state.trace, "scale_by_momentum")
         first = state.hyperparams.count == 0
         hp, hyperparams = spec.step(state.hyperparams)
-        mu, tau = hp["momentum"], hp.get("dampening", 0.0)
-
+        mu = hp["momentum"]
         # The buffer starts at zero, so step 1 only needs the gradient's coefficient switched to 1
-        # (a scalar select, not a per-element one).
-        coef = jnp.where(first, 1, 1 - tau)
+        # (a scalar select, not a per-element one); undamped, it is 1 at every step.
+        coef = jnp.where(first, 1, 1 - hp["dampening"]) if damped else 1
 
         def leaf(g, b):
             gc = _tree.upcast(g)
-            b_new = mu * b + coef * gc
+            b_new = mu * b + coef * gc if damped else gc + mu * b
             u = gc + mu * b_new if nesterov else b_new
             return u.astype(g.dtype), b_new.astype(b.dtype)
 

@@ -29,12 +29,12 @@ class ScaleByNesterovAdamState(NamedTuple):
     nu: Updates  # second moment v_t (of |g|^2)
 
 
-def _nesterov_adam_leaf(g, m, v, *, b1, b2, eps, eps_root, bc1, bc1_next, bc2):
-    """One leaf of :func:`scale_by_nesterov_adam`, in the compute dtype."""
+def _nesterov_adam_leaf(g, m, v, *, b1, b2, coef_m, coef_g, eps_root, eps):
+    """One leaf of :func:`scale_by_nesterov_adam`, in the compute dtype: the bias corrections
+    are in the per-step scalars (see ``update``), so each element divides once."""
     m_new = b1 * m + (1 - b1) * g
     v_new = b2 * v + (1 - b2) * _tree.abs_sq(g)
-    m_look = b1 * m_new / bc1_next + (1 - b1) * g / bc1
-    u = m_look / (jnp.sqrt(v_new / bc2 + eps_root) + eps)
+    u = (coef_m * m_new + coef_g * g) / (jnp.sqrt(v_new + eps_root) + eps)
     return u, m_new, v_new
 
 
@@ -90,15 +90,19 @@ def scale_by_nesterov_adam(
         del params, extra
         _validate.check_updates(updates, state.mu, "scale_by_nesterov_adam")
         hp, hyperparams = spec.step(state.hyperparams)
-        t = hyperparams.count
+        t, b1 = hyperparams.count, hp["b1"]
+        bc1 = _tree.bias_correction(b1, t)
+        bc1_next = 1 - b1 ** (t.astype(b1.dtype) + 1)
+        bc2 = _tree.bias_correction(hp["b2"], t)
+        # u_t above times sqrt(bc2) top and bottom: every correction is a per-step scalar
+        root_bc2 = jnp.sqrt(bc2)
         coefs = {
-            "b1": hp["b1"],
+            "b1": b1,
             "b2": hp["b2"],
-            "eps": hp["eps"],
-            "eps_root": hp["eps_root"],
-            "bc1": _tree.bias_correction(hp["b1"], t),
-            "bc1_next": 1 - hp["b1"] ** (t.astype(hp["b1"].dtype) + 1),
-            "bc2": _tree.bias_correction(hp["b2"], t),
+            "coef_m": b1 * root_bc2 / bc1_next,
+            "coef_g": (1 - b1) * root_bc2 / bc1,
+            "eps_root": hp["eps_root"] * bc2,
+            "eps": hp["eps"] * root_bc2,
         }
 
         def leaf(g, m, v):

@@ -180,10 +180,13 @@ def add_noise(
         hp, hyperparams = spec.step(state.hyperparams)
         std = jnp.sqrt(hp["eta"] / (1 + step.astype(hp["eta"].dtype)) ** hp["gamma"])
         leaves, treedef = jax.tree.flatten(updates)
+        # Every leaf's noise_key at once: one batched hash instead of two per leaf (the same keys).
+        step_key = jax.random.fold_in(state.key, step)
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, jnp.arange(len(leaves)))
 
         def noisy(i, g):
             dt = _tree.compute_dtype(g.dtype)
-            n = jax.random.normal(noise_key(state.key, step, i), jnp.shape(g), dt)
+            n = jax.random.normal(keys[i], jnp.shape(g), dt)
             with jax.numpy_dtype_promotion("standard"):
                 return (g.astype(dt) + std * n).astype(g.dtype)
 

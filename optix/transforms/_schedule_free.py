@@ -265,12 +265,13 @@ def scale_by_debiased_rms(
         del params, extra
         _validate.check_updates(updates, state.nu, "scale_by_debiased_rms")
         hp, hyperparams = spec.step(state.hyperparams)
-        bc2 = _tree.bias_correction(hp["b2"], hyperparams.count)
+        # the bias correction divided out once per step: a multiply per element
+        c2 = 1 / _tree.bias_correction(hp["b2"], hyperparams.count)
 
         def leaf(g, v):
             gc = _tree.upcast(g)
             v_new = hp["b2"] * v + (1 - hp["b2"]) * _tree.abs_sq(gc)
-            u = gc / (jnp.sqrt(v_new / bc2) + hp["eps"])
+            u = gc / (jnp.sqrt(v_new * c2) + hp["eps"])
             return u.astype(g.dtype), v_new.astype(v.dtype)
 
         updates, nu = _tree.map_leaves(leaf, updates, state.nu, n_out=2)

@@ -72,13 +72,14 @@ def scale_by_simplified_ademamix(
         _validate.check_updates(updates, state.mu, "scale_by_simplified_ademamix")
         hp, hyperparams = spec.step(state.hyperparams)
         b1_, b2_ = hp["b1"], hp["b2"]
-        bc2 = _tree.bias_correction(b2_, hyperparams.count)
+        # the bias correction divided out once per step: a multiply per element
+        c2 = 1 / _tree.bias_correction(b2_, hyperparams.count)
 
         def leaf(g, m, v):
             gc = _tree.upcast(g)
             m_new = b1_ * m + gc
             v_new = b2_ * v + (1 - b2_) * _tree.abs_sq(gc)
-            denom = jnp.sqrt(v_new / bc2 + hp["eps_root"]) + hp["eps"]
+            denom = jnp.sqrt(v_new * c2 + hp["eps_root"]) + hp["eps"]
             u = (m_new + hp["alpha"] * gc) / denom
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 

@@ -193,11 +193,13 @@ def scale_by_sophia(
         est_state, nu = state.estimator, state.nu
         if refresh_first:
             est_state, nu = jax.lax.cond(refresh, refreshed, kept, est_state, nu)
-        bc1 = _tree.bias_correction(b1_, hyperparams.count) if bias_correction else 1
+        # the bias correction divided out once per step: a multiply per element
+        c1 = 1 / _tree.bias_correction(b1_, hyperparams.count) if bias_correction else None
 
         def leaf(g, m, v):
             m_new = b1_ * m + (1 - b1_) * _tree.upcast(g)
-            u = (m_new / bc1) / jnp.maximum(hp["gamma"] * v, hp["eps"])
+            m_hat = m_new * c1 if bias_correction else m_new
+            u = m_hat / jnp.maximum(hp["gamma"] * v, hp["eps"])
             if clip_threshold is not None:
                 u = jnp.clip(u, -hp["clip_threshold"], hp["clip_threshold"])
             return u.astype(g.dtype), m_new.astype(m.dtype)
