@@ -6,6 +6,10 @@ turns it into many small kernels, and every leaf is a buffer that crosses the ``
 buffers and whose static aux data is the layout (tree structure, shapes, dtypes, offsets).
 Elementwise optimizers run on a ``Packed`` directly, and ``jax.grad`` of ``loss(unpack(packed))``
 is a ``Packed`` too, so a model can keep its params packed from end to end.
+
+A layout may also *keep* some leaves (:func:`optix.fuse` keeps the large ones): a kept leaf is
+not copied into a buffer but carried as a child of its own, so a function mapped over the
+``Packed`` sees the buffers and then the kept leaves, each as it is.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ class PackLayout:
 
     Attributes:
       treedef: the structure of the packed tree.
-      shapes, dtypes: each leaf's shape and dtype name, in flattening order.
-      groups: each leaf's buffer index.
-      offsets: each leaf's first element in its buffer.
+      shapes, dtypes: each leaf's shape and dtype name, in flattening order (for a kept leaf, the
+        dtype it was laid out with; the leaf itself may be given in another, see :func:`pack_like`).
+      groups: each leaf's buffer index (-1 for a kept leaf).
+      offsets: each leaf's first element in its buffer (0 for a kept leaf).
       sizes: the length of each buffer.
       buffer_dtypes: the dtype name of each buffer.
+      kept: the indices of the kept leaves, carried as they are after the buffers.
     """
 
     treedef: Any
@@ -39,6 +45,7 @@ class PackLayout:
     offsets: tuple[int, ...]
     sizes: tuple[int, ...]
     buffer_dtypes: tuple[str, ...]
+    kept: tuple[int, ...] = ()
 
     @property
     def num_leaves(self) -> int:
@@ -47,11 +54,12 @@ class PackLayout:
 
 @jax.tree_util.register_pytree_with_keys_class
 class Packed:
-    """A pytree packed into a few flat buffers: children ``buffers``, static aux data ``layout``.
+    """A pytree packed into a few flat buffers: children ``buffers`` (then ``kept``, the leaves
+    the layout keeps as they are, if any), static aux data ``layout``.
 
     Build one with :func:`pack`, read the tree back with :func:`unpack`. Any function mapped over
     pytree leaves (``jax.tree.map``, an elementwise optimizer, ``optix.apply_updates``) sees only
-    the buffers; two ``Packed`` with the same layout line up leaf for leaf.
+    the buffers and kept leaves; two ``Packed`` with the same layout line up leaf for leaf.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -60,32 +68,36 @@ class Packed:
       [(8,)]
     """
 
-    __slots__ = ("buffers", "layout")
+    __slots__ = ("buffers", "kept", "layout")
 
-    def __init__(self, buffers: tuple[Any, ...], layout: PackLayout):
+    def __init__(self, buffers: tuple[Any, ...], layout: PackLayout, kept: tuple[Any, ...] = ()):
         self.buffers = tuple(buffers)
+        self.kept = tuple(kept)
         self.layout = layout
 
     def tree_flatten_with_keys(self):
         keys = [jax.tree_util.GetAttrKey(f"buffer{i}") for i in range(len(self.buffers))]
-        return list(zip(keys, self.buffers, strict=True)), self.layout
+        keys += [jax.tree_util.GetAttrKey(f"leaf{i}") for i in self.layout.kept]
+        return list(zip(keys, self.buffers + self.kept, strict=True)), self.layout
 
     def tree_flatten(self):
-        return self.buffers, self.layout
+        return self.buffers + self.kept, self.layout
 
     @classmethod
-    def tree_unflatten(cls, layout: PackLayout, buffers: Any) -> Packed:
-        return cls(tuple(buffers), layout)
+    def tree_unflatten(cls, layout: PackLayout, children: Any) -> Packed:
+        children = tuple(children)
+        n = len(layout.sizes)
+        return cls(children[:n], layout, children[n:])
 
     def unpack(self) -> Any:
         """The tree this was packed from (see :func:`unpack`)."""
         return unpack(self)
 
     def __repr__(self) -> str:
-        bufs = ", ".join(
-            f"{d}[{n}]" for d, n in zip(self.layout.buffer_dtypes, self.layout.sizes, strict=True)
-        )
-        return f"Packed({self.layout.num_leaves} leaves in {bufs})"
+        lay = self.layout
+        bufs = ", ".join(f"{d}[{n}]" for d, n in zip(lay.buffer_dtypes, lay.sizes, strict=True))
+        kept = f", {len(lay.kept)} kept as they are" if lay.kept else ""
+        return f"Packed({lay.num_leaves - len(lay.kept)} leaves in {bufs or 'no buffer'}{kept})"
 
 
 def _dtype_name(x: Any) -> str:
@@ -132,17 +144,26 @@ def layout_mismatch(layout: PackLayout, expected: PackLayout, what: str, expecte
 
 
 def layout_of(
-    tree: Any, group_by: Callable[[Any], Hashable] | None = None
+    tree: Any,
+    group_by: Callable[[Any], Hashable] | None = None,
+    pack_below: int | None = None,
 ) -> tuple[PackLayout, list[Any]]:
     """The layout :func:`pack` gives ``tree`` (leaves may be ``jax.ShapeDtypeStruct``), and the
-    leaves in flattening order. Buffers are ordered by first appearance of their group."""
+    leaves in flattening order. Buffers are ordered by first appearance of their group. With
+    ``pack_below``, leaves of at least that many elements are kept as they are."""
     leaves, treedef = jax.tree.flatten(tree)
     keys: dict[Hashable, int] = {}
     groups: list[int] = []
     offsets: list[int] = []
     sizes: list[int] = []
     buffer_dtypes: list[Any] = []
-    for x in leaves:
+    kept: list[int] = []
+    for i, x in enumerate(leaves):
+        if pack_below is not None and int(np.prod(np.shape(x), dtype=np.int64)) >= pack_below:
+            kept.append(i)
+            groups.append(-1)
+            offsets.append(0)
+            continue
         key = (_dtype_name(x), None if group_by is None else group_by(x))
         if key not in keys:
             keys[key] = len(sizes)
@@ -160,13 +181,17 @@ def layout_of(
         offsets=tuple(offsets),
         sizes=tuple(sizes),
         buffer_dtypes=tuple(buffer_dtypes),
+        kept=tuple(kept),
     )
     return layout, leaves
 
 
-def pack_like(tree: Any, layout: PackLayout, *, what: str = "tree") -> Packed:
+def pack_like(
+    tree: Any, layout: PackLayout, *, what: str = "tree", kept_dtypes: bool = True
+) -> Packed:
     """Pack ``tree`` (structured, shaped and typed as ``layout`` says) into that layout;
-    ``what`` names ``tree`` in error messages."""
+    ``what`` names ``tree`` in error messages. With ``kept_dtypes=False`` a kept leaf may have
+    any dtype (only its shape is checked): it is carried, never copied into a buffer."""
     try:
         leaves = layout.treedef.flatten_up_to(tree)
     except (ValueError, TypeError) as err:
@@ -174,15 +199,19 @@ def pack_like(tree: Any, layout: PackLayout, *, what: str = "tree") -> Packed:
             f"cannot pack {what}: its structure is not that of the packed tree ({err})"
         ) from None
     members: list[list[Any]] = [[] for _ in layout.sizes]
+    kept = []
     for i, (x, g) in enumerate(zip(leaves, layout.groups, strict=True)):
         x = jnp.asarray(x)
         shape, dtype = layout.shapes[i], layout.dtypes[i]
-        if x.shape != shape or x.dtype.name != dtype:
+        if x.shape != shape or (x.dtype.name != dtype and (g >= 0 or kept_dtypes)):
             raise ValueError(
                 f"cannot pack {what} leaf '{_leaf_paths(layout)[i]}' of shape {x.shape} and "
                 f"dtype {x.dtype} where the packed tree has shape {shape} and dtype {dtype}"
             )
-        members[g].append(x.reshape(-1))
+        if g < 0:
+            kept.append(x)
+        else:
+            members[g].append(x.reshape(-1))
     buffers = []
     for parts, dtype in zip(members, layout.buffer_dtypes, strict=True):
         if not parts:
@@ -191,7 +220,7 @@ def pack_like(tree: Any, layout: PackLayout, *, what: str = "tree") -> Packed:
             buffers.append(parts[0])
         else:
             buffers.append(jnp.concatenate(parts))
-    return Packed(tuple(buffers), layout)
+    return Packed(tuple(buffers), layout, tuple(kept))
 
 
 def pack(tree: Any, *, group_by: Callable[[Any], Hashable] | None = None) -> Packed:
@@ -237,17 +266,49 @@ def unpack(packed: Packed) -> Any:
       >>> optix.unpack(optix.pack({"a": jnp.arange(3.0)}))
       {'a': Array([0., 1., 2.], dtype=float32)}
     """
+    return _unpack(packed, shared_kernels=False)
+
+
+def unpack_sharing_kernels(packed: Packed) -> Any:
+    """:func:`unpack`, with each leaf's offset in its buffer a value known only at run time.
+
+    A static slice bakes its offset into its compiled kernel, so XLA compiles one kernel per leaf,
+    and a tree of hundreds of leaves of a few shapes compiles hundreds of kernels where an
+    unfused step compiles a few. Read at run time, the offset is an operand, and leaves of one
+    shape share one kernel. The offsets pass through a ``lax.cond`` whose two branches return the
+    same constants, which XLA does not fold; were it ever to, the offsets would be constants
+    again and the result the same.
+    """
+    return _unpack(packed, shared_kernels=True)
+
+
+def _unpack(packed: Packed, shared_kernels: bool) -> Any:
     if not isinstance(packed, Packed):
         raise TypeError(f"`unpack` expects a Packed (from optix.pack), got {type(packed).__name__}")
     layout = packed.layout
+    sizes = [int(np.prod(shape, dtype=np.int64)) for shape in layout.shapes]
+    sliced = [
+        i for i, g in enumerate(layout.groups) if g >= 0 and sizes[i] < layout.sizes[g]
+    ]  # the leaves that are part of a buffer (a leaf alone in its buffer is the buffer)
+    starts: dict[int, Any] = {i: layout.offsets[i] for i in sliced}
+    filled = [b for b in packed.buffers if b.shape[-1] > 0]
+    if shared_kernels and len(sliced) > 1 and filled and max(layout.sizes) < 2**31:
+        x = filled[0][(0,) * filled[0].ndim]  # any run-time value: both branches are the same
+        constants = lambda: tuple(np.int32(starts[i]) for i in sliced)  # noqa: E731
+        starts = dict(zip(sliced, jax.lax.cond(x == x, constants, constants), strict=True))
     leaves = []
-    for g, off, shape in zip(layout.groups, layout.offsets, layout.shapes, strict=True):
+    kept = iter(packed.kept)
+    for i, (g, shape) in enumerate(zip(layout.groups, layout.shapes, strict=True)):
+        if g < 0:
+            leaves.append(next(kept))
+            continue
         buf = packed.buffers[g]
-        size = int(np.prod(shape, dtype=np.int64))
-        if size == layout.sizes[g]:
+        if i not in starts:
             flat = buf
+        elif isinstance(starts[i], int):
+            flat = jax.lax.slice_in_dim(buf, starts[i], starts[i] + sizes[i], axis=buf.ndim - 1)
         else:
-            flat = jax.lax.slice_in_dim(buf, off, off + size, axis=buf.ndim - 1)
+            flat = jax.lax.dynamic_slice_in_dim(buf, starts[i], sizes[i], axis=buf.ndim - 1)
         leaves.append(flat.reshape(buf.shape[:-1] + shape))
     return layout.treedef.unflatten(leaves)
 
@@ -309,6 +370,7 @@ def expanded(tree: Any) -> tuple[Any, Callable[[list, str, bool], list]]:
                 sizes = [int(np.prod(layout.shapes[i], dtype=np.int64)) for i in members]
                 picked = [mine[i] for i in members]
                 out.append(_buffer_value(picked, sizes, total, what, elementwise))
+            out.extend(mine[i][1] for i in layout.kept)
         return out
 
     return new, collapse

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools as ft
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 import optix
 from optix._fusable import is_elementwise, mark_elementwise
+from optix.wrappers._fuse import PACK_BELOW
 from tests.cases import CASES, IDS
 
 
@@ -281,3 +284,212 @@ def test_fuse_params_that_do_not_fit_the_updates_name_the_path():
     state = tx.init(params)
     with pytest.raises(ValueError, match=r"params leaf 'b' of shape \(3,\)"):
         tx.update(params, state, {"a": jnp.ones(3), "b": jnp.ones(3)})
+
+
+# --- small leaves packed, large leaves kept as they are ----------------------------------------
+
+_MIXED_PACK_BELOW = 32  # leaves of at least 32 elements are kept, so the tests stay small
+
+
+def _mixed_params():
+    rng = np.random.default_rng(1)
+    shapes = {"emb": (16, 8), "b": (8,), "scale": (), "w": (8, 8), "ln": (3,), "proj": (40,)}
+    return {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+
+
+def _mixed_grads(params, seed):
+    rng = np.random.default_rng(seed)  # large enough that clip_by_global_norm(1.0) clips
+    return jax.tree.map(lambda p: jnp.asarray(3 * rng.normal(size=p.shape), p.dtype), params)
+
+
+_MIXED_TXS = {
+    "adam": lambda: optix.adam(1e-2),
+    "adamw_mask": lambda: optix.adamw(1e-2, weight_decay=0.1, mask={"b": False, "**": True}),
+    "sgd_momentum": lambda: optix.sgd(0.1, momentum=0.9),
+    "clip_adamw": lambda: optix.chain(
+        optix.clip_by_global_norm(1.0), optix.adamw(1e-2, weight_decay=0.1)
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(_MIXED_TXS))
+def test_fuse_packs_small_leaves_keeps_large_ones_and_equals_unfused(name):
+    params = _mixed_params()
+    tx = optix.fuse(_MIXED_TXS[name](), pack_below=_MIXED_PACK_BELOW)
+    traces = []
+
+    @jax.jit
+    def step(params, state, grads):
+        traces.append(1)
+        updates, state = tx.update(grads, state, params)
+        return optix.apply_updates(params, updates), state
+
+    plain = _MIXED_TXS[name]()
+    want, want_state = params, plain.init(params)
+    got, state = jax.tree.map(jnp.copy, params), tx.init(params)
+    for seed in range(3):
+        grads = _mixed_grads(params, seed)
+        updates, want_state = plain.update(grads, want_state, want)
+        want = optix.apply_updates(want, updates)
+        got, state = step(got, state, grads)
+    assert len(traces) == 1  # the second and third steps reuse the compiled step
+    for path in params:
+        np.testing.assert_allclose(got[path], want[path], rtol=1e-6, atol=1e-7, err_msg=path)
+    if is_elementwise(plain):  # buffers hold the small leaves, the large ones are kept
+        moments = [x for x in _packed_leaves(state) if isinstance(x, optix.Packed)]
+        assert moments
+        for packed in moments:
+            assert packed.layout.sizes == (12,)  # b, scale and ln
+            assert [x.shape for x in packed.kept] == [(16, 8), (40,), (8, 8)]
+    else:  # a masked transform is not elementwise: run leaf by leaf, unchanged
+        assert not _packed_leaves_any(state)
+
+
+def test_fuse_pack_below_chooses_what_is_packed():
+    params = _mixed_params()
+    everything = optix.fuse(optix.adam(1e-3), pack_below=None).init(params)
+    assert everything.inner[0].mu.layout.sizes == (128 + 8 + 1 + 64 + 3 + 40,)
+    assert everything.inner[0].mu.kept == ()
+    nothing = optix.fuse(optix.adam(1e-3), pack_below=0).init(params)
+    assert nothing.inner[0].mu.buffers == () and len(nothing.inner[0].mu.kept) == len(params)
+    default = optix.fuse(optix.adam(1e-3)).init({"big": jnp.zeros(PACK_BELOW), "small": 1.0})
+    assert [x.shape for x in default.inner[0].mu.kept] == [(PACK_BELOW,)]
+    with pytest.raises(ValueError, match="pack_below must be >= 0"):
+        optix.fuse(optix.adam(1e-3), pack_below=-1)
+    with pytest.raises(TypeError, match="pack_below must be an int or None"):
+        optix.fuse(optix.adam(1e-3), pack_below=1e4)  # type: ignore[arg-type]
+
+
+def test_masks_resolve_through_a_layout_with_kept_leaves():
+    """A mask on params packed with some leaves kept gives each element its leaf's flag (what
+    lets a masked transform run on the fused layout)."""
+    from optix._pack import layout_of, pack_like
+
+    params = _mixed_params()
+    layout, _ = layout_of(params, pack_below=_MIXED_PACK_BELOW)
+    packed = pack_like(params, layout)
+    mask = {"b": False, "w": False, "**": True}
+    tx = optix.adamw(1e-2, weight_decay=0.5, mask=mask)
+    grads = _mixed_grads(params, 0)
+    run = jax.jit(lambda g, p: tx.update(g, tx.init(p), p)[0])
+    got, want = run(pack_like(grads, layout), packed), run(grads, params)
+    got = optix.unpack(got)
+    for path in params:
+        np.testing.assert_allclose(got[path], want[path], rtol=1e-6, err_msg=path)
+
+
+def _nnx_model():
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.inner = nnx.Linear(2, 8, rngs=rngs)  # kernel 16, bias 8: packed
+            self.outer = nnx.Linear(8, 5, rngs=rngs)  # kernel 40: kept; bias 5: packed
+
+        def __call__(self, x):
+            return self.outer(jnp.tanh(self.inner(x)))
+
+    return Net(nnx.Rngs(0))
+
+
+def test_fuse_through_nnx_optimizer_under_nnx_jit():
+    from flax import nnx
+
+    def loss(model):
+        return jnp.mean((model(jnp.linspace(-1.0, 1.0, 6).reshape(3, 2)) - 1.0) ** 2)
+
+    models, optimizers, traces = [], [], []
+    for tx in (optix.adam(1e-2), optix.fuse(optix.adam(1e-2), pack_below=_MIXED_PACK_BELOW)):
+        models.append(_nnx_model())
+        optimizers.append(nnx.Optimizer(models[-1], tx, wrt=nnx.Param))
+
+    @nnx.jit
+    def step(model, optimizer):
+        traces.append(1)
+        optimizer.update(model, nnx.grad(loss)(model))
+
+    for _ in range(3):
+        for model, optimizer in zip(models, optimizers, strict=True):
+            step(model, optimizer)
+    assert len(traces) == 2  # once per optimizer
+    mu = optimizers[1].opt_state.inner[0].mu
+    assert isinstance(mu, optix.Packed) and len(mu.kept) == 1
+    want, got = (nnx.state(m, nnx.Param) for m in models)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_fuse_in_a_train_state_with_donation_and_an_equinox_loop():
+    import equinox as eqx
+    from flax.training.train_state import TrainState
+
+    params = _mixed_params()
+    make = lambda: optix.adamw(1e-2, weight_decay=0.1)  # noqa: E731
+    fused = optix.fuse(make(), pack_below=_MIXED_PACK_BELOW)
+    loss = lambda p: sum(jnp.sum(jnp.sin(x)) for x in jax.tree.leaves(p))  # noqa: E731
+
+    @jax.jit
+    def reference(params, state):
+        updates, state = make().update(jax.grad(loss)(params), state, params)
+        return optix.apply_updates(params, updates), state
+
+    @ft.partial(jax.jit, donate_argnums=0)
+    def train_step(ts):
+        return ts.apply_gradients(grads=jax.grad(loss)(ts.params))
+
+    ts = TrainState.create(apply_fn=None, params=jax.tree.map(jnp.copy, params), tx=fused)
+    want, state = params, make().init(params)
+    for _ in range(3):
+        ts = train_step(ts)
+        want, state = reference(want, state)
+    for path in params:
+        np.testing.assert_allclose(ts.params[path], want[path], rtol=1e-6, err_msg=path)
+
+    # equinox: params are the array leaves of a module, filtered, then updated in place
+    model = eqx.nn.Linear(8, 5, key=jax.random.key(0))
+    reference_model = model
+    state = fused.init(eqx.filter(model, eqx.is_array))
+    plain_state = make().init(eqx.filter(model, eqx.is_array))
+    eqx_loss = lambda m: jnp.sum(jnp.sin(m(jnp.ones(8))))  # noqa: E731
+
+    @eqx.filter_jit
+    def eqx_step(model, state, tx):
+        grads = eqx.filter_grad(eqx_loss)(model)
+        updates, state = tx.update(grads, state, eqx.filter(model, eqx.is_array))
+        return eqx.apply_updates(model, updates), state
+
+    for _ in range(2):
+        model, state = eqx_step(model, state, fused)
+        reference_model, plain_state = eqx_step(reference_model, plain_state, make())
+    assert isinstance(state.inner[0].mu, optix.Packed) and len(state.inner[0].mu.kept) == 1
+    np.testing.assert_allclose(model.weight, reference_model.weight, rtol=1e-6)
+    np.testing.assert_allclose(model.bias, reference_model.bias, rtol=1e-6)
+
+
+def test_fused_state_orbax_round_trip(tmp_path):
+    import orbax.checkpoint as ocp
+
+    params = _mixed_params()
+    tx = optix.fuse(
+        optix.chain(optix.clip_by_global_norm(1.0), optix.adamw(1e-2)),
+        pack_below=_MIXED_PACK_BELOW,
+    )
+    step = jax.jit(lambda p, s, g: tx.update(g, s, p))
+    state = tx.init(params)
+    for seed in range(2):
+        _, state = step(params, state, _mixed_grads(params, seed))
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(tmp_path / "ckpt", state)
+        ckpt.wait_until_finished()
+        restored = ckpt.restore(tmp_path / "ckpt", jax.eval_shape(tx.init, params))
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    grads = _mixed_grads(params, 5)
+    for a, b in zip(
+        jax.tree.leaves(step(params, restored, grads)),
+        jax.tree.leaves(step(params, state, grads)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
