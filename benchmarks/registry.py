@@ -1,6 +1,6 @@
 """Every registry optimizer, unfused, beside its optax counterpart: step time, compile time, state.
 
-Run:  python benchmarks/registry.py [--tiny] [--leaves N] [--total N] [--steps N] [--only a,b]
+Run:  python benchmarks/registry.py [--tiny] [--leaves N] [--total N] [--steps N] [--only a,b] [--hlo]
 
 It checks issue 7's target "no regression for the unfused path: every registry optimizer's step
 <= 1.1x optax on the 500-leaf tree". For each case of ``tests/cases.py`` (built with
@@ -14,13 +14,21 @@ reason. Nothing is written: the table goes to the terminal, and into RESULTS.md 
 
 The leaves are vectors, so the matrix optimizers run their vector path (Muon's AdamW branch,
 Adafactor unfactored), on both sides alike.
+
+``--hlo`` times nothing: it prints, for each case, the instructions and fusions of the optimised
+HLO of both compiled steps, in all and per leaf (the difference between the tree and a one-leaf
+tree, divided by the extra leaves). These counts are deterministic, so they show where optix's
+kernels do more work than optax's while timings on a shared machine are noise: compile time
+follows the per-leaf instructions and, more still, the scalar operands of each leaf's kernel.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -215,6 +223,66 @@ def compare(case: Any, params: dict, grads: dict, steps: int, warmup: int) -> tu
     return "| " + " | ".join([case.name, *cells]) + " |", ours[0] / theirs[0]
 
 
+def hlo_counts(tx: Any, params: dict, grads: dict, *, standard: bool = False) -> tuple[int, int]:
+    """(instructions, fusions) in the optimised HLO of the donated, jitted step of ``tx``."""
+
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    with jax.numpy_dtype_promotion("standard") if standard else contextlib.nullcontext():
+        state = jax.jit(tx.init)(params)
+        text = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile().as_text()
+    lines = text.splitlines()
+    instructions = sum(1 for line in lines if _INSTRUCTION.match(line))
+    return instructions, sum(1 for line in lines if " fusion(" in line and "calls=" in line)
+
+
+_INSTRUCTION = re.compile(r"\s+(ROOT )?%?[\w.\-]+ = ")
+
+HLO_HEADER = (
+    "| optimizer | optix instr | optax instr | instr ratio | optix instr/leaf "
+    "| optax instr/leaf | per-leaf ratio | optix fusions | optax fusions |"
+)
+
+
+def hlo_row(case: Any, trees: tuple[dict, dict], one: tuple[dict, dict], leaves: int) -> str:
+    """The ``--hlo`` table row of one case: counts on the tree and per extra leaf."""
+    theirs = OPTAX[case.name].make
+    ours_n = hlo_counts(case.make(), *trees)
+    theirs_n = hlo_counts(theirs(case.kwargs), *trees, standard=True)
+    ours_1 = hlo_counts(case.make(), *one)
+    theirs_1 = hlo_counts(theirs(case.kwargs), *one, standard=True)
+    extra = max(leaves - 1, 1)
+    ours_leaf = (ours_n[0] - ours_1[0]) / extra
+    theirs_leaf = (theirs_n[0] - theirs_1[0]) / extra
+    cells = [
+        f"{ours_n[0]:,}",
+        f"{theirs_n[0]:,}",
+        f"{ours_n[0] / theirs_n[0]:.2f}x",
+        f"{ours_leaf:.1f}",
+        f"{theirs_leaf:.1f}",
+        f"{ours_leaf / theirs_leaf:.2f}x" if theirs_leaf else "-",
+        f"{ours_n[1]:,}",
+        f"{theirs_n[1]:,}",
+    ]
+    return "| " + " | ".join([case.name, *cells]) + " |"
+
+
+def run_hlo(cases: list[Any], leaves: int, total: int) -> None:
+    """Print the ``--hlo`` table, one row per case as it is counted."""
+    trees = make_tree(leaves, total)
+    one = make_tree(1, max(total // leaves, 1))
+    print(HLO_HEADER)
+    print("|" + "---|" * (HLO_HEADER.count("|") - 1))
+    for case in cases:
+        try:
+            row = hlo_row(case, trees, one, leaves)
+        except Exception as e:  # noqa: BLE001  a failing optimizer is reported, not fatal
+            row = error_row(case.name, e)
+        print(row, flush=True)
+
+
 def error_row(name: str, e: Exception) -> str:
     message = f"error: {type(e).__name__}: {e}".replace("|", "/").replace("\n", " ")[:150]
     return f"| {name} | {message} |" + " |" * 6
@@ -255,14 +323,19 @@ def not_comparable(names: list[str]) -> list[str]:
     return ["No optax counterpart / not comparable:", *lines] if lines else []
 
 
-def header(leaves: int, total: int, steps: int, warmup: int) -> str:
+def header(leaves: int, total: int, steps: int, warmup: int, *, hlo: bool = False) -> str:
     device = jax.devices()[0]
     per = max(total // leaves, 1)
+    what = (
+        "Optimised-HLO counts of the donated, jitted step"
+        if hlo
+        else f"Median of {steps} donated steps after {warmup} warm-up"
+    )
     return (
         f"## `python benchmarks/registry.py` ({device.platform}: {device.device_kind}, "
         f"{os.cpu_count()} cores, jax {jax.__version__}, optax {optax.__version__})\n\n"
         f"Tree: {leaves} float32 leaves of {per:,} params ({_count(leaves * per)} params). "
-        f"Median of {steps} donated steps after {warmup} warm-up; ratios are optix / optax."
+        f"{what}; ratios are optix / optax."
     )
 
 
@@ -273,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--total", type=int, default=None, help="params in all (16M)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (20)")
     parser.add_argument("--only", default=None, help="comma-separated registry case names")
+    parser.add_argument(
+        "--hlo", action="store_true", help="optimised-HLO instruction counts instead of timings"
+    )
     args = parser.parse_args(argv)
 
     cases = registry()
@@ -288,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or (2 if args.tiny else 20)
     warmup = 1 if args.tiny else 2
 
+    if args.hlo:
+        print(header(leaves, total, steps, warmup, hlo=True) + "\n", flush=True)
+        run_hlo([c for c in cases if c.name in OPTAX], leaves, total)
+        return 0
     print(header(leaves, total, steps, warmup) + "\n", flush=True)
     params, grads = make_tree(leaves, total)
     ratios = run_all([c for c in cases if c.name in OPTAX], params, grads, steps, warmup)

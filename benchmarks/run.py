@@ -13,8 +13,11 @@ large kernels) and ``packed`` (the optimizer run on params and gradients that ar
 - state B/param: bytes of optimizer state per parameter;
 - roofline: the least traffic one step needs (read grads and params, write params: 12 B per fp32
   param, plus reading and writing the state; 28 B for fp32 Adam; plus one more read of the
-  gradients for a global-norm clip), divided by the step time, as a share of the memory
-  bandwidth measured by a copy and a triad test in the same run.
+  gradients for a global-norm clip), divided by the step time, as a share of the bandwidth of
+  the optimizer's own access pattern measured in the same run: a donated kernel reading
+  ``g, m, v, p`` and writing ``m, v, p`` in place on all cores, counted at its least traffic
+  (28 B per element), median of ``--bw-runs`` runs (3; their spread is printed). Copy, triad and
+  numpy's threaded in-place triad are printed beside it for reference.
 
 Ratios are optix / optax: below 1 means optix is faster or smaller. Results go to the terminal and
 to ``benchmarks/RESULTS.md`` (one section per mode, replaced on each run; ``--tiny`` never writes).
@@ -207,12 +210,84 @@ def stream_kernels() -> tuple[Callable, Callable]:
     return copy, triad
 
 
-def bandwidth(n: int, repeats: int) -> tuple[float, float]:
-    """Measured (copy, triad) bandwidth in bytes/s on float32 arrays of ``n`` elements."""
+def optimizer_pattern_kernel() -> Callable:
+    """The access pattern of an Adam step on one flat array: it reads ``g, m, v, p`` and writes
+    ``m, v, p`` in place (donated), with Adam's arithmetic. Its least traffic is 28 B per float32
+    element, the figure the roofline column counts for Adam. XLA:CPU compiles it, as it compiles
+    optax's and optix's flat Adam, to three loop fusions ((g, m) -> m, (g, v) -> v and
+    (p, m, v) -> p; there is no multi-output fusion on CPU), which move 40 B per element."""
+
+    def pattern(g, m, v, p):
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * (g * g)
+        return m, v, p - 1e-3 * m / (jnp.sqrt(v) + 1e-8)
+
+    return jax.jit(pattern, donate_argnums=(1, 2, 3))
+
+
+PATTERN_BYTES, PATTERN_XLA_BYTES = 28, 40  # per element: least traffic; what XLA:CPU moves
+
+
+def fusion_partitions(compiled_text: str) -> list[int]:
+    """How many threads XLA:CPU splits each loop fusion over (``outer_dimension_partitions``; a
+    fusion without one runs on one thread)."""
+    parts = []
+    for line in compiled_text.splitlines():
+        if " fusion(" in line and "kind=kLoop" in line:
+            m = re.search(r'"outer_dimension_partitions":\["(\d+)"', line)
+            parts.append(int(m.group(1)) if m else 1)
+    return parts
+
+
+def numpy_triad(n: int, repeats: int, threads: int) -> float:
+    """Median bytes/s of numpy's in-place triad ``a = b + 3c`` (12 B per element), split over
+    ``threads`` threads in cache-sized blocks (numpy releases the GIL in its loops)."""
+    import numpy as np
+
+    a, b, c = np.zeros(n, np.float32), np.ones(n, np.float32), np.full(n, 2.0, np.float32)
+    block = 1 << 16
+    bounds = [(i * n // threads, (i + 1) * n // threads) for i in range(threads)]
+
+    def part(k: int) -> None:
+        lo, hi = bounds[k]
+        for j in range(lo, hi, block):
+            e = min(j + block, hi)
+            np.multiply(c[j:e], 3.0, out=a[j:e])  # a's block stays in cache for the add
+            np.add(a[j:e], b[j:e], out=a[j:e])
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(part, range(threads)))  # warm-up: touches every page
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            list(pool.map(part, range(threads)))
+            times.append(time.perf_counter() - t0)
+    return 12 * n / statistics.median(times)
+
+
+@dataclasses.dataclass
+class Bandwidth:
+    """One run of the bandwidth tests, bytes/s (median and best over the repeats)."""
+
+    copy: float
+    triad: float
+    pattern: float  # Adam's pattern, at its least traffic (28 B per element)
+    pattern_best: float
+    numpy_triad: float
+    threads: float  # process CPU time / wall time while the pattern kernel runs
+    partitions: list[int]
+
+
+def bandwidth(n: int, repeats: int) -> Bandwidth:
+    """Measured bandwidth on float32 arrays of ``n`` elements: copy, triad, the optimizer's own
+    access pattern (:func:`optimizer_pattern_kernel`), and numpy's threaded triad for reference.
+    Every JAX kernel writes into its donated buffers; median of ``repeats`` timed calls."""
     b = jnp.full((n,), 1.0, jnp.float32)
     c = jnp.full((n,), 2.0, jnp.float32)
     copy, triad = stream_kernels()
-    results = []
+    medians = []
     for fn, args, nbytes in [(copy, (b,), 8 * n), (triad, (b, c), 12 * n)]:
         a = jnp.zeros((n,), jnp.float32)
         a = fn(a, *args)  # compile and warm up
@@ -223,8 +298,60 @@ def bandwidth(n: int, repeats: int) -> tuple[float, float]:
             a = fn(a, *args)
             jax.block_until_ready(a)
             times.append(time.perf_counter() - t0)
-        results.append(nbytes / min(times))  # best time, as STREAM reports
-    return results[0], results[1]
+        medians.append(nbytes / statistics.median(times))
+    pattern = optimizer_pattern_kernel()
+    g = jnp.full((n,), 1e-3, jnp.float32)
+    state = tuple(jnp.full((n,), x, jnp.float32) for x in (0.0, 0.0, 0.01))
+    partitions = fusion_partitions(pattern.lower(g, *state).compile().as_text())
+    state = pattern(g, *state)
+    jax.block_until_ready(state)
+    times = []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state = pattern(g, *state)
+        jax.block_until_ready(state)
+        times.append(time.perf_counter() - t0)
+    threads = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+    del state
+    np_triad = numpy_triad(n, repeats, os.cpu_count() or 1)
+    return Bandwidth(
+        copy=medians[0],
+        triad=medians[1],
+        pattern=PATTERN_BYTES * n / statistics.median(times),
+        pattern_best=PATTERN_BYTES * n / min(times),
+        numpy_triad=np_triad,
+        threads=threads,
+        partitions=partitions,
+    )
+
+
+def bandwidth_runs(n: int, repeats: int, runs: int) -> tuple[float, str]:
+    """Runs :func:`bandwidth` ``runs`` times; returns the median pattern bandwidth (what the
+    roofline column divides by) and a markdown paragraph with the spread of every figure."""
+    results = [bandwidth(n, repeats) for _ in range(runs)]
+    bw = statistics.median(r.pattern for r in results)
+
+    def spread(field: str, scale: float = 1e-9) -> str:
+        vals = [getattr(r, field) * scale for r in results]
+        return f"{statistics.median(vals):.1f} ({min(vals):.1f} to {max(vals):.1f})"
+
+    parts = sorted({p for r in results for p in r.partitions})
+    text = (
+        f"Measured bandwidth, GB/s, median of {runs} runs (range) of {repeats} calls each on "
+        f"{n:,} float32 elements: the optimizer's access pattern (read g, m, v, p; "
+        f"write m, v, p in place, donated; counted at its least traffic, {PATTERN_BYTES} B per "
+        f"element) {spread('pattern')}, best call {spread('pattern_best')}; copy "
+        f"{spread('copy')}; triad {spread('triad')}; numpy's in-place triad on "
+        f"{os.cpu_count()} threads {spread('numpy_triad')}. XLA splits the pattern into "
+        f"{len(results[0].partitions)} loop fusions, each over {'/'.join(map(str, parts))} "
+        f"threads, moving {PATTERN_XLA_BYTES} B per element (so it streams "
+        f"{bw * PATTERN_XLA_BYTES / PATTERN_BYTES / 1e9:.1f} GB/s); CPU time / wall time while "
+        f"it runs: {spread('threads', 1.0)} (near the core count on a quiet machine; lower means "
+        f"other processes held the cores during this run). The roofline column divides each step's least "
+        f"traffic by the median pattern bandwidth."
+    )
+    return bw, text
 
 
 def run_case(
@@ -349,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=None, help=f"comma-separated subset of {list(CASES)}")
     parser.add_argument("--optimizers", default=None, help=f"subset of {list(OPTIMIZERS)}")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
+    parser.add_argument("--bw-runs", type=int, default=3, help="bandwidth runs (spread reported)")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     parser.add_argument("--results", default=RESULTS, help="the markdown file to update")
     args = parser.parse_args(argv)
@@ -366,14 +494,13 @@ def main(argv: list[str] | None = None) -> int:
 
     device = jax.devices()[0]
     bw_n = {"full": 32 * 2**20, "quick": 8 * 2**20, "tiny": 2**16}[mode]
-    copy_bw, triad_bw = bandwidth(bw_n, {"full": 20, "quick": 5, "tiny": 2}[mode])
-    bw = max(copy_bw, triad_bw)
+    bw_repeats = {"full": 20, "quick": 10, "tiny": 2}[mode]
+    bw, bw_text = bandwidth_runs(bw_n, bw_repeats, args.bw_runs)
     header = (
         f"## `python benchmarks/run.py{'' if mode == 'full' else ' --' + mode}` "
         f"({device.platform}: {device.device_kind}, {os.cpu_count()} cores, jax {jax.__version__}, "
         f"optax {optax.__version__}; {time.strftime('%Y-%m-%d')})\n\n"
-        f"Measured bandwidth: copy {copy_bw / 1e9:.1f} GB/s, triad {triad_bw / 1e9:.1f} GB/s "
-        f"(roofline uses the larger). Median of {steps} donated steps after {warmup} warm-up; "
+        f"{bw_text} Median of {steps} donated steps after {warmup} warm-up; "
         f"cases: "
         + ", ".join(
             f"{c} = {CASE_LABELS[c]} ({len(jax.tree.leaves(CASES[c][mode], is_leaf=_is_shape))} "

@@ -55,3 +55,16 @@ def test_registry_benchmark_runs_at_tiny_sizes_and_covers_every_case():
     assert listed == set(NOT_COMPARABLE)
     for name in IDS:
         assert name in rows or name in listed, name
+
+
+def test_registry_hlo_counts_at_tiny_sizes(capsys):
+    """``--hlo`` prints deterministic instruction counts instead of timings."""
+    from benchmarks.registry import HLO_HEADER, main
+
+    assert main(["--hlo", "--tiny", "--only", "sgd"]) == 0
+    text = capsys.readouterr().out
+    assert HLO_HEADER in text and "error" not in text.lower()
+    rows = _table_rows(text)
+    assert set(rows) == {"sgd"}
+    for cells in rows.values():
+        assert len(cells) == 8 and int(cells[0].replace(",", "")) > 0
