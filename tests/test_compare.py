@@ -38,71 +38,67 @@ def check_png(path: Path) -> None:
     assert np.ptp(image) > 0  # not a blank canvas
 
 
-def test_default_run(tmp_path):
-    proc = cli(tmp_path)
+def test_a_small_benchmark_from_the_command_line(tmp_path):
+    args = ["--workloads", "logistic,rosenbrock", "--optimizers", "gd,sgd,adam"]
+    proc = cli(tmp_path, *args, "--studies", "2", "--trials", "2")
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "optix-compare-out"
     table = proc.stdout
-    for name in optix.compare.DEFAULT_SUITE:
+    for name in ("logistic", "rosenbrock"):
         assert f"# {name}:" in table
-    rows = {line.split()[0] for line in table.splitlines() if line and not line.startswith("#")}
-    assert set(CLASSIC + ["adamw"]) <= rows
-    for column in ("final loss", "best loss", "test acc", "gap", "diverged", "compile s"):
+    for column in ("steps", "seconds", "ratio", "valid error", "test error", "score (steps)"):
         assert column in table
+    assert "same as gd" in table  # no data on rosenbrock: gd and sgd are one method there
 
     results = json.loads((out / "results.json").read_text())
-    assert set(results) == {"config", "problems"}
-    assert set(results["problems"]) == set(optix.compare.DEFAULT_SUITE)
-    logistic = results["problems"]["logistic"]["optimizers"]
-    assert set(logistic) == set(CLASSIC + ["adamw"])  # the digits problems run every optimizer
+    assert set(results) == {"config", "scores", "times", "ratios", "workloads"}
+    assert results["config"]["command"].startswith("python -m optix.compare --workloads")
+    logistic = results["workloads"]["logistic"]["optimizers"]
+    assert set(logistic) == {"gd", "sgd", "adam"}
     for entry in logistic.values():
-        assert {"learning_rate", "metrics", "compile_s", "time_per_step_s", "sweep"} <= set(entry)
-        assert {"final_loss", "best_loss", "test_acc", "gap", "steps_to_target"} <= set(
-            entry["metrics"]
+        assert {"steps_to_target", "seconds_to_target", "chosen_config", "test", "studies"} <= set(
+            entry
         )
-        assert len(entry["sweep"]["learning_rate"]) == 11
-    assert logistic["adam"]["metrics"]["test_acc"]["mean"] > 0.9
+        assert len(entry["studies"]) == 2 and len(entry["studies"][0]["trials"]) == 2
+    assert set(results["scores"]["steps"]) == {"gd", "sgd", "adam"}
 
-    pngs = sorted(out.glob("*.png"))
-    names = {p.name for p in pngs}
-    assert {"rosenbrock_paths.png", "mlp_loss.png", "quadratic_lr.png"} <= names
-    for png in pngs:
+    names = {p.name for p in out.glob("*.png")}
+    assert names == {"profiles.png", "tuning_curves.png", "curves.png"}
+    for png in out.glob("*.png"):
         check_png(png)
     report = (out / "report.md").read_text()
-    for png in pngs:
-        assert f"]({png.name})" in report
+    assert "## Which optimizer to pick" in report and "- **logistic**" in report
+    for name in names:
+        assert f"]({name})" in report
 
 
 BAD_INPUTS = [
-    ["--problem", "nope"],
+    ["--workloads", "nope"],
     ["--optimizers", "nope"],
     ["--optimizers", "adam:learning_rate=__import__('os')"],
     ["--optimizers", "adam:learning_rate"],
-    ["--steps", "0"],
-    ["--lr-sweep", "1e-3:1"],
+    ["--ruleset", "nope"],
+    ["--trials", "0"],
 ]
 MORE_BAD_INPUTS = [
-    ["--problem", "rosenbrock,"],
+    ["--workloads", "logistic,"],
+    ["--workloads", "logistic,logistic"],
     ["--optimizers", "adam:nope=1"],
     ["--optimizers", "adam:learning_rate=-1"],
     ["--optimizers", "learning_rate=0.1"],
     ["--optimizers", "adam:learning_rate=(1"],
-    ["--steps", "-5"],
-    ["--steps", "ten"],
-    ["--lr-sweep", "1:1e-3:5"],
-    ["--lr-sweep", "a:b:c"],
-    ["--seeds", "0"],
-    ["--batch-size", "0"],
-    ["--condition", "0.5"],
+    ["--studies", "-5"],
+    ["--studies", "ten"],
+    ["--trials", str(10**12 + 39)],  # all trials of a study share one vmapped step
+    ["--seed", "x"],
     ["--bogus"],
-    # checked before anything runs (each used to run, hang, or run something else)
-    ["--steps", str(10**12 + 39)],  # a prime: minutes of Python loop before the first step
-    ["--problem", "rosenbrock,rosenbrock"],
+    ["--problem", "rosenbrock"],  # the old flags of the quick comparison
     ["--optimizers", "sgd:momentum=0.9,nesterov='maybe'"],
     ["--optimizers", "sgd:momentum=0.9,nesterov=2"],
     ["--optimizers", "adam:b1=(0.5,1.5)"],
     ["--optimizers", "adam:b1=[0.5]"],
     ["--optimizers", "adam:mu_dtype='int8'"],
+    ["--optimizers", "sgd:foo=1"],
 ]
 
 
@@ -135,7 +131,7 @@ def test_out_that_cannot_be_a_directory_is_refused_before_the_run(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "taken").write_text("keep me")
     out = "taken" if kind == "file" else "taken/sub"
-    args = ["--problem", "rosenbrock", "--optimizers", "adam", "--steps", "5", "--lr-sweep", "off"]
+    args = ["--workloads", "rosenbrock", "--optimizers", "adam", "--studies", "1", "--trials", "1"]
     assert main([*args, "--no-plots", "--out", out]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
@@ -179,22 +175,20 @@ def test_a_quoted_no_does_not_turn_nesterov_on():
 
 
 def test_unknown_names_list_the_valid_ones(tmp_path):
-    proc = cli(tmp_path, "--problem", "nope")
+    proc = cli(tmp_path, "--workloads", "nope")
     assert "rosenbrock" in proc.stderr and "mlp" in proc.stderr
     proc = cli(tmp_path, "--optimizers", "adamm")
     assert "adam" in proc.stderr and "momentum" in proc.stderr
 
 
-def test_adam_and_momentum_beat_gd_on_the_ill_conditioned_quadratic(tmp_path):
-    args = ["--problem", "quadratic", "--condition", "1000", "--optimizers", "gd,momentum,adam"]
-    proc = cli(tmp_path, *args, "--steps", "200", "--lr-sweep", "1e-3:1:7", "--json", "--no-plots")
-    assert proc.returncode == 0, proc.stderr
-    runs = json.loads(proc.stdout)["problems"]["quadratic"]["optimizers"]
-    final = {name: run["metrics"]["final_loss"]["mean"] for name, run in runs.items()}
+def test_adam_and_momentum_beat_gd_on_the_ill_conditioned_quadratic():
+    res = optix.compare.run(
+        "quadratic", "gd,momentum,adam", steps=200, lr_sweep="1e-3:1:7", condition=1000
+    )
+    final = {s.label: s.metrics["final_loss"]["mean"] for s in res["quadratic"].summaries}
     assert final["gd"] > 1e-4  # the slow directions (curvature 1e-3) are far from done
     assert final["momentum"] < final["gd"] / 100
     assert final["adam"] < final["gd"] / 100
-    assert not list((tmp_path / "optix-compare-out").glob("*.png"))  # --no-plots
 
 
 @pytest.mark.parametrize(("problem", "spec"), [("linear", "adam"), ("quadratic", "momentum")])

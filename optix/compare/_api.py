@@ -10,11 +10,13 @@ import jax
 import numpy as np
 
 import optix
+from optix.compare._bench import Benchmark, run_benchmark
 from optix.compare._problems import DEFAULT_SUITE, Problem, make_problem
 from optix.compare._progress import Progress
 from optix.compare._results import ProblemResult, Results, summarize
 from optix.compare._runner import train
 from optix.compare._spec import CLASSIC, OptimizerSpec, SpecError, parse
+from optix.compare._workloads import Workload
 
 DEFAULT_SWEEP = "1e-4:10:11"
 """The learning-rate sweep of the command line's default run."""
@@ -125,18 +127,42 @@ def run(
     problem: str | Problem | Sequence[str | Problem] | None = None,
     optimizers: str | Sequence[str] | None = None,
     *,
+    workloads: str | Workload | Sequence[str | Workload] | None = None,
+    ruleset: str | None = None,
+    studies: int = 3,
+    trials: int = 5,
+    seed: int = 0,
     steps: int | None = None,
     batch_size: int = 32,
     seeds: int = 1,
     lr_sweep: str | tuple[float, float, int] | Sequence[float] | None = None,
     condition: float | None = None,
     progress: bool = False,
-) -> Results:
-    """Compare optimizers on problems; return :class:`Results`.
+) -> Benchmark | Results:
+    """Benchmark optimizers on workloads (a :class:`Benchmark`), or compare them on problems.
+
+    Without ``problem``: the benchmark protocol (see ``docs/compare.md``). Each optimizer is tuned
+    under ``ruleset`` on each workload's validation split, its time to the validation target is
+    the median over ``studies``, and the result is scored with performance profiles.
+
+    With ``problem``: the quick comparison on a 2-D landscape or toy problem (trajectories, a
+    learning-rate sweep chosen by final training loss); returns :class:`Results`.
 
     Args:
       problem: a built-in problem name (see ``optix.compare.PROBLEMS``), a :class:`Problem`, or a
-        list of them; ``None`` runs the default suite.
+        list of them; ``None`` runs the benchmark on ``workloads``.
+      optimizers: a spec such as ``"adam,sgd:momentum=0.9"``; ``None`` runs the classic set
+        (plus prodigy and schedule_free_adamw in the benchmark). Options given in the spec
+        are fixed, not searched.
+      workloads: workload names (``optix.compare.WORKLOADS``) or :class:`Workload` objects;
+        ``None``: ``DEFAULT_WORKLOADS``.
+      ruleset: ``"external"`` (default: quasi-random search of each optimizer's search space,
+        the fastest trial per study), ``"self"`` (defaults, 1.5x the budget) or ``"lr-sweep"``
+        (``trials`` learning rates, chosen by final validation loss).
+      studies: independent repeats (new seeds and search points); the median counts.
+      trials: configurations per study, all trained in one compiled, vmapped step.
+      seed: seed of the search and of the runs.
+      (The remaining arguments apply to ``problem`` only.)
       optimizers: a spec such as ``"adam:learning_rate=3e-4,sgd:momentum=0.9"`` (or a list of
         specs); ``None`` runs the classic set ``gd, sgd1, sgd, momentum, nesterov, adagrad,
         rmsprop, adadelta, adam, adamw``.
@@ -155,7 +181,28 @@ def run(
       >>> res = optix.compare.run("rosenbrock", "adam,momentum", steps=50, lr_sweep="1e-3:1e-1:3")
       >>> [s.label for s in res["rosenbrock"].summaries]
       ['adam', 'momentum']
+      >>> bench = optix.compare.run(workloads="rosenbrock", optimizers="adam", studies=1, trials=2)
+      >>> list(bench.scores())
+      ['adam']
     """
+    if problem is None or isinstance(problem, Workload):
+        legacy = dict(steps=steps, lr_sweep=lr_sweep, condition=condition)
+        given = [k for k, v in legacy.items() if v is not None]
+        given += ["batch_size"] * (batch_size != 32) + ["seeds"] * (seeds != 1)
+        if problem is not None and workloads is not None:
+            raise ValueError("give the workloads once (as workloads=...)")
+        if given:
+            raise ValueError(
+                f"{given[0]} applies to problems (run(problem, ...)); a workload has its own "
+                "budget and batch size"
+            )
+        return run_benchmark(
+            problem if workloads is None else workloads, optimizers,
+            ruleset="external" if ruleset is None else ruleset, studies=studies, trials=trials,
+            seed=seed, progress=progress,
+        )  # fmt: skip
+    if workloads is not None or ruleset is not None:
+        raise ValueError("give either problem (a quick comparison) or workloads/ruleset, not both")
     problems, specs, rates = prepare(
         problem, optimizers, steps=steps, batch_size=batch_size, seeds=seeds,
         lr_sweep=lr_sweep, condition=condition,

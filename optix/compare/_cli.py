@@ -1,6 +1,6 @@
 """The command line: ``python -m optix.compare`` / ``optix-compare``.
 
-Every argument is checked (and every problem and optimizer built) before anything runs or any
+Every argument is checked (and every workload and optimizer built) before anything runs or any
 file is written; bad input gives a one-line message on stderr and exit status 2.
 """
 
@@ -13,15 +13,15 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from optix.compare._api import DEFAULT_SWEEP, prepare, run
-from optix.compare._problems import DEFAULT_SUITE, PROBLEMS
-from optix.compare._spec import CLASSIC
+from optix.compare._bench import DEFAULT_OPTIMIZERS, prepare, run_benchmark
+from optix.compare._search import RULESETS
+from optix.compare._workloads import DEFAULT_WORKLOADS, WORKLOADS
 
 PROG = "optix-compare"
 
-MAX_STEPS = 10**8
-"""The most ``--steps`` the command line takes (far beyond any run that ends in reasonable time;
-a larger number is most likely a typo, and would spend minutes before the first step)."""
+MAX_TRIALS = 1000
+"""The most ``--trials`` the command line takes (all trials of a study train in one vmapped step,
+so a typo such as 10**9 would exhaust memory before the first step)."""
 
 
 class _BadInput(Exception):
@@ -43,21 +43,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _steps(text: str) -> int:
+def _trials(text: str) -> int:
     value = _positive_int(text)
-    if value > MAX_STEPS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_STEPS:,}, got {value:,}")
+    if value > MAX_TRIALS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TRIALS:,}, got {value:,}")
     return value
 
 
-def _problems(text: str) -> list[str]:
-    """The problem names of ``--problem``: 'all', or names given once each."""
+def _workloads(text: str) -> list[str]:
+    """The workload names of ``--workloads``: 'all', or names given once each."""
     if text.strip() == "all":
-        return list(PROBLEMS)
+        return list(WORKLOADS)
     names = [n.strip() for n in text.split(",")]
     for i, name in enumerate(names):
         if name in names[:i]:
-            raise _BadInput(f"argument --problem: {name!r} is named twice")
+            raise _BadInput(f"argument --workloads: {name!r} is named twice")
     return names
 
 
@@ -82,35 +82,36 @@ def _check_out(path: str) -> None:
 def _parser() -> _Parser:
     p = _Parser(
         prog=PROG,
-        description="Compare optimizers on built-in problems: a table, figures, report.md and "
-        "results.json. With no arguments: the classic optimizers on the default suite.",
+        description="Benchmark optimizers the AlgoPerf way: tune each on a validation split, "
+        "measure the time to reach a validation target, score with performance profiles. "
+        "Writes a table, figures, report.md and results.json. With no arguments: the classic "
+        "and a few modern optimizers, external tuning, on the default workloads.",
     )
     p.add_argument(
-        "--problem", default=",".join(DEFAULT_SUITE),
-        help=f"comma-separated problems, or 'all' (default: {','.join(DEFAULT_SUITE)}); "
-        f"valid: {', '.join(PROBLEMS)}",
+        "--ruleset", default="external", choices=RULESETS,
+        help="external: quasi-random search over each optimizer's search space (default); "
+        "self: defaults only, 1.5x the budget; lr-sweep: a grid of learning rates",
     )  # fmt: skip
     p.add_argument(
-        "--optimizers", default=CLASSIC,
-        help="optimizer spec, e.g. 'adam:learning_rate=3e-4,sgd:momentum=0.9,batch=full' "
-        f"(default: {CLASSIC})",
+        "--studies", type=_trials, default=3,
+        help="independent studies (repeats with new seeds and configurations); the median "
+        "counts (default: 3)",
     )  # fmt: skip
     p.add_argument(
-        "--steps", type=_steps, help=f"steps per run, at most {MAX_STEPS:,} (default: per problem)"
-    )
-    p.add_argument(
-        "--batch-size", type=_positive_int, default=32, help="mini-batch size (default: 32)"
-    )
-    p.add_argument(
-        "--seeds", type=_positive_int, default=1,
-        help="initializations per configuration, run together; reports mean ± std (default: 1)",
+        "--trials", type=_trials, default=5,
+        help="configurations per study, trained together in one vmapped step (default: 5)",
     )  # fmt: skip
     p.add_argument(
-        "--lr-sweep", default=DEFAULT_SWEEP, metavar="LO:HI:N",
-        help=f"tune each learning rate over N log-spaced rates in one vmapped run, or 'off' "
-        f"(default: {DEFAULT_SWEEP}); a learning_rate given in the spec is kept",
+        "--workloads", default=",".join(DEFAULT_WORKLOADS),
+        help=f"comma-separated workloads, or 'all' (default: {','.join(DEFAULT_WORKLOADS)}); "
+        f"valid: {', '.join(WORKLOADS)}",
     )  # fmt: skip
-    p.add_argument("--condition", type=float, help="condition number of 'quadratic' (default 1000)")
+    p.add_argument(
+        "--optimizers", default=DEFAULT_OPTIMIZERS,
+        help="optimizer spec, e.g. 'adam,sgd:momentum=0.9,batch=full' (options given are fixed, "
+        f"not searched) (default: {DEFAULT_OPTIMIZERS})",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of the search and the runs")
     p.add_argument("--out", default="optix-compare-out", help="output directory")
     p.add_argument("--json", action="store_true", help="print results.json instead of the table")
     p.add_argument("--no-plots", action="store_true", help="write no figures")
@@ -121,18 +122,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         args = _parser().parse_args(args_list)
-        names = _problems(args.problem)
+        names = _workloads(args.workloads)
         _check_out(args.out)
-        sweep = None if args.lr_sweep.lower() in ("off", "none", "") else args.lr_sweep
-        kwargs = dict(
-            steps=args.steps, batch_size=args.batch_size, seeds=args.seeds, lr_sweep=sweep,
-            condition=args.condition,
-        )  # fmt: skip
+        kwargs = dict(ruleset=args.ruleset, studies=args.studies, trials=args.trials)
         prepare(names, args.optimizers, **kwargs)
     except (_BadInput, ValueError, ImportError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    results = run(names, args.optimizers, progress=True, **kwargs)
+    results = run_benchmark(names, args.optimizers, seed=args.seed, progress=True, **kwargs)
     results.config["command"] = " ".join(["python -m optix.compare", *map(shlex.quote, args_list)])
     if not args.no_plots:
         import matplotlib

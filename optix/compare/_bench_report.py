@@ -1,0 +1,272 @@
+"""A benchmark's terminal table, figures (profiles, tuning curves, validation curves), report.md."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from optix.compare._scoring import performance_profile
+
+if TYPE_CHECKING:
+    from optix.compare._bench import Benchmark
+
+KINDS = ("profiles", "tuning", "curves")
+FIGURES = {"profiles": "profiles.png", "tuning": "tuning_curves.png", "curves": "curves.png"}
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
+def _ruleset_line(b: Benchmark) -> str:
+    c = b.config
+    what = {
+        "external": f"external tuning: {c['studies']} studies x {c['trials']} quasi-random trials "
+        "per optimizer; per study the fastest trial to the validation target",
+        "self": f"self-tuning: each optimizer's defaults, 1.5x the step budget, {c['studies']} "
+        "studies (seeds)",
+        "lr-sweep": f"learning-rate sweep: {c['trials']} rates, chosen by final validation loss, "
+        f"{c['studies']} studies (seeds)",
+    }[b.ruleset]
+    return what + "; a workload's time is the median over studies (a miss counts as inf)"
+
+
+def workload_rows(b: Benchmark, name: str) -> tuple[list[str], list[list[str]]]:
+    w = next(w for w in b.workloads if w.name == name)
+    ratios = b.ratios("steps")
+    header = ["optimizer", "batch", "steps", "seconds", "ratio", "hit", "valid " + w.metric]
+    has_test = w.test is not None
+    if has_test:
+        header += ["test " + w.metric]
+    header += ["compile s", "chosen configuration"]
+    rows = []
+    for o in b.labels:
+        e = b.entries[o][name]
+        cfg = e.config()
+        text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in cfg.items())  # fmt: skip
+        row = [o, str(e.trials.batch_size or "full"), _num(e.steps, ".0f"),
+               _num(e.seconds, ".2f"), _num(ratios[o][name], ".2f"),
+               f"{e.hits}/{len(e.chosen)}", _num(e.valid(), ".4g")]  # fmt: skip
+        if has_test:
+            row.append(_num(e.test().get(w.metric), ".4g"))
+        row += [f"{e.trials.compile_s:.2f}", text if e.same_as is None else f"same as {e.same_as}"]
+        rows.append(row)
+    return header, rows
+
+
+def _line(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(
+        c.ljust(w) if i == 0 else c if i == len(cells) - 1 else c.rjust(w)
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    ).rstrip()
+
+
+def _score_rows(b: Benchmark) -> tuple[list[str], list[list[str]]]:
+    steps, seconds = b.scores("steps"), b.scores("seconds")
+    order = sorted(b.labels, key=lambda o: (-steps[o], -seconds[o]))
+    solved = {o: sum(math.isfinite(t) for t in b.times("steps")[o].values()) for o in b.labels}
+    rows = [[o, f"{steps[o]:.3f}", f"{seconds[o]:.3f}", f"{solved[o]}/{len(b.workloads)}"]
+            for o in order]  # fmt: skip
+    return ["optimizer", "score (steps)", "score (seconds)", "workloads solved"], rows
+
+
+def text_table(b: Benchmark) -> str:
+    blocks = []
+    for w in b.workloads:
+        header, rows = workload_rows(b, w.name)
+        widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+        lines = [f"# {w.name}: {w.description}",
+                 f"# target: validation {w.metric} <= {w.target:g} within {w.budget} steps"]  # fmt: skip
+        lines += [_line(header, widths), "  ".join("-" * x for x in widths)]
+        lines += [_line(r, widths) for r in rows]
+        blocks.append("\n".join(lines))
+    header, rows = _score_rows(b)
+    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+    score = ["# benchmark score B (AlgoPerf, r_max = 4): 1 = fastest on every workload"]
+    score += [_line(header + [""], widths + [0])]
+    score += [_line(r + [""], widths + [0]) for r in rows]
+    footer = (
+        f"{_ruleset_line(b)}.\nsteps/seconds: median time to the validation target (seconds "
+        "include compile); ratio: steps over the best optimizer's; hit: studies that reached it; "
+        "test values are reported, never used to choose."
+    )
+    return "\n\n".join([*blocks, "\n".join(score), footer])
+
+
+def recommendations(b: Benchmark) -> list[str]:
+    """One line per workload: which optimizer to pick and why."""
+    out = []
+    for w in b.workloads:
+        ranked = sorted(b.labels, key=lambda o: (b.entries[o][w.name].steps,
+                                                 b.entries[o][w.name].seconds))  # fmt: skip
+        best = b.entries[ranked[0]][w.name]
+        if not math.isfinite(best.steps):
+            out.append(f"- **{w.name}**: no optimizer reached validation {w.metric} <= "
+                       f"{w.target:g} in the median study; raise the budget or the trials.")  # fmt: skip
+            continue
+        why = (f"reaches validation {w.metric} <= {w.target:g} in a median {best.steps:.0f} "
+               f"steps ({best.seconds:.1f} s with compile), in {best.hits}/{len(best.chosen)} "
+               "studies")  # fmt: skip
+        if len(ranked) > 1:
+            o2 = ranked[1]
+            e2 = b.entries[o2][w.name]
+            if math.isfinite(e2.steps):
+                why += f"; next: {o2} ({e2.steps:.0f} steps, {e2.steps / max(best.steps, 1):.2f}x)"
+            else:
+                why += "; no other optimizer reached the target in the median study"
+        out.append(f"- **{w.name}** ({w.kind}): pick **{ranked[0]}**: {why}.")
+    return out
+
+
+def markdown(b: Benchmark, images: dict[str, str]) -> str:
+    scores = b.scores("steps")
+    best = max(scores.values())
+    tops = [r[0] for r in _score_rows(b)[1] if scores[r[0]] == best]
+    who = f"**{tops[0]}** has" if len(tops) == 1 else ", ".join(f"**{o}**" for o in tops) + " share"
+    out = ["# optix optimizer benchmark", "",
+           f"Command: `{b.config.get('command', 'optix.compare.run(...)')}`", "",
+           f"Protocol: {_ruleset_line(b)}. Hyperparameters are chosen on the validation split; "
+           "test results are reported beside.", "", "## Which optimizer to pick", ""]  # fmt: skip
+    out += recommendations(b)
+    out += ["", f"Across all workloads, {who} the best benchmark score (B = {best:.3f}, the "
+            "normalized area under the performance profile of time in steps, up to 4x the best "
+            "time).", "", "## Benchmark scores", ""]  # fmt: skip
+    header, rows = _score_rows(b)
+    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    out.append("")
+    if "profiles" in images:
+        out += [f"![performance profiles]({images['profiles']})", ""]
+    for w in b.workloads:
+        header, rows = workload_rows(b, w.name)
+        out += [f"## {w.name}", "", f"{w.description}. Target: validation {w.metric} <= "
+                f"{w.target:g} within {w.budget} steps.", ""]  # fmt: skip
+        out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        out.append("")
+    for kind in ("tuning", "curves"):
+        if kind in images:
+            out += [f"![{kind}]({images[kind]})", ""]
+    out += ["## Search spaces", ""]
+    out += [f"- {o}: {'; '.join(d)}" for o, d in b.config["search_spaces"].items()]
+    env = b.config.get("environment", {})
+    out += ["", "## Environment", "", ", ".join(f"{k} {v}" for k, v in env.items()), ""]
+    return "\n".join(out)
+
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _figure(ax: Any, n: int = 1) -> tuple[Any, list[Any]]:
+    if ax is not None:
+        return ax.figure, [ax] * n
+    from matplotlib.figure import Figure
+
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(4.6 * cols, 3.6 * rows), layout="constrained")
+    return fig, [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
+
+
+def _chosen(b: Benchmark, workload: str | None) -> list:
+    if workload is None:
+        return list(b.workloads)
+    ws = [w for w in b.workloads if w.name == workload]
+    if not ws:
+        names = ", ".join(w.name for w in b.workloads)
+        raise ValueError(f"no workload {workload!r} in this benchmark; it has {names}")
+    return ws
+
+
+def plot_profiles(b: Benchmark, ax: Any = None, workload: str | None = None) -> Any:
+    if workload is not None:
+        raise ValueError("a performance profile spans all workloads: give no workload")
+    fig, axes = _figure(ax, 1 if ax is not None else 2)
+    taus = np.linspace(1.0, 4.0, 601)
+    for a, measure in zip(axes, ("steps", "seconds") if ax is None else ("steps",), strict=False):
+        rho = performance_profile(b.times(measure), taus)
+        scores = b.scores(measure)
+        for (o, r), color in zip(rho.items(), _colors(len(rho)), strict=True):
+            a.step(taus, r, where="post", color=color, lw=1.4, label=f"{o} ({scores[o]:.2f})")
+        a.set_xlabel(f"tau (time in {measure} / best optimizer's)")
+        a.set_ylabel("fraction of workloads within tau")
+        a.set_ylim(-0.03, 1.03)
+        a.set_title(f"performance profiles by {measure} (B in legend)")
+        a.grid(True, alpha=0.3)
+        a.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def plot_tuning(b: Benchmark, ax: Any = None, workload: str | None = None) -> Any:
+    ws = _chosen(b, workload)
+    fig, axes = _figure(ax, len(ws))
+    for a, w in zip(axes, ws, strict=True):
+        for o, color in zip(b.labels, _colors(len(b.labels)), strict=True):
+            curve = b.entries[o][w.name].tuning_curve()
+            a.plot(np.arange(1, len(curve) + 1), curve, "o-", ms=3, color=color, label=o)
+        a.axhline(w.target, color="0.5", ls=":", lw=1)
+        a.set_xlabel("trials")
+        a.set_ylabel(f"best validation {w.metric}")
+        a.set_yscale("log")
+        a.set_title(f"{w.name}: tuning curve (median over studies)", fontsize=9)
+        a.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=6, ncol=2)
+    return fig
+
+
+def plot_curves(b: Benchmark, ax: Any = None, workload: str | None = None) -> Any:
+    ws = _chosen(b, workload)
+    fig, axes = _figure(ax, len(ws))
+    for a, w in zip(axes, ws, strict=True):
+        for o, color in zip(b.labels, _colors(len(b.labels)), strict=True):
+            e = b.entries[o][w.name]
+            s = e.trials.studies[0]
+            y = s.valid_metric[e.chosen[0]] - (w.f_min if w.metric == "loss" else 0.0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                y = np.where(y > 0, y, np.nan)
+            a.plot(s.steps, y, color=color, lw=1.2, label=o)
+        a.axhline(w.target - (w.f_min if w.metric == "loss" else 0.0), color="0.5", ls=":", lw=1)
+        a.set_xlabel("step")
+        a.set_ylabel(f"validation {w.metric}")
+        a.set_yscale("log")
+        a.set_title(f"{w.name}: chosen trial of study 1 (dotted: target)", fontsize=9)
+        a.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=6, ncol=2)
+    return fig
+
+
+def plot(b: Benchmark, kind: str, ax: Any = None, workload: str | None = None) -> Any:
+    if kind not in KINDS:
+        raise ValueError(f"unknown plot kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    fn = {"profiles": plot_profiles, "tuning": plot_tuning, "curves": plot_curves}[kind]
+    return fn(b, ax, workload)
+
+
+def write(b: Benchmark, directory: str, *, plots: bool = True) -> list[str]:
+    """Write the figures, ``results.json`` and ``report.md`` into ``directory``; return paths."""
+    figs = {}
+    if plots:  # build every figure before touching the directory
+        figs = {k: plot(b, k) for k in KINDS if k != "tuning" or b.config["trials"] > 1}
+    text = b.to_json()
+    os.makedirs(directory, exist_ok=True)
+    written, images = [], {}
+    for kind, fig in figs.items():
+        path = os.path.join(directory, FIGURES[kind])
+        fig.savefig(path, dpi=100)
+        images[kind] = FIGURES[kind]
+        written.append(path)
+    for filename, content in (("results.json", text), ("report.md", markdown(b, images))):
+        with open(os.path.join(directory, filename), "w", encoding="utf-8") as f:
+            f.write(content + "\n")
+        written.append(os.path.join(directory, filename))
+    return written
