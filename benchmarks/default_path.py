@@ -29,19 +29,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-import optix
+try:  # benchmarks/run.py holds the optimizer pairs
+    from benchmarks.run import pairs
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from run import pairs  # type: ignore[no-redef]
 
-OPTIMIZERS: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
-    "adam": (lambda: optix.adam(1e-3), lambda: optax.adam(1e-3)),
-    "adamw": (
-        lambda: optix.adamw(1e-3, weight_decay=1e-2),
-        lambda: optax.adamw(1e-3, weight_decay=1e-2),
-    ),
-    "sgd+momentum": (
-        lambda: optix.sgd(1e-2, momentum=0.9),
-        lambda: optax.sgd(1e-2, momentum=0.9),
-    ),
-}
+OPTIMIZERS = pairs("adam", "adamw", "sgd+momentum")  # name -> (optix factory, optax factory)
 
 
 def shapes(n: int, smallest: int = 8, largest: int = 128 * 128) -> dict[str, tuple[int, ...]]:

@@ -41,26 +41,14 @@ import optax
 
 import optix
 
-try:  # benchmarks/run.py holds the GPT-2 tree
-    from benchmarks.run import gpt2_shapes
+try:  # benchmarks/run.py holds the GPT-2 tree and the optimizer pairs
+    from benchmarks.run import gpt2_shapes, pairs
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
-    from run import gpt2_shapes  # type: ignore[no-redef]
+    from run import gpt2_shapes, pairs  # type: ignore[no-redef]
 
-OPTIMIZERS: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
-    "adam": (lambda: optix.adam(1e-3), lambda: optax.adam(1e-3)),
-    "adamw": (
-        lambda: optix.adamw(1e-3, weight_decay=1e-2),
-        lambda: optax.adamw(1e-3, weight_decay=1e-2),
-    ),
-    "sgd+momentum": (
-        lambda: optix.sgd(1e-2, momentum=0.9),
-        lambda: optax.sgd(1e-2, momentum=0.9),
-    ),
-    "clip+adamw": (
-        lambda: optix.chain(optix.clip_by_global_norm(1.0), optix.adamw(1e-3, weight_decay=1e-2)),
-        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3, weight_decay=1e-2)),
-    ),
-}
+OPTIMIZERS = pairs(
+    "adam", "adamw", "sgd+momentum", "clip+adamw"
+)  # name -> (optix factory, optax factory)
 
 VARIANTS: dict[str, Callable[[Callable[[], Any], Callable[[], Any]], Any]] = {
     "optax": lambda mine, theirs: theirs(),

@@ -47,8 +47,6 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-import optix
-
 # ---------------------------------------------------------------------------------------------
 # Models and data.
 
@@ -184,22 +182,14 @@ MODELS: dict[str, ModelSpec] = {
     ),
 }
 
-# name -> (optix factory, optax factory)
-OPTIMIZERS: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
-    "adam": (lambda: optix.adam(1e-3), lambda: optax.adam(1e-3)),
-    "adamw": (
-        lambda: optix.adamw(1e-3, weight_decay=1e-2),
-        lambda: optax.adamw(1e-3, weight_decay=1e-2),
-    ),
-    "sgd+momentum": (
-        lambda: optix.sgd(1e-2, momentum=0.9),
-        lambda: optax.sgd(1e-2, momentum=0.9),
-    ),
-    "clip+adamw": (
-        lambda: optix.chain(optix.clip_by_global_norm(1.0), optix.adamw(1e-3, weight_decay=1e-2)),
-        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3, weight_decay=1e-2)),
-    ),
-}
+try:  # benchmarks/run.py holds the optimizer pairs
+    from benchmarks.run import pairs
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from run import pairs  # type: ignore[no-redef]
+
+OPTIMIZERS = pairs(
+    "adam", "adamw", "sgd+momentum", "clip+adamw"
+)  # name -> (optix factory, optax factory)
 DEFAULT_OPTIMIZERS = ["adam", "adamw", "sgd+momentum"]
 LIBS = ("optax", "optix")
 PATHS = ("nnx.jit", "jax.jit")

@@ -144,6 +144,18 @@ OPTIMIZERS: dict[str, tuple[Callable[[], Any] | None, Callable[[], Any], int]] =
     "adafactor": (_optix("adafactor", learning_rate=1e-3), lambda: optax.adafactor(1e-3), 0),
 }
 
+
+def pairs(*names: str) -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
+    """``name -> (optix factory, optax factory)`` for the named entries of :data:`OPTIMIZERS`, so
+    every benchmark script builds the same optimizers with the same hyperparameters."""
+    out = {}
+    for name in names:
+        make_optix, make_optax, _ = OPTIMIZERS[name]
+        assert make_optix is not None, name
+        out[name] = (make_optix, make_optax)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Measurement.
 
