@@ -37,18 +37,25 @@ def _split(x: np.ndarray, y: np.ndarray, n_valid: int, n_test: int) -> Splits:
 
 
 @functools.cache
-def digits() -> Splits:
-    """The 8x8 digits as flat float32 rows of 64 standardised pixels and int32 labels 0-9."""
+def shuffled_digits() -> Arrays:
+    """scikit-learn's 8x8 digits in a fixed shuffled order: float32 rows of 64 raw pixels and int32
+    labels 0-9 (the digits problems and workloads both split this order)."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "the digits workloads need scikit-learn, which ships the data set: "
+            "the digits problems and workloads need scikit-learn, which ships the data set: "
             "pip install 'optix[compare]'"
         ) from err
     x, y = load_digits(return_X_y=True)
     order = np.random.default_rng(0).permutation(len(y))
-    x, y = x[order].astype(np.float32), y[order].astype(np.int32)
+    return x[order].astype(np.float32), y[order].astype(np.int32)
+
+
+@functools.cache
+def digits() -> Splits:
+    """The 8x8 digits as flat float32 rows of 64 standardised pixels and int32 labels 0-9."""
+    x, y = shuffled_digits()
     (xtr, ytr), valid, test = _split(x, y, n_valid=287, n_test=360)
     mean, std = xtr.mean(0), xtr.std(0)
     scale = np.where(std > 0, std, np.float32(1.0)).astype(np.float32)

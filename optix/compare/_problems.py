@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optix.compare import _data
+
 Batch = tuple[jax.Array, jax.Array] | None
 
 
@@ -191,16 +193,7 @@ def quadratic(condition: float = 1000.0, dim: int = 20, rotate: bool = True) -> 
 
 
 def _digits() -> Data:
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the digits problems need scikit-learn, which ships the data set: "
-            "pip install 'optix[compare]'"
-        ) from err
-    x, y = load_digits(return_X_y=True)
-    order = np.random.default_rng(0).permutation(len(y))
-    x, y = x[order].astype(np.float32), y[order].astype(np.int32)
+    x, y = _data.shuffled_digits()
     n_train = int(0.8 * len(y))
     mean, std = x[:n_train].mean(0), x[:n_train].std(0)
     x = (x - mean) / np.where(std > 0, std, 1.0)
