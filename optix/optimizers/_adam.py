@@ -25,11 +25,11 @@ def adam(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Adam: steps from bias-corrected first and second moment estimates.
+    r"""Adam: steps from bias-corrected first and second moment estimates.
 
     .. math::
-        m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t, \\quad v_t = \\beta_2 v_{t-1} + (1-\\beta_2) g_t^2,
-        \\quad \\theta_t = \\theta_{t-1} - \\eta \\frac{m_t/(1-\\beta_1^t)}{\\sqrt{v_t/(1-\\beta_2^t)} + \\epsilon}
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,
+        \quad \theta_t = \theta_{t-1} - \eta \frac{m_t/(1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon}
 
     Matches torch.optim.Adam (and optax's ``adam``). With ``amsgrad=True`` the denominator uses
     the running max of ``v_t`` before bias correction, as torch does; optax's ``amsgrad`` takes the
@@ -75,9 +75,9 @@ def adamw(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """AdamW: Adam with weight decay decoupled from the gradient.
+    r"""AdamW: Adam with weight decay decoupled from the gradient.
 
-    .. math:: \\theta_t = \\theta_{t-1} - \\eta \\big(\\text{adam}_t + \\lambda \\theta_{t-1}\\big)
+    .. math:: \theta_t = \theta_{t-1} - \eta \big(\text{adam}_t + \lambda \theta_{t-1}\big)
 
     The decay is multiplied by the learning rate (and so follows its schedule), as in
     torch.optim.AdamW and optax's ``adamw``. For the coupled L2 form instead, use
@@ -116,11 +116,11 @@ def adamax(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Adamax: Adam with an exponentially weighted infinity norm in the denominator.
+    r"""Adamax: Adam with an exponentially weighted infinity norm in the denominator.
 
     .. math::
-        u_t = \\max(\\beta_2 u_{t-1}, |g_t| + \\epsilon), \\qquad
-        \\theta_t = \\theta_{t-1} - \\frac{\\eta}{1-\\beta_1^t} \\frac{m_t}{u_t}
+        u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon), \qquad
+        \theta_t = \theta_{t-1} - \frac{\eta}{1-\beta_1^t} \frac{m_t}{u_t}
 
     torch.optim.Adamax's and optax's convention (``eps`` inside the max); ``eps_in_max=False``
     adds it to the denominator instead.

@@ -34,12 +34,12 @@ def adabelief(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """AdaBelief: Adam whose denominator tracks the deviation of the gradient from its mean.
+    r"""AdaBelief: Adam whose denominator tracks the deviation of the gradient from its mean.
 
     .. math::
-        s_t = \\beta_2 s_{t-1} + (1-\\beta_2)(g_t - m_t)^2 + \\epsilon_{root}, \\quad
-        \\theta_t = \\theta_{t-1} - \\eta \\frac{m_t / (1-\\beta_1^t)}
-        {\\sqrt{s_t / (1-\\beta_2^t)} + \\epsilon}
+        s_t = \beta_2 s_{t-1} + (1-\beta_2)(g_t - m_t)^2 + \epsilon_{root}, \quad
+        \theta_t = \theta_{t-1} - \eta \frac{m_t / (1-\beta_1^t)}
+        {\sqrt{s_t / (1-\beta_2^t)} + \epsilon}
 
     A gradient close to its running mean ("believed") gets a large step, a surprising one a small
     step. See :func:`scale_by_adabelief`; matches optax's ``adabelief``.
@@ -81,12 +81,12 @@ def yogi(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Yogi: Adam with an additive second-moment update, so the step cannot grow abruptly.
+    r"""Yogi: Adam with an additive second-moment update, so the step cannot grow abruptly.
 
     .. math::
-        v_t = v_{t-1} - (1-\\beta_2)\\, \\mathrm{sign}(v_{t-1} - g_t^2)\\, g_t^2, \\quad
-        \\theta_t = \\theta_{t-1} - \\eta \\frac{m_t / (1-\\beta_1^t)}
-        {\\sqrt{v_t / (1-\\beta_2^t)} + \\epsilon}
+        v_t = v_{t-1} - (1-\beta_2)\, \mathrm{sign}(v_{t-1} - g_t^2)\, g_t^2, \quad
+        \theta_t = \theta_{t-1} - \eta \frac{m_t / (1-\beta_1^t)}
+        {\sqrt{v_t / (1-\beta_2^t)} + \epsilon}
 
     See :func:`scale_by_yogi` (both moments start at ``initial_accumulator_value`` and are
     bias-corrected, as in optax's ``yogi``).
@@ -132,12 +132,12 @@ def adopt(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """ADOPT: Adam with the gradient normalised by the previous second moment, then averaged.
+    r"""ADOPT: Adam with the gradient normalised by the previous second moment, then averaged.
 
     .. math::
-        m_t = \\beta_1 m_{t-1} + (1-\\beta_1)\\,
-        \\mathrm{clip}\\Big(\\frac{g_t}{\\max(\\sqrt{v_{t-1}}, \\epsilon)}, t^{1/4}\\Big), \\quad
-        \\theta_t = \\theta_{t-1} - \\eta\\,(m_t + \\lambda \\theta_{t-1})
+        m_t = \beta_1 m_{t-1} + (1-\beta_1)\,
+        \mathrm{clip}\Big(\frac{g_t}{\max(\sqrt{v_{t-1}}, \epsilon)}, t^{1/4}\Big), \quad
+        \theta_t = \theta_{t-1} - \eta\,(m_t + \lambda \theta_{t-1})
 
     See :func:`scale_by_adopt`; the first step only initialises ``v_0 = g_0^2`` and does not move
     the params (except by weight decay). Without ``weight_decay`` this is optax.contrib's
@@ -193,12 +193,12 @@ def ademamix(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """AdEMAMix: AdamW with a very slow second momentum added to the numerator.
+    r"""AdEMAMix: AdamW with a very slow second momentum added to the numerator.
 
     .. math::
-        \\theta_t = \\theta_{t-1} - \\eta \\Big(
-        \\frac{\\hat m^{(1)}_t + \\alpha\\, m^{(2)}_t}{\\sqrt{\\hat\\nu_t} + \\epsilon}
-        + \\lambda \\theta_{t-1}\\Big)
+        \theta_t = \theta_{t-1} - \eta \Big(
+        \frac{\hat m^{(1)}_t + \alpha\, m^{(2)}_t}{\sqrt{\hat\nu_t} + \epsilon}
+        + \lambda \theta_{t-1}\Big)
 
     See :func:`scale_by_ademamix`. Decoupled weight decay is multiplied by the learning rate, as
     in :func:`adamw` and optax.contrib's ``ademamix``, which this matches.
@@ -250,12 +250,12 @@ def adan(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Adan: adaptive Nesterov momentum estimated from gradient differences.
+    r"""Adan: adaptive Nesterov momentum estimated from gradient differences.
 
     .. math::
-        \\theta_t = \\theta_{t-1} - \\eta \\Big(
-        \\frac{\\hat m_t + \\beta_2 \\hat v_t}{\\sqrt{\\hat n_t} + \\epsilon}
-        + \\lambda \\theta_{t-1}\\Big)
+        \theta_t = \theta_{t-1} - \eta \Big(
+        \frac{\hat m_t + \beta_2 \hat v_t}{\sqrt{\hat n_t} + \epsilon}
+        + \lambda \theta_{t-1}\Big)
 
     See :func:`scale_by_adan` for the moments. The difference term is weighted by ``b2`` as in
     the paper and the authors' code; optax 0.2.8's ``adan`` weights it by ``1 - b2`` (the two

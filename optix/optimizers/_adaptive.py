@@ -21,12 +21,12 @@ def rmsprop(
     *,
     eps_in_sqrt: bool = False,
 ) -> GradientTransformation:
-    """RMSprop: divide by a running RMS of gradients, optionally centered and with momentum.
+    r"""RMSprop: divide by a running RMS of gradients, optionally centered and with momentum.
 
     .. math::
-        v_t = \\rho v_{t-1} + (1-\\rho) g_t^2, \\quad
-        b_t = \\mu b_{t-1} + g_t / (\\sqrt{v_t} + \\epsilon), \\quad
-        \\theta_t = \\theta_{t-1} - \\eta b_t
+        v_t = \rho v_{t-1} + (1-\rho) g_t^2, \quad
+        b_t = \mu b_{t-1} + g_t / (\sqrt{v_t} + \epsilon), \quad
+        \theta_t = \theta_{t-1} - \eta b_t
 
     torch.optim.RMSprop's conventions: ``eps`` outside the root, momentum applied to the
     normalised gradient, centered variant ``v_t - m_t^2``. Note torch's default decay is 0.99;
@@ -58,9 +58,9 @@ def adagrad(
     initial_accumulator_value: ArrayLike = 0.0,
     eps: ScalarOrSchedule = 1e-10,
 ) -> GradientTransformation:
-    """Adagrad: per-coordinate steps shrinking with the root of the summed squared gradients.
+    r"""Adagrad: per-coordinate steps shrinking with the root of the summed squared gradients.
 
-    .. math:: s_t = s_{t-1} + g_t^2, \\qquad \\theta_t = \\theta_{t-1} - \\eta g_t / (\\sqrt{s_t} + \\epsilon)
+    .. math:: s_t = s_{t-1} + g_t^2, \qquad \theta_t = \theta_{t-1} - \eta g_t / (\sqrt{s_t} + \epsilon)
 
     torch.optim.Adagrad's conventions (``eps`` outside the root, ``s_0 = 0`` by default). optax's
     ``adagrad`` puts ``eps`` inside the root and starts from ``s_0 = 0.1``.
@@ -86,11 +86,11 @@ def adadelta(
     rho: ScalarOrSchedule = 0.9,
     eps: ScalarOrSchedule = 1e-6,
 ) -> GradientTransformation:
-    """AdaDelta: steps sized by the ratio of running RMS of past steps and of gradients.
+    r"""AdaDelta: steps sized by the ratio of running RMS of past steps and of gradients.
 
     .. math::
-        \\Delta_t = \\frac{\\sqrt{E[\\Delta^2]_{t-1} + \\epsilon}}{\\sqrt{E[g^2]_t + \\epsilon}} g_t,
-        \\qquad \\theta_t = \\theta_{t-1} - \\eta \\Delta_t
+        \Delta_t = \frac{\sqrt{E[\Delta^2]_{t-1} + \epsilon}}{\sqrt{E[g^2]_t + \epsilon}} g_t,
+        \qquad \theta_t = \theta_{t-1} - \eta \Delta_t
 
     The paper has no learning rate (``eta = 1``, the default); torch.optim.Adadelta adds one, and
     so does optix.

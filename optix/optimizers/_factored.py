@@ -38,17 +38,17 @@ def adafactor(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Adafactor: factored second moments, update clipping and a step relative to the params.
+    r"""Adafactor: factored second moments, update clipping and a step relative to the params.
 
     With ``beta_t = 1 - (t - offset)^(-decay_rate)`` and ``G_t = |g_t|^2 + eps``:
 
     .. math::
-        \\hat V_t = \\begin{cases} R_t C_t / \\operatorname{mean}(R_t) & \\text{factored leaf} \\\\
-        \\beta_t \\hat V_{t-1} + (1-\\beta_t) G_t & \\text{otherwise} \\end{cases}, \\quad
-        U_t = \\frac{g_t}{\\sqrt{\\hat V_t}}, \\quad
-        \\hat U_t = \\frac{U_t}{\\max(1, \\mathrm{rms}(U_t) / d)}, \\\\
-        \\theta_t = \\theta_{t-1} - \\eta_t \\max(\\epsilon_2, \\mathrm{rms}(\\theta_{t-1}))
-        \\, \\hat U_t
+        \hat V_t = \begin{cases} R_t C_t / \operatorname{mean}(R_t) & \text{factored leaf} \\
+        \beta_t \hat V_{t-1} + (1-\beta_t) G_t & \text{otherwise} \end{cases}, \quad
+        U_t = \frac{g_t}{\sqrt{\hat V_t}}, \quad
+        \hat U_t = \frac{U_t}{\max(1, \mathrm{rms}(U_t) / d)}, \\
+        \theta_t = \theta_{t-1} - \eta_t \max(\epsilon_2, \mathrm{rms}(\theta_{t-1}))
+        \, \hat U_t
 
     where ``R_t``, ``C_t`` are running means of ``G_t`` over the largest and the second-largest
     axis of a leaf (factored only when that second-largest axis has at least
@@ -134,13 +134,13 @@ def sm3(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """SM3: Adagrad-like steps from one accumulator per slice of each axis (sublinear memory).
+    r"""SM3: Adagrad-like steps from one accumulator per slice of each axis (sublinear memory).
 
     .. math::
-        \\nu_t(i) = \\min_{a} \\mu_{a,t-1}(i_a) + g_t(i)^2, \\quad
-        \\mu_{a,t}(j) = \\max_{i:\\, i_a = j} \\nu_t(i), \\quad
-        m_t = \\beta m_{t-1} + (1-\\beta) \\frac{g_t}{\\sqrt{\\nu_t + \\epsilon}}, \\quad
-        \\theta_t = \\theta_{t-1} - \\eta \\, m_t
+        \nu_t(i) = \min_{a} \mu_{a,t-1}(i_a) + g_t(i)^2, \quad
+        \mu_{a,t}(j) = \max_{i:\, i_a = j} \nu_t(i), \quad
+        m_t = \beta m_{t-1} + (1-\beta) \frac{g_t}{\sqrt{\nu_t + \epsilon}}, \quad
+        \theta_t = \theta_{t-1} - \eta \, m_t
 
     A ``(n, k)`` matrix keeps ``n + k`` accumulators, a vector one per element, a scalar one.
     See :func:`scale_by_sm3`. Matches ``optax.sm3`` wherever optax runs; optax 0.2.8 fails on

@@ -33,13 +33,13 @@ def lamb(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """LAMB: the AdamW direction, rescaled per layer to a step proportional to the layer's norm.
+    r"""LAMB: the AdamW direction, rescaled per layer to a step proportional to the layer's norm.
 
     .. math::
-        r_t = \\frac{\\hat m_t}{\\sqrt{\\hat v_t + \\epsilon_{root}} + \\epsilon}
-        + \\lambda \\theta_{t-1}, \\qquad
-        \\theta_t = \\theta_{t-1} - \\eta \\, \\frac{\\lVert \\theta_{t-1} \\rVert}
-        {\\lVert r_t \\rVert} \\, r_t
+        r_t = \frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{root}} + \epsilon}
+        + \lambda \theta_{t-1}, \qquad
+        \theta_t = \theta_{t-1} - \eta \, \frac{\lVert \theta_{t-1} \rVert}
+        {\lVert r_t \rVert} \, r_t
 
     with Adam's bias-corrected moments, and norms taken per leaf. A leaf whose param norm or
     ``r_t`` norm is zero takes the plain step ``-eta r_t`` (optax's convention; the paper's
@@ -79,13 +79,13 @@ def lars(
     momentum: ScalarOrSchedule = 0.9,
     nesterov: bool = False,
 ) -> GradientTransformation:
-    """LARS: SGD with momentum whose step per layer is set by a trust ratio of norms.
+    r"""LARS: SGD with momentum whose step per layer is set by a trust ratio of norms.
 
     .. math::
-        d_t = g_t + \\beta \\theta_{t-1}, \\quad
-        s_t = \\eta_t \\, c \\frac{\\lVert \\theta_{t-1} \\rVert}{\\lVert d_t \\rVert + \\epsilon}
-        \\, d_t, \\quad
-        v_t = \\mu v_{t-1} + s_t, \\quad \\theta_t = \\theta_{t-1} - v_t
+        d_t = g_t + \beta \theta_{t-1}, \quad
+        s_t = \eta_t \, c \frac{\lVert \theta_{t-1} \rVert}{\lVert d_t \rVert + \epsilon}
+        \, d_t, \quad
+        v_t = \mu v_{t-1} + s_t, \quad \theta_t = \theta_{t-1} - v_t
 
     per leaf (``v_1 = s_1``; Nesterov: ``theta_t = theta_{t-1} - (s_t + mu v_t)``). As in the
     paper's Algorithm 1 and ``optax.lars``, the momentum accumulates steps already scaled by the
@@ -135,13 +135,13 @@ def novograd(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """NovoGrad: momentum on gradients normalised by a per-layer second moment of their norm.
+    r"""NovoGrad: momentum on gradients normalised by a per-layer second moment of their norm.
 
     .. math::
-        v_t = \\beta_2 v_{t-1} + (1-\\beta_2) \\lVert g_t \\rVert^2 \\;(v_1 = \\lVert g_1
-        \\rVert^2), \\quad
-        m_t = \\beta_1 m_{t-1} + \\frac{g_t}{\\sqrt{v_t + \\epsilon_{root}} + \\epsilon}
-        + \\lambda \\theta_{t-1}, \\quad \\theta_t = \\theta_{t-1} - \\eta m_t
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) \lVert g_t \rVert^2 \;(v_1 = \lVert g_1
+        \rVert^2), \quad
+        m_t = \beta_1 m_{t-1} + \frac{g_t}{\sqrt{v_t + \epsilon_{root}} + \epsilon}
+        + \lambda \theta_{t-1}, \quad \theta_t = \theta_{t-1} - \eta m_t
 
     with one scalar ``v`` per leaf (half Adam's memory). See :func:`scale_by_novograd`. Matches
     ``optax.novograd``; ``update`` needs ``params`` (the decay is inside the momentum).
@@ -173,11 +173,11 @@ def novograd(
 def fromage(
     learning_rate: ScalarOrSchedule, min_norm: ScalarOrSchedule = 1e-6
 ) -> GradientTransformation:
-    """Fromage: per-layer steps of relative size ``eta``, with a shrink that keeps norms bounded.
+    r"""Fromage: per-layer steps of relative size ``eta``, with a shrink that keeps norms bounded.
 
     .. math::
-        \\theta_t = \\frac{1}{\\sqrt{1+\\eta^2}} \\Big(\\theta_{t-1} - \\eta \\,
-        \\frac{\\lVert \\theta_{t-1} \\rVert}{\\lVert g_t \\rVert} g_t\\Big)
+        \theta_t = \frac{1}{\sqrt{1+\eta^2}} \Big(\theta_{t-1} - \eta \,
+        \frac{\lVert \theta_{t-1} \rVert}{\lVert g_t \rVert} g_t\Big)
 
     per leaf, with both norms floored at ``min_norm``. The learning rate lives in
     :func:`scale_by_fromage` (the shrink depends on it), still named ``learning_rate``.

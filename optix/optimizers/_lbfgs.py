@@ -18,10 +18,10 @@ def lbfgs(
     scale_init_precond: bool = True,
     linesearch: GradientTransformation | Literal["zoom", "backtracking"] | None = "zoom",
 ) -> GradientTransformation:
-    """L-BFGS: steps along the limited-memory BFGS direction, with a line search.
+    r"""L-BFGS: steps along the limited-memory BFGS direction, with a line search.
 
     .. math::
-        d_k = H_k g_k, \\qquad x_{k+1} = x_k - \\eta_k \\, \\alpha \\, d_k
+        d_k = H_k g_k, \qquad x_{k+1} = x_k - \eta_k \, \alpha \, d_k
 
     where ``H_k`` is the inverse-Hessian approximation built from the last ``memory_size`` pairs
     of parameter and gradient differences (see :func:`scale_by_lbfgs`), ``alpha`` the learning

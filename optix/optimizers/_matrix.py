@@ -136,12 +136,12 @@ def muon(
     adam_weight_decay: ScalarOrSchedule = 0.0,
     mu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Muon for matrix (and conv) weights, AdamW for everything else.
+    r"""Muon for matrix (and conv) weights, AdamW for everything else.
 
     .. math::
-        B_t = \\beta B_{t-1} + (1-\\beta) G_t, \\quad
-        O_t = \\mathrm{NS}_5\\big((1-\\beta) G_t + \\beta B_t\\big), \\quad
-        W_t = W_{t-1} - \\eta \\big(s \\, O_t + \\lambda W_{t-1}\\big)
+        B_t = \beta B_{t-1} + (1-\beta) G_t, \quad
+        O_t = \mathrm{NS}_5\big((1-\beta) G_t + \beta B_t\big), \quad
+        W_t = W_{t-1} - \eta \big(s \, O_t + \lambda W_{t-1}\big)
 
     for each leaf labelled ``"muon"`` (see :func:`scale_by_muon` for ``NS`` and the scale ``s``);
     each leaf labelled ``"adam"`` takes an AdamW step with the ``adam_*`` settings. By default a
@@ -246,11 +246,11 @@ def shampoo(
     graft_b2: ScalarOrSchedule = 0.999,
     stat_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Shampoo: each matrix preconditioned on both sides by inverse fourth roots of its statistics.
+    r"""Shampoo: each matrix preconditioned on both sides by inverse fourth roots of its statistics.
 
     .. math::
-        L_t = L_{t-1} + G_t G_t^T, \\quad R_t = R_{t-1} + G_t^T G_t, \\quad
-        W_{t+1} = W_t - \\eta \\, (L_t + \\epsilon I)^{-1/4} G_t (R_t + \\epsilon I)^{-1/4}
+        L_t = L_{t-1} + G_t G_t^T, \quad R_t = R_{t-1} + G_t^T G_t, \quad
+        W_{t+1} = W_t - \eta \, (L_t + \epsilon I)^{-1/4} G_t (R_t + \epsilon I)^{-1/4}
 
     This is the paper's Algorithm 1 with its practical options: blocks, a root refresh every
     ``precondition_frequency`` steps, an EMA of the statistics (``stat_decay < 1``), layer-wise
@@ -321,11 +321,11 @@ def soap(
     nu_dtype: DTypeLike | None = None,
     stat_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """SOAP: AdamW run in the eigenbasis of Shampoo's preconditioner, refreshed every few steps.
+    r"""SOAP: AdamW run in the eigenbasis of Shampoo's preconditioner, refreshed every few steps.
 
     .. math::
-        W_t = W_{t-1} - \\eta \\Big(\\frac{\\sqrt{1-\\beta_2^t}}{1-\\beta_1^t}
-        Q_L \\frac{Q_L^T M_t Q_R}{\\sqrt{V_t} + \\epsilon} Q_R^T + \\lambda W_{t-1}\\Big)
+        W_t = W_{t-1} - \eta \Big(\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}
+        Q_L \frac{Q_L^T M_t Q_R}{\sqrt{V_t} + \epsilon} Q_R^T + \lambda W_{t-1}\Big)
 
     See :func:`scale_by_soap` for ``M``, ``V`` and the bases. Defaults are the authors'
     (``b1 = b2 = 0.95``, refresh every 10 steps, decay 0.01). The decay is applied to the

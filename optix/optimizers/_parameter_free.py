@@ -24,21 +24,21 @@ def prodigy(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Prodigy: AdamW whose base step size ``d`` is estimated on the fly (learning-rate free).
+    r"""Prodigy: AdamW whose base step size ``d`` is estimated on the fly (learning-rate free).
 
     .. math::
-        \\eta_t = d_t \\, \\mathrm{lr}_t \\frac{\\sqrt{1-\\beta_2^t}}{1-\\beta_1^t}, \\quad
-        m_t = \\beta_1 m_{t-1} + (1-\\beta_1) d_t g_t, \\quad
-        v_t = \\beta_2 v_{t-1} + (1-\\beta_2) d_t^2 g_t^2,
+        \eta_t = d_t \, \mathrm{lr}_t \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}, \quad
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) d_t g_t, \quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) d_t^2 g_t^2,
 
     .. math::
-        r_t = \\beta_3 r_{t-1} + \\tfrac{d_t}{d_0} \\eta_t \\langle g_t, x_0 - x_t \\rangle, \\quad
-        s_t = \\beta_3 s_{t-1} + \\tfrac{d_t}{d_0} \\eta_t g_t, \\quad
-        d_{t+1} = \\max\\Bigl(d_t, \\; c \\frac{r_t}{\\lVert s_t \\rVert_1}\\Bigr),
+        r_t = \beta_3 r_{t-1} + \tfrac{d_t}{d_0} \eta_t \langle g_t, x_0 - x_t \rangle, \quad
+        s_t = \beta_3 s_{t-1} + \tfrac{d_t}{d_0} \eta_t g_t, \quad
+        d_{t+1} = \max\Bigl(d_t, \; c \frac{r_t}{\lVert s_t \rVert_1}\Bigr),
 
     .. math::
-        x_{t+1} = x_t - \\eta_t \\Bigl(\\frac{m_t}{\\sqrt{v_t} + d_{t+1} \\epsilon}
-        + \\lambda x_t\\Bigr)
+        x_{t+1} = x_t - \eta_t \Bigl(\frac{m_t}{\sqrt{v_t} + d_{t+1} \epsilon}
+        + \lambda x_t\Bigr)
 
     with ``beta_3 = sqrt(beta_2)`` by default, ``d_0 = estim_lr0``, ``c = estim_lr_coef`` and the
     sums and norms taken over all leaves together (accumulated in float32 or wider). The
@@ -108,21 +108,21 @@ def dadapt_adamw(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """D-Adapt AdamW: Adam whose step size ``d`` is estimated by D-Adaptation.
+    r"""D-Adapt AdamW: Adam whose step size ``d`` is estimated by D-Adaptation.
 
     .. math::
-        \\eta_t = d_t \\, \\mathrm{lr}_t \\frac{\\sqrt{1-\\beta_2^t}}{1-\\beta_1^t}, \\quad
-        r_t = \\sqrt{\\beta_2}\\, r_{t-1} + (1-\\sqrt{\\beta_2})\\, \\eta_t
-        \\Bigl\\langle g_t, \\frac{s_{t-1}}{\\sqrt{v_{t-1}} + \\epsilon} \\Bigr\\rangle,
+        \eta_t = d_t \, \mathrm{lr}_t \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}, \quad
+        r_t = \sqrt{\beta_2}\, r_{t-1} + (1-\sqrt{\beta_2})\, \eta_t
+        \Bigl\langle g_t, \frac{s_{t-1}}{\sqrt{v_{t-1}} + \epsilon} \Bigr\rangle,
 
     .. math::
-        m_t = \\beta_1 m_{t-1} + (1-\\beta_1) \\eta_t g_t, \\quad
-        v_t = \\beta_2 v_{t-1} + (1-\\beta_2) g_t^2, \\quad
-        s_t = \\sqrt{\\beta_2}\\, s_{t-1} + (1-\\sqrt{\\beta_2})\\, \\eta_t g_t,
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) \eta_t g_t, \quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2, \quad
+        s_t = \sqrt{\beta_2}\, s_{t-1} + (1-\sqrt{\beta_2})\, \eta_t g_t,
 
     .. math::
-        d_{t+1} = \\max\\Bigl(d_t, \\frac{r_t}{(1-\\sqrt{\\beta_2}) \\lVert s_t \\rVert_1}\\Bigr),
-        \\quad x_{t+1} = x_t - \\frac{m_t}{\\sqrt{v_t} + \\epsilon} - \\lambda \\eta_t x_t
+        d_{t+1} = \max\Bigl(d_t, \frac{r_t}{(1-\sqrt{\beta_2}) \lVert s_t \rVert_1}\Bigr),
+        \quad x_{t+1} = x_t - \frac{m_t}{\sqrt{v_t} + \epsilon} - \lambda \eta_t x_t
 
     with the inner product and norm over all leaves together (accumulated in float32 or wider).
     The ``learning_rate`` multiplies the estimated step (keep it 1, or a schedule starting at 1).

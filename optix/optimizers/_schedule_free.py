@@ -23,11 +23,11 @@ def schedule_free_sgd(
     mask: Any | Callable[[Params], Any] | None = None,
     z_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Schedule-free SGD: momentum replaced by interpolation and averaging, no lr decay needed.
+    r"""Schedule-free SGD: momentum replaced by interpolation and averaging, no lr decay needed.
 
     .. math::
-        y_t = \\beta_1 x_t + (1-\\beta_1) z_t, \\quad
-        z_{t+1} = z_t - \\gamma_t (\\nabla f(y_t) + \\lambda y_t), \\quad
+        y_t = \beta_1 x_t + (1-\beta_1) z_t, \quad
+        z_{t+1} = z_t - \gamma_t (\nabla f(y_t) + \lambda y_t), \quad
         x_{t+1} = (1 - c_{t+1}) x_t + c_{t+1} z_{t+1}
 
     with ``gamma_t = learning_rate * min(1, t / warmup_steps)`` and ``c_{t+1} = gamma_max^r /
@@ -85,12 +85,12 @@ def schedule_free_adamw(
     nu_dtype: DTypeLike | None = None,
     z_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Schedule-free AdamW: Adam's second-moment scaling without momentum, made schedule-free.
+    r"""Schedule-free AdamW: Adam's second-moment scaling without momentum, made schedule-free.
 
     .. math::
-        v_t = \\beta_2 v_{t-1} + (1-\\beta_2) g_t^2, \\quad
-        z_{t+1} = z_t - \\gamma_t \\Bigl(\\frac{g_t}{\\sqrt{v_t/(1-\\beta_2^t)} + \\epsilon}
-        + \\lambda y_t\\Bigr), \\quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2, \quad
+        z_{t+1} = z_t - \gamma_t \Bigl(\frac{g_t}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon}
+        + \lambda y_t\Bigr), \quad
         x_{t+1} = (1 - c_{t+1}) x_t + c_{t+1} z_{t+1}
 
     with ``g_t`` the gradient at ``y_t = beta_1 x_t + (1 - beta_1) z_t`` (the params the

@@ -29,12 +29,12 @@ def sgd(
     trace_dtype: DTypeLike | None = None,
     accumulator_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Stochastic gradient descent, with optional momentum, Nesterov and L2 weight decay.
+    r"""Stochastic gradient descent, with optional momentum, Nesterov and L2 weight decay.
 
     .. math::
-        d_t = g_t + \\lambda \\theta_{t-1}, \\quad
-        b_t = \\mu b_{t-1} + (1-\\tau) d_t \\; (b_1 = d_1), \\quad
-        \\theta_t = \\theta_{t-1} - \\eta \\, (d_t + \\mu b_t \\text{ if Nesterov else } b_t)
+        d_t = g_t + \lambda \theta_{t-1}, \quad
+        b_t = \mu b_{t-1} + (1-\tau) d_t \; (b_1 = d_1), \quad
+        \theta_t = \theta_{t-1} - \eta \, (d_t + \mu b_t \text{ if Nesterov else } b_t)
 
     Full-batch gradient descent, SGD with batch size 1, and mini-batch SGD are the same optimizer:
     the data you compute the gradient on decides which. This is torch.optim.SGD exactly:
@@ -106,11 +106,11 @@ def noisy_sgd(
     gamma: ScalarOrSchedule = 0.55,
     seed: Any = 0,
 ) -> GradientTransformation:
-    """SGD with annealed Gaussian gradient noise.
+    r"""SGD with annealed Gaussian gradient noise.
 
     .. math::
-        \\theta_t = \\theta_{t-1} - \\eta_{lr} (g_t + n_t), \\qquad
-        n_t \\sim \\mathcal{N}\\big(0, \\eta / (1 + t)^\\gamma\\big)
+        \theta_t = \theta_{t-1} - \eta_{lr} (g_t + n_t), \qquad
+        n_t \sim \mathcal{N}\big(0, \eta / (1 + t)^\gamma\big)
 
     The noise is added to the gradient, before the learning rate, as in the paper and optax's
     ``noisy_sgd`` (which draws different random numbers; see :func:`add_noise` for optix's).

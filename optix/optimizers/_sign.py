@@ -23,12 +23,12 @@ def lion(
     *,
     mu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Lion: the sign of an interpolated momentum, with decoupled weight decay.
+    r"""Lion: the sign of an interpolated momentum, with decoupled weight decay.
 
     .. math::
-        \\theta_t = \\theta_{t-1} - \\eta \\big(
-        \\mathrm{sign}(\\beta_1 m_{t-1} + (1-\\beta_1) g_t) + \\lambda \\theta_{t-1}\\big), \\quad
-        m_t = \\beta_2 m_{t-1} + (1-\\beta_2) g_t
+        \theta_t = \theta_{t-1} - \eta \big(
+        \mathrm{sign}(\beta_1 m_{t-1} + (1-\beta_1) g_t) + \lambda \theta_{t-1}\big), \quad
+        m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t
 
     Every coordinate moves by ``eta``, so Lion wants a learning rate 3-10x smaller than AdamW's,
     and a weight decay 3-10x larger for the same ``eta * lambda``. The decay is multiplied by the
@@ -60,9 +60,9 @@ def lion(
 
 
 def sign_sgd(learning_rate: ScalarOrSchedule) -> GradientTransformation:
-    """signSGD: step by the sign of each gradient component.
+    r"""signSGD: step by the sign of each gradient component.
 
-    .. math:: \\theta_t = \\theta_{t-1} - \\eta\\, \\mathrm{sign}(g_t)
+    .. math:: \theta_t = \theta_{t-1} - \eta\, \mathrm{sign}(g_t)
 
     For complex leaves ``sign(z) = z / |z|``. Matches optax's ``sign_sgd``.
 
@@ -87,11 +87,11 @@ def signum(
     *,
     mu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Signum: signSGD with momentum, stepping by the sign of a gradient EMA.
+    r"""Signum: signSGD with momentum, stepping by the sign of a gradient EMA.
 
     .. math::
-        m_t = \\beta m_{t-1} + (1-\\beta) g_t, \\qquad
-        \\theta_t = \\theta_{t-1} - \\eta\\, \\mathrm{sign}(m_t)
+        m_t = \beta m_{t-1} + (1-\beta) g_t, \qquad
+        \theta_t = \theta_{t-1} - \eta\, \mathrm{sign}(m_t)
 
     See :func:`scale_by_signum`; matches optax's ``signum``. For weight decay, chain
     :func:`add_decayed_weights` in front (the paper's form, decay inside the sign).
@@ -120,11 +120,11 @@ def rprop(
     min_step_size: ScalarOrSchedule = 1e-6,
     max_step_size: ScalarOrSchedule = 50.0,
 ) -> GradientTransformation:
-    """Rprop: per-element step sizes grown while the gradient keeps its sign, cut when it flips.
+    r"""Rprop: per-element step sizes grown while the gradient keeps its sign, cut when it flips.
 
     .. math::
-        s_t = \\mathrm{clip}(s_{t-1} \\eta^{\\pm}, s_{min}, s_{max}), \\qquad
-        \\theta_t = \\theta_{t-1} - s_t\\, \\mathrm{sign}(g_t)
+        s_t = \mathrm{clip}(s_{t-1} \eta^{\pm}, s_{min}, s_{max}), \qquad
+        \theta_t = \theta_{t-1} - s_t\, \mathrm{sign}(g_t)
 
     with ``eta_plus`` after agreeing signs, ``eta_minus`` after a flip (which skips that
     element's step and its next adaptation: iRprop-). ``learning_rate`` is the initial step

@@ -41,10 +41,10 @@ def polynomial(
     transition_steps: int,
     transition_begin: int = 0,
 ) -> Schedule:
-    """Polynomial decay from ``init_value`` to ``end_value`` over ``transition_steps`` steps.
+    r"""Polynomial decay from ``init_value`` to ``end_value`` over ``transition_steps`` steps.
 
     .. math::
-        v(s) = (v_0 - v_1) \\big(1 - \\tfrac{\\min(\\max(s - b, 0), T)}{T}\\big)^p + v_1
+        v(s) = (v_0 - v_1) \big(1 - \tfrac{\min(\max(s - b, 0), T)}{T}\big)^p + v_1
 
     with ``b = transition_begin``. The value is ``init_value`` before ``b`` and ``end_value`` after
     ``b + T``. The values are finite and ``>= 0``; ``power`` is ``> 0``; ``T`` and ``b`` may
@@ -130,9 +130,9 @@ def exponential_decay(
 def piecewise_constant(
     init_value: ArrayLike, boundaries_and_scales: Mapping[int, ArrayLike] | None = None
 ) -> Schedule:
-    """``init_value`` times the product of every scale whose boundary the step has passed.
+    r"""``init_value`` times the product of every scale whose boundary the step has passed.
 
-    .. math:: v(s) = v_0 \\prod_{b_i \\le s} f_i
+    .. math:: v(s) = v_0 \prod_{b_i \le s} f_i
 
     A boundary ``b`` takes effect at step ``b`` itself, as in optax, torch's ``MultiStepLR`` and
     :func:`join`.
@@ -157,9 +157,9 @@ def piecewise_constant(
 
 
 def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
-    """Run ``schedules[i + 1]`` from step ``boundaries[i]`` on, with its step count restarted.
+    r"""Run ``schedules[i + 1]`` from step ``boundaries[i]`` on, with its step count restarted.
 
-    .. math:: v(s) = f_{i+1}(s - b_i) \\quad \\text{for } b_i \\le s < b_{i+1}
+    .. math:: v(s) = f_{i+1}(s - b_i) \quad \text{for } b_i \le s < b_{i+1}
 
     Example:
       >>> import optix

@@ -27,11 +27,11 @@ def _cosine(init_value: ArrayLike, steps: float, alpha: ArrayLike, exponent: Arr
 def cosine_decay(
     init_value: ArrayLike, decay_steps: int, alpha: ArrayLike = 0.0, exponent: ArrayLike = 1.0
 ) -> Schedule:
-    """Cosine decay from ``init_value`` to ``alpha * init_value`` over ``decay_steps``.
+    r"""Cosine decay from ``init_value`` to ``alpha * init_value`` over ``decay_steps``.
 
     .. math::
-        v(s) = v_0 \\Big((1-\\alpha) \\big(\\tfrac12 (1 + \\cos(\\pi \\min(s, T) / T))\\big)^p
-        + \\alpha\\Big)
+        v(s) = v_0 \Big((1-\alpha) \big(\tfrac12 (1 + \cos(\pi \min(s, T) / T))\big)^p
+        + \alpha\Big)
 
     with ``init_value`` finite and ``>= 0``, ``alpha`` in ``[0, 1]`` and ``exponent > 0``.
     ``decay_steps`` may be any size (beyond the int32 range too).

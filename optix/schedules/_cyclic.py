@@ -39,7 +39,7 @@ def one_cycle(
     anneal: str = "cosine",
     three_phase: bool = False,
 ) -> Schedule:
-    """The one-cycle policy: up from ``peak / div_factor`` to ``peak``, then down far below.
+    r"""The one-cycle policy: up from ``peak / div_factor`` to ``peak``, then down far below.
 
     With ``v_0 = peak_value / div_factor`` and ``v_min = v_0 / final_div_factor``, the value
     anneals from ``v_0`` to ``peak_value`` over steps ``[0, e_1]`` with ``e_1 = pct_start T - 1``,
@@ -47,7 +47,7 @@ def one_cycle(
     With ``three_phase=True`` the middle phase goes back to ``v_0`` by ``2 e_1`` and a third phase
     goes on to ``v_min``. Each phase is a half cosine (``anneal="cosine"``)
 
-    .. math:: v = v_{end} + \\tfrac12 (v_{start} - v_{end}) (1 + \\cos \\pi p)
+    .. math:: v = v_{end} + \tfrac12 (v_{start} - v_{end}) (1 + \cos \pi p)
 
     or a straight line (``anneal="linear"``), with ``p`` the fraction of the phase done.
 
@@ -121,11 +121,11 @@ def sgdr(
     min_value: ArrayLike = 0.0,
     peak_decay: ArrayLike = 1.0,
 ) -> Schedule:
-    """Cosine annealing with warm restarts (SGDR).
+    r"""Cosine annealing with warm restarts (SGDR).
 
     Cycle ``i`` lasts ``T_i = T_0 m^i`` steps. Within it, at step ``t`` since the restart,
 
-    .. math:: v = v_{min} + \\tfrac12 (d^{\\,i} v_0 - v_{min}) (1 + \\cos(\\pi t / T_i))
+    .. math:: v = v_{min} + \tfrac12 (d^{\,i} v_0 - v_{min}) (1 + \cos(\pi t / T_i))
 
     so every cycle starts again at its peak ``d^i v_0``. With the default ``peak_decay d = 1``
     this is torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(T_0, T_mult, eta_min), and, for
@@ -187,12 +187,12 @@ def cyclic(
     mode: str = "triangular",
     gamma: ArrayLike = 1.0,
 ) -> Schedule:
-    """Cyclical learning rates: a triangle wave between ``base_value`` and an amplitude.
+    r"""Cyclical learning rates: a triangle wave between ``base_value`` and an amplitude.
 
     A cycle goes up for ``step_size_up`` steps and down for ``step_size_down`` steps. With
     ``c`` the 1-based cycle number and ``x`` the position within it,
 
-    .. math:: v(s) = v_{base} + (v_{max} - v_{base})\\, h(x)\\, f(c, s)
+    .. math:: v(s) = v_{base} + (v_{max} - v_{base})\, h(x)\, f(c, s)
 
     where ``h`` is the triangle (0 at the ends of a cycle, 1 at its top) and ``f`` is 1
     (``"triangular"``), ``2^{-(c-1)}`` (``"triangular2"``: the amplitude halves every cycle) or

@@ -35,15 +35,15 @@ def warmup_stable_decay(
     end_value: ArrayLike = 0.0,
     decay_shape: str = "linear",
 ) -> Schedule:
-    """Warm-up, a long stable phase at the peak, then a short decay (WSD).
+    r"""Warm-up, a long stable phase at the peak, then a short decay (WSD).
 
     Linear warm-up from ``init_value`` to ``peak_value`` over ``warmup_steps``; ``peak_value``
     until ``total_steps - decay_steps``; then, with ``p`` the fraction of the decay done, down to
     ``end_value`` along
 
     .. math::
-        \\text{linear: } 1 - p, \\qquad \\text{cosine: } \\tfrac12 (1 + \\cos \\pi p), \\qquad
-        \\text{sqrt: } 1 - \\sqrt p
+        \text{linear: } 1 - p, \qquad \text{cosine: } \tfrac12 (1 + \cos \pi p), \qquad
+        \text{sqrt: } 1 - \sqrt p
 
     (the factor multiplies ``peak_value - end_value``). ``"sqrt"`` is the "1 - sqrt" cool-down
     that Hägele et al. found to match cosine schedules. ``end_value`` holds after ``total_steps``.
@@ -98,11 +98,11 @@ def warmup_stable_decay(
 
 
 def inverse_sqrt(peak_value: ArrayLike, warmup_steps: int, init_value: ArrayLike = 0.0) -> Schedule:
-    """Linear warm-up to ``peak_value``, then decay as the inverse square root of the step.
+    r"""Linear warm-up to ``peak_value``, then decay as the inverse square root of the step.
 
     .. math::
-        v(s) = \\begin{cases} v_0 + (v_{peak} - v_0)\\, s / W & s < W \\\\
-        v_{peak} \\sqrt{W / s} & s \\ge W \\end{cases}
+        v(s) = \begin{cases} v_0 + (v_{peak} - v_0)\, s / W & s < W \\
+        v_{peak} \sqrt{W / s} & s \ge W \end{cases}
 
     The schedule of the original Transformer (there ``v_peak = d^{-1/2} W^{-1/2}`` and
     ``v_0 = 0``) and of fairseq's ``inverse_sqrt``. With ``warmup_steps = 0`` it is
@@ -141,9 +141,9 @@ def inverse_time_decay(
     decay_steps: int = 1,
     staircase: bool = False,
 ) -> Schedule:
-    """Decay inversely proportional to time.
+    r"""Decay inversely proportional to time.
 
-    .. math:: v(s) = \\frac{v_0}{1 + r\\, s / T}
+    .. math:: v(s) = \frac{v_0}{1 + r\, s / T}
 
     with ``s / T`` rounded down when ``staircase`` (as in Keras' ``InverseTimeDecay``). With
     ``T = 1`` it is the classic ``eta_0 / (1 + r t)`` of stochastic approximation.
@@ -174,9 +174,9 @@ def inverse_time_decay(
 
 
 def step_decay(init_value: ArrayLike, step_size: int, gamma: ArrayLike = 0.1) -> Schedule:
-    """Multiply by ``gamma`` every ``step_size`` steps.
+    r"""Multiply by ``gamma`` every ``step_size`` steps.
 
-    .. math:: v(s) = v_0\\, \\gamma^{\\lfloor s / T \\rfloor}
+    .. math:: v(s) = v_0\, \gamma^{\lfloor s / T \rfloor}
 
     torch.optim.lr_scheduler.StepLR. For uneven boundaries use :func:`piecewise_constant`.
 

@@ -64,16 +64,16 @@ def scale_by_factored_rms(
     min_dim_size_to_factor: int = 128,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Divide by the root of a (factored) running mean of squared gradients, as in Adafactor.
+    r"""Divide by the root of a (factored) running mean of squared gradients, as in Adafactor.
 
     With the decay schedule ``beta_t = 1 - (t - offset)^(-c)`` (``c = decay_rate``, ``t`` the
     1-based step) and ``G = |g_t|^2 + eps1``: a leaf with a second-largest axis ``d1`` of at least
     ``min_dim_size_to_factor`` elements (and largest axis ``d0``) keeps row and column means only,
 
     .. math::
-        R_t = \\beta_t R_{t-1} + (1-\\beta_t) \\operatorname{mean}_{d_0} G, \\quad
-        C_t = \\beta_t C_{t-1} + (1-\\beta_t) \\operatorname{mean}_{d_1} G, \\quad
-        u_t = g_t \\Big/ \\sqrt{R_t C_t / \\operatorname{mean}_{d_1} R_t}
+        R_t = \beta_t R_{t-1} + (1-\beta_t) \operatorname{mean}_{d_0} G, \quad
+        C_t = \beta_t C_{t-1} + (1-\beta_t) \operatorname{mean}_{d_1} G, \quad
+        u_t = g_t \Big/ \sqrt{R_t C_t / \operatorname{mean}_{d_1} R_t}
 
     and every other leaf (scalars, vectors, small matrices) keeps the full
     ``V_t = beta_t V_{t-1} + (1-beta_t) G`` and gets ``u_t = g_t / sqrt(V_t)``. This is
@@ -177,9 +177,9 @@ class ScaleByParamBlockRmsState(NamedTuple):
 
 
 def scale_by_param_block_rms(min_scale: ScalarOrSchedule = 1e-3) -> GradientTransformation:
-    """Multiply each leaf's update by the root mean square of its params, floored at ``min_scale``.
+    r"""Multiply each leaf's update by the root mean square of its params, floored at ``min_scale``.
 
-    .. math:: u = g \\, \\max\\big(\\mathrm{rms}(\\theta), \\epsilon_2\\big)
+    .. math:: u = g \, \max\big(\mathrm{rms}(\theta), \epsilon_2\big)
 
     This turns a learning rate into Adafactor's *relative* step size (``epsilon_2 = 1e-3`` in the
     paper), as ``optax.scale_by_param_block_rms`` does.
@@ -221,10 +221,10 @@ class AdafactorMomentumState(NamedTuple):
 def adafactor_momentum(
     momentum: ScalarOrSchedule = 0.9, *, mu_dtype: DTypeLike | None = None
 ) -> GradientTransformation:
-    """An exponential moving average of the updates, without bias correction (Adafactor's
+    r"""An exponential moving average of the updates, without bias correction (Adafactor's
     optional momentum, ``optax.ema(momentum, debias=False)``).
 
-    .. math:: m_t = \\beta m_{t-1} + (1 - \\beta) u_t, \\qquad m_0 = 0
+    .. math:: m_t = \beta m_{t-1} + (1 - \beta) u_t, \qquad m_0 = 0
 
     Args:
       momentum: ``beta`` in [0, 1).

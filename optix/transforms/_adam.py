@@ -45,13 +45,13 @@ def scale_by_adam(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Rescale updates by bias-corrected moment estimates (Adam).
+    r"""Rescale updates by bias-corrected moment estimates (Adam).
 
     .. math::
-        m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t, \\quad
-        v_t = \\beta_2 v_{t-1} + (1-\\beta_2) |g_t|^2, \\quad
-        u_t = \\frac{m_t / (1-\\beta_1^t)}{\\sqrt{\\hat v_t / (1-\\beta_2^t) + \\epsilon_{root}}
-        + \\epsilon}
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) |g_t|^2, \quad
+        u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{\hat v_t / (1-\beta_2^t) + \epsilon_{root}}
+        + \epsilon}
 
     with ``hat v_t = v_t``, or with AMSGrad ``hat v_t = max(hat v_{t-1}, v_t)``: the max is taken
     over the raw second moment and bias-corrected afterwards, as in torch.optim.Adam. (optax's
@@ -146,12 +146,12 @@ def scale_by_adamax(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Adam with the infinity norm in place of the second moment (Adamax).
+    r"""Adam with the infinity norm in place of the second moment (Adamax).
 
     .. math::
-        m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t, \\quad
-        u^\\infty_t = \\max(\\beta_2 u^\\infty_{t-1}, |g_t| + \\epsilon), \\quad
-        u_t = \\frac{m_t}{(1-\\beta_1^t)\\, u^\\infty_t}
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+        u^\infty_t = \max(\beta_2 u^\infty_{t-1}, |g_t| + \epsilon), \quad
+        u_t = \frac{m_t}{(1-\beta_1^t)\, u^\infty_t}
 
     ``eps`` sits inside the max, as in torch.optim.Adamax and optax's ``adamax``.
     ``eps_in_max=False`` instead adds it to the denominator: ``u_inf_t = max(b2 u_inf_{t-1},
@@ -212,13 +212,13 @@ def scale_by_nadam(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Adam with Nesterov momentum and Dozat's momentum-decay schedule (NAdam).
+    r"""Adam with Nesterov momentum and Dozat's momentum-decay schedule (NAdam).
 
     .. math::
-        \\mu_t = \\beta_1 (1 - \\tfrac12 \\, 0.96^{t \\psi}), \\quad
-        u_t = \\frac{(1-\\mu_t)\\, g_t}{1 - \\prod_{i\\le t}\\mu_i} \\frac{1}{d_t}
-        + \\frac{\\mu_{t+1}\\, m_t}{1 - \\prod_{i \\le t+1}\\mu_i} \\frac{1}{d_t},
-        \\quad d_t = \\sqrt{v_t / (1-\\beta_2^t)} + \\epsilon
+        \mu_t = \beta_1 (1 - \tfrac12 \, 0.96^{t \psi}), \quad
+        u_t = \frac{(1-\mu_t)\, g_t}{1 - \prod_{i\le t}\mu_i} \frac{1}{d_t}
+        + \frac{\mu_{t+1}\, m_t}{1 - \prod_{i \le t+1}\mu_i} \frac{1}{d_t},
+        \quad d_t = \sqrt{v_t / (1-\beta_2^t)} + \epsilon
 
     with ``m_t`` and ``v_t`` Adam's moments and ``psi = momentum_decay``. This matches the paper and
     torch.optim.NAdam. optax's ``nadam`` is a different, simpler rule (Adam with a Nesterov
@@ -299,16 +299,16 @@ def scale_by_radam(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Adam with a rectified adaptive step that is switched off while its variance is unbounded.
+    r"""Adam with a rectified adaptive step that is switched off while its variance is unbounded.
 
     .. math::
-        \\rho_\\infty = \\frac{2}{1-\\beta_2} - 1, \\quad
-        \\rho_t = \\rho_\\infty - \\frac{2 t \\beta_2^t}{1-\\beta_2^t}, \\quad
-        u_t = \\begin{cases}
-          \\hat m_t \\, r_t \\, \\frac{\\sqrt{1-\\beta_2^t}}{\\sqrt{v_t} + \\epsilon} & \\rho_t > 5 \\\\
-          \\hat m_t & \\text{otherwise}
-        \\end{cases}, \\quad
-        r_t = \\sqrt{\\frac{(\\rho_t-4)(\\rho_t-2)\\rho_\\infty}{(\\rho_\\infty-4)(\\rho_\\infty-2)\\rho_t}}
+        \rho_\infty = \frac{2}{1-\beta_2} - 1, \quad
+        \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1-\beta_2^t}, \quad
+        u_t = \begin{cases}
+          \hat m_t \, r_t \, \frac{\sqrt{1-\beta_2^t}}{\sqrt{v_t} + \epsilon} & \rho_t > 5 \\
+          \hat m_t & \text{otherwise}
+        \end{cases}, \quad
+        r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}
 
     This is torch.optim.RAdam's rule: ``eps`` is added to ``sqrt(v_t)`` before bias correction.
     optax's ``radam`` adds it after (``sqrt(v_hat) + eps``) and uses the threshold the same way.

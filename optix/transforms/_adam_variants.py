@@ -33,12 +33,12 @@ def scale_by_adabelief(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Scale by the mean gradient over the root of its EMA squared deviation (AdaBelief).
+    r"""Scale by the mean gradient over the root of its EMA squared deviation (AdaBelief).
 
     .. math::
-        m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t, \\quad
-        s_t = \\beta_2 s_{t-1} + (1-\\beta_2) |g_t - m_t|^2 + \\epsilon_{root}, \\quad
-        u_t = \\frac{m_t / (1-\\beta_1^t)}{\\sqrt{s_t / (1-\\beta_2^t)} + \\epsilon}
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+        s_t = \beta_2 s_{t-1} + (1-\beta_2) |g_t - m_t|^2 + \epsilon_{root}, \quad
+        u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{s_t / (1-\beta_2^t)} + \epsilon}
 
     ``eps_root`` is added to the stored ``s_t`` at every step (the paper's Algorithm 2, and
     optax's ``scale_by_belief``); ``eps`` is added outside the root.
@@ -110,13 +110,13 @@ def scale_by_yogi(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Adam with an additive second-moment update that cannot grow the step too fast (Yogi).
+    r"""Adam with an additive second-moment update that cannot grow the step too fast (Yogi).
 
     .. math::
-        m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t, \\quad
-        v_t = v_{t-1} - (1-\\beta_2)\\, \\mathrm{sign}(v_{t-1} - |g_t|^2)\\, |g_t|^2, \\quad
-        u_t = \\frac{m_t / (1-\\beta_1^t)}{\\sqrt{v_t / (1-\\beta_2^t) + \\epsilon_{root}}
-        + \\epsilon}
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+        v_t = v_{t-1} - (1-\beta_2)\, \mathrm{sign}(v_{t-1} - |g_t|^2)\, |g_t|^2, \quad
+        u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{v_t / (1-\beta_2^t) + \epsilon_{root}}
+        + \epsilon}
 
     Both moments start at ``initial_accumulator_value`` and both are bias-corrected, as in
     optax's ``scale_by_yogi`` (the paper's Algorithm 2 states the rule without bias correction,
@@ -207,13 +207,13 @@ def scale_by_adopt(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Normalise the gradient by the *previous* second moment, then take momentum (ADOPT).
+    r"""Normalise the gradient by the *previous* second moment, then take momentum (ADOPT).
 
     .. math::
-        v_0 = |g_0|^2, \\quad
-        m_t = \\beta_1 m_{t-1} + (1-\\beta_1)\\,
-        \\mathrm{clip}\\Big(\\frac{g_t}{\\max(\\sqrt{v_{t-1}}, \\epsilon)}, c_t\\Big), \\quad
-        v_t = \\beta_2 v_{t-1} + (1-\\beta_2) |g_t|^2, \\quad u_t = m_t
+        v_0 = |g_0|^2, \quad
+        m_t = \beta_1 m_{t-1} + (1-\beta_1)\,
+        \mathrm{clip}\Big(\frac{g_t}{\max(\sqrt{v_{t-1}}, \epsilon)}, c_t\Big), \quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) |g_t|^2, \quad u_t = m_t
 
     The first update only initialises ``v`` and returns zeros (the paper's step 0). Because
     ``g_t`` is divided by a second moment that does not contain it, no bias correction is needed

@@ -33,16 +33,16 @@ def scale_by_adan(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Adam-like scaling of a Nesterov momentum estimated from gradient differences (Adan).
+    r"""Adam-like scaling of a Nesterov momentum estimated from gradient differences (Adan).
 
     With ``d_t = g_t - g_{t-1}`` (``d_1 = 0``):
 
     .. math::
-        m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t, \\quad
-        v_t = \\beta_2 v_{t-1} + (1-\\beta_2) d_t, \\quad
-        n_t = \\beta_3 n_{t-1} + (1-\\beta_3) |g_t + \\beta_2 d_t|^2, \\\\
-        u_t = \\frac{m_t / (1-\\beta_1^t) + \\beta_2\\, v_t / (1-\\beta_2^t)}
-        {\\sqrt{n_t / (1-\\beta_3^t) + \\epsilon_{root}} + \\epsilon}
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) d_t, \quad
+        n_t = \beta_3 n_{t-1} + (1-\beta_3) |g_t + \beta_2 d_t|^2, \\
+        u_t = \frac{m_t / (1-\beta_1^t) + \beta_2\, v_t / (1-\beta_2^t)}
+        {\sqrt{n_t / (1-\beta_3^t) + \epsilon_{root}} + \epsilon}
 
     The betas are decays, as in the authors' code (the paper writes ``1 - beta``: its
     ``beta_2 = 0.08`` is ``b2 = 0.92`` here). The difference term is weighted by ``b2`` -- the

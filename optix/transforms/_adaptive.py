@@ -30,11 +30,11 @@ def scale_by_rms(
     initial_scale: ArrayLike = 0.0,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Divide updates by the root of a running mean of squared gradients (RMSprop).
+    r"""Divide updates by the root of a running mean of squared gradients (RMSprop).
 
     .. math::
-        \\nu_t = \\rho \\nu_{t-1} + (1-\\rho) |g_t|^2, \\qquad
-        u_t = g_t / (\\sqrt{\\nu_t} + \\epsilon)
+        \nu_t = \rho \nu_{t-1} + (1-\rho) |g_t|^2, \qquad
+        u_t = g_t / (\sqrt{\nu_t} + \epsilon)
 
     Centered, ``nu_t`` is replaced by the variance estimate ``nu_t - |m_t|^2`` with
     ``m_t = rho m_{t-1} + (1 - rho) g_t``. The default puts ``eps`` outside the root, as
@@ -109,9 +109,9 @@ def scale_by_adagrad(
     *,
     accumulator_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Divide updates by the root of the sum of all past squared gradients (Adagrad).
+    r"""Divide updates by the root of the sum of all past squared gradients (Adagrad).
 
-    .. math:: s_t = s_{t-1} + |g_t|^2, \\qquad u_t = g_t / (\\sqrt{s_t} + \\epsilon)
+    .. math:: s_t = s_{t-1} + |g_t|^2, \qquad u_t = g_t / (\sqrt{s_t} + \epsilon)
 
     This is torch.optim.Adagrad's convention (``eps`` outside the root, ``s_0 = 0``). optax's
     ``scale_by_rss`` instead computes ``g / sqrt(s + eps)`` with ``s_0 = 0.1``.
@@ -172,12 +172,12 @@ def scale_by_adadelta(
     *,
     accumulator_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Scale by the ratio of running RMS of past steps to running RMS of gradients (AdaDelta).
+    r"""Scale by the ratio of running RMS of past steps to running RMS of gradients (AdaDelta).
 
     .. math::
-        E[g^2]_t = \\rho E[g^2]_{t-1} + (1-\\rho) |g_t|^2, \\quad
-        \\Delta_t = \\frac{\\sqrt{E[\\Delta^2]_{t-1} + \\epsilon}}{\\sqrt{E[g^2]_t + \\epsilon}} g_t,
-        \\quad E[\\Delta^2]_t = \\rho E[\\Delta^2]_{t-1} + (1-\\rho) |\\Delta_t|^2
+        E[g^2]_t = \rho E[g^2]_{t-1} + (1-\rho) |g_t|^2, \quad
+        \Delta_t = \frac{\sqrt{E[\Delta^2]_{t-1} + \epsilon}}{\sqrt{E[g^2]_t + \epsilon}} g_t,
+        \quad E[\Delta^2]_t = \rho E[\Delta^2]_{t-1} + (1-\rho) |\Delta_t|^2
 
     The update is ``Delta_t``; :func:`optix.adadelta` multiplies it by ``-learning_rate`` (1.0 in
     the paper and by default), as torch.optim.Adadelta does.

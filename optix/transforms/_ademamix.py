@@ -34,14 +34,14 @@ def scale_by_ademamix(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Mix a fast and a very slow gradient EMA over Adam's denominator (AdEMAMix).
+    r"""Mix a fast and a very slow gradient EMA over Adam's denominator (AdEMAMix).
 
     .. math::
-        m^{(1)}_t = \\beta_1 m^{(1)}_{t-1} + (1-\\beta_1) g_t, \\quad
-        m^{(2)}_t = \\beta_3 m^{(2)}_{t-1} + (1-\\beta_3) g_t, \\quad
-        \\nu_t = \\beta_2 \\nu_{t-1} + (1-\\beta_2) |g_t|^2, \\\\
-        u_t = \\frac{m^{(1)}_t / (1-\\beta_1^t) + \\alpha\\, m^{(2)}_t}
-        {\\sqrt{\\nu_t / (1-\\beta_2^t) + \\epsilon_{root}} + \\epsilon}
+        m^{(1)}_t = \beta_1 m^{(1)}_{t-1} + (1-\beta_1) g_t, \quad
+        m^{(2)}_t = \beta_3 m^{(2)}_{t-1} + (1-\beta_3) g_t, \quad
+        \nu_t = \beta_2 \nu_{t-1} + (1-\beta_2) |g_t|^2, \\
+        u_t = \frac{m^{(1)}_t / (1-\beta_1^t) + \alpha\, m^{(2)}_t}
+        {\sqrt{\nu_t / (1-\beta_2^t) + \epsilon_{root}} + \epsilon}
 
     The slow EMA is not bias-corrected, so it fills slowly (the paper's Algorithm 1, and
     optax.contrib's ``scale_by_ademamix``). ``b3`` and ``alpha`` may be schedules (see
@@ -142,14 +142,14 @@ def b3_warmup(
     *,
     steps_name: str = "warmup_steps",
 ) -> Schedule:
-    """The paper's warmup of ``b3`` from ``b_start`` (its ``b1``): the half-life of the slow EMA,
+    r"""The paper's warmup of ``b3`` from ``b_start`` (its ``b1``): the half-life of the slow EMA,
     ``ln(0.5) / ln(b)``, grows linearly in ``t`` until it reaches that of ``b3`` at ``t = T``.
     ``steps_name`` is the name errors give ``warmup_steps`` (``b3_warmup_steps`` in
     :func:`optix.ademamix`).
 
     .. math::
-        \\beta_3(t) = \\exp\\Big(\\frac{\\ln \\beta_{start} \\ln \\beta_3}
-        {(1 - t/T) \\ln \\beta_3 + (t/T) \\ln \\beta_{start}}\\Big), \\quad t \\le T
+        \beta_3(t) = \exp\Big(\frac{\ln \beta_{start} \ln \beta_3}
+        {(1 - t/T) \ln \beta_3 + (t/T) \ln \beta_{start}}\Big), \quad t \le T
 
     Example:
       >>> import jax.numpy as jnp

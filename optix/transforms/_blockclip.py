@@ -29,11 +29,11 @@ class ClipByBlockRmsState(NamedTuple):
 
 
 def clip_by_block_rms(threshold: ScalarOrSchedule) -> GradientTransformation:
-    """Rescale each leaf so that its root mean square is at most ``threshold``.
+    r"""Rescale each leaf so that its root mean square is at most ``threshold``.
 
     .. math::
-        u = g \\,/\\, \\max\\big(1, \\; \\mathrm{rms}(g) / c\\big), \\qquad
-        \\mathrm{rms}(g) = \\sqrt{\\tfrac{1}{n} \\textstyle\\sum_i |g_i|^2}
+        u = g \,/\, \max\big(1, \; \mathrm{rms}(g) / c\big), \qquad
+        \mathrm{rms}(g) = \sqrt{\tfrac{1}{n} \textstyle\sum_i |g_i|^2}
 
     A block is one leaf of the tree (a weight vector, matrix or kernel) with ``n`` elements. The
     RMS is computed in at least float32 (``|g|^2`` for complex leaves); an all-zero leaf comes back
@@ -110,14 +110,14 @@ def adaptive_grad_clip(
     *,
     axis: int | Sequence[int] | None = None,
 ) -> GradientTransformation:
-    """Clip each unit's gradient to a fixed ratio of the unit's param norm (AGC, from NFNets).
+    r"""Clip each unit's gradient to a fixed ratio of the unit's param norm (AGC, from NFNets).
 
     .. math::
-        m = \\lambda \\max(\\lVert \\theta \\rVert_u, \\epsilon), \\qquad
-        u = \\begin{cases}
-          g \\, m / \\max(\\lVert g \\rVert_u, 10^{-6}) & \\lVert g \\rVert_u > m \\\\
-          g & \\text{otherwise}
-        \\end{cases}
+        m = \lambda \max(\lVert \theta \rVert_u, \epsilon), \qquad
+        u = \begin{cases}
+          g \, m / \max(\lVert g \rVert_u, 10^{-6}) & \lVert g \rVert_u > m \\
+          g & \text{otherwise}
+        \end{cases}
 
     where ``||.||_u`` is the L2 norm of the unit an element belongs to. Units follow the NFNets
     reference code and ``optax.adaptive_grad_clip``: a leaf with at most one dimension of size

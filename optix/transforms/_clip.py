@@ -56,9 +56,9 @@ class ClipByGlobalNormState(NamedTuple):
 
 
 def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
-    """Rescale all updates together so that their joint L2 norm is at most ``max_norm``.
+    r"""Rescale all updates together so that their joint L2 norm is at most ``max_norm``.
 
-    .. math:: u = g \\cdot \\min\\big(1, \\; c / \\lVert g \\rVert_2\\big)
+    .. math:: u = g \cdot \min\big(1, \; c / \lVert g \rVert_2\big)
 
     The norm is taken over every leaf at once, in at least float32. All-zero gradients come back
     as zeros (never NaN), and the scale is exactly 1 when no clipping is needed.

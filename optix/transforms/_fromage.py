@@ -25,12 +25,12 @@ register_rules(ScaleByFromageState, min_norm=_validate.check_nonnegative)
 def scale_by_fromage(
     learning_rate: ScalarOrSchedule, min_norm: ScalarOrSchedule = 1e-6
 ) -> GradientTransformation:
-    """The Fromage step: a relative gradient step per leaf, then a shrink by ``sqrt(1 + eta^2)``.
+    r"""The Fromage step: a relative gradient step per leaf, then a shrink by ``sqrt(1 + eta^2)``.
 
     .. math::
-        \\theta_{t} = \\frac{1}{\\sqrt{1+\\eta^2}} \\Big(\\theta_{t-1} - \\eta \\,
-        \\frac{\\lVert \\theta_{t-1} \\rVert}{\\lVert g_t \\rVert} g_t\\Big), \\qquad
-        u_t = \\theta_t - \\theta_{t-1}
+        \theta_{t} = \frac{1}{\sqrt{1+\eta^2}} \Big(\theta_{t-1} - \eta \,
+        \frac{\lVert \theta_{t-1} \rVert}{\lVert g_t \rVert} g_t\Big), \qquad
+        u_t = \theta_t - \theta_{t-1}
 
     Norms are per leaf, floored at ``min_norm``. This transform needs the learning rate inside
     (the shrink factor depends on it), so it returns the final step and holds ``learning_rate``

@@ -101,10 +101,10 @@ def scale_by_backtracking_linesearch(
     *,
     store_grad: bool = False,
 ) -> GradientTransformation:
-    """Scale a descent step ``u`` by the first ``eta`` that decreases ``f`` enough (Armijo).
+    r"""Scale a descent step ``u`` by the first ``eta`` that decreases ``f`` enough (Armijo).
 
     .. math::
-        f(x + \\eta u) \\le (1 + \\delta_r) f(x) + c_1 \\eta \\, \\nabla f(x)^T u + \\delta_a
+        f(x + \eta u) \le (1 + \delta_r) f(x) + c_1 \eta \, \nabla f(x)^T u + \delta_a
 
     Trial steps are ``eta_0 = min(increase_factor * eta_prev, max_stepsize)``, then
     ``eta_{i+1} = decrease_factor * eta_i`` (Nocedal & Wright, Algorithm 3.1), at most

@@ -27,11 +27,11 @@ def scale_by_momentum(
     dampening: ScalarOrSchedule = 0.0,
     trace_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Accumulate a momentum buffer (heavy ball), optionally with Nesterov's look-ahead.
+    r"""Accumulate a momentum buffer (heavy ball), optionally with Nesterov's look-ahead.
 
     .. math::
-        b_1 = g_1, \\qquad b_t = \\mu b_{t-1} + (1 - \\tau) g_t, \\qquad
-        u_t = \\begin{cases} g_t + \\mu b_t & \\text{Nesterov} \\\\ b_t & \\text{otherwise}\\end{cases}
+        b_1 = g_1, \qquad b_t = \mu b_{t-1} + (1 - \tau) g_t, \qquad
+        u_t = \begin{cases} g_t + \mu b_t & \text{Nesterov} \\ b_t & \text{otherwise}\end{cases}
 
     This is torch.optim.SGD's convention: the first step sets ``b_1 = g_1`` without dampening
     ``tau``. With ``dampening=0`` it equals optax's ``trace``.

@@ -46,11 +46,11 @@ def newton_schulz(
     *,
     eps_mode: Literal["clamp", "add"] = "clamp",
 ) -> jax.Array:
-    """Approximately orthogonalise a matrix: ``x = U S V^H -> U S' V^H`` with ``S'`` near 1.
+    r"""Approximately orthogonalise a matrix: ``x = U S V^H -> U S' V^H`` with ``S'`` near 1.
 
     .. math::
-        X_0 = \\frac{X}{\\max(\\|X\\|_F, \\epsilon)}, \\qquad
-        A_k = X_k X_k^H, \\qquad X_{k+1} = a X_k + (b A_k + c A_k^2) X_k
+        X_0 = \frac{X}{\max(\|X\|_F, \epsilon)}, \qquad
+        A_k = X_k X_k^H, \qquad X_{k+1} = a X_k + (b A_k + c A_k^2) X_k
 
     run on the wide orientation (``x`` is transposed when it has more rows than columns, which
     leaves the result unchanged since the iteration commutes with transposition). Dividing by the
@@ -127,13 +127,13 @@ def scale_by_muon(
     rms_scale: ScalarOrSchedule = 0.2,
     mu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Orthogonalise the momentum of each matrix-shaped leaf with Newton-Schulz (Muon).
+    r"""Orthogonalise the momentum of each matrix-shaped leaf with Newton-Schulz (Muon).
 
     .. math::
-        B_t = \\beta B_{t-1} + (1-\\beta) G_t, \\quad
-        \\tilde B_t = \\begin{cases}(1-\\beta) G_t + \\beta B_t & \\text{nesterov}\\\\
-        B_t & \\text{otherwise}\\end{cases}, \\quad
-        u_t = s \\cdot \\mathrm{NS}_k(\\tilde B_t)
+        B_t = \beta B_{t-1} + (1-\beta) G_t, \quad
+        \tilde B_t = \begin{cases}(1-\beta) G_t + \beta B_t & \text{nesterov}\\
+        B_t & \text{otherwise}\end{cases}, \quad
+        u_t = s \cdot \mathrm{NS}_k(\tilde B_t)
 
     with ``NS_k`` :func:`newton_schulz`. Complex leaves are orthogonalised with the conjugate
     transpose (``U S V^H -> U S' V^H``). Leaves of 3 or more dimensions (conv kernels) are

@@ -31,13 +31,13 @@ def scale_by_novograd(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Normalise each leaf's gradient by a running mean of its squared norm, then add momentum.
+    r"""Normalise each leaf's gradient by a running mean of its squared norm, then add momentum.
 
     .. math::
-        v_1 = \\lVert g_1 \\rVert^2, \\quad
-        v_t = \\beta_2 v_{t-1} + (1-\\beta_2) \\lVert g_t \\rVert^2, \\quad
-        m_t = \\beta_1 m_{t-1} + \\frac{g_t}{\\sqrt{v_t + \\epsilon_{root}} + \\epsilon}
-        + \\lambda \\theta_{t-1}, \\quad u_t = m_t
+        v_1 = \lVert g_1 \rVert^2, \quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) \lVert g_t \rVert^2, \quad
+        m_t = \beta_1 m_{t-1} + \frac{g_t}{\sqrt{v_t + \epsilon_{root}} + \epsilon}
+        + \lambda \theta_{t-1}, \quad u_t = m_t
 
     per leaf (``||.||`` the Frobenius norm of the leaf), with ``m_0 = 0`` and no bias correction,
     as in the paper's algorithm and optax's ``scale_by_novograd``. The weight decay sits inside

@@ -35,9 +35,9 @@ def add_decayed_weights(
     weight_decay: ScalarOrSchedule = 0.0,
     mask: Any | Callable[[Params], Any] | None = None,
 ) -> GradientTransformation:
-    """Add ``weight_decay * params`` to the updates.
+    r"""Add ``weight_decay * params`` to the updates.
 
-    .. math:: u_t = g_t + \\lambda \\theta_{t-1}
+    .. math:: u_t = g_t + \lambda \theta_{t-1}
 
     Placed before an adaptive scaling, this is the classic L2 penalty (torch.optim.SGD's and
     torch.optim.Adam's ``weight_decay``). Placed after it and before :func:`scale_lr`, it is
@@ -143,9 +143,9 @@ def noise_key(key: jax.Array, step: ArrayLike, leaf_index: int) -> jax.Array:
 def add_noise(
     eta: ScalarOrSchedule = 0.01, gamma: ScalarOrSchedule = 0.55, seed: Any = 0
 ) -> GradientTransformation:
-    """Add annealed Gaussian noise to the updates.
+    r"""Add annealed Gaussian noise to the updates.
 
-    .. math:: u_t = g_t + n_t, \\qquad n_t \\sim \\mathcal{N}\\big(0, \\eta / (1 + t)^\\gamma\\big)
+    .. math:: u_t = g_t + n_t, \qquad n_t \sim \mathcal{N}\big(0, \eta / (1 + t)^\gamma\big)
 
     with ``t`` the 0-based step. The noise of leaf ``i`` at step ``t`` is drawn with
     :func:`noise_key` ``(key, t, i)``, ``jax.random.normal`` in float32 (or wider), so a run is

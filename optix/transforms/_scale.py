@@ -59,9 +59,9 @@ class ScaleLrState(NamedTuple):
 
 
 def scale_lr(learning_rate: ScalarOrSchedule) -> GradientTransformation:
-    """Turn a direction into a step: multiply by ``-learning_rate``.
+    r"""Turn a direction into a step: multiply by ``-learning_rate``.
 
-    .. math:: u_t = -\\eta_t \\, d_t
+    .. math:: u_t = -\eta_t \, d_t
 
     This is the only transform in optix that flips a sign; :func:`optix.apply_updates` only adds.
 

@@ -34,13 +34,13 @@ def schedule_free(
     warmup_steps: int = 0,
     z_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Make ``base`` schedule-free: its steps drive a sequence ``z``, the params interpolate
+    r"""Make ``base`` schedule-free: its steps drive a sequence ``z``, the params interpolate
     between ``z`` and the running average ``x`` of ``z``, and ``x`` is the sequence to evaluate.
 
     .. math::
-        y_t = \\beta_1 x_t + (1 - \\beta_1) z_t, \\quad
-        z_{t+1} = z_t - \\gamma_t d_t, \\quad
-        c_{t+1} = \\frac{\\gamma_{\\max,t}^{r}}{\\sum_{i \\le t} \\gamma_{\\max,i}^{r}}, \\quad
+        y_t = \beta_1 x_t + (1 - \beta_1) z_t, \quad
+        z_{t+1} = z_t - \gamma_t d_t, \quad
+        c_{t+1} = \frac{\gamma_{\max,t}^{r}}{\sum_{i \le t} \gamma_{\max,i}^{r}}, \quad
         x_{t+1} = (1 - c_{t+1}) x_t + c_{t+1} z_{t+1}
 
     where ``d_t`` is ``base``'s *direction* for the gradient ``g_t = grad f(y_t)`` (the params the
@@ -165,9 +165,9 @@ def _find(state: Any) -> list[tuple[tuple[str, ...], ScheduleFreeState]]:
 def schedule_free_eval_params(
     state: OptState, params: Params, *, path: str | None = None
 ) -> Params:
-    """The averaged sequence ``x`` of :func:`schedule_free`: the params to evaluate with.
+    r"""The averaged sequence ``x`` of :func:`schedule_free`: the params to evaluate with.
 
-    .. math:: x_t = \\bigl(y_t - (1 - \\beta_1) z_t\\bigr) / \\beta_1
+    .. math:: x_t = \bigl(y_t - (1 - \beta_1) z_t\bigr) / \beta_1
 
     where ``y_t`` are the current ``params`` and ``beta_1`` is the value that built them. The
     schedule-free state may sit anywhere in ``state`` (a chain, a partition, a wrapper such as
@@ -236,11 +236,11 @@ def scale_by_debiased_rms(
     *,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Divide by the root of the bias-corrected second moment: Adam without momentum.
+    r"""Divide by the root of the bias-corrected second moment: Adam without momentum.
 
     .. math::
-        v_t = \\beta_2 v_{t-1} + (1 - \\beta_2) |g_t|^2, \\qquad
-        u_t = g_t / (\\sqrt{v_t / (1 - \\beta_2^t)} + \\epsilon)
+        v_t = \beta_2 v_{t-1} + (1 - \beta_2) |g_t|^2, \qquad
+        u_t = g_t / (\sqrt{v_t / (1 - \beta_2^t)} + \epsilon)
 
     This is the direction :func:`optix.schedule_free_adamw` feeds to :func:`schedule_free`
     (``scale_by_adam(b1=0)`` computes the same, with an unused first moment).

@@ -198,11 +198,11 @@ def scale_by_shampoo(
     graft_b2: ScalarOrSchedule = 0.999,
     stat_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Precondition each matrix on both sides by inverse fourth roots of gradient statistics.
+    r"""Precondition each matrix on both sides by inverse fourth roots of gradient statistics.
 
     .. math::
-        L_t = L_{t-1} + G_t G_t^T, \\quad R_t = R_{t-1} + G_t^T G_t, \\quad
-        u_t = (L_t + \\epsilon I)^{-1/4} \\, G_t \\, (R_t + \\epsilon I)^{-1/4}
+        L_t = L_{t-1} + G_t G_t^T, \quad R_t = R_{t-1} + G_t^T G_t, \quad
+        u_t = (L_t + \epsilon I)^{-1/4} \, G_t \, (R_t + \epsilon I)^{-1/4}
 
     (Algorithm 1 of the paper, whose ``L_0 = eps I``). Leaves with 3 or more axes are
     preconditioned as ``(prod(shape[:-1]), shape[-1])`` matrices. Each matrix is cut into blocks of

@@ -28,11 +28,11 @@ def scale_by_lion(
     *,
     mu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """The sign of an interpolation between momentum and gradient (Lion).
+    r"""The sign of an interpolation between momentum and gradient (Lion).
 
     .. math::
-        u_t = \\mathrm{sign}\\big(\\beta_1 m_{t-1} + (1-\\beta_1) g_t\\big), \\quad
-        m_t = \\beta_2 m_{t-1} + (1-\\beta_2) g_t
+        u_t = \mathrm{sign}\big(\beta_1 m_{t-1} + (1-\beta_1) g_t\big), \quad
+        m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t
 
     For complex leaves ``sign(z) = z / |z|``. Matches the paper's Program 1 and optax's
     ``scale_by_lion``.
@@ -83,9 +83,9 @@ class ScaleBySignumState(NamedTuple):
 def scale_by_signum(
     beta: ScalarOrSchedule = 0.9, *, mu_dtype: DTypeLike | None = None
 ) -> GradientTransformation:
-    """The sign of an exponential moving average of the gradients (Signum).
+    r"""The sign of an exponential moving average of the gradients (Signum).
 
-    .. math:: m_t = \\beta m_{t-1} + (1-\\beta) g_t, \\qquad u_t = \\mathrm{sign}(m_t)
+    .. math:: m_t = \beta m_{t-1} + (1-\beta) g_t, \qquad u_t = \mathrm{sign}(m_t)
 
     ``beta = 0`` is signSGD (:func:`optix.scale_by_sign`). For complex leaves
     ``sign(z) = z / |z|``. Matches the paper's Algorithm 1 and optax's ``signum``.
@@ -149,17 +149,17 @@ def scale_by_rprop(
     min_step_size: ScalarOrSchedule = 1e-6,
     max_step_size: ScalarOrSchedule = 50.0,
 ) -> GradientTransformation:
-    """Resilient backpropagation: per-element step sizes adapted from gradient sign changes.
+    r"""Resilient backpropagation: per-element step sizes adapted from gradient sign changes.
 
     Each element keeps a step size ``s`` that starts at ``learning_rate``. With
-    ``p_t = g_t \\cdot g_{t-1}``:
+    ``p_t = g_t \cdot g_{t-1}``:
 
     .. math::
-        s_t = \\mathrm{clip}\\big(s_{t-1}\\, \\eta_t,\\ s_{min},\\ s_{max}\\big), \\quad
-        \\eta_t = \\begin{cases}\\eta^+ & p_t > 0 \\\\ \\eta^- & p_t < 0 \\\\ 1 & p_t = 0\\end{cases},
-        \\quad
-        \\Delta\\theta_t = \\begin{cases} 0 & p_t < 0 \\\\
-        -s_t\\, \\mathrm{sign}(g_t) & \\text{otherwise}\\end{cases}
+        s_t = \mathrm{clip}\big(s_{t-1}\, \eta_t,\ s_{min},\ s_{max}\big), \quad
+        \eta_t = \begin{cases}\eta^+ & p_t > 0 \\ \eta^- & p_t < 0 \\ 1 & p_t = 0\end{cases},
+        \quad
+        \Delta\theta_t = \begin{cases} 0 & p_t < 0 \\
+        -s_t\, \mathrm{sign}(g_t) & \text{otherwise}\end{cases}
 
     and where the sign flipped the gradient is forgotten (``g_t := 0``), so the next step does not
     adapt that element (iRprop-, as torch.optim.Rprop and optax's ``rprop``). This transform

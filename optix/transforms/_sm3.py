@@ -45,16 +45,16 @@ def scale_by_sm3(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Precondition by SM3-II's accumulators (one per slice of each axis), then add momentum.
+    r"""Precondition by SM3-II's accumulators (one per slice of each axis), then add momentum.
 
     For a leaf of rank ``p >= 1`` the cover is the ``p`` families of slices ``S_{a,j} = {i :
     i_a = j}``, one accumulator ``mu_a`` per axis ``a`` (a vector's cover is its single elements,
     which is diagonal Adagrad); a scalar has one accumulator. With all accumulators 0 at first:
 
     .. math::
-        \\nu_t(i) = \\min_{a} \\mu_{a,t-1}(i_a) + |g_t(i)|^2, \\quad
-        \\mu_{a,t}(j) = \\max_{i:\\, i_a = j} \\nu_t(i), \\quad
-        m_t = \\beta m_{t-1} + (1-\\beta) \\frac{g_t}{\\sqrt{\\nu_t + \\epsilon}}
+        \nu_t(i) = \min_{a} \mu_{a,t-1}(i_a) + |g_t(i)|^2, \quad
+        \mu_{a,t}(j) = \max_{i:\, i_a = j} \nu_t(i), \quad
+        m_t = \beta m_{t-1} + (1-\beta) \frac{g_t}{\sqrt{\nu_t + \epsilon}}
 
     and ``u_t = m_t``, where ``g / sqrt(nu + eps)`` is taken as 0 wherever ``nu_t = 0`` (the
     paper's ``0/0 = 0``). This is optax's ``scale_by_sm3`` (with its default ``b2 = 1``) extended

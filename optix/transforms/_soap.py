@@ -81,17 +81,17 @@ def scale_by_soap(
     nu_dtype: DTypeLike | None = None,
     stat_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Adam in the slowly changing eigenbasis of Shampoo's statistics (SOAP).
+    r"""Adam in the slowly changing eigenbasis of Shampoo's statistics (SOAP).
 
     For a matrix ``G`` with Shampoo statistics ``L, R`` and their eigenbases ``Q_L, Q_R``:
 
     .. math::
-        G' = Q_L^T G Q_R, \\quad M_t = \\beta_1 M_{t-1} + (1-\\beta_1) G, \\quad
-        V_t = \\beta_2 V_{t-1} + (1-\\beta_2) G' \\odot G', \\\\
-        u_t = \\frac{\\sqrt{1-\\beta_2^t}}{1-\\beta_1^t} \\,
-        Q_L \\frac{Q_L^T M_t Q_R}{\\sqrt{V_t} + \\epsilon} Q_R^T, \\quad
-        L \\leftarrow \\beta_s L + (1-\\beta_s) G G^T, \\quad
-        R \\leftarrow \\beta_s R + (1-\\beta_s) G^T G
+        G' = Q_L^T G Q_R, \quad M_t = \beta_1 M_{t-1} + (1-\beta_1) G, \quad
+        V_t = \beta_2 V_{t-1} + (1-\beta_2) G' \odot G', \\
+        u_t = \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t} \,
+        Q_L \frac{Q_L^T M_t Q_R}{\sqrt{V_t} + \epsilon} Q_R^T, \quad
+        L \leftarrow \beta_s L + (1-\beta_s) G G^T, \quad
+        R \leftarrow \beta_s R + (1-\beta_s) G^T G
 
     (Algorithm 3 of the paper). Every ``precondition_frequency`` steps the bases are refreshed by
     one power-iteration step and a QR decomposition, ``Q <- QR(L Q)`` (the paper's Algorithm 4),

@@ -70,12 +70,12 @@ def scale_by_trust_ratio(
     trust_coefficient: ScalarOrSchedule = 1.0,
     eps: ScalarOrSchedule = 0.0,
 ) -> GradientTransformation:
-    """Rescale each leaf by its trust ratio, the ratio of its param norm to its update norm.
+    r"""Rescale each leaf by its trust ratio, the ratio of its param norm to its update norm.
 
     .. math::
-        r = c \\, \\frac{\\max(\\lVert \\theta \\rVert, m)}{\\max(\\lVert u \\rVert, m) + \\epsilon},
-        \\qquad u' = \\begin{cases} u & \\text{either norm is } 0 \\\\ r\\, u & \\text{otherwise}
-        \\end{cases}
+        r = c \, \frac{\max(\lVert \theta \rVert, m)}{\max(\lVert u \rVert, m) + \epsilon},
+        \qquad u' = \begin{cases} u & \text{either norm is } 0 \\ r\, u & \text{otherwise}
+        \end{cases}
 
     Norms are Frobenius norms of whole leaves (a layer's weight matrix, its bias vector), in at
     least float32. A leaf whose param norm or update norm is zero (after the ``min_norm`` floor)

@@ -99,11 +99,11 @@ def scale_by_zoom_linesearch(
     *,
     initial_guess_strategy: str = "keep",
 ) -> GradientTransformation:
-    """Scale a descent step ``u`` by an ``eta`` satisfying the strong Wolfe conditions.
+    r"""Scale a descent step ``u`` by an ``eta`` satisfying the strong Wolfe conditions.
 
     .. math::
-        f(x + \\eta u) \\le f(x) + c_1 \\eta \\, \\nabla f(x)^T u, \\qquad
-        |\\nabla f(x + \\eta u)^T u| \\le c_2 \\, |\\nabla f(x)^T u|
+        f(x + \eta u) \le f(x) + c_1 \eta \, \nabla f(x)^T u, \qquad
+        |\nabla f(x + \eta u)^T u| \le c_2 \, |\nabla f(x)^T u|
 
     Bracketing (Nocedal & Wright, Algorithm 3.5) tries ``eta_0`` (1, or the previous accepted
     step with ``initial_guess_strategy="keep"``), then multiplies it by ``increase_factor`` until

@@ -46,13 +46,13 @@ class ParamEmaState(NamedTuple):
 def param_ema(
     decay: ScalarOrSchedule, *, debias: bool = False, ema_dtype: DTypeLike | None = None
 ) -> GradientTransformation:
-    """Keep an exponential moving average of the params (Polyak averaging); updates pass through.
+    r"""Keep an exponential moving average of the params (Polyak averaging); updates pass through.
 
     .. math::
-        \\theta_t = \\theta_{t-1} + u_t, \\qquad
-        e_t = \\beta e_{t-1} + (1 - \\beta) \\theta_t, \\qquad
-        w_t = \\beta w_{t-1} + (1 - \\beta), \\qquad
-        \\bar\\theta_t = e_t / w_t
+        \theta_t = \theta_{t-1} + u_t, \qquad
+        e_t = \beta e_{t-1} + (1 - \beta) \theta_t, \qquad
+        w_t = \beta w_{t-1} + (1 - \beta), \qquad
+        \bar\theta_t = e_t / w_t
 
     ``theta_t`` is computed as :func:`optix.apply_updates` will compute it (rounded to the param's
     dtype), so this transform must come **last** in a chain, after :func:`optix.scale_lr`, and
@@ -131,12 +131,12 @@ class SwaState(NamedTuple):
 def swa(
     start_step: int = 0, every_k: int = 1, *, avg_dtype: DTypeLike | None = None
 ) -> GradientTransformation:
-    """Stochastic weight averaging: the equal-weight mean of the params along the trajectory.
+    r"""Stochastic weight averaging: the equal-weight mean of the params along the trajectory.
 
     .. math::
-        \\theta_t = \\theta_{t-1} + u_t, \\qquad
-        \\bar\\theta = \\frac{1}{|S|} \\sum_{t \\in S} \\theta_t, \\qquad
-        S = \\{t \\ge 1 : t \\ge s, \\; (t - s) \\bmod k = 0\\}
+        \theta_t = \theta_{t-1} + u_t, \qquad
+        \bar\theta = \frac{1}{|S|} \sum_{t \in S} \theta_t, \qquad
+        S = \{t \ge 1 : t \ge s, \; (t - s) \bmod k = 0\}
 
     with ``t`` counting updates (``theta_t`` are the params after the ``t``-th one), ``s =
     start_step`` and ``k = every_k``: with the defaults every step's params are averaged; with

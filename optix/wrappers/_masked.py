@@ -151,9 +151,9 @@ def _masked_core(
 def masked(
     inner: GradientTransformation, mask: Any, *, mask_is_tree: bool | None = None
 ) -> GradientTransformation:
-    """Apply ``inner`` to the leaves where ``mask`` is True; the others pass through unchanged.
+    r"""Apply ``inner`` to the leaves where ``mask`` is True; the others pass through unchanged.
 
-    .. math:: u_i = \\begin{cases} \\mathrm{inner}(g)_i & m_i \\\\ g_i & \\lnot m_i \\end{cases}
+    .. math:: u_i = \begin{cases} \mathrm{inner}(g)_i & m_i \\ g_i & \lnot m_i \end{cases}
 
     ``inner`` sees the updates and params with every masked-out leaf replaced by ``None``: it keeps
     no state for them and its tree-wide quantities (a global norm, say) only cover the selected
@@ -194,9 +194,9 @@ def masked(
 def freeze(
     labels_or_mask: Any, inner: GradientTransformation | None = None
 ) -> GradientTransformation:
-    """Give frozen leaves exactly zero updates and no state; optimize the rest with ``inner``.
+    r"""Give frozen leaves exactly zero updates and no state; optimize the rest with ``inner``.
 
-    .. math:: u_i = \\begin{cases} 0 & \\text{frozen}_i \\\\ \\mathrm{inner}(g)_i & \\text{otherwise} \\end{cases}
+    .. math:: u_i = \begin{cases} 0 & \text{frozen}_i \\ \mathrm{inner}(g)_i & \text{otherwise} \end{cases}
 
     Put the optimizer inside, not after: ``chain(freeze(mask), adamw(...))`` would give frozen
     leaves zero gradients but AdamW would still apply weight decay to them (so they would move)

@@ -38,13 +38,13 @@ class SkipNonfiniteState(NamedTuple):
 def skip_nonfinite(
     inner: GradientTransformation, max_consecutive: int | None = None
 ) -> GradientTransformation:
-    """Skip every step whose gradient holds a NaN or an infinity, leaving ``inner`` untouched.
+    r"""Skip every step whose gradient holds a NaN or an infinity, leaving ``inner`` untouched.
 
     .. math::
-        (u_t, s_t) = \\begin{cases}
-          (0, s_{t-1}) & g_t \\text{ not finite and still protecting} \\\\
-          \\mathrm{inner}(g_t, s_{t-1}) & \\text{otherwise}
-        \\end{cases}
+        (u_t, s_t) = \begin{cases}
+          (0, s_{t-1}) & g_t \text{ not finite and still protecting} \\
+          \mathrm{inner}(g_t, s_{t-1}) & \text{otherwise}
+        \end{cases}
 
     A gradient counts as non-finite when any element of any leaf is NaN or +-inf (either part, for
     complex leaves). A skipped step emits zero updates (in the inner updates' dtypes) and keeps the

@@ -38,9 +38,9 @@ def partition(
     *,
     labels_are_tree: bool | None = None,
 ) -> GradientTransformation:
-    """Optimize each labelled group of params with its own transform (per-layer optimizers).
+    r"""Optimize each labelled group of params with its own transform (per-layer optimizers).
 
-    .. math:: u_i = \\mathrm{transforms}[\\ell_i](g_{\\{j : \\ell_j = \\ell_i\\}})_i
+    .. math:: u_i = \mathrm{transforms}[\ell_i](g_{\{j : \ell_j = \ell_i\}})_i
 
     Every leaf carries one label, and every label names one transform. The transform for label
     ``l`` sees the updates and params with the leaves of all other labels replaced by ``None``:

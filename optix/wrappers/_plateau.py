@@ -37,15 +37,15 @@ def reduce_on_plateau(
     min_scale: ArrayLike = 0.0,
     accumulation_size: int = 1,
 ) -> GradientTransformation:
-    """Multiply updates by a scale that is cut by ``factor`` whenever the loss plateaus.
+    r"""Multiply updates by a scale that is cut by ``factor`` whenever the loss plateaus.
 
     ``update(updates, state, params, value=loss)`` reads the monitored loss (``chain`` forwards
     ``value=`` to its members). Every ``accumulation_size`` updates, the mean ``v`` of the values
     seen since the last evaluation is compared with the best mean so far:
 
     .. math::
-        \\text{improved} \\iff v < b - (r_{tol} |b| + a_{tol}), \\qquad
-        s \\leftarrow \\max(f s, s_{min}) \\text{ after } p \\text{ evaluations without improvement}
+        \text{improved} \iff v < b - (r_{tol} |b| + a_{tol}), \qquad
+        s \leftarrow \max(f s, s_{min}) \text{ after } p \text{ evaluations without improvement}
 
     The margin uses ``|b|``, so the rule is right for negative losses too. An improvement sets
     ``b = v`` and restarts the count; when ``patience`` consecutive evaluations bring none (and no

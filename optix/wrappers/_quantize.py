@@ -132,11 +132,11 @@ def quantize_state(
     unsigned: Collection[str] | Callable[[str], bool] = UNSIGNED_FIELDS,
     fields: Collection[str] | Callable[[str], bool] = QUANTIZED_FIELDS,
 ) -> GradientTransformation:
-    """Keep ``inner``'s param-shaped state block-wise quantized (8-bit optimizers).
+    r"""Keep ``inner``'s param-shaped state block-wise quantized (8-bit optimizers).
 
     .. math::
-        s = \\max_{i \\in B} |x_i|, \\qquad c_i = \\arg\\min_j |q_j - x_i / s|, \\qquad
-        \\tilde x_i = q_{c_i} s
+        s = \max_{i \in B} |x_i|, \qquad c_i = \arg\min_j |q_j - x_i / s|, \qquad
+        \tilde x_i = q_{c_i} s
 
     for each block :math:`B` of ``block_size`` consecutive elements, with :math:`q` a dynamic
     tree quantization map (:func:`optix._quantize_maps.dynamic_map`: a decade exponent and a

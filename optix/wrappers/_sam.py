@@ -54,12 +54,12 @@ def sam(
     opaque: bool = False,
     axis_name: str | None = None,
 ) -> GradientTransformation:
-    """Sharpness-aware minimisation: ascend to ``w + eps`` within radius ``rho``, then take the
+    r"""Sharpness-aware minimisation: ascend to ``w + eps`` within radius ``rho``, then take the
     outer optimizer's step from ``w`` with the gradient found there.
 
     .. math::
-        \\epsilon = \\rho \\, \\frac{\\nabla f(w)}{\\lVert \\nabla f(w) \\rVert_2}, \\qquad
-        w \\leftarrow w + \\mathrm{optimizer}\\bigl(\\nabla f(w + \\epsilon)\\bigr)
+        \epsilon = \rho \, \frac{\nabla f(w)}{\lVert \nabla f(w) \rVert_2}, \qquad
+        w \leftarrow w + \mathrm{optimizer}\bigl(\nabla f(w + \epsilon)\bigr)
 
     ``adv_optimizer`` gives the ascent *direction* (default: the gradient normalised over all
     leaves together, and zero for an all-zero gradient); the adversarial step is ``+rho`` times
