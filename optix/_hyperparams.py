@@ -115,14 +115,44 @@ class Hyperparams:
             scheduled={k: _as_hyperparam(k, s(count)) for k, s in self._schedules.items()},
         )
 
-    def step(self, state: HyperparamState) -> tuple[dict[str, jax.Array], HyperparamState]:
+    def step(self, state: HyperparamState) -> tuple[Values, HyperparamState]:
         """Values for the update at ``state.count``, and the state for the next one."""
         values, scheduled = dict(state.values), {}
         for k, s in self._schedules.items():
             value = _as_hyperparam(k, s(state.count)) * values.pop(k + SCALE_SUFFIX)
             scheduled[k] = _schedule_guard.in_range(k, value, state.count)
-        current = {**values, **scheduled}
-        return current, HyperparamState(increment(state.count), state.values, scheduled)
+        count = increment(state.count)
+        return Values({**values, **scheduled}, t=count), HyperparamState(
+            count, state.values, scheduled
+        )
+
+
+class Values(dict):
+    """One update's hyperparameter values, by name as attributes (``h.b1``), and ``h.t``: the
+    1-based number of this update (the transform's count after it), the one step counter a
+    transform reads."""
+
+    def __init__(self, values: Mapping[str, jax.Array], *, t: jax.Array):
+        super().__init__(values)
+        self.t = t
+
+    def astype(self, dtype: Any) -> Values:
+        """These values cast to ``dtype`` (the count ``t`` kept)."""
+        return Values({k: v.astype(dtype) for k, v in self.items()}, t=self.t)
+
+    def __getattr__(self, name: str) -> jax.Array:
+        try:
+            return self[name]
+        except KeyError:
+            known = sorted(self)
+            raise AttributeError(
+                f"no hyperparameter {name!r}; this transform has {known}"
+            ) from None
+
+
+jax.tree_util.register_pytree_node(
+    Values, lambda v: ((dict(v), v.t), None), lambda _, c: Values(c[0], t=c[1])
+)
 
 
 # Rules applied by set_hyperparams to concrete values, by hyperparameter name.

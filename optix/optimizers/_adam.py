@@ -1,27 +1,132 @@
-"""The Adam family of optimizers: Adam, AMSGrad, AdamW, Adamax, NAdam, RAdam."""
+r"""Adam and AdamW (with AMSGrad), in torch.optim's conventions.
+
+Reference: Kingma & Ba, `Adam: a method for stochastic optimization
+<https://arxiv.org/abs/1412.6980>`_, ICLR 2015; Reddi, Kale & Kumar, `On the convergence of Adam
+and beyond <https://openreview.net/forum?id=ryQu7f-RZ>`_, ICLR 2018 (AMSGrad); Loshchilov &
+Hutter, `Decoupled weight decay regularization <https://arxiv.org/abs/1711.05101>`_, ICLR 2019.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix._base import GradientTransformation, Params, ScalarOrSchedule
+from optix import _tree, _validate
+from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
-from optix.transforms._adam import scale_by_adam, scale_by_adamax, scale_by_nadam, scale_by_radam
+from optix._fusable import mark_elementwise
+from optix._toolkit import (
+    Beta,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    first_and_second_moments,
+    leafwise,
+    transform,
+)
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
 
+class ScaleByAdamState(NamedTuple):
+    """State of :func:`scale_by_adam`: the hyperparameters and the two moment estimates."""
+
+    hyperparams: HyperparamState  # b1, b2, eps, eps_root
+    mu: Updates  # first moment
+    nu: Updates  # second moment (of |g|^2)
+    nu_max: Updates | None  # running max of nu (AMSGrad only; None otherwise)
+
+
+@transform(ScaleByAdamState)
+def scale_by_adam(
+    b1: Beta = 0.9,
+    b2: Beta = 0.999,
+    eps: NonNegative = 1e-8,
+    eps_root: NonNegative = 0.0,
+    *,
+    amsgrad: bool = False,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""Rescale updates by bias-corrected moment estimates (Adam).
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) |g_t|^2, \quad
+        u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{\hat v_t / (1-\beta_2^t) + \epsilon_{root}}
+        + \epsilon}
+
+    with ``hat v_t = v_t``, or with AMSGrad ``hat v_t = max(hat v_{t-1}, v_t)``: the max is taken
+    over the raw second moment and bias-corrected afterwards, as in torch.optim.Adam. (optax's
+    ``amsgrad`` takes the max of the bias-corrected moment instead; the two differ early on.)
+
+    Args:
+      b1, b2: moment decays in [0, 1).
+      eps: added to the denominator, outside the root (torch and optax agree).
+      eps_root: added inside the root; useful when differentiating through the optimizer.
+      amsgrad: keep the running max of the second moment.
+      mu_dtype, nu_dtype: dtypes of the moments (for example ``jnp.bfloat16`` to halve memory);
+        default: the param's dtype widened to at least float32 (bf16 params get float32
+        moments). Math always runs in at least float32.
+
+    Example:
+      >>> import optix
+      >>> tx = optix.chain(optix.scale_by_adam(b2=0.99), optix.scale_lr(1e-3))
+
+    Reference: Kingma & Ba, `Adam: a method for stochastic optimization
+    <https://arxiv.org/abs/1412.6980>`_, ICLR 2015; Reddi, Kale & Kumar, `On the convergence of
+    Adam and beyond <https://openreview.net/forum?id=ryQu7f-RZ>`_, ICLR 2018 (AMSGrad).
+    """
+    spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`scale_by_adam` params")
+        mu, nu = first_and_second_moments(params, mu_dtype, nu_dtype)
+        nu_max = jax.tree.map(jnp.copy, nu) if amsgrad else None  # its own buffers (donation)
+        return ScaleByAdamState(spec.init(), mu, nu, nu_max)
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.mu, "scale_by_adam")
+        h, hyperparams = spec.step(state.hyperparams)
+        b1, b2 = h.b1, h.b2
+        # (m / bc1) / (sqrt(v / bc2 + eps_root) + eps), times sqrt(bc2) above and below: the bias
+        # corrections become scalars computed once per step, so each element divides once
+        bc1, bc2 = _tree.bias_correction(b1, h.t), _tree.bias_correction(b2, h.t)
+        step_size, eps_root, eps = jnp.sqrt(bc2) / bc1, h.eps_root * bc2, h.eps * jnp.sqrt(bc2)
+
+        def adam(g, m, v):
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * _tree.abs_sq(g)
+            return step_size * m / (jnp.sqrt(v + eps_root) + eps), m, v
+
+        def amsgrad_(g, m, v, v_max):
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * _tree.abs_sq(g)
+            v_max = jnp.maximum(v_max, v)
+            return step_size * m / (jnp.sqrt(v_max + eps_root) + eps), m, v, v_max
+
+        if amsgrad:
+            updates, mu, nu, nu_max = leafwise(amsgrad_, updates, state.mu, state.nu, state.nu_max)
+        else:
+            (updates, mu, nu), nu_max = leafwise(adam, updates, state.mu, state.nu), None
+        return updates, ScaleByAdamState(hyperparams, mu, nu, nu_max)
+
+    return mark_elementwise(GradientTransformation(init, update))
+
+
 def adam(
-    learning_rate: ScalarOrSchedule,
-    b1: ScalarOrSchedule = 0.9,
-    b2: ScalarOrSchedule = 0.999,
-    eps: ScalarOrSchedule = 1e-8,
+    learning_rate: NonNegative,
+    b1: Beta = 0.9,
+    b2: Beta = 0.999,
+    eps: NonNegative = 1e-8,
     amsgrad: bool = False,
     *,
-    eps_root: ScalarOrSchedule = 0.0,
+    eps_root: NonNegative = 0.0,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
@@ -53,8 +158,9 @@ def adam(
       >>> optix.apply_updates(params, updates)["w"]
       Array([ 0.99, -1.99], dtype=float32)
 
-    Reference: Kingma & Ba, "Adam: a method for stochastic optimization", ICLR 2015;
-    Reddi, Kale & Kumar, ICLR 2018 (AMSGrad).
+    Reference: Kingma & Ba, `Adam: a method for stochastic optimization
+    <https://arxiv.org/abs/1412.6980>`_, ICLR 2015; Reddi, Kale & Kumar, `On the convergence of
+    Adam and beyond <https://openreview.net/forum?id=ryQu7f-RZ>`_, ICLR 2018 (AMSGrad).
     """
     return chain(
         scale_by_adam(b1, b2, eps, eps_root, amsgrad=amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
@@ -63,15 +169,15 @@ def adam(
 
 
 def adamw(
-    learning_rate: ScalarOrSchedule,
-    b1: ScalarOrSchedule = 0.9,
-    b2: ScalarOrSchedule = 0.999,
-    eps: ScalarOrSchedule = 1e-8,
-    weight_decay: ScalarOrSchedule = 1e-2,
+    learning_rate: NonNegative,
+    b1: Beta = 0.9,
+    b2: Beta = 0.999,
+    eps: NonNegative = 1e-8,
+    weight_decay: NonNegative = 1e-2,
     mask: Any | Callable[[Params], Any] | None = None,
     amsgrad: bool = False,
     *,
-    eps_root: ScalarOrSchedule = 0.0,
+    eps_root: NonNegative = 0.0,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
@@ -97,114 +203,11 @@ def adamw(
       >>> tx = optix.adamw(1e-3, weight_decay=0.05, mask=no_bias)
       >>> state = tx.init(params)
 
-    Reference: Loshchilov & Hutter, "Decoupled weight decay regularization", ICLR 2019.
+    Reference: Loshchilov & Hutter, `Decoupled weight decay regularization
+    <https://arxiv.org/abs/1711.05101>`_, ICLR 2019.
     """
     return chain(
         scale_by_adam(b1, b2, eps, eps_root, amsgrad=amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         add_decayed_weights(weight_decay, mask),
-        scale_lr(learning_rate),
-    )
-
-
-def adamax(
-    learning_rate: ScalarOrSchedule,
-    b1: ScalarOrSchedule = 0.9,
-    b2: ScalarOrSchedule = 0.999,
-    eps: ScalarOrSchedule = 1e-8,
-    *,
-    eps_in_max: bool = True,
-    mu_dtype: DTypeLike | None = None,
-    nu_dtype: DTypeLike | None = None,
-) -> GradientTransformation:
-    r"""Adamax: Adam with an exponentially weighted infinity norm in the denominator.
-
-    .. math::
-        u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon), \qquad
-        \theta_t = \theta_{t-1} - \frac{\eta}{1-\beta_1^t} \frac{m_t}{u_t}
-
-    torch.optim.Adamax's and optax's convention (``eps`` inside the max); ``eps_in_max=False``
-    adds it to the denominator instead.
-
-    Args:
-      learning_rate: step size >= 0, or a schedule.
-      b1, b2, eps, mu_dtype, nu_dtype: see :func:`scale_by_adamax`.
-
-    Example:
-      >>> import jax.numpy as jnp, optix
-      >>> tx = optix.adamax(2e-3)
-      >>> state = tx.init({"w": jnp.zeros(3)})
-
-    Reference: Kingma & Ba, ICLR 2015, section 7.
-    """
-    return chain(
-        scale_by_adamax(b1, b2, eps, eps_in_max=eps_in_max, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
-        scale_lr(learning_rate),
-    )
-
-
-def nadam(
-    learning_rate: ScalarOrSchedule,
-    b1: ScalarOrSchedule = 0.9,
-    b2: ScalarOrSchedule = 0.999,
-    eps: ScalarOrSchedule = 1e-8,
-    momentum_decay: ScalarOrSchedule = 4e-3,
-    *,
-    mu_dtype: DTypeLike | None = None,
-    nu_dtype: DTypeLike | None = None,
-) -> GradientTransformation:
-    """NAdam: Adam with Nesterov momentum and a warming momentum schedule.
-
-    See :func:`scale_by_nadam` for the update. Matches torch.optim.NAdam and Dozat's paper,
-    including ``momentum_decay = 4e-3``; optax's ``nadam`` is a different, simpler rule.
-
-    Args:
-      learning_rate: step size >= 0, or a schedule.
-      b1, b2, eps: as in :func:`adam`.
-      momentum_decay: ``psi`` >= 0 in ``mu_t = b1 (1 - 0.5 * 0.96^(t psi))``.
-      mu_dtype, nu_dtype: moment dtypes.
-
-    Example:
-      >>> import jax.numpy as jnp, optix
-      >>> tx = optix.nadam(2e-3)
-      >>> state = tx.init({"w": jnp.zeros(3)})
-
-    Reference: Dozat, "Incorporating Nesterov momentum into Adam", ICLR workshop 2016.
-    """
-    return chain(
-        scale_by_nadam(b1, b2, eps, momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
-        scale_lr(learning_rate),
-    )
-
-
-def radam(
-    learning_rate: ScalarOrSchedule,
-    b1: ScalarOrSchedule = 0.9,
-    b2: ScalarOrSchedule = 0.999,
-    eps: ScalarOrSchedule = 1e-8,
-    threshold: ScalarOrSchedule = 5.0,
-    *,
-    mu_dtype: DTypeLike | None = None,
-    nu_dtype: DTypeLike | None = None,
-) -> GradientTransformation:
-    """RAdam: Adam whose adaptive step is rectified, and skipped while its variance is unbounded.
-
-    See :func:`scale_by_radam` for the update. Matches torch.optim.RAdam (``eps`` added before
-    bias correction; plain momentum SGD while ``rho_t <= 5``); optax's ``radam`` adds ``eps`` after.
-
-    Args:
-      learning_rate: step size >= 0, or a schedule.
-      b1, b2, eps: as in :func:`adam`.
-      threshold: ``rho_t`` above which the adaptive step is used.
-      mu_dtype, nu_dtype: moment dtypes.
-
-    Example:
-      >>> import jax.numpy as jnp, optix
-      >>> tx = optix.radam(1e-3)
-      >>> state = tx.init({"w": jnp.zeros(3)})
-
-    Reference: Liu et al., "On the variance of the adaptive learning rate and beyond", ICLR 2020.
-    """
-    return chain(
-        scale_by_radam(b1, b2, eps, threshold, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_lr(learning_rate),
     )

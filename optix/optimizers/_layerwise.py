@@ -9,7 +9,7 @@ from jax.typing import DTypeLike
 
 from optix._base import GradientTransformation, Params, ScalarOrSchedule
 from optix._chain import chain
-from optix.transforms._adam import scale_by_adam
+from optix.optimizers._adam import scale_by_adam
 from optix.transforms._fromage import scale_by_fromage
 from optix.transforms._momentum import scale_by_momentum
 from optix.transforms._novograd import scale_by_novograd

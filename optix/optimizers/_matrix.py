@@ -11,7 +11,7 @@ from jax.typing import DTypeLike
 from optix import _paths, _tree, _validate
 from optix._base import GradientTransformation, Params, ScalarOrSchedule
 from optix._chain import chain
-from optix.transforms._adam import scale_by_adam
+from optix.optimizers._adam import scale_by_adam
 from optix.transforms._momentum import scale_by_momentum
 from optix.transforms._muon import NS_COEFFS, Coeffs, scale_by_muon
 from optix.transforms._regularize import add_decayed_weights

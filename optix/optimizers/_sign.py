@@ -1,62 +1,13 @@
-"""Sign-based optimizers: Lion, signSGD, Signum, Rprop."""
+"""Sign-based optimizers: signSGD, Signum, Rprop."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from jax.typing import DTypeLike
 
-from optix._base import GradientTransformation, Params, ScalarOrSchedule
+from optix._base import GradientTransformation, ScalarOrSchedule
 from optix._chain import chain
-from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_by_sign, scale_lr
-from optix.transforms._sign import scale_by_lion, scale_by_rprop, scale_by_signum
-
-
-def lion(
-    learning_rate: ScalarOrSchedule,
-    b1: ScalarOrSchedule = 0.9,
-    b2: ScalarOrSchedule = 0.99,
-    weight_decay: ScalarOrSchedule = 1e-3,
-    mask: Any | Callable[[Params], Any] | None = None,
-    *,
-    mu_dtype: DTypeLike | None = None,
-) -> GradientTransformation:
-    r"""Lion: the sign of an interpolated momentum, with decoupled weight decay.
-
-    .. math::
-        \theta_t = \theta_{t-1} - \eta \big(
-        \mathrm{sign}(\beta_1 m_{t-1} + (1-\beta_1) g_t) + \lambda \theta_{t-1}\big), \quad
-        m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t
-
-    Every coordinate moves by ``eta``, so Lion wants a learning rate 3-10x smaller than AdamW's,
-    and a weight decay 3-10x larger for the same ``eta * lambda``. The decay is multiplied by the
-    learning rate, as in the paper's Program 1 and optax's ``lion`` (whose defaults these are).
-
-    Args:
-      learning_rate: step size ``eta`` >= 0, or a schedule.
-      b1: weight of the momentum in the step's sign, in [0, 1).
-      b2: momentum decay, in [0, 1).
-      weight_decay: ``lambda`` >= 0.
-      mask: which params decay (see :func:`adamw`).
-      mu_dtype: dtype of the momentum (``jnp.bfloat16`` halves Lion's only buffer).
-
-    Example:
-      >>> import jax.numpy as jnp, optix
-      >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> tx = optix.lion(1e-2, weight_decay=0.0)
-      >>> updates, state = tx.update({"w": jnp.array([0.5, -0.5])}, tx.init(params), params)
-      >>> optix.apply_updates(params, updates)["w"]
-      Array([ 0.99, -1.99], dtype=float32)
-
-    Reference: Chen et al., "Symbolic discovery of optimization algorithms", NeurIPS 2023.
-    """
-    return chain(
-        scale_by_lion(b1, b2, mu_dtype=mu_dtype),
-        add_decayed_weights(weight_decay, mask),
-        scale_lr(learning_rate),
-    )
+from optix.transforms._sign import scale_by_rprop, scale_by_signum
 
 
 def sign_sgd(learning_rate: ScalarOrSchedule) -> GradientTransformation:

@@ -6,10 +6,10 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, ScalarOrSchedule
+from optix import _tree
+from optix._base import GradientTransformation
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, leafwise, transform
 from optix.transforms._common import hyperparams_only
 
 
@@ -19,7 +19,8 @@ class ClipState(NamedTuple):
     hyperparams: HyperparamState  # max_delta
 
 
-def clip(max_delta: ScalarOrSchedule) -> GradientTransformation:
+@transform(ClipState)
+def clip(max_delta: NonNegative) -> GradientTransformation:
     """Clip each element to ``[-max_delta, max_delta]``.
 
     For complex leaves the modulus is clipped and the phase kept.
@@ -30,19 +31,17 @@ def clip(max_delta: ScalarOrSchedule) -> GradientTransformation:
       >>> tx.update(jnp.array([-3.0, 0.5, 2.0]), tx.init(jnp.zeros(3)))[0]
       Array([-1. ,  0.5,  1. ], dtype=float32)
     """
-    _validate.check_nonnegative("max_delta", max_delta)
 
-    def leaf(u, c):
-        uc = _tree.upcast(u)
-        if jnp.iscomplexobj(uc):
-            mag = jnp.abs(uc)
-            out = jnp.where(mag > c, uc * (c / jnp.where(mag > c, mag, 1)), uc)
-        else:
-            out = jnp.clip(uc, -c, c)
-        return out.astype(u.dtype)
+    def apply(updates, params, h):
+        c = h.max_delta
 
-    def apply(updates, params, hp):
-        return _tree.map_leaves(lambda u: leaf(u, hp["max_delta"]), updates)
+        def clip(g):
+            if jnp.iscomplexobj(g):
+                mag = jnp.abs(g)
+                return jnp.where(mag > c, g * (c / jnp.where(mag > c, mag, 1)), g)
+            return jnp.clip(g, -c, c)
+
+        return leafwise(clip, updates)
 
     return mark_elementwise(
         hyperparams_only("clip", ClipState, Hyperparams(max_delta=max_delta), apply)
@@ -55,7 +54,8 @@ class ClipByGlobalNormState(NamedTuple):
     hyperparams: HyperparamState  # max_norm
 
 
-def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
+@transform(ClipByGlobalNormState)
+def clip_by_global_norm(max_norm: NonNegative) -> GradientTransformation:
     r"""Rescale all updates together so that their joint L2 norm is at most ``max_norm``.
 
     .. math:: u = g \cdot \min\big(1, \; c / \lVert g \rVert_2\big)
@@ -72,14 +72,12 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
     Reference: Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent neural
     networks", ICML 2013.
     """
-    _validate.check_nonnegative("max_norm", max_norm)
 
-    def apply(updates, params, hp):
-        c = hp["max_norm"]
+    def apply(updates, params, h):
         norm = _tree.global_norm(updates)
-        clipped = norm > c  # false for all-zero gradients, so no 0/0
-        factor = jnp.where(clipped, c / jnp.where(clipped, norm, 1), 1)
-        return _tree.map_leaves(lambda u: (_tree.upcast(u) * factor).astype(u.dtype), updates)
+        clipped = norm > h.max_norm  # false for all-zero gradients, so no 0/0
+        factor = jnp.where(clipped, h.max_norm / jnp.where(clipped, norm, 1), 1)
+        return leafwise(lambda g: g * factor, updates)
 
     spec = Hyperparams(max_norm=max_norm)
     # The global norm ignores leaf boundaries, so it is the same on packed buffers.

@@ -14,7 +14,7 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
 from optix._chain import caller, chain, check_transform
 from optix._hyperparams import Hyperparams, HyperparamState, register_rules
-from optix.transforms._adam import scale_by_adam
+from optix.optimizers._adam import scale_by_adam
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 

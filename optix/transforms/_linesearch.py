@@ -173,7 +173,7 @@ def scale_by_backtracking_linesearch(
         _validate.check_updates(updates, params, name)
         hp, hyperparams = spec.step(state.hyperparams)
         dt = state.value.dtype
-        hp = {k: v.astype(dt) for k, v in hp.items()}
+        hp = hp.astype(dt)
         value0 = jnp.asarray(value).astype(dt)
         slope = slope_along(cast_like(grad, params), updates).astype(dt)
 

@@ -14,7 +14,7 @@ from optix._base import GradientTransformation, Params, ScalarOrSchedule, Update
 from optix._chain import chain
 from optix._fusable import mark_elementwise
 from optix._hyperparams import Hyperparams, HyperparamState
-from optix.transforms._adam import scale_by_nadam
+from optix.optimizers._nadam import scale_by_nadam
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 

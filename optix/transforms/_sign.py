@@ -1,4 +1,4 @@
-"""Sign-based transforms: Lion, Signum (signSGD with momentum) and Rprop."""
+"""Sign-based transforms: Signum (signSGD with momentum) and Rprop."""
 
 from __future__ import annotations
 
@@ -13,64 +13,6 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
 from optix._fusable import mark_elementwise
 from optix._hyperparams import Hyperparams, HyperparamState, register_rules
-
-
-class ScaleByLionState(NamedTuple):
-    """State of :func:`scale_by_lion`: the hyperparameters and the momentum."""
-
-    hyperparams: HyperparamState  # b1, b2
-    mu: Updates  # EMA of gradients (decay b2)
-
-
-def scale_by_lion(
-    b1: ScalarOrSchedule = 0.9,
-    b2: ScalarOrSchedule = 0.99,
-    *,
-    mu_dtype: DTypeLike | None = None,
-) -> GradientTransformation:
-    r"""The sign of an interpolation between momentum and gradient (Lion).
-
-    .. math::
-        u_t = \mathrm{sign}\big(\beta_1 m_{t-1} + (1-\beta_1) g_t\big), \quad
-        m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t
-
-    For complex leaves ``sign(z) = z / |z|``. Matches the paper's Program 1 and optax's
-    ``scale_by_lion``.
-
-    Args:
-      b1: interpolation weight of the momentum in the step, in [0, 1).
-      b2: decay of the momentum, in [0, 1).
-      mu_dtype: dtype of the momentum; default: the param's dtype widened to at least float32.
-
-    Example:
-      >>> import optix
-      >>> tx = optix.chain(optix.scale_by_lion(), optix.scale_lr(1e-4))
-
-    Reference: Chen et al., "Symbolic discovery of optimization algorithms", NeurIPS 2023.
-    """
-    _validate.check_unit_interval("b1", b1)
-    _validate.check_unit_interval("b2", b2)
-    spec = Hyperparams(b1=b1, b2=b2)
-
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_lion` params")
-        return ScaleByLionState(spec.init(), _tree.moments_like(params, mu_dtype, name="mu_dtype"))
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_lion")
-        hp, hyperparams = spec.step(state.hyperparams)
-
-        def leaf(g, m):
-            gc = _tree.upcast(g)
-            u = jnp.sign(hp["b1"] * m + (1 - hp["b1"]) * gc)
-            m_new = hp["b2"] * m + (1 - hp["b2"]) * gc
-            return u.astype(g.dtype), m_new.astype(m.dtype)
-
-        updates, mu = _tree.map_leaves(leaf, updates, state.mu, n_out=2)
-        return updates, ScaleByLionState(hyperparams, mu)
-
-    return mark_elementwise(GradientTransformation(init, update))
 
 
 class ScaleBySignumState(NamedTuple):

@@ -197,7 +197,7 @@ def scale_by_zoom_linesearch(
         _validate.check_updates(updates, params, name)
         hp, hyperparams = spec.step(state.hyperparams)
         dt = state.value.dtype
-        hp = {k: v.astype(dt) for k, v in hp.items()}
+        hp = hp.astype(dt)
         value_and_grad = jax.value_and_grad(lambda p: fn(p, **fn_kwargs))
         value0 = jnp.asarray(value).astype(dt)
         grad0 = cast_like(grad, params)

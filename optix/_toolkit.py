@@ -1,0 +1,169 @@
+r"""What every transform is written with, so that its per-leaf math reads like the paper.
+
+- **Ranges, declared once, next to the default.** A hyperparameter's annotation says its range:
+  ``b1: Beta = 0.9`` (in ``[0, 1)``), ``eps: NonNegative = 1e-8``. The :func:`transform`
+  decorator reads them: the factory checks each value when it is called (the error names the
+  argument), and :func:`optix.set_hyperparams` applies the same check to a built state.
+- **Values by name, one step counter.** ``h = spec.step(state.hyperparams)`` gives this update's
+  values as attributes (``h.b1``, ``h.eps``) and its 1-based step number ``h.t``, the one
+  counter a transform reads (bias corrections, schedules).
+- **Casting in one place.** :func:`leafwise` runs ``fn(g, *state) -> (u, *new_state)`` with every
+  input in its compute dtype (at least float32) and casts the results back: the update to the
+  gradient's dtype, each state leaf to its own dtype.
+
+Example:
+  A complete transform (momentum without dampening), written with the toolkit:
+
+  >>> from typing import NamedTuple
+  >>> import jax, jax.numpy as jnp, optix
+  >>> from optix._toolkit import Beta, Hyperparams, leafwise, transform
+  >>> class TraceState(NamedTuple):
+  ...     hyperparams: optix.HyperparamState
+  ...     trace: optix.Updates
+  >>> @transform(TraceState)
+  ... def trace(decay: Beta = 0.9) -> optix.GradientTransformation:
+  ...     spec = Hyperparams(decay=decay)
+  ...     def init(params):
+  ...         return TraceState(spec.init(), jax.tree.map(jnp.zeros_like, params))
+  ...     def update(updates, state, params=None, **extra):
+  ...         h, hyperparams = spec.step(state.hyperparams)
+  ...         def leaf(g, b):
+  ...             b = h.decay * b + g
+  ...             return b, b
+  ...         updates, trace = leafwise(leaf, updates, state.trace)
+  ...         return updates, TraceState(hyperparams, trace)
+  ...     return optix.GradientTransformation(init, update)
+  >>> tx = trace(0.5)
+  >>> tx.update(jnp.ones(2), tx.init(jnp.zeros(2)))[0]
+  Array([1., 1.], dtype=float32)
+  >>> trace(1.5)
+  Traceback (most recent call last):
+  ...
+  ValueError: `decay` must be in [0, 1), got 1.5...
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import jax
+from jax.typing import DTypeLike
+
+from optix import _tree, _validate
+from optix._base import ScalarOrSchedule
+from optix._hyperparams import Hyperparams as Hyperparams
+from optix._hyperparams import HyperparamState as HyperparamState
+from optix._hyperparams import register_rules
+
+
+class Range:
+    """The values a hyperparameter may take: ``check(name, value)`` raises, naming ``name``,
+    for a concrete value outside it (a schedule or a traced value is not checked)."""
+
+    def __init__(self, check: Callable[[str, Any], None]):
+        self.check = check
+
+    def __repr__(self) -> str:
+        return f"Range({self.check.__name__})"
+
+
+Beta = Annotated[ScalarOrSchedule, Range(_validate.check_unit_interval)]
+"""A decay or interpolation weight, in ``[0, 1)``."""
+Fraction = Annotated[ScalarOrSchedule, Range(_validate.check_closed_unit_interval)]
+"""A fraction in ``[0, 1]``."""
+OpenFraction = Annotated[ScalarOrSchedule, Range(_validate.check_open_unit_interval)]
+"""A fraction in ``(0, 1)``."""
+NonNegative = Annotated[ScalarOrSchedule, Range(_validate.check_nonnegative)]
+"""A finite number ``>= 0`` (learning rates, epsilons, weight decay, norms)."""
+Positive = Annotated[ScalarOrSchedule, Range(_validate.check_positive)]
+"""A finite number ``> 0``."""
+Finite = Annotated[ScalarOrSchedule, Range(_validate.check_finite)]
+"""Any finite number."""
+
+
+def ranges(factory: Callable[..., Any]) -> dict[str, Range]:
+    """The declared range of each hyperparameter of ``factory``, by argument name."""
+    hints = typing.get_type_hints(inspect.unwrap(factory), include_extras=True)
+    return {
+        name: meta
+        for name, hint in hints.items()
+        for meta in getattr(hint, "__metadata__", ())
+        if isinstance(meta, Range)
+    }
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def transform(state_cls: type) -> Callable[[F], F]:
+    """Decorate a transform factory whose state is ``state_cls``: the ranges its signature
+    declares are checked when it is called, and by :func:`optix.set_hyperparams` on the
+    hyperparameters of any ``state_cls`` state."""
+
+    def decorate(factory: F) -> F:
+        declared = ranges(factory)
+        register_rules(state_cls, **{name: r.check for name, r in declared.items()})
+        signature = inspect.signature(factory)
+
+        @functools.wraps(factory)
+        def build(*args: Any, **kwargs: Any) -> Any:
+            arguments = signature.bind(*args, **kwargs)
+            arguments.apply_defaults()
+            for name, declared_range in declared.items():
+                declared_range.check(name, arguments.arguments[name])
+            return factory(*args, **kwargs)
+
+        return typing.cast(F, build)
+
+    return decorate
+
+
+def leafwise(fn: Callable[..., Any], updates: Any, *state: Any) -> Any:
+    """Apply ``fn`` leaf by leaf, with the casts done here rather than in ``fn``.
+
+    ``fn(g, *s)`` gets the gradient leaf and the matching leaf of each tree in ``state``, all in
+    their compute dtype (at least float32), and returns ``u`` alone when ``state`` is empty, else
+    ``(u, *new_s)`` with one new leaf per state tree. The result is the updates tree (``u`` cast
+    to the gradient's dtype), or the tuple ``(updates, *new_state)`` with each new state leaf cast
+    to the dtype of the leaf it replaces (a ``bfloat16`` moment stays ``bfloat16``).
+    """
+
+    def leaf(g: jax.Array, *s: jax.Array) -> Any:
+        out = fn(_tree.upcast(g), *(_tree.upcast(x) for x in s))
+        if not s:
+            return out.astype(g.dtype)
+        u, *new = out
+        return (u.astype(g.dtype), *(n.astype(x.dtype) for n, x in zip(new, s, strict=True)))
+
+    return _tree.map_leaves(leaf, updates, *state, n_out=len(state) + 1 if state else None)
+
+
+def first_and_second_moments(
+    params: Any, mu_dtype: DTypeLike | None, nu_dtype: DTypeLike | None
+) -> tuple[Any, Any]:
+    """Zero first and second moments shaped like ``params`` (Adam and its relatives): in
+    ``mu_dtype`` / ``nu_dtype`` when given, else the param's dtype widened to at least float32;
+    the second moment of a complex leaf is real."""
+    mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+    return mu, _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
+
+
+__all__ = [
+    "Beta",
+    "Finite",
+    "Fraction",
+    "HyperparamState",
+    "Hyperparams",
+    "NonNegative",
+    "OpenFraction",
+    "Positive",
+    "Range",
+    "first_and_second_moments",
+    "leafwise",
+    "ranges",
+    "transform",
+]
