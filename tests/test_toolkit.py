@@ -16,6 +16,7 @@ from optix._toolkit import Beta, Hyperparams, leafwise, ranges, transform
 
 _CANDIDATES = (-1.0, 1.0, 1.5, math.nan, math.inf, 0.0, 3.0)
 _GOOD = (0.5, 0.1, 1.0, 5.0, 0.0)
+_INNER = ("fast", "optimizer", "inner", "tx")
 
 
 def _first(values, accept):
@@ -55,6 +56,12 @@ def _required(fn, declared):
     kwargs = {}
     for p in inspect.signature(fn).parameters.values():
         if p.default is not inspect.Parameter.empty or p.kind is p.VAR_KEYWORD:
+            continue
+        if p.name in _INNER:  # a wrapper's inner optimizer
+            kwargs[p.name] = optix.sgd(0.1)
+            continue
+        if p.annotation == "int":  # a period or a count
+            kwargs[p.name] = 2
             continue
         if p.name not in declared:
             return None

@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optix import _paths, _tree, _validate
-from optix._base import GradientTransformation, ScalarOrSchedule
-from optix._hyperparams import Hyperparams, HyperparamState
+from optix import _paths, _tree
+from optix._base import GradientTransformation
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, leafwise, transform
 from optix.transforms._common import hyperparams_only
 
 _DIV_EPS = 1e-6  # keeps max_norm / ||g|| finite; cannot engage unless ||g|| < 1e-6 < max_norm
@@ -28,7 +28,8 @@ class ClipByBlockRmsState(NamedTuple):
     hyperparams: HyperparamState  # threshold
 
 
-def clip_by_block_rms(threshold: ScalarOrSchedule) -> GradientTransformation:
+@transform(ClipByBlockRmsState)
+def clip_by_block_rms(threshold: NonNegative) -> GradientTransformation:
     r"""Rescale each leaf so that its root mean square is at most ``threshold``.
 
     .. math::
@@ -52,17 +53,16 @@ def clip_by_block_rms(threshold: ScalarOrSchedule) -> GradientTransformation:
       >>> tx.update({"w": jnp.array([3.0, 4.0])}, tx.init({"w": jnp.zeros(2)}))[0]["w"]
       Array([0.8485..., 1.1313...], dtype=float32)
     """
-    _validate.check_nonnegative("threshold", threshold)
 
-    def leaf(u, c):
-        uc = _tree.upcast(u)
-        rms = _safe_sqrt(jnp.mean(_tree.abs_sq(uc)))
-        clipped = rms > c  # false for an all-zero leaf, so no 0/0
-        factor = jnp.where(clipped, c / jnp.where(clipped, rms, 1), 1)
-        return (uc * factor).astype(u.dtype)
+    def apply(updates, params, h):
+        c = h.threshold
 
-    def apply(updates, params, hp):
-        return _tree.map_leaves(lambda u: leaf(u, hp["threshold"]), updates)
+        def clip(g):
+            rms = _safe_sqrt(jnp.mean(_tree.abs_sq(g)))
+            clipped = rms > c  # false for an all-zero leaf, so no 0/0
+            return g * jnp.where(clipped, c / jnp.where(clipped, rms, 1), 1)
+
+        return leafwise(clip, updates)
 
     spec = Hyperparams(threshold=threshold)
     return hyperparams_only("clip_by_block_rms", ClipByBlockRmsState, spec, apply)
@@ -104,9 +104,10 @@ class AdaptiveGradClipState(NamedTuple):
     hyperparams: HyperparamState  # clipping, eps
 
 
+@transform(AdaptiveGradClipState)
 def adaptive_grad_clip(
-    clipping: ScalarOrSchedule,
-    eps: ScalarOrSchedule = 1e-3,
+    clipping: NonNegative,
+    eps: NonNegative = 1e-3,
     *,
     axis: int | Sequence[int] | None = None,
 ) -> GradientTransformation:
@@ -145,11 +146,9 @@ def adaptive_grad_clip(
       >>> tx.update({"w": jnp.array([6.0, 8.0])}, tx.init(params), params)[0]["w"]
       Array([0.3, 0.4], dtype=float32)
 
-    Reference: Brock, De, Smith & Simonyan, "High-performance large-scale image recognition
-    without normalization", ICML 2021.
+    Reference: Brock, De, Smith & Simonyan, `High-performance large-scale image recognition
+    without normalization <https://arxiv.org/abs/2102.06171>`_, ICML 2021.
     """
-    _validate.check_nonnegative("clipping", clipping)
-    _validate.check_nonnegative("eps", eps)
     if axis is not None:
         axes = (axis,) if not isinstance(axis, Sequence) else tuple(axis)
         if not all(isinstance(a, int) and not isinstance(a, bool) for a in axes):
@@ -161,16 +160,16 @@ def adaptive_grad_clip(
             for path, x in jax.tree_util.tree_leaves_with_path(tree)
         ]
 
-    def leaf(g, p, axes, hp):
+    def leaf(g, p, axes, h):
         g_norm = _unit_norm(g, axes)
-        max_norm = hp["clipping"] * jnp.maximum(_unit_norm(p, axes), hp["eps"])
+        max_norm = h.clipping * jnp.maximum(_unit_norm(p, axes), h.eps)
         clipped = g_norm > max_norm
         factor = jnp.where(clipped, max_norm / jnp.maximum(g_norm, _DIV_EPS), 1)
         return (_tree.upcast(g) * factor).astype(g.dtype)
 
-    def apply(updates, params, hp):
+    def apply(updates, params, h):
         axes = iter(unit_axes(updates))
-        return _tree.map_leaves(lambda g, p: leaf(g, p, next(axes), hp), updates, params)
+        return _tree.map_leaves(lambda g, p: leaf(g, p, next(axes), h), updates, params)
 
     spec = Hyperparams(clipping=clipping, eps=eps)
     return hyperparams_only(

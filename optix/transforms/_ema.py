@@ -7,9 +7,9 @@ from typing import NamedTuple
 from jax.typing import DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, Updates
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState
+from optix._toolkit import Beta, Hyperparams, HyperparamState, leafwise, transform
 
 
 class EmaState(NamedTuple):
@@ -19,8 +19,9 @@ class EmaState(NamedTuple):
     ema: Updates  # m_t, not bias-corrected
 
 
+@transform(EmaState)
 def ema(
-    decay: ScalarOrSchedule,
+    decay: Beta,
     debias: bool = True,
     *,
     accumulator_dtype: DTypeLike | None = None,
@@ -50,7 +51,6 @@ def ema(
     Reference: Kingma & Ba, `Adam: a method for stochastic optimization
     <https://arxiv.org/abs/1412.6980>`_, ICLR 2015, section 3 (bias correction).
     """
-    _validate.check_unit_interval("decay", decay)
     spec = Hyperparams(decay=decay)
 
     def init(params):
@@ -62,16 +62,16 @@ def ema(
     def update(updates, state, params=None, **extra):
         del params, extra
         _validate.check_updates(updates, state.ema, "ema")
-        hp, hyperparams = spec.step(state.hyperparams)
-        beta = hp["decay"]
+        h, hyperparams = spec.step(state.hyperparams)
+        beta = h.decay
         # the bias correction divided out once per step: a multiply per element
-        c = 1 / _tree.bias_correction(beta, hyperparams.count) if debias else None
+        c = 1 / _tree.bias_correction(beta, h.t) if debias else None
 
-        def leaf(g, m):
-            m_new = beta * m + (1 - beta) * _tree.upcast(g)
-            return (m_new * c if debias else m_new).astype(g.dtype), m_new.astype(m.dtype)
+        def running_mean(g, m):
+            m = beta * m + (1 - beta) * g
+            return (m * c if debias else m), m
 
-        updates, average = _tree.map_leaves(leaf, updates, state.ema, n_out=2)
+        updates, average = leafwise(running_mean, updates, state.ema)
         return updates, EmaState(hyperparams, average)
 
     return mark_elementwise(GradientTransformation(init, update))

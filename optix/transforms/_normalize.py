@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 
 from optix import _tree, _validate
-from optix._base import EmptyState, GradientTransformation, ScalarOrSchedule
+from optix._base import EmptyState, GradientTransformation
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix._toolkit import Finite, Hyperparams, HyperparamState, NonNegative, leafwise, transform
 from optix.transforms._common import hyperparams_only
 
 
@@ -62,11 +62,9 @@ class NormalizeByUpdateNormState(NamedTuple):
     hyperparams: HyperparamState  # scale_factor, eps
 
 
-register_rules(NormalizeByUpdateNormState, scale_factor=_validate.check_finite)
-
-
+@transform(NormalizeByUpdateNormState)
 def normalize_by_update_norm(
-    scale_factor: ScalarOrSchedule = 1.0, eps: ScalarOrSchedule = 1e-6
+    scale_factor: Finite = 1.0, eps: NonNegative = 1e-6
 ) -> GradientTransformation:
     r"""Divide the updates by their global L2 norm: a direction of length ``scale_factor``.
 
@@ -90,15 +88,13 @@ def normalize_by_update_norm(
     Reference: Hazan, Levy & Shalev-Shwartz, `Beyond convexity: stochastic quasi-convex
     optimization <https://arxiv.org/abs/1507.02030>`_, NeurIPS 2015 (normalized gradient descent).
     """
-    _validate.check_finite("scale_factor", scale_factor)
-    _validate.check_nonnegative("eps", eps)
     spec = Hyperparams(scale_factor=scale_factor, eps=eps)
 
-    def apply(updates, params, hp):
-        denom = _tree.global_norm(updates) + hp["eps"]
+    def apply(updates, params, h):
+        denom = _tree.global_norm(updates) + h.eps
         nonzero = denom > 0  # an all-zero update with eps = 0 stays zero, not 0/0
-        factor = jnp.where(nonzero, hp["scale_factor"] / jnp.where(nonzero, denom, 1), 0)
-        return _tree.map_leaves(lambda u: (_tree.upcast(u) * factor).astype(u.dtype), updates)
+        factor = jnp.where(nonzero, h.scale_factor / jnp.where(nonzero, denom, 1), 0)
+        return leafwise(lambda g: g * factor, updates)
 
     # The global norm ignores leaf boundaries, so it is the same on packed buffers.
     tx = hyperparams_only("normalize_by_update_norm", NormalizeByUpdateNormState, spec, apply)
@@ -111,7 +107,8 @@ class ScaleByParamBlockNormState(NamedTuple):
     hyperparams: HyperparamState  # min_scale
 
 
-def scale_by_param_block_norm(min_scale: ScalarOrSchedule = 1e-3) -> GradientTransformation:
+@transform(ScaleByParamBlockNormState)
+def scale_by_param_block_norm(min_scale: NonNegative = 1e-3) -> GradientTransformation:
     r"""Multiply each leaf's update by the L2 norm of its params, floored at ``min_scale``.
 
     .. math:: u = g \, \max\big(\lVert \theta \rVert_2, \epsilon\big)
@@ -134,15 +131,15 @@ def scale_by_param_block_norm(min_scale: ScalarOrSchedule = 1e-3) -> GradientTra
     Reference: Shazeer & Stern, `Adafactor: adaptive learning rates with sublinear memory cost
     <https://arxiv.org/abs/1804.04235>`_, ICML 2018, section 8 (relative step size).
     """
-    _validate.check_nonnegative("min_scale", min_scale)
     spec = Hyperparams(min_scale=min_scale)
 
-    def apply(updates, params, hp):
-        def leaf(u, p):
-            norm = jnp.sqrt(jnp.sum(_tree.abs_sq(_tree.upcast(p))))
-            return (_tree.upcast(u) * jnp.maximum(norm, hp["min_scale"])).astype(u.dtype)
+    def apply(updates, params, h):
+        def block_norm(g, p):
+            return g * jnp.maximum(jnp.sqrt(jnp.sum(_tree.abs_sq(_tree.upcast(p)))), h.min_scale)
 
-        return _tree.map_leaves(leaf, updates, params)
+        return _tree.map_leaves(
+            lambda u, p: leafwise(lambda g: block_norm(g, p), u), updates, params
+        )
 
     return hyperparams_only(
         "scale_by_param_block_norm", ScaleByParamBlockNormState, spec, apply, needs_params=True

@@ -11,9 +11,9 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from optix import _paths, _tree, _validate
-from optix._base import GradientTransformation, Params, ScalarOrSchedule
+from optix._base import GradientTransformation, Params
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, transform
 from optix.transforms._common import hyperparams_only
 
 
@@ -31,8 +31,9 @@ class AddDecayedWeightsState(NamedTuple):
     hyperparams: HyperparamState  # weight_decay
 
 
+@transform(AddDecayedWeightsState)
 def add_decayed_weights(
-    weight_decay: ScalarOrSchedule = 0.0,
+    weight_decay: NonNegative = 0.0,
     mask: Any | Callable[[Params], Any] | None = None,
 ) -> GradientTransformation:
     r"""Add ``weight_decay * params`` to the updates.
@@ -56,7 +57,6 @@ def add_decayed_weights(
       >>> tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)[0]["b"]
       Array([0., 0.], dtype=float32)
     """
-    _validate.check_nonnegative("weight_decay", weight_decay)
 
     def leaf(u, p, m, wd):
         static = _static_bool(m)
@@ -65,8 +65,8 @@ def add_decayed_weights(
         decayed = (_tree.upcast(u) + wd * p).astype(u.dtype)
         return decayed if static else jnp.where(m, decayed, u)
 
-    def apply(updates, params, hp):
-        wd = hp["weight_decay"]
+    def apply(updates, params, h):
+        wd = h.weight_decay
         if mask is None:
             return _tree.map_leaves(lambda u, p: leaf(u, p, True, wd), updates, params)
         masks = _paths.resolve(mask, params, "`add_decayed_weights` mask")
@@ -140,8 +140,9 @@ def noise_key(key: jax.Array, step: ArrayLike, leaf_index: int) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(key, step), leaf_index)
 
 
+@transform(AddNoiseState)
 def add_noise(
-    eta: ScalarOrSchedule = 0.01, gamma: ScalarOrSchedule = 0.55, seed: Any = 0
+    eta: NonNegative = 0.01, gamma: NonNegative = 0.55, seed: Any = 0
 ) -> GradientTransformation:
     r"""Add annealed Gaussian noise to the updates.
 
@@ -161,11 +162,9 @@ def add_noise(
       >>> import optix
       >>> tx = optix.chain(optix.add_noise(0.01, 0.55, seed=0), optix.scale_lr(0.1))
 
-    Reference: Neelakantan et al., "Adding gradient noise improves learning for very deep
-    networks", 2015.
+    Reference: Neelakantan et al., `Adding gradient noise improves learning for very deep
+    networks <https://arxiv.org/abs/1511.06807>`_, 2015.
     """
-    _validate.check_nonnegative("eta", eta)
-    _validate.check_nonnegative("gamma", gamma)
     key = _raw_key(seed)
     spec = Hyperparams(eta=eta, gamma=gamma)
 
@@ -176,9 +175,9 @@ def add_noise(
     def update(updates, state, params=None, **extra):
         del params, extra
         _validate.check_float_leaves(updates, "`add_noise` updates")
-        step = state.hyperparams.count
-        hp, hyperparams = spec.step(state.hyperparams)
-        std = jnp.sqrt(hp["eta"] / (1 + step.astype(hp["eta"].dtype)) ** hp["gamma"])
+        h, hyperparams = spec.step(state.hyperparams)
+        step = h.t - 1  # 0-based, as in the paper
+        std = jnp.sqrt(h.eta / (1 + step.astype(h.eta.dtype)) ** h.gamma)
         leaves, treedef = jax.tree.flatten(updates)
         # Every leaf's noise_key at once: one batched hash instead of two per leaf (the same keys).
         step_key = jax.random.fold_in(state.key, step)

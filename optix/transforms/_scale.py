@@ -8,15 +8,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optix import _tree, _validate
+from optix import _validate
 from optix._base import EmptyState, GradientTransformation, OptState, ScalarOrSchedule, Updates
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState
+from optix._toolkit import Finite, Hyperparams, HyperparamState, NonNegative, leafwise, transform
 from optix.transforms._common import hyperparams_only
 
 
 def _multiply(updates: Updates, factor: jax.Array) -> Updates:
-    return _tree.map_leaves(lambda u: (_tree.upcast(u) * factor).astype(u.dtype), updates)
+    return leafwise(lambda g: g * factor, updates)
 
 
 def _scaling(
@@ -26,8 +26,8 @@ def _scaling(
     sign: float,
     state_cls: Callable[[HyperparamState], OptState],
 ) -> GradientTransformation:
-    def apply(updates, params, hp):
-        return _multiply(updates, sign * hp[name])
+    def apply(updates, params, h):
+        return _multiply(updates, sign * h[name])
 
     tx = hyperparams_only(transform, state_cls, Hyperparams(**{name: value}), apply)
     return mark_elementwise(tx)
@@ -39,7 +39,8 @@ class ScaleState(NamedTuple):
     hyperparams: HyperparamState  # factor
 
 
-def scale(factor: ScalarOrSchedule) -> GradientTransformation:
+@transform(ScaleState)
+def scale(factor: Finite) -> GradientTransformation:
     """Multiply updates by ``factor`` (a number or a schedule); no sign is flipped.
 
     Example:
@@ -48,7 +49,6 @@ def scale(factor: ScalarOrSchedule) -> GradientTransformation:
       >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0]
       Array([0.5, 0.5], dtype=float32)
     """
-    _validate.check_finite("factor", factor)
     return _scaling("factor", "scale", factor, 1.0, ScaleState)
 
 
@@ -58,7 +58,8 @@ class ScaleLrState(NamedTuple):
     hyperparams: HyperparamState  # learning_rate
 
 
-def scale_lr(learning_rate: ScalarOrSchedule) -> GradientTransformation:
+@transform(ScaleLrState)
+def scale_lr(learning_rate: NonNegative) -> GradientTransformation:
     r"""Turn a direction into a step: multiply by ``-learning_rate``.
 
     .. math:: u_t = -\eta_t \, d_t
@@ -74,7 +75,6 @@ def scale_lr(learning_rate: ScalarOrSchedule) -> GradientTransformation:
       >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0]
       Array([-0.1, -0.1], dtype=float32)
     """
-    _validate.check_nonnegative("learning_rate", learning_rate)
     return _scaling("learning_rate", "scale_lr", learning_rate, -1.0, ScaleLrState)
 
 

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, Updates
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState
+from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
 
 
 class ScaleByStddevState(NamedTuple):
@@ -22,9 +22,10 @@ class ScaleByStddevState(NamedTuple):
     nu: Updates  # running mean of |g|^2
 
 
+@transform(ScaleByStddevState)
 def scale_by_stddev(
-    decay: ScalarOrSchedule = 0.9,
-    eps: ScalarOrSchedule = 1e-8,
+    decay: Beta = 0.9,
+    eps: NonNegative = 1e-8,
     initial_scale: ArrayLike = 0.0,
     *,
     eps_in_sqrt: bool = False,
@@ -63,8 +64,6 @@ def scale_by_stddev(
     Reference: Graves, `Generating sequences with recurrent neural networks
     <https://arxiv.org/abs/1308.0850>`_, 2013, eq. 38-41.
     """
-    _validate.check_unit_interval("decay", decay)
-    _validate.check_nonnegative("eps", eps)
     _validate.check_nonnegative("initial_scale", initial_scale)
     spec = Hyperparams(decay=decay, eps=eps)
 
@@ -77,19 +76,17 @@ def scale_by_stddev(
     def update(updates, state, params=None, **extra):
         del params, extra
         _validate.check_updates(updates, state.mu, "scale_by_stddev")
-        hp, hyperparams = spec.step(state.hyperparams)
-        rho, eps_ = hp["decay"], hp["eps"]
-        bc = _tree.bias_correction(rho, hyperparams.count) if bias_correction else 1
+        h, hyperparams = spec.step(state.hyperparams)
+        rho, eps = h.decay, h.eps
+        bc = _tree.bias_correction(rho, h.t) if bias_correction else 1
 
-        def leaf(g, m, v):
-            gc = _tree.upcast(g)
-            m_new = rho * m + (1 - rho) * gc
-            v_new = rho * v + (1 - rho) * _tree.abs_sq(gc)
-            var = v_new / bc - _tree.abs_sq(m_new / bc)
-            denom = jnp.sqrt(var + eps_) if eps_in_sqrt else jnp.sqrt(var) + eps_
-            return (gc / denom).astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+        def stddev(g, m, v):
+            m = rho * m + (1 - rho) * g
+            v = rho * v + (1 - rho) * _tree.abs_sq(g)
+            var = v / bc - _tree.abs_sq(m / bc)
+            return g / (jnp.sqrt(var + eps) if eps_in_sqrt else jnp.sqrt(var) + eps), m, v
 
-        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
+        updates, mu, nu = leafwise(stddev, updates, state.mu, state.nu)
         return updates, ScaleByStddevState(hyperparams, mu, nu)
 
     return mark_elementwise(GradientTransformation(init, update))

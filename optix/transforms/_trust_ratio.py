@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, ScalarOrSchedule
-from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix import _tree
+from optix._base import GradientTransformation
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, leafwise, transform
 from optix.transforms._common import hyperparams_only
 
 
@@ -58,17 +58,11 @@ class ScaleByTrustRatioState(NamedTuple):
     hyperparams: HyperparamState  # min_norm, trust_coefficient, eps
 
 
-register_rules(
-    ScaleByTrustRatioState,
-    min_norm=_validate.check_nonnegative,
-    trust_coefficient=_validate.check_nonnegative,
-)
-
-
+@transform(ScaleByTrustRatioState)
 def scale_by_trust_ratio(
-    min_norm: ScalarOrSchedule = 0.0,
-    trust_coefficient: ScalarOrSchedule = 1.0,
-    eps: ScalarOrSchedule = 0.0,
+    min_norm: NonNegative = 0.0,
+    trust_coefficient: NonNegative = 1.0,
+    eps: NonNegative = 0.0,
 ) -> GradientTransformation:
     r"""Rescale each leaf by its trust ratio, the ratio of its param norm to its update norm.
 
@@ -97,17 +91,15 @@ def scale_by_trust_ratio(
       >>> tx.update({"w": jnp.array([0.0, 0.5])}, tx.init(params), params)[0]["w"]
       Array([0., 5.], dtype=float32)
 
-    Reference: You, Gitman & Ginsburg, "Large batch training of convolutional networks", 2017.
+    Reference: You, Gitman & Ginsburg, `Large batch training of convolutional networks
+    <https://arxiv.org/abs/1708.03888>`_, 2017.
     """
-    _validate.check_nonnegative("min_norm", min_norm)
-    _validate.check_nonnegative("trust_coefficient", trust_coefficient)
-    _validate.check_nonnegative("eps", eps)
     spec = Hyperparams(min_norm=min_norm, trust_coefficient=trust_coefficient, eps=eps)
 
-    def apply(updates, params, hp):
+    def apply(updates, params, h):
         def leaf(u, p):
-            r = trust_ratio(u, p, hp["min_norm"], hp["trust_coefficient"], hp["eps"])
-            return (_tree.upcast(u) * r).astype(u.dtype)
+            r = trust_ratio(u, p, h.min_norm, h.trust_coefficient, h.eps)
+            return leafwise(lambda g: g * r, u)
 
         return _tree.map_leaves(leaf, updates, params)
 

@@ -17,8 +17,9 @@ from jax.typing import DTypeLike
 
 from optix import _paths, _tree, _validate
 from optix._apply import apply_updates
-from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
-from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, increment, pure
+from optix._base import GradientTransformation, OptState, Params, Updates
+from optix._hyperparams import hyperparam_dtype, increment, pure
+from optix._toolkit import Beta, Hyperparams, HyperparamState, transform
 from optix.wrappers._lookahead import LookaheadState
 
 
@@ -43,8 +44,9 @@ class ParamEmaState(NamedTuple):
     weight: jax.Array  # the total weight in ``ema``: 1, or 1 - prod(decay) with debiasing
 
 
+@transform(ParamEmaState)
 def param_ema(
-    decay: ScalarOrSchedule, *, debias: bool = False, ema_dtype: DTypeLike | None = None
+    decay: Beta, *, debias: bool = False, ema_dtype: DTypeLike | None = None
 ) -> GradientTransformation:
     r"""Keep an exponential moving average of the params (Polyak averaging); updates pass through.
 
@@ -86,10 +88,9 @@ def param_ema(
       >>> optix.averaged_params(state)["w"]  # 0.9 * 1 + 0.1 * 0.5
       Array([0.95, 0.95], dtype=float32)
 
-    Reference: Polyak & Juditsky, "Acceleration of stochastic approximation by averaging", SIAM
-    J. Control Optim. 1992.
+    Reference: Polyak & Juditsky, `Acceleration of stochastic approximation by averaging
+    <https://doi.org/10.1137/0330046>`_, SIAM J. Control Optim. 1992.
     """
-    _validate.check_unit_interval("decay", decay)
     if not isinstance(debias, bool):
         raise TypeError(f"`debias` must be a bool, got {debias!r}")
     _tree.check_state_dtype("ema_dtype", ema_dtype)
@@ -106,8 +107,8 @@ def param_ema(
     def update(updates, state, params=None, **extra):
         del extra
         _check_step(updates, params, state.ema, "param_ema")
-        hp, hyperparams = spec.step(state.hyperparams)
-        d = hp["decay"]
+        h, hyperparams = spec.step(state.hyperparams)
+        d = h.decay
         stepped = apply_updates(params, updates)
 
         def leaf(p, e):

@@ -10,9 +10,9 @@ from jax.typing import DTypeLike
 
 from optix import _tree, _validate
 from optix._apply import apply_updates
-from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule
+from optix._base import GradientTransformation, OptState, Params
 from optix._chain import caller, check_transform
-from optix._hyperparams import Hyperparams, HyperparamState
+from optix._toolkit import Fraction, Hyperparams, HyperparamState, transform
 
 
 class LookaheadState(NamedTuple):
@@ -39,10 +39,11 @@ def _keep_values(fresh: OptState, current: OptState) -> OptState:
     return treedef.unflatten(kept)
 
 
+@transform(LookaheadState)
 def lookahead(
     fast: GradientTransformation,
     sync_period: int,
-    slow_step_size: ScalarOrSchedule,
+    slow_step_size: Fraction,
     *,
     slow_dtype: DTypeLike | None = None,
     reset_state: bool = False,
@@ -106,7 +107,6 @@ def lookahead(
     """
     check_transform(fast, "`fast`")
     _validate.check_int("sync_period", sync_period, minimum=1)
-    _validate.check_closed_unit_interval("slow_step_size", slow_step_size)
     _tree.check_state_dtype("slow_dtype", slow_dtype)
     if not isinstance(reset_state, bool):
         raise TypeError(f"`reset_state` must be a bool, got {reset_state!r}")
@@ -125,8 +125,8 @@ def lookahead(
         _validate.check_float_leaves(updates, "`lookahead` updates")
         _validate.check_matches_params(updates, params)
         _validate.check_same_structure(params, state.slow, "params", "the `lookahead` state")
-        hp, hyperparams = spec.step(state.hyperparams)
-        alpha = hp["slow_step_size"]
+        h, hyperparams = spec.step(state.hyperparams)
+        alpha = h.slow_step_size
         fast_updates, inner_state = call_fast(updates, state.inner_state, params, extra)
         count = state.count + 1
         sync = count >= period

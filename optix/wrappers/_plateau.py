@@ -7,11 +7,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.typing import ArrayLike
 
 from optix import _tree, _validate
 from optix._base import GradientTransformation
-from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, register_rules
+from optix._hyperparams import hyperparam_dtype
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, OpenFraction, transform
 
 
 class ReduceOnPlateauState(NamedTuple):
@@ -25,16 +25,14 @@ class ReduceOnPlateauState(NamedTuple):
     value_count: jax.Array  # int32 values in the current window, in [0, accumulation_size)
 
 
-register_rules(ReduceOnPlateauState, factor=_validate.check_open_unit_interval)
-
-
+@transform(ReduceOnPlateauState)
 def reduce_on_plateau(
-    factor: ArrayLike = 0.1,
+    factor: OpenFraction = 0.1,
     patience: int = 10,
     cooldown: int = 0,
-    rtol: ArrayLike = 1e-4,
-    atol: ArrayLike = 0.0,
-    min_scale: ArrayLike = 0.0,
+    rtol: NonNegative = 1e-4,
+    atol: NonNegative = 0.0,
+    min_scale: NonNegative = 0.0,
     accumulation_size: int = 1,
 ) -> GradientTransformation:
     r"""Multiply updates by a scale that is cut by ``factor`` whenever the loss plateaus.
@@ -97,13 +95,9 @@ def reduce_on_plateau(
 
     Reference: the ``ReduceLROnPlateau`` callback of Keras and PyTorch.
     """
-    _validate.check_open_unit_interval("factor", factor)
     _validate.check_int("patience", patience, minimum=1)
     _validate.check_int("cooldown", cooldown, minimum=0)
     _validate.check_int("accumulation_size", accumulation_size, minimum=1)
-    _validate.check_nonnegative("rtol", rtol)
-    _validate.check_nonnegative("atol", atol)
-    _validate.check_nonnegative("min_scale", min_scale)
     patience, cooldown, accumulation_size = int(patience), int(cooldown), int(accumulation_size)
     spec = Hyperparams(factor=factor, rtol=rtol, atol=atol, min_scale=min_scale)
 
@@ -121,15 +115,15 @@ def reduce_on_plateau(
         inf = jnp.full([], math.inf, dtype)
         return ReduceOnPlateauState(hyperparams, inf, zero(), zero(), jnp.zeros([], dtype), zero())
 
-    def evaluate(state, hp, mean):
+    def evaluate(state, h, mean):
         """The (scale, best, plateau_count, cooldown_count) after evaluating ``mean``."""
         best, scale = state.best, state.hyperparams.scheduled["scale"]
-        margin = jnp.where(jnp.isfinite(best), hp["rtol"] * jnp.abs(best), 0) + hp["atol"]
+        margin = jnp.where(jnp.isfinite(best), h.rtol * jnp.abs(best), 0) + h.atol
         improved = mean < best - margin
         in_cooldown = state.cooldown_count > 0
         bad = jnp.where(improved | in_cooldown, 0, state.plateau_count + 1)
         reduce = bad >= patience
-        reduced = jnp.minimum(scale, jnp.maximum(scale * hp["factor"], hp["min_scale"]))
+        reduced = jnp.minimum(scale, jnp.maximum(scale * h.factor, h.min_scale))
         cooldown_left = jnp.where(in_cooldown, state.cooldown_count - 1, 0)
         return (
             jnp.where(reduce, reduced, scale),
@@ -153,11 +147,11 @@ def reduce_on_plateau(
                 f"{value.shape} and dtype {value.dtype}"
             )
         _validate.check_float_leaves(updates, "`reduce_on_plateau` updates")
-        hp, hyperparams = spec.step(state.hyperparams)
+        h, hyperparams = spec.step(state.hyperparams)
         value_sum = state.value_sum + value.astype(state.value_sum.dtype)
         value_count = state.value_count + 1
         ready = value_count == accumulation_size
-        evaluated = evaluate(state, hp, value_sum / accumulation_size)
+        evaluated = evaluate(state, h, value_sum / accumulation_size)
         old: tuple[jax.Array, ...] = (state.hyperparams.scheduled["scale"], state.best)
         old += (state.plateau_count, state.cooldown_count)
         scale, best, plateau, cooldown_left = (

@@ -7,11 +7,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optix import _hyperparams, _tree, _validate
+from optix import _tree, _validate
 from optix._apply import apply_updates
-from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule
+from optix._base import GradientTransformation, OptState, Params
 from optix._chain import caller, check_transform
-from optix._hyperparams import Hyperparams, HyperparamState
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, transform
 from optix.transforms._common import hyperparams_only
 from optix.transforms._scale import _multiply
 
@@ -44,10 +44,11 @@ class SamState(NamedTuple):
     steps_since_sync: jax.Array  # int32 position in the cycle, in [0, sync_period)
 
 
+@transform(SamState)
 def sam(
     optimizer: GradientTransformation,
     adv_optimizer: GradientTransformation | None = None,
-    rho: ScalarOrSchedule = 0.05,
+    rho: NonNegative = 0.05,
     *,
     sync_period: int = 2,
     reset_state: bool = True,
@@ -108,13 +109,12 @@ def sam(
       >>> grad_fn = lambda p, i: jax.grad(loss)(p)
       >>> updates, state = opaque.update(jax.grad(loss)(params), state, params, grad_fn=grad_fn)
 
-    Reference: Foret, Kleiner, Mobahi & Neyshabur, "Sharpness-aware minimization for efficiently
-    improving generalization", ICLR 2021.
+    Reference: Foret, Kleiner, Mobahi & Neyshabur, `Sharpness-aware minimization for efficiently
+    improving generalization <https://arxiv.org/abs/2010.01412>`_, ICLR 2021.
     """
     check_transform(optimizer, "`optimizer`")
     adv = _normalize() if adv_optimizer is None else adv_optimizer
     check_transform(adv, "`adv_optimizer`")
-    _validate.check_nonnegative("rho", rho)
     _validate.check_int("sync_period", sync_period, minimum=1)
     for name, flag in (("reset_state", reset_state), ("opaque", opaque)):
         if not isinstance(flag, bool):
@@ -131,12 +131,12 @@ def sam(
     def select(flag, a, b):
         return jax.tree.map(lambda x, y: _tree.where(flag, x, y), a, b)
 
-    def transparent(updates, state, params, hp, extra):
+    def transparent(updates, state, params, h, extra):
         first = state.steps_since_sync == 0
         last = state.steps_since_sync == sync_period - 1
         anchor = select(first, params, state.cache)
         direction, adv_state = call_adv(updates, state.adv_state, params, extra)
-        adv_updates = _multiply(direction, hp["rho"])
+        adv_updates = _multiply(direction, h.rho)
         opt_updates, opt_state = call_opt(updates, state.opt_state, anchor, extra)
 
         def leaf(g, a, p, u, v):
@@ -153,7 +153,7 @@ def sam(
         steps = jnp.where(last, jnp.zeros_like(state.steps_since_sync), state.steps_since_sync + 1)
         return new_updates, opt_state, adv_state, anchor, steps
 
-    def cycle(updates, state, params, hp, extra):
+    def cycle(updates, state, params, h, extra):
         grad_fn = extra.get("grad_fn")
         if grad_fn is None:
             raise ValueError(
@@ -164,7 +164,7 @@ def sam(
         adv_params, grads, adv_state = params, updates, state.adv_state
         for i in range(sync_period - 1):
             direction, adv_state = call_adv(grads, adv_state, adv_params, extra)
-            adv_params = apply_updates(adv_params, _multiply(direction, hp["rho"]))
+            adv_params = apply_updates(adv_params, _multiply(direction, h.rho))
             grads = grad_fn(adv_params, i)
             if axis_name is not None:
                 grads = jax.lax.pmean(grads, axis_name=axis_name)
@@ -178,16 +178,13 @@ def sam(
         _validate.require_params(params, "sam")
         _validate.check_float_leaves(updates, "`sam` updates")
         _validate.check_matches_params(updates, params)
-        hp, hyperparams = spec.step(state.hyperparams)
+        h, hyperparams = spec.step(state.hyperparams)
         if opaque:
-            out = cycle(updates, state, params, hp, extra)
+            out = cycle(updates, state, params, h, extra)
         else:
             extra = {k: v for k, v in extra.items() if k != "grad_fn"}
-            out = transparent(updates, state, params, hp, extra)
+            out = transparent(updates, state, params, h, extra)
         new_updates, opt_state, adv_state, cache, steps = out
         return new_updates, SamState(hyperparams, opt_state, adv_state, cache, steps)
 
     return GradientTransformation(init, update)
-
-
-_hyperparams.register_rules(SamState, rho=_validate.check_nonnegative)
