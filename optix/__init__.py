@@ -27,21 +27,25 @@ from optix._pack import Packed, pack, unpack
 from optix._per_example_clip import per_example_global_norm_clip, per_example_layer_norm_clip
 from optix._periodic import periodic_update
 from optix._state import format_state, state_get, state_paths, state_set
+from optix.optimizers._adadelta import ScaleByAdadeltaState, adadelta, scale_by_adadelta
+from optix.optimizers._adagrad import ScaleByAdagradState, adagrad, scale_by_adagrad
 from optix.optimizers._adam import ScaleByAdamState, adam, adamw, scale_by_adam
 from optix.optimizers._adam_variants import adabelief, adan, ademamix, adopt, yogi
 from optix.optimizers._adamax import ScaleByAdamaxState, adamax, adamaxw, scale_by_adamax
-from optix.optimizers._adaptive import adadelta, adagrad, rmsprop
 from optix.optimizers._factored import adafactor, sm3
 from optix.optimizers._layerwise import fromage, lamb, lars, novograd
 from optix.optimizers._lbfgs import lbfgs
 from optix.optimizers._lion import ScaleByLionState, lion, scale_by_lion
 from optix.optimizers._matrix import muon, shampoo, soap
 from optix.optimizers._nadam import ScaleByNadamState, nadam, scale_by_nadam
+from optix.optimizers._nadamw import ScaleByNesterovAdamState, nadamw, scale_by_nesterov_adam
 from optix.optimizers._parameter_free import dadapt_adamw, prodigy
 from optix.optimizers._radam import ScaleByRadamState, radam, scale_by_radam
+from optix.optimizers._rmsprop import ScaleByRmsState, rmsprop, scale_by_rms
+from optix.optimizers._rprop import ScaleByRpropState, rprop, scale_by_rprop
 from optix.optimizers._schedule_free import schedule_free_adamw, schedule_free_sgd
-from optix.optimizers._sgd import noisy_sgd, sgd
-from optix.optimizers._sign import rprop, sign_sgd, signum
+from optix.optimizers._sgd import ScaleByMomentumState, noisy_sgd, scale_by_momentum, sgd
+from optix.optimizers._signum import ScaleBySignumState, scale_by_signum, sign_sgd, signum
 from optix.transforms._acprop import ScaleByAcpropState, acprop, scale_by_acprop
 from optix.transforms._adafactor import (
     AdafactorMomentumState,
@@ -60,14 +64,6 @@ from optix.transforms._adam_variants import (
     scale_by_yogi,
 )
 from optix.transforms._adan import ScaleByAdanState, scale_by_adan
-from optix.transforms._adaptive import (
-    ScaleByAdadeltaState,
-    ScaleByAdagradState,
-    ScaleByRmsState,
-    scale_by_adadelta,
-    scale_by_adagrad,
-    scale_by_rms,
-)
 from optix.transforms._ademamix import ScaleByAdemamixState, scale_by_ademamix
 from optix.transforms._blockclip import (
     AdaptiveGradClipState,
@@ -108,10 +104,8 @@ from optix.transforms._linesearch import (
 )
 from optix.transforms._madgrad import ScaleByMadgradState, madgrad, scale_by_madgrad
 from optix.transforms._mechanize import MechanizeState, mechanize
-from optix.transforms._momentum import ScaleByMomentumState, scale_by_momentum
 from optix.transforms._momo import MomoAdamState, MomoState, momo, momo_adam
 from optix.transforms._muon import ScaleByMuonState, scale_by_muon
-from optix.transforms._nadamw import ScaleByNesterovAdamState, nadamw, scale_by_nesterov_adam
 from optix.transforms._normalize import (
     NormalizeByUpdateNormState,
     ScaleByParamBlockNormState,
@@ -151,12 +145,6 @@ from optix.transforms._schedule_free import (
     schedule_free_eval_params,
 )
 from optix.transforms._shampoo import ScaleByShampooState, ShampooLeafState, scale_by_shampoo
-from optix.transforms._sign import (
-    ScaleByRpropState,
-    ScaleBySignumState,
-    scale_by_rprop,
-    scale_by_signum,
-)
 from optix.transforms._simplified_ademamix import (
     ScaleBySimplifiedAdemamixState,
     scale_by_simplified_ademamix,

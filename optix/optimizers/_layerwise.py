@@ -10,8 +10,8 @@ from jax.typing import DTypeLike
 from optix._base import GradientTransformation, Params, ScalarOrSchedule
 from optix._chain import chain
 from optix.optimizers._adam import scale_by_adam
+from optix.optimizers._sgd import scale_by_momentum
 from optix.transforms._fromage import scale_by_fromage
-from optix.transforms._momentum import scale_by_momentum
 from optix.transforms._novograd import scale_by_novograd
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr

@@ -12,7 +12,7 @@ from optix import _paths, _tree, _validate
 from optix._base import GradientTransformation, Params, ScalarOrSchedule
 from optix._chain import chain
 from optix.optimizers._adam import scale_by_adam
-from optix.transforms._momentum import scale_by_momentum
+from optix.optimizers._sgd import scale_by_momentum
 from optix.transforms._muon import NS_COEFFS, Coeffs, scale_by_muon
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr

@@ -1,17 +1,108 @@
-"""Gradient descent: full-batch, stochastic and mini-batch, with momentum, Nesterov and noise."""
+r"""SGD: plain, with heavy-ball or Nesterov momentum (torch.optim.SGD's conventions), and noisy.
+
+Reference: Sutskever, Martens, Dahl & Hinton, `On the importance of initialization and momentum in
+deep learning <https://proceedings.mlr.press/v28/sutskever13.html>`_, ICML 2013; Neelakantan et
+al., `Adding gradient noise improves learning for very deep networks
+<https://arxiv.org/abs/1511.06807>`_, 2015.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree
-from optix._base import GradientTransformation, ScalarOrSchedule
+from optix import _tree, _validate
+from optix._base import GradientTransformation, Updates
 from optix._chain import chain
-from optix.transforms._momentum import scale_by_momentum
+from optix._fusable import mark_elementwise
+from optix._toolkit import (
+    Beta,
+    Fraction,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    leafwise,
+    transform,
+)
 from optix.transforms._regularize import add_decayed_weights, add_noise
 from optix.transforms._scale import scale_lr
+
+
+class ScaleByMomentumState(NamedTuple):
+    """State of :func:`scale_by_momentum`: the hyperparameters and the momentum buffer."""
+
+    hyperparams: HyperparamState  # momentum, dampening
+    trace: Updates  # the momentum buffer b_t
+
+
+@transform(ScaleByMomentumState)
+def scale_by_momentum(
+    momentum: Beta = 0.9,
+    *,
+    nesterov: bool = False,
+    dampening: Fraction = 0.0,
+    trace_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""Accumulate a momentum buffer (heavy ball), optionally with Nesterov's look-ahead.
+
+    .. math::
+        b_1 = g_1, \qquad b_t = \mu b_{t-1} + (1 - \tau) g_t, \qquad
+        u_t = \begin{cases} g_t + \mu b_t & \text{Nesterov} \\ b_t & \text{otherwise}\end{cases}
+
+    This is torch.optim.SGD's convention: the first step sets ``b_1 = g_1`` without dampening
+    ``tau``. With ``dampening=0`` it equals optax's ``trace``.
+
+    ``dampening=0`` given as a Python number builds no dampening term: ``b_t = g_t + mu b_{t-1}``
+    from step 1 on (the buffer starts at zero), the same values at no extra work per leaf, and no
+    ``dampening`` in the state. Give a schedule or an array (``jnp.float32(0.0)``) to keep it in
+    the state, settable with :func:`optix.set_hyperparams`.
+
+    Args:
+      momentum: ``mu`` in [0, 1).
+      nesterov: use the Nesterov look-ahead. Requires ``dampening == 0``, as in torch.
+      dampening: ``tau`` in [0, 1]: the share of each new gradient that is damped away.
+      trace_dtype: dtype of the buffer; default: the param's dtype widened to at least float32.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.chain(optix.scale_by_momentum(0.9, nesterov=True), optix.scale_lr(0.1))
+
+    Reference: Polyak, "Some methods of speeding up the convergence of iteration methods", 1964;
+    Sutskever et al., `On the importance of initialization and momentum in deep learning
+    <https://proceedings.mlr.press/v28/sutskever13.html>`_, ICML 2013.
+    """
+    if nesterov and _validate.concrete_float(dampening) not in (None, 0.0):
+        raise ValueError("`nesterov=True` requires `dampening=0`, as in torch.optim.SGD")
+    # Nesterov needs dampening = 0, so it keeps none in state (set_hyperparams cannot break it);
+    # a literal 0 keeps none either: the term would cost two scalar operands per leaf kernel.
+    damped = not nesterov and not (isinstance(dampening, int | float) and dampening == 0)
+    spec = Hyperparams(momentum=momentum, **({"dampening": dampening} if damped else {}))
+
+    def init(params):
+        _validate.check_float_leaves(params, "`scale_by_momentum` params")
+        return ScaleByMomentumState(
+            spec.init(), _tree.moments_like(params, trace_dtype, name="trace_dtype")
+        )
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.trace, "scale_by_momentum")
+        h, hyperparams = spec.step(state.hyperparams)
+        mu = h.momentum
+        # The buffer starts at zero, so step 1 only needs the gradient's coefficient switched to 1
+        # (a scalar select, not a per-element one); undamped, it is 1 at every step.
+        coef = jnp.where(h.t == 1, 1, 1 - h.dampening) if damped else 1
+
+        def momentum_(g, b):
+            b = mu * b + coef * g if damped else g + mu * b
+            return (g + mu * b if nesterov else b), b
+
+        updates, trace = leafwise(momentum_, updates, state.trace)
+        return updates, ScaleByMomentumState(hyperparams, trace)
+
+    return mark_elementwise(GradientTransformation(init, update))
 
 
 def _nonzero(value: Any) -> bool:
@@ -20,11 +111,11 @@ def _nonzero(value: Any) -> bool:
 
 
 def sgd(
-    learning_rate: ScalarOrSchedule,
-    momentum: ScalarOrSchedule = 0.0,
+    learning_rate: NonNegative,
+    momentum: Beta = 0.0,
     nesterov: bool = False,
-    dampening: ScalarOrSchedule = 0.0,
-    weight_decay: ScalarOrSchedule = 0.0,
+    dampening: Fraction = 0.0,
+    weight_decay: NonNegative = 0.0,
     *,
     trace_dtype: DTypeLike | None = None,
     accumulator_dtype: DTypeLike | None = None,
@@ -36,10 +127,11 @@ def sgd(
         b_t = \mu b_{t-1} + (1-\tau) d_t \; (b_1 = d_1), \quad
         \theta_t = \theta_{t-1} - \eta \, (d_t + \mu b_t \text{ if Nesterov else } b_t)
 
-    Full-batch gradient descent, SGD with batch size 1, and mini-batch SGD are the same optimizer:
-    the data you compute the gradient on decides which. This is torch.optim.SGD exactly:
-    ``weight_decay`` is the classic L2 term added to the gradient (see :func:`adamw` for decoupled
-    decay), and the first momentum step takes the gradient undamped.
+    ``chain(add_decayed_weights, scale_by_momentum, scale_lr)``, each part built only when it
+    does something. Full-batch gradient descent, SGD with batch size 1, and mini-batch SGD are the
+    same optimizer: the data you compute the gradient on decides which. This is torch.optim.SGD
+    exactly: ``weight_decay`` is the classic L2 term added to the gradient (see :func:`adamw` for
+    decoupled decay), and the first momentum step takes the gradient undamped.
 
     A term whose value is the number 0 at construction (``momentum``, ``weight_decay``,
     ``dampening``) is left out, so it costs no memory and no work; it is then not in the state and
@@ -69,7 +161,9 @@ def sgd(
       >>> optix.apply_updates(params, updates)["w"]
       Array([ 0.62, -1.24], dtype=float32)
 
-    Reference: Robbins & Monro, 1951; Polyak, 1964; Nesterov, 1983; Sutskever et al., ICML 2013.
+    Reference: Robbins & Monro, "A stochastic approximation method", 1951; Polyak, 1964;
+    Nesterov, 1983; Sutskever et al., `On the importance of initialization and momentum in deep
+    learning <https://proceedings.mlr.press/v28/sutskever13.html>`_, ICML 2013.
     """
     if nesterov and not _nonzero(momentum):
         raise ValueError("`nesterov=True` requires `momentum > 0`, as in torch.optim.SGD")
@@ -101,9 +195,9 @@ def sgd(
 
 
 def noisy_sgd(
-    learning_rate: ScalarOrSchedule,
-    eta: ScalarOrSchedule = 0.01,
-    gamma: ScalarOrSchedule = 0.55,
+    learning_rate: NonNegative,
+    eta: NonNegative = 0.01,
+    gamma: NonNegative = 0.55,
     seed: Any = 0,
 ) -> GradientTransformation:
     r"""SGD with annealed Gaussian gradient noise.
@@ -112,8 +206,9 @@ def noisy_sgd(
         \theta_t = \theta_{t-1} - \eta_{lr} (g_t + n_t), \qquad
         n_t \sim \mathcal{N}\big(0, \eta / (1 + t)^\gamma\big)
 
-    The noise is added to the gradient, before the learning rate, as in the paper and optax's
-    ``noisy_sgd`` (which draws different random numbers; see :func:`add_noise` for optix's).
+    ``chain(add_noise, scale_lr)``: the noise is added to the gradient, before the learning rate,
+    as in the paper and optax's ``noisy_sgd`` (which draws different random numbers; see
+    :func:`add_noise` for optix's).
 
     Args:
       learning_rate: step size >= 0, or a schedule.
@@ -126,7 +221,7 @@ def noisy_sgd(
       >>> tx = optix.noisy_sgd(0.1, eta=0.01, seed=42)
       >>> state = tx.init({"w": jnp.zeros(3)})
 
-    Reference: Neelakantan et al., "Adding gradient noise improves learning for very deep
-    networks", 2015.
+    Reference: Neelakantan et al., `Adding gradient noise improves learning for very deep
+    networks <https://arxiv.org/abs/1511.06807>`_, 2015.
     """
     return chain(add_noise(eta, gamma, seed), scale_lr(learning_rate))

@@ -13,7 +13,7 @@ from optix._chain import chain
 from optix._fusable import mark_elementwise
 from optix._hyperparams import Hyperparams, HyperparamState, register_rules
 from optix.optimizers._adam import scale_by_adam
-from optix.transforms._nadamw import scale_by_nesterov_adam
+from optix.optimizers._nadamw import scale_by_nesterov_adam
 from optix.transforms._scale import scale_lr
 
 

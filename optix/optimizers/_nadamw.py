@@ -1,5 +1,10 @@
-r"""NAdamW: NAdam with decoupled weight decay, and optax's NAdam rule (Adam with a Nesterov
-look-ahead on the bias-corrected mean, no momentum schedule)."""
+r"""NAdamW (NAdam with decoupled weight decay), and optax's NAdam rule: Adam with a Nesterov
+look-ahead on the bias-corrected mean, without Dozat's momentum schedule.
+
+Reference: Dozat, `Incorporating Nesterov momentum into Adam
+<https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ>`_, ICLR workshop 2016; Loshchilov & Hutter,
+`Decoupled weight decay regularization <https://arxiv.org/abs/1711.05101>`_, ICLR 2019.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,18 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState
+from optix._toolkit import (
+    Beta,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    first_and_second_moments,
+    leafwise,
+    transform,
+)
 from optix.optimizers._nadam import scale_by_nadam
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
@@ -29,20 +42,12 @@ class ScaleByNesterovAdamState(NamedTuple):
     nu: Updates  # second moment v_t (of |g|^2)
 
 
-def _nesterov_adam_leaf(g, m, v, *, b1, b2, coef_m, coef_g, eps_root, eps):
-    """One leaf of :func:`scale_by_nesterov_adam`, in the compute dtype: the bias corrections
-    are in the per-step scalars (see ``update``), so each element divides once."""
-    m_new = b1 * m + (1 - b1) * g
-    v_new = b2 * v + (1 - b2) * _tree.abs_sq(g)
-    u = (coef_m * m_new + coef_g * g) / (jnp.sqrt(v_new + eps_root) + eps)
-    return u, m_new, v_new
-
-
+@transform(ScaleByNesterovAdamState)
 def scale_by_nesterov_adam(
-    b1: ScalarOrSchedule = 0.9,
-    b2: ScalarOrSchedule = 0.999,
-    eps: ScalarOrSchedule = 1e-8,
-    eps_root: ScalarOrSchedule = 0.0,
+    b1: Beta = 0.9,
+    b2: Beta = 0.999,
+    eps: NonNegative = 1e-8,
+    eps_root: NonNegative = 0.0,
     *,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
@@ -74,58 +79,49 @@ def scale_by_nesterov_adam(
     Reference: Dozat, `Incorporating Nesterov momentum into Adam
     <https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ>`_, ICLR workshop 2016.
     """
-    _validate.check_unit_interval("b1", b1)
-    _validate.check_unit_interval("b2", b2)
-    _validate.check_nonnegative("eps", eps)
-    _validate.check_nonnegative("eps_root", eps_root)
     spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_nesterov_adam` params")
-        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
-        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
+        mu, nu = first_and_second_moments(params, mu_dtype, nu_dtype)
         return ScaleByNesterovAdamState(spec.init(), mu, nu)
 
     def update(updates, state, params=None, **extra):
         del params, extra
         _validate.check_updates(updates, state.mu, "scale_by_nesterov_adam")
-        hp, hyperparams = spec.step(state.hyperparams)
-        t, b1 = hyperparams.count, hp["b1"]
-        bc1 = _tree.bias_correction(b1, t)
-        bc1_next = 1 - b1 ** (t.astype(b1.dtype) + 1)
-        bc2 = _tree.bias_correction(hp["b2"], t)
-        # u_t above times sqrt(bc2) top and bottom: every correction is a per-step scalar
+        h, hyperparams = spec.step(state.hyperparams)
+        b1, b2 = h.b1, h.b2
+        bc1 = _tree.bias_correction(b1, h.t)
+        bc1_next = 1 - b1 ** (h.t.astype(b1.dtype) + 1)
+        bc2 = _tree.bias_correction(b2, h.t)
+        # u_t above times sqrt(bc2) top and bottom: every correction is a per-step scalar, so
+        # each element divides once
         root_bc2 = jnp.sqrt(bc2)
-        coefs = {
-            "b1": b1,
-            "b2": hp["b2"],
-            "coef_m": b1 * root_bc2 / bc1_next,
-            "coef_g": (1 - b1) * root_bc2 / bc1,
-            "eps_root": hp["eps_root"] * bc2,
-            "eps": hp["eps"] * root_bc2,
-        }
+        coef_m, coef_g = b1 * root_bc2 / bc1_next, (1 - b1) * root_bc2 / bc1
+        eps_root, eps = h.eps_root * bc2, h.eps * root_bc2
 
-        def leaf(g, m, v):
-            u, m_new, v_new = _nesterov_adam_leaf(_tree.upcast(g), m, v, **coefs)
-            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+        def nesterov_adam(g, m, v):
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * _tree.abs_sq(g)
+            return (coef_m * m + coef_g * g) / (jnp.sqrt(v + eps_root) + eps), m, v
 
-        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
+        updates, mu, nu = leafwise(nesterov_adam, updates, state.mu, state.nu)
         return updates, ScaleByNesterovAdamState(hyperparams, mu, nu)
 
     return mark_elementwise(GradientTransformation(init, update))
 
 
 def nadamw(
-    learning_rate: ScalarOrSchedule,
-    b1: ScalarOrSchedule = 0.9,
-    b2: ScalarOrSchedule = 0.999,
-    eps: ScalarOrSchedule = 1e-8,
-    weight_decay: ScalarOrSchedule = 1e-2,
+    learning_rate: NonNegative,
+    b1: Beta = 0.9,
+    b2: Beta = 0.999,
+    eps: NonNegative = 1e-8,
+    weight_decay: NonNegative = 1e-2,
     mask: Mask = None,
-    momentum_decay: ScalarOrSchedule | None = None,
+    momentum_decay: NonNegative | None = None,
     *,
     momentum_schedule: bool = True,
-    eps_root: ScalarOrSchedule = 0.0,
+    eps_root: NonNegative = 0.0,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:

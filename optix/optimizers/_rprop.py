@@ -1,73 +1,31 @@
-"""Sign-based transforms: Signum (signSGD with momentum) and Rprop."""
+r"""Rprop: per-element step sizes grown while the gradient keeps its sign, cut when it flips.
+
+Reference: Riedmiller & Braun, "A direct adaptive method for faster backpropagation learning: the
+RPROP algorithm", ICNN 1993; Igel & Huesken, "Improving the Rprop learning algorithm", 2000
+(iRprop-).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
 
 from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState, register_rules
-
-
-class ScaleBySignumState(NamedTuple):
-    """State of :func:`scale_by_signum`: the hyperparameters and the momentum."""
-
-    hyperparams: HyperparamState  # beta
-    mu: Updates  # EMA of gradients (decay beta), not bias-corrected (the sign ignores it)
-
-
-def scale_by_signum(
-    beta: ScalarOrSchedule = 0.9, *, mu_dtype: DTypeLike | None = None
-) -> GradientTransformation:
-    r"""The sign of an exponential moving average of the gradients (Signum).
-
-    .. math:: m_t = \beta m_{t-1} + (1-\beta) g_t, \qquad u_t = \mathrm{sign}(m_t)
-
-    ``beta = 0`` is signSGD (:func:`optix.scale_by_sign`). For complex leaves
-    ``sign(z) = z / |z|``. Matches the paper's Algorithm 1 and optax's ``signum``.
-
-    Args:
-      beta: momentum decay in [0, 1).
-      mu_dtype: dtype of the momentum; default: the param's dtype widened to at least float32.
-
-    Example:
-      >>> import optix
-      >>> tx = optix.chain(optix.scale_by_signum(0.9), optix.scale_lr(1e-3))
-
-    Reference: Bernstein et al., "signSGD: compressed optimisation for non-convex problems",
-    ICML 2018, Algorithm 1.
-    """
-    _validate.check_unit_interval("beta", beta)
-    spec = Hyperparams(beta=beta)
-
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_signum` params")
-        return ScaleBySignumState(
-            spec.init(), _tree.moments_like(params, mu_dtype, name="mu_dtype")
-        )
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_signum")
-        hp, hyperparams = spec.step(state.hyperparams)
-
-        def leaf(g, m):
-            m_new = hp["beta"] * m + (1 - hp["beta"]) * _tree.upcast(g)
-            return jnp.sign(m_new).astype(g.dtype), m_new.astype(m.dtype)
-
-        updates, mu = _tree.map_leaves(leaf, updates, state.mu, n_out=2)
-        return updates, ScaleBySignumState(hyperparams, mu)
-
-    return mark_elementwise(GradientTransformation(init, update))
-
-
-register_rules(ScaleBySignumState, beta=_validate.check_unit_interval)
+from optix._toolkit import (
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    OpenFraction,
+    Positive,
+    Range,
+    leafwise,
+    transform,
+)
 
 
 class ScaleByRpropState(NamedTuple):
@@ -78,18 +36,23 @@ class ScaleByRpropState(NamedTuple):
     prev_grad: Updates  # previous gradient, zeroed where its sign flipped (iRprop-)
 
 
-def _check_eta_plus(name: str, value: ScalarOrSchedule) -> None:
+def _check_eta_plus(name: str, value: object) -> None:
     x = _validate.concrete_float(value)
     if x is not None and not (1.0 < x < math.inf):
         raise ValueError(f"`{name}` must be in (1.0, inf), got {value!r}")
 
 
+EtaPlus = Annotated[ScalarOrSchedule, Range(_check_eta_plus)]
+"""Rprop's step-size growth factor: a finite number > 1."""
+
+
+@transform(ScaleByRpropState)
 def scale_by_rprop(
-    learning_rate: ScalarOrSchedule,
-    eta_minus: ScalarOrSchedule = 0.5,
-    eta_plus: ScalarOrSchedule = 1.2,
-    min_step_size: ScalarOrSchedule = 1e-6,
-    max_step_size: ScalarOrSchedule = 50.0,
+    learning_rate: NonNegative,
+    eta_minus: OpenFraction = 0.5,
+    eta_plus: EtaPlus = 1.2,
+    min_step_size: NonNegative = 1e-6,
+    max_step_size: Positive = 50.0,
 ) -> GradientTransformation:
     r"""Resilient backpropagation: per-element step sizes adapted from gradient sign changes.
 
@@ -133,11 +96,6 @@ def scale_by_rprop(
     learning: the RPROP algorithm", ICNN 1993; Igel & Huesken, "Improving the Rprop learning
     algorithm", 2000 (iRprop-).
     """
-    _validate.check_nonnegative("learning_rate", learning_rate)
-    _validate.check_open_unit_interval("eta_minus", eta_minus)
-    _check_eta_plus("eta_plus", eta_plus)
-    _validate.check_nonnegative("min_step_size", min_step_size)
-    _validate.check_positive("max_step_size", max_step_size)
     lo, hi = _validate.concrete_float(min_step_size), _validate.concrete_float(max_step_size)
     if lo is not None and hi is not None and lo > hi:
         raise ValueError(f"`min_step_size` {lo} must be <= `max_step_size` {hi}")
@@ -162,33 +120,56 @@ def scale_by_rprop(
         _validate.check_updates(updates, state.prev_grad, "scale_by_rprop")
         if params is not None:
             _validate.check_matches_params(updates, params)
-        hp, hyperparams = spec.step(state.hyperparams)
-        lr = hp["learning_rate"]
+        h, hyperparams = spec.step(state.hyperparams)
+        lr, eta_minus, eta_plus = h.learning_rate, h.eta_minus, h.eta_plus
+        min_step, max_step = h.min_step_size, h.max_step_size
 
-        def leaf(g, s, g_prev):
-            gc = _tree.upcast(g)
-            product = gc * g_prev
-            factor = jnp.where(
-                product > 0, hp["eta_plus"], jnp.where(product < 0, hp["eta_minus"], 1)
-            )
-            size = jnp.clip(lr * s * factor, hp["min_step_size"], hp["max_step_size"])
-            s_new = jnp.where(lr > 0, size / jnp.where(lr > 0, lr, 1), s)
-            flipped = product < 0
-            g_kept = jnp.where(flipped, 0, gc)
-            u = -(lr * s_new) * jnp.sign(g_kept)
-            return u.astype(g.dtype), s_new.astype(s.dtype), g_kept.astype(g_prev.dtype)
+        def rprop_(g, s, g_prev):
+            product = g * g_prev
+            factor = jnp.where(product > 0, eta_plus, jnp.where(product < 0, eta_minus, 1))
+            size = jnp.clip(lr * s * factor, min_step, max_step)
+            s = jnp.where(lr > 0, size / jnp.where(lr > 0, lr, 1), s)
+            g = jnp.where(product < 0, 0, g)  # forgotten where the sign flipped
+            return -(lr * s) * jnp.sign(g), s, g
 
-        trees = (updates, state.step_sizes, state.prev_grad)
-        updates, step_sizes, prev = _tree.map_leaves(leaf, *trees, n_out=3)
+        updates, step_sizes, prev = leafwise(rprop_, updates, state.step_sizes, state.prev_grad)
         return updates, ScaleByRpropState(hyperparams, step_sizes, prev)
 
     return mark_elementwise(GradientTransformation(init, update))
 
 
-register_rules(
-    ScaleByRpropState,
-    eta_minus=_validate.check_open_unit_interval,
-    eta_plus=_check_eta_plus,
-    min_step_size=_validate.check_nonnegative,
-    max_step_size=_validate.check_positive,
-)
+def rprop(
+    learning_rate: NonNegative = 1e-2,
+    eta_minus: OpenFraction = 0.5,
+    eta_plus: EtaPlus = 1.2,
+    min_step_size: NonNegative = 1e-6,
+    max_step_size: Positive = 50.0,
+) -> GradientTransformation:
+    r"""Rprop: per-element step sizes grown while the gradient keeps its sign, cut when it flips.
+
+    .. math::
+        s_t = \mathrm{clip}(s_{t-1} \eta^{\pm}, s_{min}, s_{max}), \qquad
+        \theta_t = \theta_{t-1} - s_t\, \mathrm{sign}(g_t)
+
+    with ``eta_plus`` after agreeing signs, ``eta_minus`` after a flip (which skips that
+    element's step and its next adaptation: iRprop-). ``learning_rate`` is the initial step
+    size. This is :func:`scale_by_rprop` itself, which produces the step (no ``scale_lr``).
+    Matches torch.optim.Rprop, defaults included; optax 0.2.8's ``rprop`` applies each step one
+    update late. Rprop is a full-batch method: the step sizes assume gradient signs that are not
+    noise.
+
+    Args:
+      learning_rate: initial step size >= 0, or a schedule (it scales every step size).
+      eta_minus: factor in (0, 1) after a sign flip; eta_plus: factor > 1 after agreement.
+      min_step_size, max_step_size: bounds on each step size.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.rprop(0.1)
+      >>> tx.update(jnp.array([-3.0, 2.0]), tx.init(jnp.zeros(2)))[0]
+      Array([ 0.1, -0.1], dtype=float32)
+
+    Reference: Riedmiller & Braun, "A direct adaptive method for faster backpropagation
+    learning: the RPROP algorithm", ICNN 1993.
+    """
+    return scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size)

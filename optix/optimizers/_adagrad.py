@@ -1,0 +1,112 @@
+r"""Adagrad: per-coordinate steps divided by the root of the summed squared gradients.
+
+Reference: Duchi, Hazan & Singer, `Adaptive subgradient methods for online learning and stochastic
+optimization <https://jmlr.org/papers/v12/duchi11a.html>`_, JMLR 2011.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, Updates
+from optix._chain import chain
+from optix._fusable import mark_elementwise
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix.transforms._scale import scale_lr
+
+
+class ScaleByAdagradState(NamedTuple):
+    """State of :func:`scale_by_adagrad`: the running sum of squared gradients."""
+
+    hyperparams: HyperparamState  # eps
+    sum_of_squares: Updates
+
+
+@transform(ScaleByAdagradState)
+def scale_by_adagrad(
+    initial_accumulator_value: ArrayLike = 0.0,
+    eps: NonNegative = 1e-10,
+    *,
+    accumulator_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""Divide updates by the root of the sum of all past squared gradients (Adagrad).
+
+    .. math:: s_t = s_{t-1} + |g_t|^2, \qquad u_t = g_t / (\sqrt{s_t} + \epsilon)
+
+    This is torch.optim.Adagrad's convention (``eps`` outside the root, ``s_0 = 0``). optax's
+    ``scale_by_rss`` instead computes ``g / sqrt(s + eps)`` with ``s_0 = 0.1``.
+
+    Args:
+      initial_accumulator_value: ``s_0`` (>= 0).
+      eps: added to the denominator.
+      accumulator_dtype: dtype of ``s``; default: the param's real dtype widened to at least
+        float32.
+
+    Example:
+      >>> import optix
+      >>> tx = optix.chain(optix.scale_by_adagrad(), optix.scale_lr(0.1))
+
+    Reference: Duchi, Hazan & Singer, `Adaptive subgradient methods for online learning and
+    stochastic optimization <https://jmlr.org/papers/v12/duchi11a.html>`_, JMLR 2011.
+    """
+    _validate.check_nonnegative("initial_accumulator_value", initial_accumulator_value)
+    spec = Hyperparams(eps=eps)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`scale_by_adagrad` params")
+        acc = _tree.moments_like(
+            params,
+            accumulator_dtype,
+            real=True,
+            fill=initial_accumulator_value,
+            name="accumulator_dtype",
+        )
+        return ScaleByAdagradState(spec.init(), acc)
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.sum_of_squares, "scale_by_adagrad")
+        h, hyperparams = spec.step(state.hyperparams)
+        eps = h.eps
+
+        def adagrad_(g, s):
+            s = s + _tree.abs_sq(g)
+            return g / (jnp.sqrt(s) + eps), s
+
+        updates, acc = leafwise(adagrad_, updates, state.sum_of_squares)
+        return updates, ScaleByAdagradState(hyperparams, acc)
+
+    return mark_elementwise(GradientTransformation(init, update))
+
+
+def adagrad(
+    learning_rate: NonNegative,
+    initial_accumulator_value: ArrayLike = 0.0,
+    eps: NonNegative = 1e-10,
+) -> GradientTransformation:
+    r"""Adagrad: per-coordinate steps shrinking with the root of the summed squared gradients.
+
+    .. math:: s_t = s_{t-1} + g_t^2, \qquad \theta_t = \theta_{t-1} - \eta g_t / (\sqrt{s_t} + \epsilon)
+
+    ``chain(scale_by_adagrad, scale_lr)``, in torch.optim.Adagrad's conventions (``eps`` outside
+    the root, ``s_0 = 0`` by default). optax's ``adagrad`` puts ``eps`` inside the root and starts
+    from ``s_0 = 0.1``.
+
+    Args:
+      learning_rate: step size >= 0, or a schedule.
+      initial_accumulator_value: ``s_0`` >= 0.
+      eps: added to the denominator.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.adagrad(0.1)
+      >>> state = tx.init({"w": jnp.zeros(3)})
+
+    Reference: Duchi, Hazan & Singer, `Adaptive subgradient methods for online learning and
+    stochastic optimization <https://jmlr.org/papers/v12/duchi11a.html>`_, JMLR 2011.
+    """
+    return chain(scale_by_adagrad(initial_accumulator_value, eps), scale_lr(learning_rate))

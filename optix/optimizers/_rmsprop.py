@@ -1,0 +1,143 @@
+r"""RMSprop: steps divided by a running RMS of the gradients, optionally centered, with momentum.
+
+Reference: Tieleman & Hinton, "Lecture 6.5: RMSprop", COURSERA: Neural networks for machine
+learning, 2012; Graves, `Generating sequences with recurrent neural networks
+<https://arxiv.org/abs/1308.0850>`_, 2013 (centered).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, Updates
+from optix._chain import chain
+from optix._fusable import mark_elementwise
+from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix.optimizers._sgd import _nonzero, scale_by_momentum
+from optix.transforms._scale import scale_lr
+
+
+class ScaleByRmsState(NamedTuple):
+    """State of :func:`scale_by_rms`: running means of g^2 and (if centered) of g."""
+
+    hyperparams: HyperparamState  # decay, eps
+    nu: Updates  # running mean of |g|^2
+    mu: Updates | None  # running mean of g (centered only; None otherwise)
+
+
+@transform(ScaleByRmsState)
+def scale_by_rms(
+    decay: Beta = 0.9,
+    eps: NonNegative = 1e-8,
+    *,
+    centered: bool = False,
+    eps_in_sqrt: bool = False,
+    initial_scale: ArrayLike = 0.0,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""Divide updates by the root of a running mean of squared gradients (RMSprop).
+
+    .. math::
+        \nu_t = \rho \nu_{t-1} + (1-\rho) |g_t|^2, \qquad
+        u_t = g_t / (\sqrt{\nu_t} + \epsilon)
+
+    Centered, ``nu_t`` is replaced by the variance estimate ``nu_t - |m_t|^2`` with
+    ``m_t = rho m_{t-1} + (1 - rho) g_t``. The default puts ``eps`` outside the root, as
+    torch.optim.RMSprop does; ``eps_in_sqrt=True`` gives optax's ``g / sqrt(nu + eps)``.
+
+    Args:
+      decay: ``rho`` in [0, 1).
+      eps: added to the denominator for stability.
+      centered: divide by the root of the variance instead of the raw second moment.
+      eps_in_sqrt: put ``eps`` inside the square root (optax's default) instead of outside.
+      initial_scale: initial value of ``nu`` (torch uses 0, optax's default is 0 too).
+      nu_dtype: dtype of the moments; default: the param's real dtype widened to at least float32.
+
+    Example:
+      >>> import optix
+      >>> tx = optix.chain(optix.scale_by_rms(0.99), optix.scale_lr(1e-3))
+
+    Reference: Tieleman & Hinton, "Lecture 6.5: RMSprop", 2012; Graves, `Generating sequences
+    with recurrent neural networks <https://arxiv.org/abs/1308.0850>`_, 2013 (centered).
+    """
+    _validate.check_nonnegative("initial_scale", initial_scale)
+    spec = Hyperparams(decay=decay, eps=eps)
+
+    def init(params):
+        _validate.check_float_leaves(params, "`scale_by_rms` params")
+        nu = _tree.moments_like(params, nu_dtype, real=True, fill=initial_scale, name="nu_dtype")
+        mu = _tree.moments_like(params, nu_dtype, name="nu_dtype") if centered else None
+        return ScaleByRmsState(spec.init(), nu, mu)
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.nu, "scale_by_rms")
+        h, hyperparams = spec.step(state.hyperparams)
+        rho, eps = h.decay, h.eps
+
+        def denom(var):
+            return jnp.sqrt(var + eps) if eps_in_sqrt else jnp.sqrt(var) + eps
+
+        def rms(g, nu):
+            nu = rho * nu + (1 - rho) * _tree.abs_sq(g)
+            return g / denom(nu), nu
+
+        def centered_rms(g, nu, mu):
+            nu = rho * nu + (1 - rho) * _tree.abs_sq(g)
+            mu = rho * mu + (1 - rho) * g
+            return g / denom(nu - _tree.abs_sq(mu)), nu, mu
+
+        if centered:
+            updates, nu, mu = leafwise(centered_rms, updates, state.nu, state.mu)
+        else:
+            (updates, nu), mu = leafwise(rms, updates, state.nu), None
+        return updates, ScaleByRmsState(hyperparams, nu, mu)
+
+    return mark_elementwise(GradientTransformation(init, update))
+
+
+def rmsprop(
+    learning_rate: NonNegative,
+    decay: Beta = 0.9,
+    eps: NonNegative = 1e-8,
+    centered: bool = False,
+    momentum: Beta = 0.0,
+    *,
+    eps_in_sqrt: bool = False,
+) -> GradientTransformation:
+    r"""RMSprop: divide by a running RMS of gradients, optionally centered and with momentum.
+
+    .. math::
+        v_t = \rho v_{t-1} + (1-\rho) g_t^2, \quad
+        b_t = \mu b_{t-1} + g_t / (\sqrt{v_t} + \epsilon), \quad
+        \theta_t = \theta_{t-1} - \eta b_t
+
+    ``chain(scale_by_rms, scale_by_momentum, scale_lr)``, in torch.optim.RMSprop's conventions:
+    ``eps`` outside the root, momentum applied to the normalised gradient, centered variant
+    ``v_t - m_t^2``. Note torch's default decay is 0.99; optix keeps optax's 0.9.
+    ``eps_in_sqrt=True`` gives optax's ``g / sqrt(v + eps)``.
+
+    Args:
+      learning_rate: step size >= 0, or a schedule.
+      decay: ``rho`` in [0, 1).
+      eps: added to the denominator.
+      centered: normalise by the estimated variance instead of the raw second moment.
+      momentum: ``mu`` in [0, 1); 0 builds no momentum buffer.
+      eps_in_sqrt: put ``eps`` inside the root.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.rmsprop(1e-3, decay=0.99, centered=True, momentum=0.9)
+      >>> state = tx.init({"w": jnp.zeros(3)})
+
+    Reference: Tieleman & Hinton, "Lecture 6.5: RMSprop", 2012; Graves, `Generating sequences
+    with recurrent neural networks <https://arxiv.org/abs/1308.0850>`_, 2013 (centered).
+    """
+    parts = [scale_by_rms(decay, eps, centered=centered, eps_in_sqrt=eps_in_sqrt)]
+    if _nonzero(momentum):
+        parts.append(scale_by_momentum(momentum))
+    return chain(*parts, scale_lr(learning_rate))
