@@ -99,25 +99,32 @@ def ranges(factory: Callable[..., Any]) -> dict[str, Range]:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def checked(factory: F) -> F:
+    """Decorate a factory so that it checks the ranges its signature declares when it is called
+    (an alias that chains transforms: each argument is checked even when the term it feeds is
+    left out, so ``sgd(0.1, dampening=2.0)`` raises rather than ignoring the value)."""
+    declared = ranges(factory)
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def build(*args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(*args, **kwargs)
+        arguments.apply_defaults()
+        for name, declared_range in declared.items():
+            declared_range.check(name, arguments.arguments[name])
+        return factory(*args, **kwargs)
+
+    return typing.cast(F, build)
+
+
 def transform(state_cls: type) -> Callable[[F], F]:
     """Decorate a transform factory whose state is ``state_cls``: the ranges its signature
-    declares are checked when it is called, and by :func:`optix.set_hyperparams` on the
-    hyperparameters of any ``state_cls`` state."""
+    declares are checked when it is called (as :func:`checked`), and by
+    :func:`optix.set_hyperparams` on the hyperparameters of any ``state_cls`` state."""
 
     def decorate(factory: F) -> F:
-        declared = ranges(factory)
-        register_rules(state_cls, **{name: r.check for name, r in declared.items()})
-        signature = inspect.signature(factory)
-
-        @functools.wraps(factory)
-        def build(*args: Any, **kwargs: Any) -> Any:
-            arguments = signature.bind(*args, **kwargs)
-            arguments.apply_defaults()
-            for name, declared_range in declared.items():
-                declared_range.check(name, arguments.arguments[name])
-            return factory(*args, **kwargs)
-
-        return typing.cast(F, build)
+        register_rules(state_cls, **{name: r.check for name, r in ranges(factory).items()})
+        return checked(factory)
 
     return decorate
 
@@ -142,6 +149,12 @@ def leafwise(fn: Callable[..., Any], updates: Any, *state: Any) -> Any:
     return _tree.map_leaves(leaf, updates, *state, n_out=len(state) + 1 if state else None)
 
 
+def is_off(value: Any) -> bool:
+    """Whether an optional term (momentum, weight decay) is switched off by a literal ``0``: then
+    the chain leaves it out, with no state and no work. A schedule or an array stays in, settable."""
+    return not callable(value) and isinstance(value, int | float) and value == 0
+
+
 def first_and_second_moments(
     params: Any, mu_dtype: DTypeLike | None, nu_dtype: DTypeLike | None
 ) -> tuple[Any, Any]:
@@ -162,7 +175,9 @@ __all__ = [
     "OpenFraction",
     "Positive",
     "Range",
+    "checked",
     "first_and_second_moments",
+    "is_off",
     "leafwise",
     "ranges",
     "transform",

@@ -16,8 +16,16 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
-from optix.optimizers._sgd import _nonzero, scale_by_momentum
+from optix._toolkit import (
+    Beta,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    is_off,
+    leafwise,
+    transform,
+)
+from optix.optimizers._sgd import scale_by_momentum
 from optix.transforms._scale import scale_lr
 
 
@@ -138,6 +146,6 @@ def rmsprop(
     with recurrent neural networks <https://arxiv.org/abs/1308.0850>`_, 2013 (centered).
     """
     parts = [scale_by_rms(decay, eps, centered=centered, eps_in_sqrt=eps_in_sqrt)]
-    if _nonzero(momentum):
+    if not is_off(momentum):
         parts.append(scale_by_momentum(momentum))
     return chain(*parts, scale_lr(learning_rate))

@@ -23,6 +23,8 @@ from optix._toolkit import (
     Hyperparams,
     HyperparamState,
     NonNegative,
+    checked,
+    is_off,
     leafwise,
     transform,
 )
@@ -105,11 +107,7 @@ def scale_by_momentum(
     return mark_elementwise(GradientTransformation(init, update))
 
 
-def _nonzero(value: Any) -> bool:
-    """Whether a term is built into the chain: a zero constant is left out (no state, no work)."""
-    return callable(value) or not (isinstance(value, int | float) and value == 0)
-
-
+@checked
 def sgd(
     learning_rate: NonNegative,
     momentum: Beta = 0.0,
@@ -165,7 +163,7 @@ def sgd(
     Nesterov, 1983; Sutskever et al., `On the importance of initialization and momentum in deep
     learning <https://proceedings.mlr.press/v28/sutskever13.html>`_, ICML 2013.
     """
-    if nesterov and not _nonzero(momentum):
+    if nesterov and is_off(momentum):
         raise ValueError("`nesterov=True` requires `momentum > 0`, as in torch.optim.SGD")
     if trace_dtype is not None and accumulator_dtype is not None:
         raise ValueError(
@@ -178,14 +176,14 @@ def sgd(
         else (accumulator_dtype, "accumulator_dtype")
     )
     _tree.check_state_dtype(buffer_arg, buffer_dtype)
-    if buffer_dtype is not None and not _nonzero(momentum):
+    if buffer_dtype is not None and is_off(momentum):
         raise ValueError(
             f"`{buffer_arg}` sets the momentum buffer's dtype, but `momentum=0` builds no buffer"
         )
     parts = []
-    if _nonzero(weight_decay):
+    if not is_off(weight_decay):
         parts.append(add_decayed_weights(weight_decay))
-    if _nonzero(momentum):
+    if not is_off(momentum):
         parts.append(
             scale_by_momentum(
                 momentum, nesterov=nesterov, dampening=dampening, trace_dtype=buffer_dtype
