@@ -27,18 +27,29 @@ from optix._pack import Packed, pack, unpack
 from optix._per_example_clip import per_example_global_norm_clip, per_example_layer_norm_clip
 from optix._periodic import periodic_update
 from optix._state import format_state, state_get, state_paths, state_set
+from optix.optimizers._acprop import ScaleByAcpropState, acprop, scale_by_acprop
+from optix.optimizers._adabelief import ScaleByAdabeliefState, adabelief, scale_by_adabelief
 from optix.optimizers._adadelta import ScaleByAdadeltaState, adadelta, scale_by_adadelta
 from optix.optimizers._adagrad import ScaleByAdagradState, adagrad, scale_by_adagrad
 from optix.optimizers._adam import ScaleByAdamState, adam, adamw, scale_by_adam
-from optix.optimizers._adam_variants import adabelief, adan, ademamix, adopt, yogi
 from optix.optimizers._adamax import ScaleByAdamaxState, adamax, adamaxw, scale_by_adamax
+from optix.optimizers._adan import ScaleByAdanState, adan, scale_by_adan
+from optix.optimizers._ademamix import ScaleByAdemamixState, ademamix, scale_by_ademamix
+from optix.optimizers._adopt import ScaleByAdoptState, adopt, scale_by_adopt
 from optix.optimizers._factored import adafactor, sm3
 from optix.optimizers._layerwise import fromage, lamb, lars, novograd
 from optix.optimizers._lbfgs import lbfgs
 from optix.optimizers._lion import ScaleByLionState, lion, scale_by_lion
+from optix.optimizers._madgrad import ScaleByMadgradState, madgrad, scale_by_madgrad
 from optix.optimizers._matrix import muon, shampoo, soap
 from optix.optimizers._nadam import ScaleByNadamState, nadam, scale_by_nadam
 from optix.optimizers._nadamw import ScaleByNesterovAdamState, nadamw, scale_by_nesterov_adam
+from optix.optimizers._optimistic import (
+    ScaleByOptimisticGradientState,
+    optimistic_adam,
+    optimistic_gradient_descent,
+    scale_by_optimistic_gradient,
+)
 from optix.optimizers._parameter_free import dadapt_adamw, prodigy
 from optix.optimizers._radam import ScaleByRadamState, radam, scale_by_radam
 from optix.optimizers._rmsprop import ScaleByRmsState, rmsprop, scale_by_rms
@@ -46,7 +57,12 @@ from optix.optimizers._rprop import ScaleByRpropState, rprop, scale_by_rprop
 from optix.optimizers._schedule_free import schedule_free_adamw, schedule_free_sgd
 from optix.optimizers._sgd import ScaleByMomentumState, noisy_sgd, scale_by_momentum, sgd
 from optix.optimizers._signum import ScaleBySignumState, scale_by_signum, sign_sgd, signum
-from optix.transforms._acprop import ScaleByAcpropState, acprop, scale_by_acprop
+from optix.optimizers._simplified_ademamix import (
+    ScaleBySimplifiedAdemamixState,
+    scale_by_simplified_ademamix,
+    simplified_ademamix,
+)
+from optix.optimizers._yogi import ScaleByYogiState, scale_by_yogi, yogi
 from optix.transforms._adafactor import (
     AdafactorMomentumState,
     ScaleByFactoredRmsState,
@@ -55,16 +71,6 @@ from optix.transforms._adafactor import (
     scale_by_factored_rms,
     scale_by_param_block_rms,
 )
-from optix.transforms._adam_variants import (
-    ScaleByAdabeliefState,
-    ScaleByAdoptState,
-    ScaleByYogiState,
-    scale_by_adabelief,
-    scale_by_adopt,
-    scale_by_yogi,
-)
-from optix.transforms._adan import ScaleByAdanState, scale_by_adan
-from optix.transforms._ademamix import ScaleByAdemamixState, scale_by_ademamix
 from optix.transforms._blockclip import (
     AdaptiveGradClipState,
     ClipByBlockRmsState,
@@ -102,7 +108,6 @@ from optix.transforms._linesearch import (
     scale_by_backtracking_linesearch,
     value_and_grad_from_state,
 )
-from optix.transforms._madgrad import ScaleByMadgradState, madgrad, scale_by_madgrad
 from optix.transforms._mechanize import MechanizeState, mechanize
 from optix.transforms._momo import MomoAdamState, MomoState, momo, momo_adam
 from optix.transforms._muon import ScaleByMuonState, scale_by_muon
@@ -114,12 +119,6 @@ from optix.transforms._normalize import (
     scale_by_param_block_norm,
 )
 from optix.transforms._novograd import ScaleByNovogradState, scale_by_novograd
-from optix.transforms._optimistic import (
-    ScaleByOptimisticGradientState,
-    optimistic_adam,
-    optimistic_gradient_descent,
-    scale_by_optimistic_gradient,
-)
 from optix.transforms._polyak import ScaleByPolyakState, polyak_sgd, scale_by_polyak
 from optix.transforms._regularize import (
     AddDecayedWeightsState,
@@ -145,11 +144,6 @@ from optix.transforms._schedule_free import (
     schedule_free_eval_params,
 )
 from optix.transforms._shampoo import ScaleByShampooState, ShampooLeafState, scale_by_shampoo
-from optix.transforms._simplified_ademamix import (
-    ScaleBySimplifiedAdemamixState,
-    scale_by_simplified_ademamix,
-    simplified_ademamix,
-)
 from optix.transforms._sm3 import ScaleBySm3State, scale_by_sm3
 from optix.transforms._soap import ScaleBySoapState, SoapLeafState, scale_by_soap
 from optix.transforms._sophia import (

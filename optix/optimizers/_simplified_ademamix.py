@@ -1,4 +1,8 @@
-r"""Simplified AdEMAMix: one accelerated (undamped) momentum plus the gradient, over Adam's root."""
+r"""Simplified AdEMAMix: one accelerated (undamped) momentum plus the gradient, over Adam's root.
+
+Reference: Morwani, Vyas, Kwun, Kakade & Ba, `Connections between schedule-free optimizers,
+AdEMAMix, and accelerated SGD variants <https://arxiv.org/abs/2502.02431>`_, 2025.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,10 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
@@ -22,17 +26,18 @@ Mask = Any | Callable[[Params], Any] | None
 class ScaleBySimplifiedAdemamixState(NamedTuple):
     """State of :func:`scale_by_simplified_ademamix`: the momentum and the second moment."""
 
-    hyperparams: HyperparamState  # b1, b2, alpha, eps, eps_root; count is t
+    hyperparams: HyperparamState  # b1, b2, alpha, eps, eps_root
     mu: Updates  # m_t = b1 m_{t-1} + g_t (a sum, not an average)
     nu: Updates  # EMA of |g|^2
 
 
+@transform(ScaleBySimplifiedAdemamixState)
 def scale_by_simplified_ademamix(
-    b1: ScalarOrSchedule = 0.99,
-    b2: ScalarOrSchedule = 0.95,
-    alpha: ScalarOrSchedule = 0.0,
-    eps: ScalarOrSchedule = 1e-8,
-    eps_root: ScalarOrSchedule = 0.0,
+    b1: Beta = 0.99,
+    b2: Beta = 0.95,
+    alpha: NonNegative = 0.0,
+    eps: NonNegative = 1e-8,
+    eps_root: NonNegative = 0.0,
     *,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
@@ -55,10 +60,6 @@ def scale_by_simplified_ademamix(
     Reference: Morwani, Vyas, Kwun, Kakade & Ba, `Connections between schedule-free optimizers,
     AdEMAMix, and accelerated SGD variants <https://arxiv.org/abs/2502.02431>`_, 2025.
     """
-    _validate.check_unit_interval("b1", b1)
-    _validate.check_unit_interval("b2", b2)
-    for name, value in (("alpha", alpha), ("eps", eps), ("eps_root", eps_root)):
-        _validate.check_nonnegative(name, value)
     spec = Hyperparams(b1=b1, b2=b2, alpha=alpha, eps=eps, eps_root=eps_root)
 
     def init(params):
@@ -70,36 +71,30 @@ def scale_by_simplified_ademamix(
     def update(updates, state, params=None, **extra):
         del params, extra
         _validate.check_updates(updates, state.mu, "scale_by_simplified_ademamix")
-        hp, hyperparams = spec.step(state.hyperparams)
-        b1_, b2_ = hp["b1"], hp["b2"]
+        h, hyperparams = spec.step(state.hyperparams)
+        b1, b2, alpha, eps, eps_root = h.b1, h.b2, h.alpha, h.eps, h.eps_root
         # the bias correction divided out once per step: a multiply per element
-        c2 = 1 / _tree.bias_correction(b2_, hyperparams.count)
+        c2 = 1 / _tree.bias_correction(b2, h.t)
 
-        def leaf(g, m, v):
-            gc = _tree.upcast(g)
-            m_new = b1_ * m + gc
-            v_new = b2_ * v + (1 - b2_) * _tree.abs_sq(gc)
-            denom = jnp.sqrt(v_new * c2 + hp["eps_root"]) + hp["eps"]
-            u = (m_new + hp["alpha"] * gc) / denom
-            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+        def simplified_ademamix(g, m, nu):
+            m = b1 * m + g
+            nu = b2 * nu + (1 - b2) * _tree.abs_sq(g)
+            return (m + alpha * g) / (jnp.sqrt(nu * c2 + eps_root) + eps), m, nu
 
-        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
+        updates, mu, nu = leafwise(simplified_ademamix, updates, state.mu, state.nu)
         return updates, ScaleBySimplifiedAdemamixState(hyperparams, mu, nu)
 
     return mark_elementwise(GradientTransformation(init, update))
 
 
-register_rules(ScaleBySimplifiedAdemamixState, alpha=_validate.check_nonnegative)
-
-
 def simplified_ademamix(
-    learning_rate: ScalarOrSchedule,
-    b1: ScalarOrSchedule = 0.99,
-    b2: ScalarOrSchedule = 0.95,
-    alpha: ScalarOrSchedule = 0.0,
-    eps: ScalarOrSchedule = 1e-8,
-    eps_root: ScalarOrSchedule = 0.0,
-    weight_decay: ScalarOrSchedule = 0.0,
+    learning_rate: NonNegative,
+    b1: Beta = 0.99,
+    b2: Beta = 0.95,
+    alpha: NonNegative = 0.0,
+    eps: NonNegative = 1e-8,
+    eps_root: NonNegative = 0.0,
+    weight_decay: NonNegative = 0.0,
     mask: Mask = None,
     *,
     mu_dtype: DTypeLike | None = None,

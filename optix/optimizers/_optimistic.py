@@ -1,5 +1,11 @@
 r"""Optimistic gradient descent and optimistic Adam: a step extrapolated from the last two
-directions, for min-max games."""
+directions, for min-max games.
+
+Reference: Mokhtari, Ozdaglar & Pattathil, `A unified analysis of extra-gradient and optimistic
+gradient methods for saddle point problems <https://arxiv.org/abs/1901.08511>`_, AISTATS 2020;
+Daskalakis, Ilyas, Syrgkanis & Zeng, `Training GANs with optimism
+<https://arxiv.org/abs/1711.00141>`_, ICLR 2018.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,18 @@ from typing import NamedTuple
 from jax.typing import DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix._toolkit import (
+    Beta,
+    Finite,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    leafwise,
+    transform,
+)
 from optix.optimizers._adam import scale_by_adam
 from optix.optimizers._nadamw import scale_by_nesterov_adam
 from optix.transforms._scale import scale_lr
@@ -20,20 +34,14 @@ from optix.transforms._scale import scale_lr
 class ScaleByOptimisticGradientState(NamedTuple):
     """State of :func:`scale_by_optimistic_gradient`: the hyperparameters and the last input."""
 
-    hyperparams: HyperparamState  # alpha, beta; count 0 means no previous direction yet
-    previous: Updates  # d_{t-1}, the direction given to the previous update
+    hyperparams: HyperparamState  # alpha, beta
+    previous: Updates  # d_{t-1}, the direction given to the previous update (none before t = 2)
 
 
-register_rules(
-    ScaleByOptimisticGradientState,
-    alpha=_validate.check_finite,
-    beta=_validate.check_finite,
-)
-
-
+@transform(ScaleByOptimisticGradientState)
 def scale_by_optimistic_gradient(
-    alpha: ScalarOrSchedule = 1.0,
-    beta: ScalarOrSchedule = 1.0,
+    alpha: Finite = 1.0,
+    beta: Finite = 1.0,
     *,
     previous_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
@@ -64,8 +72,6 @@ def scale_by_optimistic_gradient(
     optimistic gradient methods for saddle point problems
     <https://arxiv.org/abs/1901.08511>`_, AISTATS 2020.
     """
-    _validate.check_finite("alpha", alpha)
-    _validate.check_finite("beta", beta)
     spec = Hyperparams(alpha=alpha, beta=beta)
 
     def init(params):
@@ -76,26 +82,24 @@ def scale_by_optimistic_gradient(
     def update(updates, state, params=None, **extra):
         del params, extra
         _validate.check_updates(updates, state.previous, "scale_by_optimistic_gradient")
-        first = state.hyperparams.count == 0
-        hp, hyperparams = spec.step(state.hyperparams)
-        a, b = hp["alpha"], hp["beta"]
+        h, hyperparams = spec.step(state.hyperparams)
+        a, b = h.alpha, h.beta
+        first = h.t == 1  # no d_0: take it equal to d_1
 
-        def leaf(d, prev):
-            dc = _tree.upcast(d)
-            prev = _tree.where(first, dc, prev)
-            u = (a + b) * dc - b * prev
-            return u.astype(d.dtype), dc.astype(prev.dtype)
+        def optimistic(d, prev):
+            prev = _tree.where(first, d, prev)
+            return (a + b) * d - b * prev, d
 
-        updates, previous = _tree.map_leaves(leaf, updates, state.previous, n_out=2)
+        updates, previous = leafwise(optimistic, updates, state.previous)
         return updates, ScaleByOptimisticGradientState(hyperparams, previous)
 
     return mark_elementwise(GradientTransformation(init, update))
 
 
 def optimistic_gradient_descent(
-    learning_rate: ScalarOrSchedule,
-    alpha: ScalarOrSchedule = 1.0,
-    beta: ScalarOrSchedule = 1.0,
+    learning_rate: NonNegative,
+    alpha: Finite = 1.0,
+    beta: Finite = 1.0,
 ) -> GradientTransformation:
     r"""Optimistic gradient descent (OGD), for smooth min-max games.
 
@@ -130,14 +134,14 @@ def optimistic_gradient_descent(
 
 
 def optimistic_adam(
-    learning_rate: ScalarOrSchedule,
+    learning_rate: NonNegative,
     *,
-    alpha: ScalarOrSchedule = 1.0,
-    beta: ScalarOrSchedule = 1.0,
-    b1: ScalarOrSchedule = 0.9,
-    b2: ScalarOrSchedule = 0.999,
-    eps: ScalarOrSchedule = 1e-8,
-    eps_root: ScalarOrSchedule = 0.0,
+    alpha: Finite = 1.0,
+    beta: Finite = 1.0,
+    b1: Beta = 0.9,
+    b2: Beta = 0.999,
+    eps: NonNegative = 1e-8,
+    eps_root: NonNegative = 0.0,
     nesterov: bool = True,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,

@@ -1,4 +1,8 @@
-r"""ACProp: AdaBelief's centred second moment, applied asynchronously (one step late)."""
+r"""ACProp: AdaBelief's centred second moment, applied asynchronously (one step late).
+
+Reference: Zhuang, Ding, Tang, Dvornek, Tatikonda & Duncan, `Momentum centering and asynchronous
+update for adaptive gradient methods <https://arxiv.org/abs/2110.05454>`_, NeurIPS 2021.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,10 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState
+from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
@@ -22,16 +26,17 @@ Mask = Any | Callable[[Params], Any] | None
 class ScaleByAcpropState(NamedTuple):
     """State of :func:`scale_by_acprop`: the mean and the centred second moment of gradients."""
 
-    hyperparams: HyperparamState  # b1, b2, eps, eps_root; count is t
+    hyperparams: HyperparamState  # b1, b2, eps, eps_root
     mu: Updates  # EMA of g
     nu: Updates  # EMA of |g - mu|^2 (+ eps_root)
 
 
+@transform(ScaleByAcpropState)
 def scale_by_acprop(
-    b1: ScalarOrSchedule = 0.9,
-    b2: ScalarOrSchedule = 0.999,
-    eps: ScalarOrSchedule = 1e-16,
-    eps_root: ScalarOrSchedule = 1e-16,
+    b1: Beta = 0.9,
+    b2: Beta = 0.999,
+    eps: NonNegative = 1e-16,
+    eps_root: NonNegative = 1e-16,
     *,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
@@ -56,10 +61,6 @@ def scale_by_acprop(
     asynchronous update for adaptive gradient methods <https://arxiv.org/abs/2110.05454>`_,
     NeurIPS 2021.
     """
-    _validate.check_unit_interval("b1", b1)
-    _validate.check_unit_interval("b2", b2)
-    _validate.check_nonnegative("eps", eps)
-    _validate.check_nonnegative("eps_root", eps_root)
     spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
     def init(params):
@@ -71,34 +72,34 @@ def scale_by_acprop(
     def update(updates, state, params=None, **extra):
         del params, extra
         _validate.check_updates(updates, state.mu, "scale_by_acprop")
-        hp, hyperparams = spec.step(state.hyperparams)
-        b1_, b2_ = hp["b1"], hp["b2"]
-        previous = state.hyperparams.count  # t - 1 steps have built nu
+        h, hyperparams = spec.step(state.hyperparams)
+        b1, b2, eps, eps_root = h.b1, h.b2, h.eps, h.eps_root
+        previous = h.t - 1  # t - 1 steps have built nu
         first = previous == 0
         # the bias correction divided out once per step: a multiply per element
-        c2 = 1 / _tree.bias_correction(b2_, jnp.where(first, 1, previous))
+        c2 = 1 / _tree.bias_correction(b2, jnp.where(first, 1, previous))
 
-        def leaf(g, m, v):
-            gc = _tree.upcast(g)
-            v_hat = jnp.where(first, 1, v * c2)
-            u = gc / (jnp.sqrt(v_hat) + hp["eps"])
-            m_new = b1_ * m + (1 - b1_) * gc
-            v_new = b2_ * v + (1 - b2_) * _tree.abs_sq(gc - m) + hp["eps_root"]
-            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+        def acprop(g, m, s):
+            s_hat = jnp.where(first, 1, s * c2)
+            u = g / (jnp.sqrt(s_hat) + eps)
+            # the deviation from the previous mean m_{t-1}: s is updated before m
+            s = b2 * s + (1 - b2) * _tree.abs_sq(g - m) + eps_root
+            m = b1 * m + (1 - b1) * g
+            return u, m, s
 
-        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
+        updates, mu, nu = leafwise(acprop, updates, state.mu, state.nu)
         return updates, ScaleByAcpropState(hyperparams, mu, nu)
 
     return mark_elementwise(GradientTransformation(init, update))
 
 
 def acprop(
-    learning_rate: ScalarOrSchedule,
-    b1: ScalarOrSchedule = 0.9,
-    b2: ScalarOrSchedule = 0.999,
-    eps: ScalarOrSchedule = 1e-16,
-    eps_root: ScalarOrSchedule = 1e-16,
-    weight_decay: ScalarOrSchedule = 0.0,
+    learning_rate: NonNegative,
+    b1: Beta = 0.9,
+    b2: Beta = 0.999,
+    eps: NonNegative = 1e-16,
+    eps_root: NonNegative = 1e-16,
+    weight_decay: NonNegative = 0.0,
     mask: Mask = None,
     *,
     mu_dtype: DTypeLike | None = None,

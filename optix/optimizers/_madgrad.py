@@ -1,4 +1,9 @@
-r"""MADGRAD: momentumized, adaptive, dual-averaged gradient descent (Defazio & Jelassi 2021)."""
+r"""MADGRAD: momentumized, adaptive, dual-averaged gradient descent.
+
+Reference: Defazio & Jelassi, `Adaptivity without compromise: a momentumized, adaptive, dual
+averaged gradient method for stochastic optimization <https://arxiv.org/abs/2101.11075>`_, JMLR
+2022.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,10 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState
+from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
 from optix.transforms._regularize import add_decayed_weights
 
 Mask = Any | Callable[[Params], Any] | None
@@ -22,16 +27,17 @@ Mask = Any | Callable[[Params], Any] | None
 class ScaleByMadgradState(NamedTuple):
     """State of :func:`scale_by_madgrad`: the dual-averaging sums and the initial params."""
 
-    hyperparams: HyperparamState  # learning_rate, momentum, eps; count is k
+    hyperparams: HyperparamState  # learning_rate, momentum, eps
     grad_sum_sq: Updates  # G_k = sum_i lambda_i |g_i|^2
     grad_sum: Updates  # s_k = sum_i lambda_i g_i
     params0: Params  # x_0, the centre of the dual average
 
 
+@transform(ScaleByMadgradState)
 def scale_by_madgrad(
-    learning_rate: ScalarOrSchedule = 1e-2,
-    momentum: ScalarOrSchedule = 0.9,
-    eps: ScalarOrSchedule = 1e-6,
+    learning_rate: NonNegative = 1e-2,
+    momentum: Beta = 0.9,
+    eps: NonNegative = 1e-6,
     *,
     mu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
@@ -49,9 +55,6 @@ def scale_by_madgrad(
     averaged gradient method for stochastic optimization <https://arxiv.org/abs/2101.11075>`_,
     JMLR 2022.
     """
-    _validate.check_nonnegative("learning_rate", learning_rate)
-    _validate.check_unit_interval("momentum", momentum)
-    _validate.check_nonnegative("eps", eps)
     spec = Hyperparams(learning_rate=learning_rate, momentum=momentum, eps=eps)
 
     def init(params):
@@ -65,33 +68,33 @@ def scale_by_madgrad(
         _validate.require_params(params, "scale_by_madgrad")
         _validate.check_updates(updates, state.grad_sum, "scale_by_madgrad")
         _validate.check_matches_params(updates, params)
-        hp, hyperparams = spec.step(state.hyperparams)
-        k = state.hyperparams.count.astype(hp["learning_rate"].dtype)
+        h, hyperparams = spec.step(state.hyperparams)
+        eps = h.eps
+        k = (h.t - 1).astype(h.learning_rate.dtype)  # the 0-based step
         # lambda_k = (lr + eps) sqrt(k + 1): the authors' code adds eps to the rate
-        lam = (hp["learning_rate"] + hp["eps"]) * jnp.sqrt(k + 1)
-        c = 1 - hp["momentum"]
+        lam = (h.learning_rate + eps) * jnp.sqrt(k + 1)
+        c = 1 - h.momentum
 
-        def leaf(g, big_g, s, x0, x):
-            gc, xc = _tree.upcast(g), _tree.upcast(x)
-            big_g_new = big_g + lam * _tree.abs_sq(gc)
-            s_new = s + lam * gc
-            z = _tree.upcast(x0) - s_new / (jnp.cbrt(big_g_new) + hp["eps"])
+        def madgrad(g, big_g, s, x0, x):
+            big_g = big_g + lam * _tree.abs_sq(g)
+            s = s + lam * g
+            z = x0 - s / (jnp.cbrt(big_g) + eps)
             # x_{k+1} - x_k = c (z_{k+1} - x_k), without the cancellation of forming x_{k+1}
-            step = (c * (z - xc)).astype(g.dtype)
-            return step, big_g_new.astype(big_g.dtype), s_new.astype(s.dtype)
+            return c * (z - x), big_g, s, x0, x
 
-        trees = (updates, state.grad_sum_sq, state.grad_sum, state.params0, params)
-        steps, sq, sums = _tree.map_leaves(leaf, *trees, n_out=3)
+        # x_0 and x are read, not updated: their outputs are dropped
+        trees = (state.grad_sum_sq, state.grad_sum, state.params0, params)
+        steps, sq, sums, _, _ = leafwise(madgrad, updates, *trees)
         return steps, ScaleByMadgradState(hyperparams, sq, sums, state.params0)
 
     return mark_elementwise(GradientTransformation(init, update))
 
 
 def madgrad(
-    learning_rate: ScalarOrSchedule = 1e-2,
-    momentum: ScalarOrSchedule = 0.9,
-    weight_decay: ScalarOrSchedule = 0.0,
-    eps: ScalarOrSchedule = 1e-6,
+    learning_rate: NonNegative = 1e-2,
+    momentum: Beta = 0.9,
+    weight_decay: NonNegative = 0.0,
+    eps: NonNegative = 1e-6,
     mask: Mask = None,
     *,
     mu_dtype: DTypeLike | None = None,
