@@ -36,12 +36,24 @@ from optix.optimizers._adamax import ScaleByAdamaxState, adamax, adamaxw, scale_
 from optix.optimizers._adan import ScaleByAdanState, adan, scale_by_adan
 from optix.optimizers._ademamix import ScaleByAdemamixState, ademamix, scale_by_ademamix
 from optix.optimizers._adopt import ScaleByAdoptState, adopt, scale_by_adopt
+from optix.optimizers._cocob import ScaleByCocobState, cocob, scale_by_cocob
+from optix.optimizers._dadapt import ScaleByDadaptAdamState, dadapt_adamw
+from optix.optimizers._dog import (
+    ScaleByDogState,
+    ScaleByDowgState,
+    dog,
+    dowg,
+    scale_by_dog,
+    scale_by_dowg,
+)
 from optix.optimizers._factored import adafactor, sm3
 from optix.optimizers._layerwise import fromage, lamb, lars, novograd
 from optix.optimizers._lbfgs import lbfgs
 from optix.optimizers._lion import ScaleByLionState, lion, scale_by_lion
 from optix.optimizers._madgrad import ScaleByMadgradState, madgrad, scale_by_madgrad
 from optix.optimizers._matrix import muon, shampoo, soap
+from optix.optimizers._mechanize import MechanizeState, mechanize
+from optix.optimizers._momo import MomoAdamState, MomoState, momo, momo_adam
 from optix.optimizers._nadam import ScaleByNadamState, nadam, scale_by_nadam
 from optix.optimizers._nadamw import ScaleByNesterovAdamState, nadamw, scale_by_nesterov_adam
 from optix.optimizers._optimistic import (
@@ -50,11 +62,20 @@ from optix.optimizers._optimistic import (
     optimistic_gradient_descent,
     scale_by_optimistic_gradient,
 )
-from optix.optimizers._parameter_free import dadapt_adamw, prodigy
+from optix.optimizers._polyak import ScaleByPolyakState, polyak_sgd, scale_by_polyak
+from optix.optimizers._prodigy import ScaleByProdigyState, prodigy
 from optix.optimizers._radam import ScaleByRadamState, radam, scale_by_radam
 from optix.optimizers._rmsprop import ScaleByRmsState, rmsprop, scale_by_rms
 from optix.optimizers._rprop import ScaleByRpropState, rprop, scale_by_rprop
-from optix.optimizers._schedule_free import schedule_free_adamw, schedule_free_sgd
+from optix.optimizers._schedule_free import (
+    ScaleByDebiasedRmsState,
+    ScheduleFreeState,
+    scale_by_debiased_rms,
+    schedule_free,
+    schedule_free_adamw,
+    schedule_free_eval_params,
+    schedule_free_sgd,
+)
 from optix.optimizers._sgd import ScaleByMomentumState, noisy_sgd, scale_by_momentum, sgd
 from optix.optimizers._signum import ScaleBySignumState, scale_by_signum, sign_sgd, signum
 from optix.optimizers._simplified_ademamix import (
@@ -78,21 +99,6 @@ from optix.transforms._blockclip import (
     clip_by_block_rms,
 )
 from optix.transforms._clip import ClipByGlobalNormState, ClipState, clip, clip_by_global_norm
-from optix.transforms._cocob import ScaleByCocobState, cocob, scale_by_cocob
-from optix.transforms._dadapt import (
-    ScaleByDadaptAdamState,
-    ScaleByProdigyState,
-    scale_by_dadapt_adam,
-    scale_by_prodigy,
-)
-from optix.transforms._dog import (
-    ScaleByDogState,
-    ScaleByDowgState,
-    dog,
-    dowg,
-    scale_by_dog,
-    scale_by_dowg,
-)
 from optix.transforms._ema import EmaState, ema
 from optix.transforms._fromage import ScaleByFromageState, scale_by_fromage
 from optix.transforms._galore import (
@@ -108,8 +114,6 @@ from optix.transforms._linesearch import (
     scale_by_backtracking_linesearch,
     value_and_grad_from_state,
 )
-from optix.transforms._mechanize import MechanizeState, mechanize
-from optix.transforms._momo import MomoAdamState, MomoState, momo, momo_adam
 from optix.transforms._muon import ScaleByMuonState, scale_by_muon
 from optix.transforms._normalize import (
     NormalizeByUpdateNormState,
@@ -119,7 +123,6 @@ from optix.transforms._normalize import (
     scale_by_param_block_norm,
 )
 from optix.transforms._novograd import ScaleByNovogradState, scale_by_novograd
-from optix.transforms._polyak import ScaleByPolyakState, polyak_sgd, scale_by_polyak
 from optix.transforms._regularize import (
     AddDecayedWeightsState,
     AddNoiseState,
@@ -135,13 +138,6 @@ from optix.transforms._scale import (
     scale_by_schedule,
     scale_by_sign,
     scale_lr,
-)
-from optix.transforms._schedule_free import (
-    ScaleByDebiasedRmsState,
-    ScheduleFreeState,
-    scale_by_debiased_rms,
-    schedule_free,
-    schedule_free_eval_params,
 )
 from optix.transforms._shampoo import ScaleByShampooState, ShampooLeafState, scale_by_shampoo
 from optix.transforms._sm3 import ScaleBySm3State, scale_by_sm3
@@ -206,12 +202,11 @@ __all__ = [
     "restore_state", "rmsprop", "rprop", "sam", "SamNormalizeState", "SamState", "ScalarOrSchedule",
     "scale", "scale_by_acprop", "scale_by_adabelief", "scale_by_adadelta", "scale_by_adagrad",
     "scale_by_adam", "scale_by_adamax", "scale_by_adan", "scale_by_ademamix", "scale_by_adopt",
-    "scale_by_backtracking_linesearch", "scale_by_cocob", "scale_by_dadapt_adam",
-    "scale_by_debiased_rms", "scale_by_dog", "scale_by_dowg", "scale_by_factored_rms",
-    "scale_by_fromage", "scale_by_galore", "scale_by_lbfgs", "scale_by_lion", "scale_by_madgrad",
-    "scale_by_momentum", "scale_by_muon", "scale_by_nadam", "scale_by_nesterov_adam",
-    "scale_by_novograd", "scale_by_optimistic_gradient", "scale_by_param_block_norm",
-    "scale_by_param_block_rms", "scale_by_polyak", "scale_by_prodigy", "scale_by_radam",
+    "scale_by_backtracking_linesearch", "scale_by_cocob", "scale_by_debiased_rms", "scale_by_dog",
+    "scale_by_dowg", "scale_by_factored_rms", "scale_by_fromage", "scale_by_galore",
+    "scale_by_lbfgs", "scale_by_lion", "scale_by_madgrad", "scale_by_momentum", "scale_by_muon",
+    "scale_by_nadam", "scale_by_nesterov_adam", "scale_by_novograd", "scale_by_optimistic_gradient",
+    "scale_by_param_block_norm", "scale_by_param_block_rms", "scale_by_polyak", "scale_by_radam",
     "scale_by_rms", "scale_by_rprop", "scale_by_schedule", "scale_by_shampoo", "scale_by_sign",
     "scale_by_signum", "scale_by_simplified_ademamix", "scale_by_sm3", "scale_by_soap",
     "scale_by_sophia", "scale_by_stddev", "scale_by_trust_ratio", "scale_by_yogi",

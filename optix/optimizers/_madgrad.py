@@ -44,7 +44,7 @@ def scale_by_madgrad(
     r"""The MADGRAD step (see :func:`optix.madgrad`); it includes ``-learning_rate``.
 
     The learning rate weights each gradient inside the dual average, so it cannot be applied
-    afterwards by :func:`optix.scale_lr`: like :func:`optix.scale_by_prodigy` this transform
+    afterwards by :func:`optix.scale_lr`: like :func:`optix.prodigy`, this transform
     produces the final step and ends a chain.
 
     Example:

@@ -6,12 +6,17 @@ norms and sums run over all leaves together, in the hyperparameter precision (fl
 float64 under x64). Both produce a *direction* (the scaled gradient); :func:`optix.scale_lr`
 makes the step, so ``learning_rate`` multiplies the estimated step size (keep it 1, or use a
 schedule that starts at 1).
+
+Reference: Ivgi, Hinder & Carmon, `DoG is SGD's best friend: a parameter-free dynamic step size
+schedule <https://arxiv.org/abs/2302.12022>`_, ICML 2023; Khaled, Mishchenko & Jin, `DoWG
+unleashed: an efficient universal parameter-free gradient descent method
+<https://arxiv.org/abs/2305.16284>`_, NeurIPS 2023.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +26,8 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, Params, ScalarOrSchedule
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, register_rules
+from optix._hyperparams import hyperparam_dtype, register_rules
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, Range, leafwise, transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
@@ -44,8 +50,14 @@ def _sq_dist(params0: Params, params: Params) -> jax.Array:
     )
 
 
-def _scaled(updates: Any, eta: jax.Array) -> Any:
-    return _tree.map_leaves(lambda g: (eta * _tree.upcast(g)).astype(g.dtype), updates)
+def _check_optional_positive(name: str, value: Any) -> None:
+    """> 0, or None for the default."""
+    if value is not None:
+        _validate.check_positive(name, value)
+
+
+OptionalPositive = Annotated[ScalarOrSchedule | None, Range(_check_optional_positive)]
+"""A number > 0, or None for a default derived from another hyperparameter."""
 
 
 class ScaleByDogState(NamedTuple):
@@ -57,11 +69,21 @@ class ScaleByDogState(NamedTuple):
     sum_sq_grads: jax.Array  # G_{t-1} = sum_{k<t} ||g_k||^2
 
 
+@transform(ScaleByDogState)
 def scale_by_dog(
     init_step: tuple[str, ArrayLike] = ("heuristic", 1e-6),
-    eps: ScalarOrSchedule = 1e-8,
+    eps: NonNegative = 1e-8,
 ) -> GradientTransformation:
-    r"""Scale the gradient by the DoG step size (see :func:`optix.dog`).
+    r"""Scale the gradient by the DoG step size: a direction, ``u_t = eta_t g_t``.
+
+    .. math::
+        \bar r_t = \max\bigl(r_\epsilon, \max_{k \le t} \lVert x_k - x_0 \rVert\bigr), \quad
+        G_t = \sum_{k \le t} \lVert g_k \rVert^2, \quad
+        \eta_t = \frac{\bar r_t}{\sqrt{G_t + \epsilon}}, \quad u_t = \eta_t g_t
+
+    with the norms over all leaves together and ``x_0`` the params ``init`` sees. ``u_t`` points
+    uphill like the gradient; :func:`optix.scale_lr` turns it into the step (see :func:`optix.dog`
+    for ``init_step``, which sets ``r_eps`` or the first ``eta``). ``update`` needs ``params``.
 
     Example:
       >>> import optix
@@ -79,7 +101,6 @@ def scale_by_dog(
     if callable(value):
         raise TypeError("`init_step` holds a number, not a schedule")
     _validate.check_positive("init_step", value)
-    _validate.check_nonnegative("eps", eps)
     spec = Hyperparams(init_step=value, eps=eps)
 
     def init(params):
@@ -95,35 +116,36 @@ def scale_by_dog(
             updates, state.params0, "updates", "the `scale_by_dog` state"
         )
         _validate.check_matches_params(updates, params)
-        hp, hyperparams = spec.step(state.hyperparams)
-        first = state.hyperparams.count == 0
+        h, hyperparams = spec.step(state.hyperparams)
         dist = jnp.sqrt(_sq_dist(state.params0, params))
         if kind == "distance":
-            r_eps = hp["init_step"]
+            r_eps = h.init_step
         elif kind == "heuristic":
-            r_eps = hp["init_step"] * (1 + jnp.sqrt(_sum_sq(state.params0)))
+            r_eps = h.init_step * (1 + jnp.sqrt(_sum_sq(state.params0)))
         else:
             r_eps = jnp.zeros_like(dist)
         max_dist = jnp.maximum(jnp.maximum(state.max_dist, dist), r_eps)
         sum_sq_grads = state.sum_sq_grads + _sum_sq(updates)
-        eta = max_dist / jnp.sqrt(sum_sq_grads + hp["eps"])
+        eta = max_dist / jnp.sqrt(sum_sq_grads + h.eps)
         if kind == "learning_rate":
-            eta = jnp.where(first, hp["init_step"], eta)
+            eta = jnp.where(h.t == 1, h.init_step, eta)
         new_state = ScaleByDogState(hyperparams, state.params0, max_dist, sum_sq_grads)
-        return _scaled(updates, eta), new_state
+        return leafwise(lambda g: eta * g, updates), new_state
 
     # Its norms run over all leaves at once, so packing leaves end to end changes nothing.
     return mark_elementwise(GradientTransformation(init, update))
 
 
+# `init_step` is a (kind, value) pair, which no range annotation describes: its value's range is
+# registered here for set_hyperparams, and checked above at construction.
 register_rules(ScaleByDogState, init_step=_validate.check_positive)
 
 
 def dog(
-    learning_rate: ScalarOrSchedule = 1.0,
+    learning_rate: NonNegative = 1.0,
     init_step: tuple[str, ArrayLike] = ("heuristic", 1e-6),
-    eps: ScalarOrSchedule = 1e-8,
-    weight_decay: ScalarOrSchedule = 0.0,
+    eps: NonNegative = 1e-8,
+    weight_decay: NonNegative = 0.0,
     mask: Mask = None,
 ) -> GradientTransformation:
     r"""DoG (distance over gradients): SGD with a parameter-free step size.
@@ -179,11 +201,21 @@ class ScaleByDowgState(NamedTuple):
     weighted_sum_sq_grads: jax.Array  # v_{t-1} = sum_{k<t} r-bar^2_k ||g_k||^2
 
 
+@transform(ScaleByDowgState)
 def scale_by_dowg(
-    init_estim_sq_dist: ScalarOrSchedule | None = None,
-    eps: ScalarOrSchedule = 1e-4,
+    init_estim_sq_dist: OptionalPositive = None,
+    eps: NonNegative = 1e-4,
 ) -> GradientTransformation:
-    r"""Scale the gradient by the DoWG step size (see :func:`optix.dowg`).
+    r"""Scale the gradient by the DoWG step size: a direction, ``u_t = eta_t g_t``.
+
+    .. math::
+        \bar r_t^2 = \max\bigl(\bar r_{t-1}^2, \lVert x_t - x_0 \rVert^2\bigr), \quad
+        v_t = v_{t-1} + \bar r_t^2 \lVert g_t \rVert^2, \quad
+        \eta_t = \frac{\bar r_t^2}{\sqrt{v_t} + \epsilon}, \quad u_t = \eta_t g_t
+
+    with ``r-bar_0^2 = init_estim_sq_dist`` (default ``eps``) and the norms over all leaves
+    together. ``u_t`` points uphill like the gradient; :func:`optix.scale_lr` turns it into the
+    step (:func:`optix.dowg` is that chain). ``update`` needs ``params``.
 
     Example:
       >>> import optix
@@ -192,10 +224,8 @@ def scale_by_dowg(
     Reference: Khaled, Mishchenko & Jin, `DoWG unleashed: an efficient universal parameter-free
     gradient descent method <https://arxiv.org/abs/2305.16284>`_, NeurIPS 2023.
     """
-    _validate.check_nonnegative("eps", eps)
     specs: dict[str, Any] = {"eps": eps}
     if init_estim_sq_dist is not None:
-        _validate.check_positive("init_estim_sq_dist", init_estim_sq_dist)
         specs["init_estim_sq_dist"] = init_estim_sq_dist
     spec = Hyperparams(**specs)
 
@@ -212,26 +242,23 @@ def scale_by_dowg(
             updates, state.params0, "updates", "the `scale_by_dowg` state"
         )
         _validate.check_matches_params(updates, params)
-        hp, hyperparams = spec.step(state.hyperparams)
-        floor = hp["init_estim_sq_dist"] if init_estim_sq_dist is not None else hp["eps"]
+        h, hyperparams = spec.step(state.hyperparams)
+        floor = h.init_estim_sq_dist if init_estim_sq_dist is not None else h.eps
         sq_dist = _sq_dist(state.params0, params)
         estim = jnp.maximum(jnp.maximum(state.estim_sq_dist, sq_dist), floor)
         weighted = state.weighted_sum_sq_grads + estim * _sum_sq(updates)
-        eta = estim / (jnp.sqrt(weighted) + hp["eps"])
+        eta = estim / (jnp.sqrt(weighted) + h.eps)
         new_state = ScaleByDowgState(hyperparams, state.params0, estim, weighted)
-        return _scaled(updates, eta), new_state
+        return leafwise(lambda g: eta * g, updates), new_state
 
     return mark_elementwise(GradientTransformation(init, update))
 
 
-register_rules(ScaleByDowgState, init_estim_sq_dist=_validate.check_positive)
-
-
 def dowg(
-    learning_rate: ScalarOrSchedule = 1.0,
-    init_estim_sq_dist: ScalarOrSchedule | None = None,
-    eps: ScalarOrSchedule = 1e-4,
-    weight_decay: ScalarOrSchedule = 0.0,
+    learning_rate: NonNegative = 1.0,
+    init_estim_sq_dist: OptionalPositive = None,
+    eps: NonNegative = 1e-4,
+    weight_decay: NonNegative = 0.0,
     mask: Mask = None,
 ) -> GradientTransformation:
     r"""DoWG (distance over weighted gradients): SGD with a parameter-free step size.

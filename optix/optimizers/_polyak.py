@@ -1,4 +1,8 @@
-r"""The Polyak step size: a step set by the loss gap to a known minimum value (SPS)."""
+r"""The Polyak step size (SPS): a step set by the loss gap to a known minimum value; SGD with it.
+
+Reference: Loizou, Vaswani, Laradji & Lacoste-Julien, `Stochastic Polyak step-size for SGD
+<https://arxiv.org/abs/2002.10542>`_, AISTATS 2021.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, ScalarOrSchedule
+from optix._base import GradientTransformation
 from optix._chain import chain
-from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix._toolkit import Finite, Hyperparams, HyperparamState, NonNegative, leafwise, transform
 from optix.transforms._scale import scale_lr
 
 _VARIANTS = ("sps", "sps+")
@@ -24,22 +28,16 @@ class ScaleByPolyakState(NamedTuple):
     hyperparams: HyperparamState  # f_min, max_learning_rate, eps
 
 
-register_rules(
-    ScaleByPolyakState,
-    f_min=_validate.check_finite,
-    max_learning_rate=_validate.check_nonnegative,
-)
-
-
 def _squared_norm(tree: Any) -> jax.Array:
     """``sum |g|^2`` over every leaf, in at least float32."""
     return _tree.global_norm(tree) ** 2
 
 
+@transform(ScaleByPolyakState)
 def scale_by_polyak(
-    f_min: ScalarOrSchedule = 0.0,
-    max_learning_rate: ScalarOrSchedule = 1.0,
-    eps: ScalarOrSchedule = 0.0,
+    f_min: Finite = 0.0,
+    max_learning_rate: NonNegative = 1.0,
+    eps: NonNegative = 0.0,
     variant: str = "sps",
 ) -> GradientTransformation:
     r"""Multiply the gradient by the (stochastic) Polyak step size; reads the loss from ``value=``.
@@ -78,9 +76,6 @@ def scale_by_polyak(
     """
     if variant not in _VARIANTS:
         raise ValueError(f"`variant` must be one of {_VARIANTS}, got {variant!r}")
-    _validate.check_finite("f_min", f_min)
-    _validate.check_nonnegative("max_learning_rate", max_learning_rate)
-    _validate.check_nonnegative("eps", eps)
     spec = Hyperparams(f_min=f_min, max_learning_rate=max_learning_rate, eps=eps)
 
     def init(params):
@@ -98,26 +93,25 @@ def scale_by_polyak(
         value = jnp.asarray(value)
         if value.shape != ():
             raise ValueError(f"`value` must be a scalar loss, got shape {value.shape}")
-        hp, hyperparams = spec.step(state.hyperparams)
-        denom = _squared_norm(updates).astype(hp["eps"].dtype) + hp["eps"]
-        gap = value.astype(denom.dtype) - hp["f_min"]
+        h, hyperparams = spec.step(state.hyperparams)
+        denom = _squared_norm(updates).astype(h.eps.dtype) + h.eps
+        gap = value.astype(denom.dtype) - h.f_min
         if variant == "sps+":
             gap = jnp.maximum(gap, 0)
         usable = denom > _TINY
         step = jnp.where(
-            usable, jnp.minimum(gap / jnp.where(usable, denom, 1), hp["max_learning_rate"]), 0
+            usable, jnp.minimum(gap / jnp.where(usable, denom, 1), h.max_learning_rate), 0
         )
-        out = _tree.map_leaves(lambda g: (_tree.upcast(g) * step).astype(g.dtype), updates)
-        return out, ScaleByPolyakState(hyperparams)
+        return leafwise(lambda g: g * step, updates), ScaleByPolyakState(hyperparams)
 
     return GradientTransformation(init, update)
 
 
 def polyak_sgd(
-    max_learning_rate: ScalarOrSchedule = 1.0,
-    scaling: ScalarOrSchedule = 1.0,
-    f_min: ScalarOrSchedule = 0.0,
-    eps: ScalarOrSchedule = 0.0,
+    max_learning_rate: NonNegative = 1.0,
+    scaling: NonNegative = 1.0,
+    f_min: Finite = 0.0,
+    eps: NonNegative = 0.0,
     variant: str = "sps",
 ) -> GradientTransformation:
     r"""SGD with the Polyak step size; ``update`` needs the loss as ``value=``.

@@ -1,4 +1,8 @@
-r"""COCOB-Backprop: learning-rate-free training by coin betting (Orabona & Tommasi 2017)."""
+r"""COCOB-Backprop: learning-rate-free training by coin betting.
+
+Reference: Orabona & Tommasi, `Training deep networks without learning rates through coin betting
+<https://arxiv.org/abs/1705.07795>`_, NeurIPS 2017.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,10 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, Positive, transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
@@ -31,13 +35,32 @@ class ScaleByCocobState(NamedTuple):
     reward: Updates  # R_t = max(R_{t-1} - g_t (x_t - x_0), 0)
 
 
+@transform(ScaleByCocobState)
 def scale_by_cocob(
-    alpha: ScalarOrSchedule = 100.0,
-    eps: ScalarOrSchedule = 1e-8,
+    alpha: Positive = 100.0,
+    eps: Positive = 1e-8,
     *,
     mu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    r"""The COCOB-Backprop bet, as a direction: ``x_t - x_{t+1}`` (see :func:`optix.cocob`).
+    r"""The COCOB-Backprop bet, as a direction: ``x_t - x_{t+1}``, per coordinate.
+
+    .. math::
+        L_t = \max(L_{t-1}, |g_t|), \quad G_t = G_{t-1} + |g_t|, \quad
+        \theta_t = \theta_{t-1} - g_t, \quad
+        R_t = \max\bigl(R_{t-1} - g_t (x_t - x_0), 0\bigr),
+
+    .. math::
+        u_t = x_t - x_0 - \frac{\theta_t}{L_t \max(G_t + L_t, \alpha L_t)} (L_t + R_t)
+
+    with ``L_0 = eps`` and ``x_0`` the params ``init`` sees. ``u_t`` is a direction (the bettor's
+    step with its sign flipped), so :func:`optix.scale_lr` with ``learning_rate=1`` makes exactly
+    the bettor's step; :func:`optix.cocob` is that chain, with weight decay in front. ``update``
+    needs ``params``.
+
+    Args:
+      alpha: > 0; caps the fraction of the wealth bet early on (100 in the paper).
+      eps: > 0, the initial ``L_0`` (keeps the first division finite).
+      mu_dtype: dtype of the per-coordinate statistics; default the param's, at least float32.
 
     Example:
       >>> import optix
@@ -46,8 +69,6 @@ def scale_by_cocob(
     Reference: Orabona & Tommasi, `Training deep networks without learning rates through coin
     betting <https://arxiv.org/abs/1705.07795>`_, NeurIPS 2017, Algorithm 2.
     """
-    _validate.check_positive("alpha", alpha)
-    _validate.check_positive("eps", eps)
     spec = Hyperparams(alpha=alpha, eps=eps)
 
     def init(params):
@@ -63,17 +84,18 @@ def scale_by_cocob(
         _validate.require_params(params, "scale_by_cocob")
         _validate.check_updates(updates, state.neg_grad_sum, "scale_by_cocob")
         _validate.check_matches_params(updates, params)
-        hp, hyperparams = spec.step(state.hyperparams)
+        h, hyperparams = spec.step(state.hyperparams)
+        alpha, eps = h.alpha, h.eps
 
+        # Not leafwise's (g, *state) -> (u, *new_state): the bet also reads the params and x_0,
+        # which this step does not change, so the casts are written here.
         def leaf(g, x0, theta, big_l, big_g, r, x):
             gc, xc, x0c = _tree.upcast(g), _tree.upcast(x), _tree.upcast(x0)
-            big_l_new = jnp.maximum(jnp.maximum(big_l, jnp.abs(gc)), hp["eps"])
+            big_l_new = jnp.maximum(jnp.maximum(big_l, jnp.abs(gc)), eps)
             big_g_new = big_g + jnp.abs(gc)
             r_new = jnp.maximum(r - gc * (xc - x0c), 0)
             theta_new = theta - gc
-            bet = theta_new / (
-                big_l_new * jnp.maximum(big_g_new + big_l_new, hp["alpha"] * big_l_new)
-            )
+            bet = theta_new / (big_l_new * jnp.maximum(big_g_new + big_l_new, alpha * big_l_new))
             x_new = x0c + bet * (big_l_new + r_new)
             out = (xc - x_new).astype(g.dtype), theta_new.astype(theta.dtype)
             return out + (
@@ -91,14 +113,11 @@ def scale_by_cocob(
     return mark_elementwise(GradientTransformation(init, update))
 
 
-register_rules(ScaleByCocobState, alpha=_validate.check_positive, eps=_validate.check_positive)
-
-
 def cocob(
-    learning_rate: ScalarOrSchedule = 1.0,
-    alpha: ScalarOrSchedule = 100.0,
-    eps: ScalarOrSchedule = 1e-8,
-    weight_decay: ScalarOrSchedule = 0.0,
+    learning_rate: NonNegative = 1.0,
+    alpha: Positive = 100.0,
+    eps: Positive = 1e-8,
+    weight_decay: NonNegative = 0.0,
     mask: Mask = None,
     *,
     mu_dtype: DTypeLike | None = None,

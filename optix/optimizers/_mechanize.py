@@ -1,4 +1,8 @@
-r"""Mechanic: learn the scale of any optimizer's steps online (Cutkosky, Defazio & Mehta 2023)."""
+r"""Mechanic: learn the scale of any optimizer's steps online.
+
+Reference: Cutkosky, Defazio & Mehta, `Mechanic: a learning rate tuner
+<https://arxiv.org/abs/2306.00144>`_, NeurIPS 2023.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ import jax
 import jax.numpy as jnp
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule
+from optix._base import GradientTransformation, OptState, Params
 from optix._chain import caller, check_transform
-from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, register_rules
+from optix._hyperparams import hyperparam_dtype
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, Positive, transform
 
 
 def _sum(tree: Any, fn: Any) -> jax.Array:
@@ -35,11 +40,12 @@ class MechanizeState(NamedTuple):
     s: jax.Array  # (n,) scale proposed by each tuner; the step scale is their sum
 
 
+@transform(MechanizeState)
 def mechanize(
     base_optimizer: GradientTransformation,
-    weight_decay: ScalarOrSchedule = 1e-2,
-    eps: ScalarOrSchedule = 1e-8,
-    s_init: ScalarOrSchedule = 1e-6,
+    weight_decay: NonNegative = 1e-2,
+    eps: Positive = 1e-8,
+    s_init: Positive = 1e-6,
     num_betas: int = 6,
 ) -> GradientTransformation:
     r"""Mechanic: wrap an optimizer and learn, online, how much to scale its steps.
@@ -88,9 +94,6 @@ def mechanize(
     <https://arxiv.org/abs/2306.00144>`_, NeurIPS 2023.
     """
     check_transform(base_optimizer, "`base_optimizer`")
-    _validate.check_nonnegative("weight_decay", weight_decay)
-    _validate.check_positive("eps", eps)
-    _validate.check_positive("s_init", s_init)
     _validate.check_int("num_betas", num_betas, minimum=1)
     spec = Hyperparams(weight_decay=weight_decay, eps=eps, s_init=s_init)
     call_base = caller(base_optimizer)
@@ -101,7 +104,7 @@ def mechanize(
         hyperparams = spec.init()
         dt = hyperparam_dtype()
         zeros = jnp.zeros([num_betas], dt)
-        s0 = jnp.asarray(spec.step(hyperparams)[0]["s_init"], dt)
+        s0 = jnp.asarray(spec.step(hyperparams)[0].s_init, dt)
         s = jnp.full([num_betas], s0, dt)
         inner = base_optimizer.init(params)
         return MechanizeState(
@@ -113,27 +116,29 @@ def mechanize(
         _validate.check_float_leaves(updates, "`mechanize` updates")
         _validate.check_matches_params(updates, params)
         steps, inner = call_base(updates, state.inner, params, extra)
-        hp, hyperparams = spec.step(state.hyperparams)
-        eps_, dt = hp["eps"], hyperparam_dtype()
-        first = state.hyperparams.count == 0
+        h, hyperparams = spec.step(state.hyperparams)
+        eps_, dt = h.eps, hyperparam_dtype()
+        first = h.t == 1
         x_ref = jax.tree.map(lambda p, p0: _tree.where(first, p, p0), params, state.params0)
         scale = jnp.sum(state.s)
-        decay = hp["weight_decay"] * scale * _norm(updates) / (_norm(params) + eps_)
+        # Per-leaf passes between sums over every leaf (the tuner's h_t, then the new scale), and
+        # each reads the params: not leafwise's one (g, *state) pass, so the casts are here.
+        decay = h.weight_decay * scale * _norm(updates) / (_norm(params) + eps_)
 
         def direction(x, x0):
             return (_tree.upcast(x) - _tree.upcast(x0)) / (scale + eps_)
 
         delta = _tree.map_leaves(direction, params, x_ref)
-        h = _sum(
+        h_t = _sum(
             (updates, params, delta),
             lambda g, x, d: (_tree.upcast(g) + decay * _tree.upcast(x)) * d,
         )
         betas = 1 - jnp.asarray(0.1, dt) ** jnp.arange(1, num_betas + 1, dtype=dt)
-        clipped = jnp.clip(h, -state.m, state.m)
-        m = jnp.maximum(betas * state.m, jnp.abs(h) + eps_)
-        v = betas**2 * state.v + h**2
+        clipped = jnp.clip(h_t, -state.m, state.m)
+        m = jnp.maximum(betas * state.m, jnp.abs(h_t) + eps_)
+        v = betas**2 * state.v + h_t**2
         r = betas * state.r - clipped * state.s
-        wealth = hp["s_init"] / num_betas * m + jnp.maximum(r, 0)
+        wealth = h.s_init / num_betas * m + jnp.maximum(r, 0)
         s = wealth / (jnp.sqrt(v) + eps_)
         new_scale = jnp.sum(s)
 
@@ -145,6 +150,3 @@ def mechanize(
         return out, MechanizeState(hyperparams, inner, x_ref, r, m, v, s)
 
     return GradientTransformation(init, update)
-
-
-register_rules(MechanizeState, s_init=_validate.check_positive, eps=_validate.check_positive)

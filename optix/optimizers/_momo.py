@@ -4,6 +4,9 @@ Both read the current (mini-batch) loss from ``update``'s keyword argument ``val
 the final step (their step size is ``min(learning_rate, Polyak step)``, so, like
 :func:`optix.prodigy`, they include ``-learning_rate`` and end a chain). Inner products run over
 all leaves together, in the hyperparameter precision (float32, or float64 under x64).
+
+Reference: Schaipp, Ohana, Eickenberg, Defazio & Gower, `MoMo: momentum models for adaptive
+learning rates <https://arxiv.org/abs/2305.07583>`_, ICML 2024.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, ScalarOrSchedule, Updates
-from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, register_rules
+from optix._base import GradientTransformation, Updates
+from optix._hyperparams import hyperparam_dtype
+from optix._toolkit import Beta, Finite, Hyperparams, HyperparamState, NonNegative, transform
 
 
 def _vdot(a: Any, b: Any) -> jax.Array:
@@ -62,11 +66,12 @@ class MomoState(NamedTuple):
     lower_bound: jax.Array  # the current estimate of inf f (moves only when adapted)
 
 
+@transform(MomoState)
 def momo(
-    learning_rate: ScalarOrSchedule = 1.0,
-    beta: ScalarOrSchedule = 0.9,
-    lower_bound: ScalarOrSchedule = 0.0,
-    weight_decay: ScalarOrSchedule = 0.0,
+    learning_rate: NonNegative = 1.0,
+    beta: Beta = 0.9,
+    lower_bound: Finite = 0.0,
+    weight_decay: NonNegative = 0.0,
     *,
     adapt_lower_bound: bool = False,
     mu_dtype: DTypeLike | None = None,
@@ -114,10 +119,6 @@ def momo(
     Reference: Schaipp, Ohana, Eickenberg, Defazio & Gower, `MoMo: momentum models for adaptive
     learning rates <https://arxiv.org/abs/2305.07583>`_, ICML 2024.
     """
-    _validate.check_nonnegative("learning_rate", learning_rate)
-    _validate.check_unit_interval("beta", beta)
-    _validate.check_finite("lower_bound", lower_bound)
-    _validate.check_nonnegative("weight_decay", weight_decay)
     spec = Hyperparams(
         learning_rate=learning_rate, beta=beta, lower_bound=lower_bound, weight_decay=weight_decay
     )
@@ -126,7 +127,7 @@ def momo(
         _check_init(params, "momo")
         hyperparams = spec.init()
         zero = jnp.zeros([], hyperparam_dtype())
-        bound = jnp.asarray(spec.step(hyperparams)[0]["lower_bound"], hyperparam_dtype())
+        bound = jnp.asarray(spec.step(hyperparams)[0].lower_bound, hyperparam_dtype())
         mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
         return MomoState(hyperparams, mu, zero, zero, bound)
 
@@ -135,11 +136,13 @@ def momo(
         _validate.check_updates(updates, state.mu, "momo")
         _validate.check_matches_params(updates, params)
         value = _loss_value(extra, "momo")
-        hp, hyperparams = spec.step(state.hyperparams)
-        alpha, lam, floor = hp["learning_rate"], hp["weight_decay"], hp["lower_bound"]
-        b = jnp.where(state.hyperparams.count == 0, 0, hp["beta"])
+        h, hyperparams = spec.step(state.hyperparams)
+        alpha, lam, floor = h.learning_rate, h.weight_decay, h.lower_bound
+        b = jnp.where(h.t == 1, 0, h.beta)  # the averages start from the first values
         loss_avg = b * state.loss_avg + (1 - b) * value
         gamma = b * state.gamma + (1 - b) * _vdot(updates, params)
+        # Per-leaf passes around sums over every leaf (the step size needs <d_k, d_k> and
+        # <d_k, x_k>), reading the params: not leafwise's one pass, so the casts are here.
         mu_new = _tree.map_leaves(lambda g, m: b * m + (1 - b) * _tree.upcast(g), updates, state.mu)
         norm_sq, iprod = _vdot(mu_new, mu_new), _vdot(mu_new, params)
         k = 1 + alpha * lam
@@ -163,9 +166,6 @@ def momo(
     return GradientTransformation(init, update)
 
 
-register_rules(MomoState, beta=_validate.check_unit_interval, lower_bound=_validate.check_finite)
-
-
 class MomoAdamState(NamedTuple):
     """State of :func:`momo_adam`: Adam's moments, the averaged loss model and the bound."""
 
@@ -177,13 +177,14 @@ class MomoAdamState(NamedTuple):
     lower_bound: jax.Array  # the current estimate of inf f (moves only when adapted)
 
 
+@transform(MomoAdamState)
 def momo_adam(
-    learning_rate: ScalarOrSchedule = 1e-2,
-    b1: ScalarOrSchedule = 0.9,
-    b2: ScalarOrSchedule = 0.999,
-    eps: ScalarOrSchedule = 1e-8,
-    lower_bound: ScalarOrSchedule = 0.0,
-    weight_decay: ScalarOrSchedule = 0.0,
+    learning_rate: NonNegative = 1e-2,
+    b1: Beta = 0.9,
+    b2: Beta = 0.999,
+    eps: NonNegative = 1e-8,
+    lower_bound: Finite = 0.0,
+    weight_decay: NonNegative = 0.0,
     *,
     adapt_lower_bound: bool = False,
     mu_dtype: DTypeLike | None = None,
@@ -226,12 +227,6 @@ def momo_adam(
     Reference: Schaipp, Ohana, Eickenberg, Defazio & Gower, `MoMo: momentum models for adaptive
     learning rates <https://arxiv.org/abs/2305.07583>`_, ICML 2024.
     """
-    _validate.check_nonnegative("learning_rate", learning_rate)
-    _validate.check_unit_interval("b1", b1)
-    _validate.check_unit_interval("b2", b2)
-    _validate.check_nonnegative("eps", eps)
-    _validate.check_finite("lower_bound", lower_bound)
-    _validate.check_nonnegative("weight_decay", weight_decay)
     spec = Hyperparams(
         learning_rate=learning_rate,
         b1=b1,
@@ -245,7 +240,7 @@ def momo_adam(
         _check_init(params, "momo_adam")
         hyperparams = spec.init()
         zero = jnp.zeros([], hyperparam_dtype())
-        bound = jnp.asarray(spec.step(hyperparams)[0]["lower_bound"], hyperparam_dtype())
+        bound = jnp.asarray(spec.step(hyperparams)[0].lower_bound, hyperparam_dtype())
         mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
         nu = _tree.moments_like(params, nu_dtype, name="nu_dtype")
         return MomoAdamState(hyperparams, mu, nu, zero, zero, bound)
@@ -255,18 +250,20 @@ def momo_adam(
         _validate.check_updates(updates, state.mu, "momo_adam")
         _validate.check_matches_params(updates, params)
         value = _loss_value(extra, "momo_adam")
-        hp, hyperparams = spec.step(state.hyperparams)
-        alpha, lam, floor = hp["learning_rate"], hp["weight_decay"], hp["lower_bound"]
-        b1_, b2_ = hp["b1"], hp["b2"]
-        bc1 = _tree.bias_correction(b1_, hyperparams.count)
-        bc2 = _tree.bias_correction(b2_, hyperparams.count)
-        loss_avg = b1_ * state.loss_avg + (1 - b1_) * value
-        gamma = b1_ * state.gamma + (1 - b1_) * _vdot(updates, params)
+        h, hyperparams = spec.step(state.hyperparams)
+        alpha, lam, floor = h.learning_rate, h.weight_decay, h.lower_bound
+        b1, b2, eps = h.b1, h.b2, h.eps
+        bc1 = _tree.bias_correction(b1, h.t)
+        bc2 = _tree.bias_correction(b2, h.t)
+        loss_avg = b1 * state.loss_avg + (1 - b1) * value
+        gamma = b1 * state.gamma + (1 - b1) * _vdot(updates, params)
 
+        # Per-leaf passes around sums over every leaf (the step size needs <m_k, m_k / D_k> and
+        # <m_k, x_k>), reading the params: not leafwise's one pass, so the casts are here.
         def moments(g, m, v):
             gc = _tree.upcast(g)
-            v_new = b2_ * v + (1 - b2_) * gc * gc
-            return b1_ * m + (1 - b1_) * gc, v_new, hp["eps"] + jnp.sqrt(v_new / bc2)
+            v_new = b2 * v + (1 - b2) * gc * gc
+            return b1 * m + (1 - b1) * gc, v_new, eps + jnp.sqrt(v_new / bc2)
 
         mu_new, nu_new, denom = _tree.map_leaves(moments, updates, state.mu, state.nu, n_out=3)
         direction = _tree.map_leaves(lambda m, d: m / d, mu_new, denom)
@@ -290,6 +287,3 @@ def momo_adam(
         return steps, MomoAdamState(hyperparams, mu, nu, loss_avg, gamma, bound)
 
     return GradientTransformation(init, update)
-
-
-register_rules(MomoAdamState, lower_bound=_validate.check_finite)
