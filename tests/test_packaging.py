@@ -32,7 +32,7 @@ RUNTIME_REQUIREMENTS = {"jax", "jaxlib", "numpy"}
 # Required without being imported: jaxlib is jax's compiled backend (optix imports only jax).
 BACKENDS = {"jaxlib": "jax"}
 # Extras that only the project's own tooling installs; an import of optix/ cannot rely on them.
-TOOLING_EXTRAS = {"test", "dev"}
+TOOLING_EXTRAS = {"test", "dev", "docs"}
 
 # Run by the clean interpreter: import everything the wheel holds and report where it came from.
 PROBE = """

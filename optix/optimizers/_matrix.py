@@ -170,8 +170,9 @@ def muon(
       mask: which params decay (both branches): a tree of bools, a function or path patterns.
       labels: ``"muon"``/``"adam"`` per leaf: a tree, a function of the params, or path patterns
         (leaves no pattern matches keep the ``ndim >= 2`` rule). See :func:`muon_labels`.
-      ns_steps, ns_coeffs, nesterov, bias_correction, eps_mode, layout, scale_mode, rms_scale,
-        mu_dtype: see :func:`scale_by_muon`.
+      ns_steps, ns_coeffs, nesterov, bias_correction, eps_mode, layout, scale_mode: see
+        :func:`scale_by_muon`.
+      rms_scale, mu_dtype: see :func:`scale_by_muon`.
       adam_learning_rate: a separate rate for the AdamW branch; default: ``learning_rate``.
       adam_b1, adam_b2, adam_eps, adam_weight_decay: the AdamW branch's settings.
 
@@ -263,8 +264,9 @@ def shampoo(
 
     Args:
       learning_rate: ``eta`` >= 0, or a schedule.
-      eps, stat_decay, precondition_frequency, block_size, max_precond_dim, graft, graft_eps,
-        graft_b2, stat_dtype: see :func:`scale_by_shampoo`.
+      eps, stat_decay, precondition_frequency, block_size, max_precond_dim: see
+        :func:`scale_by_shampoo`.
+      graft, graft_eps, graft_b2, stat_dtype: see :func:`scale_by_shampoo`.
       momentum: heavy-ball momentum in [0, 1) on the preconditioned step (0: none).
       weight_decay: decoupled decay ``lambda`` (multiplied by the learning rate).
       mask: which params decay: a tree of bools, a function or path patterns.
@@ -338,8 +340,9 @@ def soap(
 
     Args:
       learning_rate: ``eta`` >= 0, or a schedule (the authors use 3e-3).
-      b1, b2, eps, shampoo_beta, precondition_frequency, block_size, max_precond_dim, mu_dtype,
-        nu_dtype, stat_dtype: see :func:`scale_by_soap`.
+      b1, b2, eps, shampoo_beta, precondition_frequency, block_size, max_precond_dim: see
+        :func:`scale_by_soap`.
+      mu_dtype, nu_dtype, stat_dtype: see :func:`scale_by_soap`.
       weight_decay: decoupled decay ``lambda`` (multiplied by the learning rate).
       mask: which params decay: a tree of bools, a function or path patterns.
 
