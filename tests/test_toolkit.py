@@ -16,7 +16,7 @@ from optix._toolkit import Beta, Hyperparams, leafwise, ranges, transform
 
 _CANDIDATES = (-1.0, 1.0, 1.5, math.nan, math.inf, 0.0, 3.0)
 _GOOD = (0.5, 0.1, 1.0, 5.0, 0.0)
-_INNER = ("fast", "optimizer", "inner", "tx")
+_INNER = ("fast", "optimizer", "inner", "tx", "base")
 
 
 def _first(values, accept):

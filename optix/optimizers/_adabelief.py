@@ -20,6 +20,7 @@ from optix._toolkit import (
     Hyperparams,
     HyperparamState,
     NonNegative,
+    checked,
     first_and_second_moments,
     leafwise,
     transform,
@@ -103,6 +104,7 @@ def scale_by_adabelief(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def adabelief(
     learning_rate: NonNegative,
     b1: Beta = 0.9,

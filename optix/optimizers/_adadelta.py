@@ -15,7 +15,15 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import (
+    Beta,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    checked,
+    leafwise,
+    transform,
+)
 from optix.transforms._scale import scale_lr
 
 
@@ -89,6 +97,7 @@ def scale_by_adadelta(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def adadelta(
     learning_rate: NonNegative = 1.0,
     rho: Beta = 0.9,

@@ -15,7 +15,7 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, checked, leafwise, transform
 from optix.transforms._scale import scale_lr
 
 
@@ -83,6 +83,7 @@ def scale_by_adagrad(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def adagrad(
     learning_rate: NonNegative,
     initial_accumulator_value: ArrayLike = 0.0,

@@ -24,6 +24,7 @@ from optix._toolkit import (
     Hyperparams,
     HyperparamState,
     NonNegative,
+    checked,
     first_and_second_moments,
     leafwise,
     transform,
@@ -119,6 +120,7 @@ def scale_by_adam(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def adam(
     learning_rate: NonNegative,
     b1: Beta = 0.9,
@@ -168,6 +170,7 @@ def adam(
     )
 
 
+@checked
 def adamw(
     learning_rate: NonNegative,
     b1: Beta = 0.9,

@@ -21,6 +21,7 @@ from optix._toolkit import (
     Hyperparams,
     HyperparamState,
     NonNegative,
+    checked,
     first_and_second_moments,
     leafwise,
     transform,
@@ -96,6 +97,7 @@ def scale_by_adamax(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def adamax(
     learning_rate: NonNegative,
     b1: Beta = 0.9,
@@ -132,6 +134,7 @@ def adamax(
     )
 
 
+@checked
 def adamaxw(
     learning_rate: NonNegative,
     b1: Beta = 0.9,

@@ -18,7 +18,15 @@ from optix._base import GradientTransformation, Params, ScalarOrSchedule, Schedu
 from optix._chain import chain
 from optix._fusable import mark_elementwise
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import (
+    Beta,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    checked,
+    leafwise,
+    transform,
+)
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
@@ -180,6 +188,7 @@ def b3_warmup(
     return schedule
 
 
+@checked
 def ademamix(
     learning_rate: NonNegative,
     b1: Beta = 0.9,

@@ -24,6 +24,7 @@ from optix._toolkit import (
     HyperparamState,
     NonNegative,
     Range,
+    checked,
     first_and_second_moments,
     leafwise,
     transform,
@@ -144,6 +145,7 @@ def scale_by_adopt(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def adopt(
     learning_rate: NonNegative,
     b1: Beta = 0.9,

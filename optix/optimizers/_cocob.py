@@ -17,7 +17,7 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, Positive, transform
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, Positive, checked, transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
@@ -113,6 +113,7 @@ def scale_by_cocob(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def cocob(
     learning_rate: NonNegative = 1.0,
     alpha: Positive = 100.0,

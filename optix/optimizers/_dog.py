@@ -27,7 +27,15 @@ from optix._base import GradientTransformation, Params, ScalarOrSchedule
 from optix._chain import chain
 from optix._fusable import mark_elementwise
 from optix._hyperparams import hyperparam_dtype, register_rules
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, Range, leafwise, transform
+from optix._toolkit import (
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    Range,
+    checked,
+    leafwise,
+    transform,
+)
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
@@ -141,6 +149,7 @@ def scale_by_dog(
 register_rules(ScaleByDogState, init_step=_validate.check_positive)
 
 
+@checked
 def dog(
     learning_rate: NonNegative = 1.0,
     init_step: tuple[str, ArrayLike] = ("heuristic", 1e-6),
@@ -254,6 +263,7 @@ def scale_by_dowg(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def dowg(
     learning_rate: NonNegative = 1.0,
     init_estim_sq_dist: OptionalPositive = None,

@@ -18,7 +18,15 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import (
+    Beta,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    checked,
+    leafwise,
+    transform,
+)
 from optix.transforms._regularize import add_decayed_weights
 
 Mask = Any | Callable[[Params], Any] | None
@@ -90,6 +98,7 @@ def scale_by_madgrad(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def madgrad(
     learning_rate: NonNegative = 1e-2,
     momentum: Beta = 0.9,

@@ -22,6 +22,7 @@ from optix._toolkit import (
     Hyperparams,
     HyperparamState,
     NonNegative,
+    checked,
     first_and_second_moments,
     leafwise,
     transform,
@@ -99,6 +100,7 @@ def scale_by_nadam(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def nadam(
     learning_rate: NonNegative,
     b1: Beta = 0.9,

@@ -23,6 +23,7 @@ from optix._toolkit import (
     Hyperparams,
     HyperparamState,
     NonNegative,
+    checked,
     first_and_second_moments,
     leafwise,
     transform,
@@ -111,6 +112,7 @@ def scale_by_nesterov_adam(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def nadamw(
     learning_rate: NonNegative,
     b1: Beta = 0.9,

@@ -23,6 +23,7 @@ from optix._toolkit import (
     Hyperparams,
     HyperparamState,
     NonNegative,
+    checked,
     leafwise,
     transform,
 )
@@ -96,6 +97,7 @@ def scale_by_optimistic_gradient(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def optimistic_gradient_descent(
     learning_rate: NonNegative,
     alpha: Finite = 1.0,
@@ -133,6 +135,7 @@ def optimistic_gradient_descent(
     return chain(scale_by_optimistic_gradient(alpha, beta), scale_lr(learning_rate))
 
 
+@checked
 def optimistic_adam(
     learning_rate: NonNegative,
     *,

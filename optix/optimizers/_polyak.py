@@ -14,7 +14,15 @@ import jax.numpy as jnp
 from optix import _tree, _validate
 from optix._base import GradientTransformation
 from optix._chain import chain
-from optix._toolkit import Finite, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import (
+    Finite,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    checked,
+    leafwise,
+    transform,
+)
 from optix.transforms._scale import scale_lr
 
 _VARIANTS = ("sps", "sps+")
@@ -107,6 +115,7 @@ def scale_by_polyak(
     return GradientTransformation(init, update)
 
 
+@checked
 def polyak_sgd(
     max_learning_rate: NonNegative = 1.0,
     scaling: NonNegative = 1.0,

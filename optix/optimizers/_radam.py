@@ -21,6 +21,7 @@ from optix._toolkit import (
     HyperparamState,
     NonNegative,
     Range,
+    checked,
     first_and_second_moments,
     leafwise,
     transform,
@@ -123,6 +124,7 @@ def scale_by_radam(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def radam(
     learning_rate: NonNegative,
     b1: Beta = 0.9,

@@ -21,6 +21,7 @@ from optix._toolkit import (
     Hyperparams,
     HyperparamState,
     NonNegative,
+    checked,
     is_off,
     leafwise,
     transform,
@@ -108,6 +109,7 @@ def scale_by_rms(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def rmsprop(
     learning_rate: NonNegative,
     decay: Beta = 0.9,

@@ -23,6 +23,7 @@ from optix._toolkit import (
     OpenFraction,
     Positive,
     Range,
+    checked,
     leafwise,
     transform,
 )
@@ -138,6 +139,7 @@ def scale_by_rprop(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def rprop(
     learning_rate: NonNegative = 1e-2,
     eta_minus: OpenFraction = 0.5,

@@ -24,6 +24,7 @@ from optix._toolkit import (
     HyperparamState,
     NonNegative,
     OpenFraction,
+    checked,
     leafwise,
     transform,
 )
@@ -288,6 +289,7 @@ def scale_by_debiased_rms(
     return GradientTransformation(init, update)
 
 
+@checked
 def schedule_free_sgd(
     learning_rate: NonNegative = 1.0,
     warmup_steps: int = 0,
@@ -347,6 +349,7 @@ def schedule_free_sgd(
     )
 
 
+@checked
 def schedule_free_adamw(
     learning_rate: NonNegative = 0.0025,
     warmup_steps: int = 0,

@@ -192,6 +192,7 @@ def sgd(
     return chain(*parts, scale_lr(learning_rate))
 
 
+@checked
 def noisy_sgd(
     learning_rate: NonNegative,
     eta: NonNegative = 0.01,

@@ -15,7 +15,15 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import (
+    Beta,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    checked,
+    leafwise,
+    transform,
+)
 from optix.transforms._scale import scale_by_sign, scale_lr
 
 
@@ -72,6 +80,7 @@ def scale_by_signum(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def sign_sgd(learning_rate: NonNegative) -> GradientTransformation:
     r"""signSGD: step by the sign of each gradient component.
 
@@ -95,6 +104,7 @@ def sign_sgd(learning_rate: NonNegative) -> GradientTransformation:
     return chain(scale_by_sign(), scale_lr(learning_rate))
 
 
+@checked
 def signum(
     learning_rate: NonNegative,
     beta: Beta = 0.9,

@@ -16,7 +16,15 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import (
+    Beta,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    checked,
+    leafwise,
+    transform,
+)
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
@@ -87,6 +95,7 @@ def scale_by_simplified_ademamix(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def simplified_ademamix(
     learning_rate: NonNegative,
     b1: Beta = 0.99,

@@ -15,7 +15,15 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import (
+    Beta,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    checked,
+    leafwise,
+    transform,
+)
 from optix.transforms._scale import scale_lr
 
 
@@ -101,6 +109,7 @@ def scale_by_yogi(
     return mark_elementwise(GradientTransformation(init, update))
 
 
+@checked
 def yogi(
     learning_rate: NonNegative,
     b1: Beta = 0.9,
