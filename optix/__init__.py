@@ -27,30 +27,45 @@ from optix._pack import Packed, pack, unpack
 from optix._per_example_clip import per_example_global_norm_clip, per_example_layer_norm_clip
 from optix._periodic import periodic_update
 from optix._state import format_state, state_get, state_paths, state_set
+from optix.optimizers._adafactor import ScaleByFactoredRmsState, adafactor, scale_by_factored_rms
+from optix.optimizers._adafactor_parts import (
+    AdafactorMomentumState,
+    ScaleByParamBlockRmsState,
+    adafactor_momentum,
+    scale_by_param_block_rms,
+)
 from optix.optimizers._adam import ScaleByAdamState, adam, adamw, scale_by_adam
 from optix.optimizers._adam_variants import adabelief, adan, ademamix, adopt, yogi
 from optix.optimizers._adamax import ScaleByAdamaxState, adamax, adamaxw, scale_by_adamax
 from optix.optimizers._adaptive import adadelta, adagrad, rmsprop
-from optix.optimizers._factored import adafactor, sm3
-from optix.optimizers._layerwise import fromage, lamb, lars, novograd
+from optix.optimizers._fromage import ScaleByFromageState, fromage, scale_by_fromage
+from optix.optimizers._galore import (
+    GaloreDimensionNumbers,
+    ScaleByGaloreState,
+    galore,
+    scale_by_galore,
+)
+from optix.optimizers._lamb import lamb
+from optix.optimizers._lars import lars
 from optix.optimizers._lbfgs import lbfgs
 from optix.optimizers._lion import ScaleByLionState, lion, scale_by_lion
 from optix.optimizers._matrix import muon, shampoo, soap
 from optix.optimizers._nadam import ScaleByNadamState, nadam, scale_by_nadam
+from optix.optimizers._novograd import ScaleByNovogradState, novograd, scale_by_novograd
 from optix.optimizers._parameter_free import dadapt_adamw, prodigy
 from optix.optimizers._radam import ScaleByRadamState, radam, scale_by_radam
 from optix.optimizers._schedule_free import schedule_free_adamw, schedule_free_sgd
 from optix.optimizers._sgd import noisy_sgd, sgd
 from optix.optimizers._sign import rprop, sign_sgd, signum
-from optix.transforms._acprop import ScaleByAcpropState, acprop, scale_by_acprop
-from optix.transforms._adafactor import (
-    AdafactorMomentumState,
-    ScaleByFactoredRmsState,
-    ScaleByParamBlockRmsState,
-    adafactor_momentum,
-    scale_by_factored_rms,
-    scale_by_param_block_rms,
+from optix.optimizers._sm3 import ScaleBySm3State, scale_by_sm3, sm3
+from optix.optimizers._sophia import (
+    HutchinsonState,
+    ScaleBySophiaState,
+    hutchinson_hessian_diag,
+    scale_by_sophia,
+    sophia,
 )
+from optix.transforms._acprop import ScaleByAcpropState, acprop, scale_by_acprop
 from optix.transforms._adam_variants import (
     ScaleByAdabeliefState,
     ScaleByAdoptState,
@@ -92,13 +107,6 @@ from optix.transforms._dog import (
     scale_by_dowg,
 )
 from optix.transforms._ema import EmaState, ema
-from optix.transforms._fromage import ScaleByFromageState, scale_by_fromage
-from optix.transforms._galore import (
-    GaloreDimensionNumbers,
-    ScaleByGaloreState,
-    galore,
-    scale_by_galore,
-)
 from optix.transforms._lbfgs import ScaleByLbfgsState, scale_by_lbfgs
 from optix.transforms._linesearch import (
     BacktrackingInfo,
@@ -119,7 +127,6 @@ from optix.transforms._normalize import (
     normalize_by_update_norm,
     scale_by_param_block_norm,
 )
-from optix.transforms._novograd import ScaleByNovogradState, scale_by_novograd
 from optix.transforms._optimistic import (
     ScaleByOptimisticGradientState,
     optimistic_adam,
@@ -162,15 +169,7 @@ from optix.transforms._simplified_ademamix import (
     scale_by_simplified_ademamix,
     simplified_ademamix,
 )
-from optix.transforms._sm3 import ScaleBySm3State, scale_by_sm3
 from optix.transforms._soap import ScaleBySoapState, SoapLeafState, scale_by_soap
-from optix.transforms._sophia import (
-    HutchinsonState,
-    ScaleBySophiaState,
-    hutchinson_hessian_diag,
-    scale_by_sophia,
-    sophia,
-)
 from optix.transforms._stddev import ScaleByStddevState, scale_by_stddev
 from optix.transforms._trust_ratio import ScaleByTrustRatioState, scale_by_trust_ratio
 from optix.transforms._zero_nans import ZeroNansState, zero_nans
