@@ -30,6 +30,13 @@ from optix._state import format_state, state_get, state_paths, state_set
 from optix.optimizers._acprop import ScaleByAcpropState, acprop, scale_by_acprop
 from optix.optimizers._adabelief import ScaleByAdabeliefState, adabelief, scale_by_adabelief
 from optix.optimizers._adadelta import ScaleByAdadeltaState, adadelta, scale_by_adadelta
+from optix.optimizers._adafactor import ScaleByFactoredRmsState, adafactor, scale_by_factored_rms
+from optix.optimizers._adafactor_parts import (
+    AdafactorMomentumState,
+    ScaleByParamBlockRmsState,
+    adafactor_momentum,
+    scale_by_param_block_rms,
+)
 from optix.optimizers._adagrad import ScaleByAdagradState, adagrad, scale_by_adagrad
 from optix.optimizers._adam import ScaleByAdamState, adam, adamw, scale_by_adam
 from optix.optimizers._adamax import ScaleByAdamaxState, adamax, adamaxw, scale_by_adamax
@@ -46,8 +53,15 @@ from optix.optimizers._dog import (
     scale_by_dog,
     scale_by_dowg,
 )
-from optix.optimizers._factored import adafactor, sm3
-from optix.optimizers._layerwise import fromage, lamb, lars, novograd
+from optix.optimizers._fromage import ScaleByFromageState, fromage, scale_by_fromage
+from optix.optimizers._galore import (
+    GaloreDimensionNumbers,
+    ScaleByGaloreState,
+    galore,
+    scale_by_galore,
+)
+from optix.optimizers._lamb import lamb
+from optix.optimizers._lars import lars
 from optix.optimizers._lbfgs import lbfgs
 from optix.optimizers._lion import ScaleByLionState, lion, scale_by_lion
 from optix.optimizers._madgrad import ScaleByMadgradState, madgrad, scale_by_madgrad
@@ -56,6 +70,7 @@ from optix.optimizers._mechanize import MechanizeState, mechanize
 from optix.optimizers._momo import MomoAdamState, MomoState, momo, momo_adam
 from optix.optimizers._nadam import ScaleByNadamState, nadam, scale_by_nadam
 from optix.optimizers._nadamw import ScaleByNesterovAdamState, nadamw, scale_by_nesterov_adam
+from optix.optimizers._novograd import ScaleByNovogradState, novograd, scale_by_novograd
 from optix.optimizers._optimistic import (
     ScaleByOptimisticGradientState,
     optimistic_adam,
@@ -83,15 +98,15 @@ from optix.optimizers._simplified_ademamix import (
     scale_by_simplified_ademamix,
     simplified_ademamix,
 )
-from optix.optimizers._yogi import ScaleByYogiState, scale_by_yogi, yogi
-from optix.transforms._adafactor import (
-    AdafactorMomentumState,
-    ScaleByFactoredRmsState,
-    ScaleByParamBlockRmsState,
-    adafactor_momentum,
-    scale_by_factored_rms,
-    scale_by_param_block_rms,
+from optix.optimizers._sm3 import ScaleBySm3State, scale_by_sm3, sm3
+from optix.optimizers._sophia import (
+    HutchinsonState,
+    ScaleBySophiaState,
+    hutchinson_hessian_diag,
+    scale_by_sophia,
+    sophia,
 )
+from optix.optimizers._yogi import ScaleByYogiState, scale_by_yogi, yogi
 from optix.transforms._blockclip import (
     AdaptiveGradClipState,
     ClipByBlockRmsState,
@@ -100,13 +115,6 @@ from optix.transforms._blockclip import (
 )
 from optix.transforms._clip import ClipByGlobalNormState, ClipState, clip, clip_by_global_norm
 from optix.transforms._ema import EmaState, ema
-from optix.transforms._fromage import ScaleByFromageState, scale_by_fromage
-from optix.transforms._galore import (
-    GaloreDimensionNumbers,
-    ScaleByGaloreState,
-    galore,
-    scale_by_galore,
-)
 from optix.transforms._lbfgs import ScaleByLbfgsState, scale_by_lbfgs
 from optix.transforms._linesearch import (
     BacktrackingInfo,
@@ -122,7 +130,6 @@ from optix.transforms._normalize import (
     normalize_by_update_norm,
     scale_by_param_block_norm,
 )
-from optix.transforms._novograd import ScaleByNovogradState, scale_by_novograd
 from optix.transforms._regularize import (
     AddDecayedWeightsState,
     AddNoiseState,
@@ -140,15 +147,7 @@ from optix.transforms._scale import (
     scale_lr,
 )
 from optix.transforms._shampoo import ScaleByShampooState, ShampooLeafState, scale_by_shampoo
-from optix.transforms._sm3 import ScaleBySm3State, scale_by_sm3
 from optix.transforms._soap import ScaleBySoapState, SoapLeafState, scale_by_soap
-from optix.transforms._sophia import (
-    HutchinsonState,
-    ScaleBySophiaState,
-    hutchinson_hessian_diag,
-    scale_by_sophia,
-    sophia,
-)
 from optix.transforms._stddev import ScaleByStddevState, scale_by_stddev
 from optix.transforms._trust_ratio import ScaleByTrustRatioState, scale_by_trust_ratio
 from optix.transforms._zero_nans import ZeroNansState, zero_nans

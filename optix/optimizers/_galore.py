@@ -1,4 +1,8 @@
-r"""GaLore: run an optimizer on low-rank projections of matrix gradients (Zhao et al. 2024)."""
+r"""GaLore: run an optimizer on low-rank projections of matrix gradients, and the alias.
+
+Reference: Zhao, Zhang, Chen, Wang, Anandkumar & Tian, `GaLore: memory-efficient LLM training by
+gradient low-rank projection <https://arxiv.org/abs/2403.03507>`_, ICML 2024.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, OptState, Params, Updates
 from optix._chain import caller, chain, check_transform
-from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix._toolkit import Finite, Hyperparams, HyperparamState, NonNegative, transform
 from optix.optimizers._adam import scale_by_adam
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
@@ -110,10 +114,11 @@ class ScaleByGaloreState(NamedTuple):
     projector: Updates  # per leaf: the orthonormal (n, r) projector, or a (0, 0) placeholder
 
 
+@transform(ScaleByGaloreState)
 def scale_by_galore(
     rank: int = 128,
     update_proj_gap: int = 200,
-    scale: ScalarOrSchedule = 1.0,
+    scale: Finite = 1.0,
     base_optimizer: GradientTransformation | None = None,
     weight_dimension_numbers: DimensionNumbers = None,
     *,
@@ -151,7 +156,6 @@ def scale_by_galore(
     """
     _validate.check_int("rank", rank, minimum=1)
     _validate.check_int("update_proj_gap", update_proj_gap, minimum=1)
-    _validate.check_finite("scale", scale)
     _tree.check_state_dtype("svd_dtype", svd_dtype)
     base = scale_by_adam() if base_optimizer is None else base_optimizer
     check_transform(base, "`base_optimizer`")
@@ -186,12 +190,15 @@ def scale_by_galore(
         _validate.check_same_structure(
             updates, state.projector, "updates", "the `scale_by_galore` state"
         )
-        hp, hyperparams = spec.step(state.hyperparams)
-        refresh = state.hyperparams.count % update_proj_gap == 0
+        h, hyperparams = spec.step(state.hyperparams)
+        refresh = (h.t - 1) % update_proj_gap == 0  # at steps 0, T, 2T, ... counted from 0
         leaves, treedef = jax.tree.flatten(updates)
         old = treedef.flatten_up_to(state.projector)
         lays = layouts(updates)
 
+        # leaf by leaf over lists, not with leafwise: each leaf has its own layout, goes through
+        # matrices of other shapes (low-rank gradients, projectors), and the base optimizer runs
+        # on the whole tree between projecting and projecting back
         def project(g, p_old, lay):
             if lay is None:
                 return g, p_old
@@ -218,7 +225,7 @@ def scale_by_galore(
                 return u.astype(g.dtype)
             full = _tree.upcast(u)
             full = p @ full if lay.left else full @ p.T
-            return (hp["scale"] * lay.from_matrix(full, g.shape)).astype(g.dtype)
+            return (h.scale * lay.from_matrix(full, g.shape)).astype(g.dtype)
 
         low_leaves = treedef.flatten_up_to(low_steps)
         with jax.numpy_dtype_promotion("standard"):
@@ -232,16 +239,13 @@ def scale_by_galore(
     return GradientTransformation(init, update)
 
 
-register_rules(ScaleByGaloreState, scale=_validate.check_finite)
-
-
 def galore(
-    learning_rate: ScalarOrSchedule,
+    learning_rate: NonNegative,
     rank: int = 128,
     update_proj_gap: int = 200,
-    scale: ScalarOrSchedule = 1.0,
+    scale: Finite = 1.0,
     base_optimizer: GradientTransformation | None = None,
-    weight_decay: ScalarOrSchedule = 0.0,
+    weight_decay: NonNegative = 0.0,
     mask: Mask = None,
     weight_dimension_numbers: DimensionNumbers = None,
     *,

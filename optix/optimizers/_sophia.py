@@ -6,12 +6,15 @@ its "updates" are the estimate. :func:`hutchinson_hessian_diag` (the default) ne
 as ``obj_fn=``; any transform works in its place, for example
 ``optix.stateless(lambda g, p: jax.tree.map(lambda x: x * x, g))`` (squared gradients, an
 empirical-Fisher stand-in that needs no extra argument).
+
+Reference: Liu, Li, Hall, Liang & Ma, `Sophia: a scalable stochastic second-order optimizer for
+language model pre-training <https://arxiv.org/abs/2305.14342>`_, ICLR 2024.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +24,15 @@ from jax.typing import ArrayLike, DTypeLike
 from optix import _tree, _validate
 from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
 from optix._chain import caller, chain, check_transform
-from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix._toolkit import (
+    Beta,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    Range,
+    leafwise,
+    transform,
+)
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
@@ -95,6 +106,8 @@ def hutchinson_hessian_diag(seed: Any = 0) -> GradientTransformation:
         ]
         u = treedef.unflatten(signs)
         hvp = jax.jvp(jax.grad(obj_fn), (params,), (u,))[1]
+        # the estimate is u * Hu, cast to the gradient's dtype: one output from three trees that
+        # are not state, which leafwise does not map
         estimate = _tree.map_leaves(
             lambda h, s, g: (_tree.upcast(h) * _tree.upcast(s)).astype(g.dtype), hvp, u, updates
         )
@@ -112,12 +125,23 @@ class ScaleBySophiaState(NamedTuple):
     estimator: OptState  # the state of hessian_diagonal_fn
 
 
+def _check_clip_threshold(name: str, value: object) -> None:
+    """``None`` turns the clipping off; a value must be finite and > 0."""
+    if value is not None:
+        _validate.check_positive(name, value)
+
+
+ClipThreshold = Annotated[ScalarOrSchedule | None, Range(_check_clip_threshold)]
+"""Sophia's elementwise clip ``rho``: > 0, or None for no clipping."""
+
+
+@transform(ScaleBySophiaState)
 def scale_by_sophia(
-    b1: ScalarOrSchedule = 0.965,
-    b2: ScalarOrSchedule = 0.99,
-    eps: ScalarOrSchedule = 1e-8,
-    gamma: ScalarOrSchedule = 0.01,
-    clip_threshold: ScalarOrSchedule | None = 1.0,
+    b1: Beta = 0.965,
+    b2: Beta = 0.99,
+    eps: NonNegative = 1e-8,
+    gamma: NonNegative = 0.01,
+    clip_threshold: ClipThreshold = 1.0,
     update_interval: int = 10,
     hessian_diagonal_fn: GradientTransformation | None = None,
     *,
@@ -151,14 +175,9 @@ def scale_by_sophia(
     Reference: Liu, Li, Hall, Liang & Ma, `Sophia: a scalable stochastic second-order optimizer
     for language model pre-training <https://arxiv.org/abs/2305.14342>`_, ICLR 2024.
     """
-    _validate.check_unit_interval("b1", b1)
-    _validate.check_unit_interval("b2", b2)
-    _validate.check_nonnegative("eps", eps)
-    _validate.check_nonnegative("gamma", gamma)
     _validate.check_int("update_interval", update_interval, minimum=1)
     specs: dict[str, Any] = {"b1": b1, "b2": b2, "eps": eps, "gamma": gamma}
     if clip_threshold is not None:
-        _validate.check_positive("clip_threshold", clip_threshold)
         specs["clip_threshold"] = clip_threshold
     spec = Hyperparams(**specs)
     estimator = hessian_diagonal_fn or hutchinson_hessian_diag(seed)
@@ -176,14 +195,16 @@ def scale_by_sophia(
         _validate.require_params(params, "scale_by_sophia")
         _validate.check_updates(updates, state.mu, "scale_by_sophia")
         _validate.check_matches_params(updates, params)
-        hp, hyperparams = spec.step(state.hyperparams)
-        b1_, b2_ = hp["b1"], hp["b2"]
-        refresh = state.hyperparams.count % update_interval == 0
+        h, hyperparams = spec.step(state.hyperparams)
+        b1, b2, eps, gamma = h.b1, h.b2, h.eps, h.gamma
+        rho = h.clip_threshold if clip_threshold is not None else None
+        refresh = (h.t - 1) % update_interval == 0  # at steps 0, k, 2k, ... counted from 0
 
         def refreshed(est_state, nu):
             estimate, est_state = call_estimator(updates, est_state, params, extra)
+            # an EMA of nu itself (not of updates), cast back to nu's dtype
             nu = _tree.map_leaves(
-                lambda v, h: (b2_ * v + (1 - b2_) * _tree.upcast(h)).astype(v.dtype), nu, estimate
+                lambda v, e: (b2 * v + (1 - b2) * _tree.upcast(e)).astype(v.dtype), nu, estimate
             )
             return est_state, nu
 
@@ -194,17 +215,17 @@ def scale_by_sophia(
         if refresh_first:
             est_state, nu = jax.lax.cond(refresh, refreshed, kept, est_state, nu)
         # the bias correction divided out once per step: a multiply per element
-        c1 = 1 / _tree.bias_correction(b1_, hyperparams.count) if bias_correction else None
+        c1 = 1 / _tree.bias_correction(b1, h.t) if bias_correction else None
 
-        def leaf(g, m, v):
-            m_new = b1_ * m + (1 - b1_) * _tree.upcast(g)
-            m_hat = m_new * c1 if bias_correction else m_new
-            u = m_hat / jnp.maximum(hp["gamma"] * v, hp["eps"])
-            if clip_threshold is not None:
-                u = jnp.clip(u, -hp["clip_threshold"], hp["clip_threshold"])
-            return u.astype(g.dtype), m_new.astype(m.dtype)
+        def sophia(g, m, v):
+            m = b1 * m + (1 - b1) * g
+            m_hat = m * c1 if bias_correction else m
+            u = m_hat / jnp.maximum(gamma * v, eps)
+            if rho is not None:
+                u = jnp.clip(u, -rho, rho)
+            return u, m, v  # v is refreshed on its own schedule, not here
 
-        direction, mu = _tree.map_leaves(leaf, updates, state.mu, nu, n_out=2)
+        direction, mu, _ = leafwise(sophia, updates, state.mu, nu)
         if not refresh_first:
             est_state, nu = jax.lax.cond(refresh, refreshed, kept, est_state, nu)
         return direction, ScaleBySophiaState(hyperparams, mu, nu, est_state)
@@ -212,18 +233,15 @@ def scale_by_sophia(
     return GradientTransformation(init, update)
 
 
-register_rules(ScaleBySophiaState, clip_threshold=_validate.check_positive)
-
-
 def sophia(
-    learning_rate: ScalarOrSchedule,
-    b1: ScalarOrSchedule = 0.965,
-    b2: ScalarOrSchedule = 0.99,
-    eps: ScalarOrSchedule = 1e-8,
-    weight_decay: ScalarOrSchedule = 1e-4,
+    learning_rate: NonNegative,
+    b1: Beta = 0.965,
+    b2: Beta = 0.99,
+    eps: NonNegative = 1e-8,
+    weight_decay: NonNegative = 1e-4,
     mask: Mask = None,
-    gamma: ScalarOrSchedule = 0.01,
-    clip_threshold: ScalarOrSchedule | None = 1.0,
+    gamma: NonNegative = 0.01,
+    clip_threshold: ClipThreshold = 1.0,
     update_interval: int = 10,
     hessian_diagonal_fn: GradientTransformation | None = None,
     *,

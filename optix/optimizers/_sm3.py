@@ -1,4 +1,8 @@
-"""SM3: Adagrad with one accumulator per slice of each tensor instead of one per element."""
+r"""SM3: Adagrad with one accumulator per slice of each tensor instead of one per element.
+
+Reference: Anil, Gupta, Koren & Singer, `Memory-efficient adaptive optimization
+<https://arxiv.org/abs/1901.11150>`_, NeurIPS 2019.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, ScalarOrSchedule, Updates
-from optix._hyperparams import Hyperparams, HyperparamState
+from optix._base import GradientTransformation, Updates
+from optix._chain import chain
+from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, transform
+from optix.transforms._scale import scale_lr
 
 
 def _expand(acc: jax.Array, axis: int, ndim: int) -> jax.Array:
@@ -38,9 +44,10 @@ class ScaleBySm3State(NamedTuple):
     nu: Updates  # per leaf: a tuple with one accumulator per axis ((): a single scalar)
 
 
+@transform(ScaleBySm3State)
 def scale_by_sm3(
-    momentum: ScalarOrSchedule = 0.9,
-    eps: ScalarOrSchedule = 1e-8,
+    momentum: Beta = 0.9,
+    eps: NonNegative = 1e-8,
     *,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
@@ -70,11 +77,9 @@ def scale_by_sm3(
       >>> import optix
       >>> tx = optix.chain(optix.scale_by_sm3(), optix.scale_lr(0.1))
 
-    Reference: Anil, Gupta, Koren & Singer, "Memory-efficient adaptive optimization", NeurIPS
-    2019 (Algorithm SM3-II).
+    Reference: Anil, Gupta, Koren & Singer, `Memory-efficient adaptive optimization
+    <https://arxiv.org/abs/1901.11150>`_, NeurIPS 2019 (Algorithm SM3-II).
     """
-    _validate.check_unit_interval("momentum", momentum)
-    _validate.check_nonnegative("eps", eps)
     _tree.check_state_dtype("mu_dtype", mu_dtype)
     _tree.check_state_dtype("nu_dtype", nu_dtype)
     spec = Hyperparams(momentum=momentum, eps=eps)
@@ -90,10 +95,12 @@ def scale_by_sm3(
     def update(updates, state, params=None, **extra):
         del params, extra
         _validate.check_updates(updates, state.mu, "scale_by_sm3")
-        hp, hyperparams = spec.step(state.hyperparams)
-        beta = hp["momentum"]
+        h, hyperparams = spec.step(state.hyperparams)
+        beta, eps = h.momentum, h.eps
 
-        def leaf(g, m, accs):
+        # each leaf of nu is a tuple of accumulators (one per axis), which leafwise cannot cast
+        # as one leaf, so this leaf function casts for itself
+        def sm3(g, m, accs):
             gc = _tree.upcast(g)
             ndim = gc.ndim
             new_accs: tuple[jax.Array, ...]
@@ -112,12 +119,54 @@ def scale_by_sm3(
                     for axis in range(ndim)
                 )
             positive = nu > 0
-            inv_root = jnp.where(positive, jax.lax.rsqrt(jnp.where(positive, nu, 1) + hp["eps"]), 0)
+            inv_root = jnp.where(positive, jax.lax.rsqrt(jnp.where(positive, nu, 1) + eps), 0)
             m_new = beta * m + (1 - beta) * (gc * inv_root)
             accs_out = tuple(n.astype(a.dtype) for n, a in zip(new_accs, accs, strict=True))
             return m_new.astype(g.dtype), m_new.astype(m.dtype), accs_out
 
-        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
+        updates, mu, nu = _tree.map_leaves(sm3, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleBySm3State(hyperparams, mu, nu)
 
     return GradientTransformation(init, update)
+
+
+def sm3(
+    learning_rate: NonNegative,
+    momentum: Beta = 0.9,
+    *,
+    eps: NonNegative = 1e-8,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""SM3: Adagrad-like steps from one accumulator per slice of each axis (sublinear memory).
+
+    .. math::
+        \nu_t(i) = \min_{a} \mu_{a,t-1}(i_a) + g_t(i)^2, \quad
+        \mu_{a,t}(j) = \max_{i:\, i_a = j} \nu_t(i), \quad
+        m_t = \beta m_{t-1} + (1-\beta) \frac{g_t}{\sqrt{\nu_t + \epsilon}}, \quad
+        \theta_t = \theta_{t-1} - \eta \, m_t
+
+    A ``(n, k)`` matrix keeps ``n + k`` accumulators, a vector one per element, a scalar one.
+    See :func:`scale_by_sm3`. Matches ``optax.sm3`` wherever optax runs; optax 0.2.8 fails on
+    scalar leaves, which optix handles as a single accumulator (Adagrad on that scalar).
+
+    Args:
+      learning_rate: step size >= 0, or a schedule (optax takes a constant only).
+      momentum: ``beta`` in [0, 1).
+      eps: >= 0, inside the root.
+      mu_dtype, nu_dtype: dtypes of the momentum and the accumulators.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.sm3(0.1)
+      >>> state = tx.init({"w": jnp.ones((4, 5)), "s": jnp.ones(())})
+      >>> [a.shape for a in state[0].nu["w"]], [a.shape for a in state[0].nu["s"]]
+      ([(4,), (5,)], [()])
+
+    Reference: Anil, Gupta, Koren & Singer, `Memory-efficient adaptive optimization
+    <https://arxiv.org/abs/1901.11150>`_, NeurIPS 2019.
+    """
+    return chain(
+        scale_by_sm3(momentum, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+        scale_lr(learning_rate),
+    )
