@@ -33,15 +33,22 @@ from optix.optimizers._adamax import ScaleByAdamaxState, adamax, adamaxw, scale_
 from optix.optimizers._adaptive import adadelta, adagrad, rmsprop
 from optix.optimizers._factored import adafactor, sm3
 from optix.optimizers._layerwise import fromage, lamb, lars, novograd
-from optix.optimizers._lbfgs import lbfgs
+from optix.optimizers._lbfgs import ScaleByLbfgsState, lbfgs, scale_by_lbfgs
 from optix.optimizers._lion import ScaleByLionState, lion, scale_by_lion
-from optix.optimizers._matrix import muon, shampoo, soap
+from optix.optimizers._muon import ScaleByMuonState, muon, scale_by_muon
 from optix.optimizers._nadam import ScaleByNadamState, nadam, scale_by_nadam
 from optix.optimizers._parameter_free import dadapt_adamw, prodigy
 from optix.optimizers._radam import ScaleByRadamState, radam, scale_by_radam
 from optix.optimizers._schedule_free import schedule_free_adamw, schedule_free_sgd
 from optix.optimizers._sgd import noisy_sgd, sgd
+from optix.optimizers._shampoo import (
+    ScaleByShampooState,
+    ShampooLeafState,
+    scale_by_shampoo,
+    shampoo,
+)
 from optix.optimizers._sign import rprop, sign_sgd, signum
+from optix.optimizers._soap import ScaleBySoapState, SoapLeafState, scale_by_soap, soap
 from optix.transforms._acprop import ScaleByAcpropState, acprop, scale_by_acprop
 from optix.transforms._adafactor import (
     AdafactorMomentumState,
@@ -99,7 +106,6 @@ from optix.transforms._galore import (
     galore,
     scale_by_galore,
 )
-from optix.transforms._lbfgs import ScaleByLbfgsState, scale_by_lbfgs
 from optix.transforms._linesearch import (
     BacktrackingInfo,
     ScaleByBacktrackingLinesearchState,
@@ -110,7 +116,6 @@ from optix.transforms._madgrad import ScaleByMadgradState, madgrad, scale_by_mad
 from optix.transforms._mechanize import MechanizeState, mechanize
 from optix.transforms._momentum import ScaleByMomentumState, scale_by_momentum
 from optix.transforms._momo import MomoAdamState, MomoState, momo, momo_adam
-from optix.transforms._muon import ScaleByMuonState, scale_by_muon
 from optix.transforms._nadamw import ScaleByNesterovAdamState, nadamw, scale_by_nesterov_adam
 from optix.transforms._normalize import (
     NormalizeByUpdateNormState,
@@ -150,7 +155,6 @@ from optix.transforms._schedule_free import (
     schedule_free,
     schedule_free_eval_params,
 )
-from optix.transforms._shampoo import ScaleByShampooState, ShampooLeafState, scale_by_shampoo
 from optix.transforms._sign import (
     ScaleByRpropState,
     ScaleBySignumState,
@@ -163,7 +167,6 @@ from optix.transforms._simplified_ademamix import (
     simplified_ademamix,
 )
 from optix.transforms._sm3 import ScaleBySm3State, scale_by_sm3
-from optix.transforms._soap import ScaleBySoapState, SoapLeafState, scale_by_soap
 from optix.transforms._sophia import (
     HutchinsonState,
     ScaleBySophiaState,
