@@ -62,12 +62,12 @@ from optix.optimizers._galore import (
 )
 from optix.optimizers._lamb import lamb
 from optix.optimizers._lars import lars
-from optix.optimizers._lbfgs import lbfgs
+from optix.optimizers._lbfgs import ScaleByLbfgsState, lbfgs, scale_by_lbfgs
 from optix.optimizers._lion import ScaleByLionState, lion, scale_by_lion
 from optix.optimizers._madgrad import ScaleByMadgradState, madgrad, scale_by_madgrad
-from optix.optimizers._matrix import muon, shampoo, soap
 from optix.optimizers._mechanize import MechanizeState, mechanize
 from optix.optimizers._momo import MomoAdamState, MomoState, momo, momo_adam
+from optix.optimizers._muon import ScaleByMuonState, muon, scale_by_muon
 from optix.optimizers._nadam import ScaleByNadamState, nadam, scale_by_nadam
 from optix.optimizers._nadamw import ScaleByNesterovAdamState, nadamw, scale_by_nesterov_adam
 from optix.optimizers._novograd import ScaleByNovogradState, novograd, scale_by_novograd
@@ -92,6 +92,12 @@ from optix.optimizers._schedule_free import (
     schedule_free_sgd,
 )
 from optix.optimizers._sgd import ScaleByMomentumState, noisy_sgd, scale_by_momentum, sgd
+from optix.optimizers._shampoo import (
+    ScaleByShampooState,
+    ShampooLeafState,
+    scale_by_shampoo,
+    shampoo,
+)
 from optix.optimizers._signum import ScaleBySignumState, scale_by_signum, sign_sgd, signum
 from optix.optimizers._simplified_ademamix import (
     ScaleBySimplifiedAdemamixState,
@@ -99,6 +105,7 @@ from optix.optimizers._simplified_ademamix import (
     simplified_ademamix,
 )
 from optix.optimizers._sm3 import ScaleBySm3State, scale_by_sm3, sm3
+from optix.optimizers._soap import ScaleBySoapState, SoapLeafState, scale_by_soap, soap
 from optix.optimizers._sophia import (
     HutchinsonState,
     ScaleBySophiaState,
@@ -115,14 +122,12 @@ from optix.transforms._blockclip import (
 )
 from optix.transforms._clip import ClipByGlobalNormState, ClipState, clip, clip_by_global_norm
 from optix.transforms._ema import EmaState, ema
-from optix.transforms._lbfgs import ScaleByLbfgsState, scale_by_lbfgs
 from optix.transforms._linesearch import (
     BacktrackingInfo,
     ScaleByBacktrackingLinesearchState,
     scale_by_backtracking_linesearch,
     value_and_grad_from_state,
 )
-from optix.transforms._muon import ScaleByMuonState, scale_by_muon
 from optix.transforms._normalize import (
     NormalizeByUpdateNormState,
     ScaleByParamBlockNormState,
@@ -146,8 +151,6 @@ from optix.transforms._scale import (
     scale_by_sign,
     scale_lr,
 )
-from optix.transforms._shampoo import ScaleByShampooState, ShampooLeafState, scale_by_shampoo
-from optix.transforms._soap import ScaleBySoapState, SoapLeafState, scale_by_soap
 from optix.transforms._stddev import ScaleByStddevState, scale_by_stddev
 from optix.transforms._trust_ratio import ScaleByTrustRatioState, scale_by_trust_ratio
 from optix.transforms._zero_nans import ZeroNansState, zero_nans

@@ -236,3 +236,16 @@ def bias_correction(decay: jax.Array, count: jax.Array) -> jax.Array:
     """``1 - decay**count``: the weight a zero-initialised running mean has gathered after
     ``count`` updates, in the hyperparameter precision."""
     return 1 - decay ** count.astype(decay.dtype)
+
+
+def tree_inner(a: Any, b: Any) -> jax.Array:
+    """``Re <a, b> = Re sum(conj(a) * b)`` over all leaves, in the hyperparameter precision (or
+    wider). Complex leaves count as pairs of real coordinates."""
+    dtype = hyperparam_dtype()
+    total = jnp.zeros([], dtype)
+    with jax.numpy_dtype_promotion("standard"):
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            x, y = upcast(x), upcast(y)
+            part = jnp.real(jnp.sum(jnp.conj(x) * y)) if jnp.iscomplexobj(x) else jnp.sum(x * y)
+            total = total + part
+    return total

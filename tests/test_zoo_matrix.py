@@ -32,8 +32,8 @@ import optax
 import pytest
 
 import optix
-from optix.optimizers._matrix import muon_labels
-from optix.transforms._muon import matrix_view, newton_schulz
+from optix.optimizers._muon import muon_labels
+from optix.transforms._matrix import matrix_view, newton_schulz
 from tests.reference import (
     N_STEPS,
     assert_updates_close,

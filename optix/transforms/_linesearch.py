@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from optix import _tree, _validate
 from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
 from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, register_rules
-from optix.transforms._lbfgs import tree_inner
+from optix._tree import tree_inner
 from optix.transforms._scale import _multiply
 
 

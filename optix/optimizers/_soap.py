@@ -1,19 +1,27 @@
-"""SOAP: Adam run in the eigenbasis of Shampoo's preconditioner."""
+r"""SOAP: Adam run in the eigenbasis of Shampoo's preconditioner.
+
+Reference: Vyas et al., `SOAP: improving and stabilizing Shampoo using Adam
+<https://arxiv.org/abs/2409.11321>`_, ICLR 2025.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Annotated, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, ScalarOrSchedule, Updates
-from optix._hyperparams import Hyperparams, HyperparamState, register_rules
-from optix.transforms._shampoo import (
+from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix._chain import chain
+from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, Range, transform
+from optix.transforms._matrix import (
     accumulate,
+    check_layout_args,
     check_real_leaves,
+    decayed_weights,
     leaf_layout,
     matmul,
     matrix_shape,
@@ -22,11 +30,12 @@ from optix.transforms._shampoo import (
     transpose,
     unstack_blocks,
 )
+from optix.transforms._scale import scale_lr
 
 
 class SoapLeafState(NamedTuple):
     """Per-leaf state of :func:`scale_by_soap`. The tuples run over the leaf's groups of
-    equal-shaped blocks (see :func:`optix.transforms._shampoo.block_groups`), each entry stacking
+    equal-shaped blocks (see :func:`optix.transforms._matrix.block_groups`), each entry stacking
     that group's blocks on its leading axis, ``(n_blocks, n, n)``, or None where that side is not
     rotated; they are empty for leaves with fewer than two axes (or no elements), which take
     plain Adam."""
@@ -46,7 +55,14 @@ class ScaleBySoapState(NamedTuple):
     leaves: Updates  # a SoapLeafState per leaf
 
 
-register_rules(ScaleBySoapState, shampoo_beta=_validate.check_unit_interval)
+def _check_shampoo_beta(name: str, value: object) -> None:
+    """None (use ``b2``), or a decay in [0, 1)."""
+    if value is not None:
+        _validate.check_unit_interval(name, value)
+
+
+ShampooBeta = Annotated[ScalarOrSchedule | None, Range(_check_shampoo_beta)]
+"""The decay of SOAP's statistics: None (``b2``) or in ``[0, 1)``."""
 
 
 def _eigh_basis(stat: jax.Array) -> jax.Array:
@@ -68,11 +84,12 @@ def _power_qr(stat: jax.Array, basis: jax.Array) -> tuple[jax.Array, jax.Array]:
     return q, order
 
 
+@transform(ScaleBySoapState)
 def scale_by_soap(
-    b1: ScalarOrSchedule = 0.95,
-    b2: ScalarOrSchedule = 0.95,
-    eps: ScalarOrSchedule = 1e-8,
-    shampoo_beta: ScalarOrSchedule | None = None,
+    b1: Beta = 0.95,
+    b2: Beta = 0.95,
+    eps: NonNegative = 1e-8,
+    shampoo_beta: ShampooBeta = None,
     *,
     precondition_frequency: int = 10,
     block_size: int | None = None,
@@ -121,21 +138,12 @@ def scale_by_soap(
       >>> tx = optix.chain(optix.scale_by_soap(), optix.scale_lr(3e-3))
       >>> state = tx.init({"w": jnp.zeros((4, 3)), "b": jnp.zeros(3)})
 
-    Reference: Vyas et al., "SOAP: improving and stabilizing Shampoo using Adam", ICLR 2025
-    (arXiv:2409.11321).
+    Reference: Vyas et al., `SOAP: improving and stabilizing Shampoo using Adam
+    <https://arxiv.org/abs/2409.11321>`_, ICLR 2025.
     """
-    _validate.check_unit_interval("b1", b1)
-    _validate.check_unit_interval("b2", b2)
-    _validate.check_nonnegative("eps", eps)
-    _validate.check_int("precondition_frequency", precondition_frequency, 1)
-    if block_size is not None:
-        _validate.check_int("block_size", block_size, 1)
-    _validate.check_int("max_precond_dim", max_precond_dim, 0)
+    check_layout_args(precondition_frequency, block_size, max_precond_dim)
     _tree.check_state_dtype("stat_dtype", stat_dtype)
-    extra = {}
-    if shampoo_beta is not None:
-        _validate.check_unit_interval("shampoo_beta", shampoo_beta)
-        extra["shampoo_beta"] = shampoo_beta
+    extra = {} if shampoo_beta is None else {"shampoo_beta": shampoo_beta}
     spec = Hyperparams(b1=b1, b2=b2, eps=eps, **extra)
     is_leaf_state = lambda x: isinstance(x, SoapLeafState)  # noqa: E731
 
@@ -174,26 +182,26 @@ def scale_by_soap(
             "updates",
             "the `scale_by_soap` state",
         )
-        hp, hyperparams = spec.step(state.hyperparams)
-        b1_, b2_ = hp["b1"], hp["b2"]
-        beta_s = hp.get("shampoo_beta", b2_)
-        count = state.hyperparams.count  # steps before this one; the first only gathers stats
+        h, hyperparams = spec.step(state.hyperparams)
+        b1, b2, eps = h.b1, h.b2, h.eps
+        beta_s = h.get("shampoo_beta", b2)
+        count = h.t - 1  # steps before this one; the first only gathers statistics
         first = count == 0
-        t = jnp.maximum(count, 1)
-        step_size = jnp.sqrt(_tree.bias_correction(b2_, t)) / _tree.bias_correction(b1_, t)
+        t = jnp.maximum(count, 1)  # Adam's step number: the steps after the first
+        step_size = jnp.sqrt(_tree.bias_correction(b2, t)) / _tree.bias_correction(b1, t)
         # 0: keep the bases, 1: first bases by eigh, 2: refresh by power iteration + QR
         mode = jnp.where(first, 1, jnp.where(count % precondition_frequency == 0, 2, 0))
 
         def adam(gp, mp, v):
             """Adam on a (rotated) gradient ``gp`` and first moment ``mp``."""
-            v_new = b2_ * v + (1 - b2_) * gp * gp
-            return step_size * mp / (jnp.sqrt(v_new) + hp["eps"]), v_new
+            v_new = b2 * v + (1 - b2) * gp * gp
+            return step_size * mp / (jnp.sqrt(v_new) + eps), v_new
 
         def leaf(g, m, v, s):
             # whole matrices when ZeRO splits the state over explicit mesh axes
             g, m, v, s = jax.tree.map(_tree.unsplit, (g, m, v, s))
             gc = _tree.upcast(g)
-            m_new = b1_ * m + (1 - b1_) * gc
+            m_new = b1 * m + (1 - b1) * gc
             layout = leaf_layout(g.shape, block_size, max_precond_dim)
             if layout is None:
                 u, v_new = adam(gc, m_new, v)
@@ -257,9 +265,84 @@ def scale_by_soap(
 
             return jax.lax.switch(mode, [keep, first_basis, refresh])
 
+        # map_leaves, not leafwise: each leaf's state is a SoapLeafState of block stacks, and the
+        # leaves are gathered whole (unsplit) before the casts
         updates, mu, nu, leaves = _tree.map_leaves(
             leaf, updates, state.mu, state.nu, state.leaves, n_out=4
         )
         return updates, ScaleBySoapState(hyperparams, mu, nu, leaves)
 
     return GradientTransformation(init, update)
+
+
+def soap(
+    learning_rate: NonNegative,
+    b1: Beta = 0.95,
+    b2: Beta = 0.95,
+    eps: NonNegative = 1e-8,
+    weight_decay: NonNegative = 0.01,
+    mask: Any | Callable[[Params], Any] | None = None,
+    *,
+    shampoo_beta: ShampooBeta = None,
+    precondition_frequency: int = 10,
+    block_size: int | None = None,
+    max_precond_dim: int = 10000,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+    stat_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""SOAP: AdamW run in the eigenbasis of Shampoo's preconditioner, refreshed every few steps.
+
+    .. math::
+        W_t = W_{t-1} - \eta \Big(\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}
+        Q_L \frac{Q_L^T M_t Q_R}{\sqrt{V_t} + \epsilon} Q_R^T + \lambda W_{t-1}\Big)
+
+    See :func:`scale_by_soap` for ``M``, ``V`` and the bases. The chain is
+    ``chain(scale_by_soap(...), add_decayed_weights(weight_decay, mask), scale_lr(learning_rate))``
+    (no decay when it is zero). Defaults are the authors' (``b1 = b2 = 0.95``, refresh every 10
+    steps, decay 0.01). The decay is applied to the parameters before the step, as in
+    :func:`optix.adamw`; the authors' code decays the parameters after the step, which differs by
+    ``eta^2 lambda`` times the step. As in the authors' code, the first step only gathers
+    statistics and does not move the parameters (except by weight decay).
+
+    optax has no SOAP; optix's is checked against a NumPy transcription of the paper's algorithm.
+
+    Args:
+      learning_rate: ``eta`` >= 0, or a schedule (the authors use 3e-3).
+      b1, b2, eps, shampoo_beta, precondition_frequency, block_size, max_precond_dim, mu_dtype,
+        nu_dtype, stat_dtype: see :func:`scale_by_soap`.
+      weight_decay: decoupled decay ``lambda`` (multiplied by the learning rate).
+      mask: which params decay: a tree of bools, a function or path patterns.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+      >>> tx = optix.soap(3e-3, weight_decay=0.0)
+      >>> state = tx.init(params)
+      >>> g = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+      >>> updates, state = tx.update(g, state, params)  # the first step gathers statistics
+      >>> float(abs(updates["w"]).max())
+      0.0
+      >>> updates, state = tx.update(g, state, params)
+      >>> updates["b"]  # Adam's first step on a vector: -lr * sign(g)
+      Array([-0.003, -0.003], dtype=float32)
+
+    Reference: Vyas et al., `SOAP: improving and stabilizing Shampoo using Adam
+    <https://arxiv.org/abs/2409.11321>`_, ICLR 2025.
+    """
+    return chain(
+        scale_by_soap(
+            b1,
+            b2,
+            eps,
+            shampoo_beta,
+            precondition_frequency=precondition_frequency,
+            block_size=block_size,
+            max_precond_dim=max_precond_dim,
+            mu_dtype=mu_dtype,
+            nu_dtype=nu_dtype,
+            stat_dtype=stat_dtype,
+        ),
+        *decayed_weights(weight_decay, mask),
+        scale_lr(learning_rate),
+    )

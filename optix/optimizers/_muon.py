@@ -1,24 +1,159 @@
-"""Matrix optimizers: Muon (with an AdamW fallback for non-matrix leaves), Shampoo and SOAP."""
+r"""Muon: momentum orthogonalised by a Newton-Schulz iteration, for matrix-shaped weights, with
+AdamW for the other leaves.
+
+Reference: Jordan et al., `Muon: an optimizer for hidden layers in neural networks
+<https://kellerjordan.github.io/posts/muon/>`_, 2024; Liu et al., `Muon is scalable for LLM
+training <https://arxiv.org/abs/2502.16982>`_, 2025 (the RMS-matching scale).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 from jax.typing import DTypeLike
 
 from optix import _paths, _tree, _validate
-from optix._base import GradientTransformation, Params, ScalarOrSchedule
+from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
+from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
 from optix.optimizers._adam import scale_by_adam
-from optix.optimizers._sgd import scale_by_momentum
-from optix.transforms._muon import NS_COEFFS, Coeffs, scale_by_muon
-from optix.transforms._regularize import add_decayed_weights
+from optix.transforms._matrix import (
+    NS_COEFFS,
+    Coeffs,
+    coeff_steps,
+    decayed_weights,
+    matrix_view,
+    newton_schulz,
+)
 from optix.transforms._scale import scale_lr
-from optix.transforms._shampoo import scale_by_shampoo
-from optix.transforms._soap import scale_by_soap
 from optix.wrappers._partition import PartitionState, partition
+
+
+class ScaleByMuonState(NamedTuple):
+    """State of :func:`scale_by_muon`: the hyperparameters and the momentum buffer."""
+
+    hyperparams: HyperparamState  # beta, eps (and rms_scale with scale_mode="match_rms_adamw")
+    mu: Updates  # momentum buffer, an EMA of the gradients
+
+
+@transform(ScaleByMuonState)
+def scale_by_muon(
+    beta: Beta = 0.95,
+    eps: NonNegative = 1e-7,
+    *,
+    ns_steps: int = 5,
+    ns_coeffs: Coeffs = NS_COEFFS,
+    nesterov: bool = True,
+    bias_correction: bool = False,
+    eps_mode: Literal["clamp", "add"] = "clamp",
+    layout: Literal["in_out", "out_in"] = "in_out",
+    scale_mode: Literal["original", "match_rms_adamw", "none"] = "original",
+    rms_scale: NonNegative = 0.2,
+    mu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""Orthogonalise the momentum of each matrix-shaped leaf with Newton-Schulz (Muon).
+
+    .. math::
+        B_t = \beta B_{t-1} + (1-\beta) G_t, \quad
+        \tilde B_t = \begin{cases}(1-\beta) G_t + \beta B_t & \text{nesterov}\\
+        B_t & \text{otherwise}\end{cases}, \quad
+        u_t = s \cdot \mathrm{NS}_k(\tilde B_t)
+
+    with ``NS_k`` :func:`~optix.transforms._matrix.newton_schulz`. Complex leaves are orthogonalised with the conjugate
+    transpose (``U S V^H -> U S' V^H``). Leaves of 3 or more dimensions (conv kernels) are
+    orthogonalised as a 2-D view (see ``layout``) and reshaped back. Every leaf must have
+    ``ndim >= 2``: :func:`optix.muon` routes the others to AdamW.
+
+    Conventions: the momentum is the EMA of Jordan's code and torch.optim.Muon, with no bias
+    correction by default; ``bias_correction=True`` is optax.contrib.muon's form (``B_t`` divided
+    by ``1-beta^t``; with Nesterov, ``beta B_t / (1-beta^{t+1}) + (1-beta) G_t / (1-beta^t)``).
+
+    Args:
+      beta: momentum decay in [0, 1).
+      eps: guards the normalisation inside Newton-Schulz (see ``eps_mode``).
+      ns_steps: Newton-Schulz iterations.
+      ns_coeffs: one ``(a, b, c)`` triple, or ``ns_steps`` of them.
+      nesterov: use the Nesterov look-ahead (default, as in torch and optax).
+      bias_correction: optax's bias-corrected momentum (see above).
+      eps_mode: ``"clamp"``: ``X / max(||X||, eps)`` (torch); ``"add"``: ``X / (||X|| + eps)``
+        (optax).
+      layout: which axis is ``fan_out``. ``"in_out"`` (default; JAX/flax kernels ``(in, out)`` and
+        conv ``(..., in, out)``) views a leaf as ``(rest, fan_out)``; ``"out_in"`` (torch
+        ``(out, in)``, conv ``(out, in, kh, kw)``) as ``(fan_out, rest)``.
+      scale_mode: ``s``. ``"original"``: ``sqrt(max(1, fan_out / fan_in))`` (Jordan; torch's
+        default; optax's default for ``(in, out)`` weights); ``"match_rms_adamw"``:
+        ``rms_scale * sqrt(max(fan_in, fan_out))`` (Liu et al. 2025; torch's option, optax's
+        ``consistent_rms``); ``"none"``: 1.
+      rms_scale: the factor >= 0 of ``"match_rms_adamw"`` (0.2 matches AdamW's update RMS).
+      mu_dtype: dtype of the momentum buffer; default: the param's dtype widened to at least float32.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.chain(optix.scale_by_muon(), optix.scale_lr(0.02))
+      >>> state = tx.init({"w": jnp.zeros((4, 3))})
+
+    Reference: Jordan et al., `Muon: an optimizer for hidden layers in neural networks
+    <https://kellerjordan.github.io/posts/muon/>`_, 2024; Liu et al., `Muon is scalable for LLM
+    training <https://arxiv.org/abs/2502.16982>`_, 2025 (the RMS-matching scale).
+    """
+    coeff_steps(ns_coeffs, ns_steps)
+    _tree.check_state_dtype("mu_dtype", mu_dtype)
+    if eps_mode not in ("clamp", "add"):
+        raise ValueError(f"`eps_mode` must be 'clamp' or 'add', got {eps_mode!r}")
+    if layout not in ("in_out", "out_in"):
+        raise ValueError(f"`layout` must be 'in_out' or 'out_in', got {layout!r}")
+    if scale_mode not in ("original", "match_rms_adamw", "none"):
+        raise ValueError(
+            f"`scale_mode` must be 'original', 'match_rms_adamw' or 'none', got {scale_mode!r}"
+        )
+    extra = {"rms_scale": rms_scale} if scale_mode == "match_rms_adamw" else {}
+    spec = Hyperparams(beta=beta, eps=eps, **extra)
+
+    def check_leaves(params):
+        _validate.check_float_leaves(params, "`scale_by_muon` params")
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+            if leaf.ndim < 2:
+                raise ValueError(
+                    f"`scale_by_muon` needs leaves with ndim >= 2; leaf "
+                    f"'{_paths.path_str(path)}' has shape {leaf.shape}. Use `optix.muon`, which "
+                    "sends such leaves to AdamW."
+                )
+
+    def init(params):
+        check_leaves(params)
+        return ScaleByMuonState(spec.init(), _tree.moments_like(params, mu_dtype, name="mu_dtype"))
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.mu, "scale_by_muon")
+        check_leaves(updates)
+        h, hyperparams = spec.step(state.hyperparams)
+        beta, eps, t = h.beta, h.eps, h.t
+        bc_now = _tree.bias_correction(beta, t) if bias_correction else 1
+        bc_next = _tree.bias_correction(beta, t + 1) if bias_correction else 1
+
+        def muon(g, m):
+            m = beta * m + (1 - beta) * g
+            x = beta * m / bc_next + (1 - beta) * g / bc_now if nesterov else m / bc_now
+            rows, cols = matrix_view(g.shape, layout)
+            o = newton_schulz(x.reshape(rows, cols), ns_steps, ns_coeffs, eps, eps_mode=eps_mode)
+            fan_out, fan_in = (cols, rows) if layout == "in_out" else (rows, cols)
+            if o.size == 0:  # nothing to scale, and ``fan_in`` may be 0
+                pass
+            elif scale_mode == "original":
+                o = o * math.sqrt(max(1.0, fan_out / fan_in))
+            elif scale_mode == "match_rms_adamw":
+                o = o * (h.rms_scale * math.sqrt(max(fan_in, fan_out)))
+            return o.reshape(g.shape), m
+
+        updates, mu = leafwise(muon, updates, state.mu)
+        return updates, ScaleByMuonState(hyperparams, mu)
+
+    return GradientTransformation(init, update)
+
 
 _MUON_LABELS = ("muon", "adam")
 
@@ -33,7 +168,7 @@ def muon_labels(tree: Any, labels: Any = None) -> Any:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from optix.optimizers._matrix import muon_labels
+      >>> from optix.optimizers._muon import muon_labels
       >>> muon_labels({"w": jnp.zeros((3, 2)), "b": jnp.zeros(2), "emb": jnp.zeros((9, 2))},
       ...             {"emb": "adam"})
       {'b': 'adam', 'emb': 'adam', 'w': 'muon'}
@@ -106,18 +241,11 @@ def _partition_present(
     return GradientTransformation(init, update)
 
 
-def _decay(weight_decay: ScalarOrSchedule, mask: Any) -> list[GradientTransformation]:
-    """``add_decayed_weights`` unless the decay is a concrete zero (then no params are needed)."""
-    if _validate.concrete_float(weight_decay) == 0.0:
-        return []
-    return [add_decayed_weights(weight_decay, mask)]
-
-
 def muon(
-    learning_rate: ScalarOrSchedule,
-    beta: ScalarOrSchedule = 0.95,
-    eps: ScalarOrSchedule = 1e-7,
-    weight_decay: ScalarOrSchedule = 0.0,
+    learning_rate: NonNegative,
+    beta: Beta = 0.95,
+    eps: NonNegative = 1e-7,
+    weight_decay: NonNegative = 0.0,
     mask: Any | Callable[[Params], Any] | None = None,
     *,
     labels: Any = None,
@@ -128,12 +256,12 @@ def muon(
     eps_mode: Literal["clamp", "add"] = "clamp",
     layout: Literal["in_out", "out_in"] = "in_out",
     scale_mode: Literal["original", "match_rms_adamw", "none"] = "original",
-    rms_scale: ScalarOrSchedule = 0.2,
-    adam_learning_rate: ScalarOrSchedule | None = None,
-    adam_b1: ScalarOrSchedule = 0.9,
-    adam_b2: ScalarOrSchedule = 0.999,
-    adam_eps: ScalarOrSchedule = 1e-8,
-    adam_weight_decay: ScalarOrSchedule = 0.0,
+    rms_scale: NonNegative = 0.2,
+    adam_learning_rate: NonNegative | None = None,
+    adam_b1: Beta = 0.9,
+    adam_b2: Beta = 0.999,
+    adam_eps: NonNegative = 1e-8,
+    adam_weight_decay: NonNegative = 0.0,
     mu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""Muon for matrix (and conv) weights, AdamW for everything else.
@@ -170,9 +298,8 @@ def muon(
       mask: which params decay (both branches): a tree of bools, a function or path patterns.
       labels: ``"muon"``/``"adam"`` per leaf: a tree, a function of the params, or path patterns
         (leaves no pattern matches keep the ``ndim >= 2`` rule). See :func:`muon_labels`.
-      ns_steps, ns_coeffs, nesterov, bias_correction, eps_mode, layout, scale_mode: see
-        :func:`scale_by_muon`.
-      rms_scale, mu_dtype: see :func:`scale_by_muon`.
+      ns_steps, ns_coeffs, nesterov, bias_correction, eps_mode, layout, scale_mode, rms_scale,
+        mu_dtype: see :func:`scale_by_muon`.
       adam_learning_rate: a separate rate for the AdamW branch; default: ``learning_rate``.
       adam_b1, adam_b2, adam_eps, adam_weight_decay: the AdamW branch's settings.
 
@@ -188,9 +315,9 @@ def muon(
       >>> bool(jnp.allclose(s, s[0], rtol=1e-5))
       True
 
-    Reference: Jordan et al., "Muon: an optimizer for hidden layers in neural networks", 2024
-    (https://kellerjordan.github.io/posts/muon/); Liu et al., "Muon is scalable for LLM
-    training", 2025.
+    Reference: Jordan et al., `Muon: an optimizer for hidden layers in neural networks
+    <https://kellerjordan.github.io/posts/muon/>`_, 2024; Liu et al., `Muon is scalable for LLM
+    training <https://arxiv.org/abs/2502.16982>`_, 2025.
     """
     # the AdamW branch's settings, checked under the names the caller wrote
     if adam_learning_rate is not None:
@@ -213,11 +340,11 @@ def muon(
             rms_scale=rms_scale,
             mu_dtype=mu_dtype,
         ),
-        *_decay(weight_decay, mask),
+        *decayed_weights(weight_decay, mask),
     ]
     adam_tx = [
         scale_by_adam(adam_b1, adam_b2, adam_eps, mu_dtype=mu_dtype),
-        *_decay(adam_weight_decay, mask),
+        *decayed_weights(adam_weight_decay, mask),
     ]
     labels_of = lambda tree: muon_labels(tree, labels)  # noqa: E731
     if adam_learning_rate is None:
@@ -228,153 +355,3 @@ def muon(
         "adam": chain(*adam_tx, scale_lr(adam_learning_rate)),
     }
     return _partition_present(branches, labels_of)
-
-
-def shampoo(
-    learning_rate: ScalarOrSchedule,
-    eps: ScalarOrSchedule = 1e-6,
-    stat_decay: ScalarOrSchedule = 1.0,
-    momentum: ScalarOrSchedule = 0.0,
-    weight_decay: ScalarOrSchedule = 0.0,
-    mask: Any | Callable[[Params], Any] | None = None,
-    *,
-    nesterov: bool = False,
-    precondition_frequency: int = 1,
-    block_size: int | None = None,
-    max_precond_dim: int = 1024,
-    graft: Literal["none", "adagrad", "adam"] = "none",
-    graft_eps: ScalarOrSchedule = 1e-8,
-    graft_b2: ScalarOrSchedule = 0.999,
-    stat_dtype: DTypeLike | None = None,
-) -> GradientTransformation:
-    r"""Shampoo: each matrix preconditioned on both sides by inverse fourth roots of its statistics.
-
-    .. math::
-        L_t = L_{t-1} + G_t G_t^T, \quad R_t = R_{t-1} + G_t^T G_t, \quad
-        W_{t+1} = W_t - \eta \, (L_t + \epsilon I)^{-1/4} G_t (R_t + \epsilon I)^{-1/4}
-
-    This is the paper's Algorithm 1 with its practical options: blocks, a root refresh every
-    ``precondition_frequency`` steps, an EMA of the statistics (``stat_decay < 1``), layer-wise
-    grafting onto AdaGrad's or Adam's step norm, then heavy-ball momentum (after grafting, as in
-    the scalable implementation) and decoupled weight decay. Scalars and vectors take diagonal
-    AdaGrad. See :func:`scale_by_shampoo` for the details and the float32 damping.
-
-    optax has no Shampoo; optix's is checked against a NumPy transcription of the paper's
-    algorithm.
-
-    Args:
-      learning_rate: ``eta`` >= 0, or a schedule.
-      eps, stat_decay, precondition_frequency, block_size, max_precond_dim: see
-        :func:`scale_by_shampoo`.
-      graft, graft_eps, graft_b2, stat_dtype: see :func:`scale_by_shampoo`.
-      momentum: heavy-ball momentum in [0, 1) on the preconditioned step (0: none).
-      weight_decay: decoupled decay ``lambda`` (multiplied by the learning rate).
-      mask: which params decay: a tree of bools, a function or path patterns.
-      nesterov: Nesterov momentum.
-
-    Example:
-      >>> import jax.numpy as jnp, optix
-      >>> params = {"w": jnp.ones((2, 2))}
-      >>> tx = optix.shampoo(0.1)
-      >>> state = tx.init(params)
-      >>> g = {"w": jnp.array([[2.0, 0.0], [0.0, 0.5]])}
-      >>> updates, state = tx.update(g, state, params)
-      >>> updates["w"]  # (G G^T)^{-1/4} G (G^T G)^{-1/4} = sign(G) for a diagonal G
-      Array([[-0.1, -0. ],
-             [-0. , -0.1]], dtype=float32)
-
-    Reference: Gupta, Koren & Singer, "Shampoo: preconditioned stochastic tensor optimization",
-    ICML 2018; Anil et al., "Scalable second order optimization for deep learning", 2020.
-    """
-    moment = []
-    if _validate.concrete_float(momentum) != 0.0:
-        moment = [scale_by_momentum(momentum, nesterov=nesterov)]
-    return chain(
-        scale_by_shampoo(
-            eps,
-            stat_decay,
-            precondition_frequency=precondition_frequency,
-            block_size=block_size,
-            max_precond_dim=max_precond_dim,
-            graft=graft,
-            graft_eps=graft_eps,
-            graft_b2=graft_b2,
-            stat_dtype=stat_dtype,
-        ),
-        *moment,
-        *_decay(weight_decay, mask),
-        scale_lr(learning_rate),
-    )
-
-
-def soap(
-    learning_rate: ScalarOrSchedule,
-    b1: ScalarOrSchedule = 0.95,
-    b2: ScalarOrSchedule = 0.95,
-    eps: ScalarOrSchedule = 1e-8,
-    weight_decay: ScalarOrSchedule = 0.01,
-    mask: Any | Callable[[Params], Any] | None = None,
-    *,
-    shampoo_beta: ScalarOrSchedule | None = None,
-    precondition_frequency: int = 10,
-    block_size: int | None = None,
-    max_precond_dim: int = 10000,
-    mu_dtype: DTypeLike | None = None,
-    nu_dtype: DTypeLike | None = None,
-    stat_dtype: DTypeLike | None = None,
-) -> GradientTransformation:
-    r"""SOAP: AdamW run in the eigenbasis of Shampoo's preconditioner, refreshed every few steps.
-
-    .. math::
-        W_t = W_{t-1} - \eta \Big(\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}
-        Q_L \frac{Q_L^T M_t Q_R}{\sqrt{V_t} + \epsilon} Q_R^T + \lambda W_{t-1}\Big)
-
-    See :func:`scale_by_soap` for ``M``, ``V`` and the bases. Defaults are the authors'
-    (``b1 = b2 = 0.95``, refresh every 10 steps, decay 0.01). The decay is applied to the
-    parameters before the step, as in :func:`optix.adamw`; the authors' code decays the
-    parameters after the step, which differs by ``eta^2 lambda`` times the step. As in the authors'
-    code, the first step only gathers statistics and does not move the parameters (except by
-    weight decay).
-
-    optax has no SOAP; optix's is checked against a NumPy transcription of the paper's algorithm.
-
-    Args:
-      learning_rate: ``eta`` >= 0, or a schedule (the authors use 3e-3).
-      b1, b2, eps, shampoo_beta, precondition_frequency, block_size, max_precond_dim: see
-        :func:`scale_by_soap`.
-      mu_dtype, nu_dtype, stat_dtype: see :func:`scale_by_soap`.
-      weight_decay: decoupled decay ``lambda`` (multiplied by the learning rate).
-      mask: which params decay: a tree of bools, a function or path patterns.
-
-    Example:
-      >>> import jax.numpy as jnp, optix
-      >>> params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
-      >>> tx = optix.soap(3e-3, weight_decay=0.0)
-      >>> state = tx.init(params)
-      >>> g = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
-      >>> updates, state = tx.update(g, state, params)  # the first step gathers statistics
-      >>> float(abs(updates["w"]).max())
-      0.0
-      >>> updates, state = tx.update(g, state, params)
-      >>> updates["b"]  # Adam's first step on a vector: -lr * sign(g)
-      Array([-0.003, -0.003], dtype=float32)
-
-    Reference: Vyas et al., "SOAP: improving and stabilizing Shampoo using Adam", ICLR 2025
-    (arXiv:2409.11321).
-    """
-    return chain(
-        scale_by_soap(
-            b1,
-            b2,
-            eps,
-            shampoo_beta,
-            precondition_frequency=precondition_frequency,
-            block_size=block_size,
-            max_precond_dim=max_precond_dim,
-            mu_dtype=mu_dtype,
-            nu_dtype=nu_dtype,
-            stat_dtype=stat_dtype,
-        ),
-        *_decay(weight_decay, mask),
-        scale_lr(learning_rate),
-    )

@@ -1,0 +1,274 @@
+r"""Matrix building blocks shared by the matrix optimizers (Shampoo, SOAP, Muon): full-precision
+products, the cut of a leaf into stacked blocks, inverse roots of symmetric PSD statistics, the
+Newton-Schulz orthogonalisation, and the decay their aliases chain.
+
+Reference: Gupta, Koren & Singer, `Shampoo: preconditioned stochastic tensor optimization
+<https://arxiv.org/abs/1802.09568>`_, ICML 2018; Anil et al., `Scalable second order optimization
+for deep learning <https://arxiv.org/abs/2002.09018>`_, 2020 (blocking); Jordan et al., `Muon: an
+optimizer for hidden layers in neural networks <https://kellerjordan.github.io/posts/muon/>`_,
+2024 (Newton-Schulz).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from optix import _tree, _validate
+from optix._base import GradientTransformation, ScalarOrSchedule
+from optix._paths import path_str
+from optix.transforms._regularize import add_decayed_weights
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a @ b`` at full precision (TPUs and GPUs otherwise round float32 inputs), on whole
+    matrices when ZeRO splits the state over a mesh with explicit axes."""
+    return jnp.matmul(_tree.unsplit(a), _tree.unsplit(b), precision=_HIGHEST)
+
+
+def check_real_leaves(tree: Any, transform: str) -> None:
+    """Float, non-complex leaves only (the eigendecompositions here are real symmetric)."""
+    _validate.check_float_leaves(tree, f"`{transform}` params")
+    _validate.check_real_leaves(tree, transform)
+
+
+def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The matrix a leaf of ``ndim >= 2`` is preconditioned as: all leading axes merged,
+    ``(prod(shape[:-1]), shape[-1])`` (a flax conv kernel ``(h, w, in, out)`` is ``(h*w*in, out)``)."""
+    return math.prod(shape[:-1]), shape[-1]
+
+
+class BlockGroup(NamedTuple):
+    """The blocks of one shape in a matrix cut by :func:`block_groups`: ``n_blocks = rows * cols``
+    blocks of ``size_r x size_c``, tiling ``[row0 : row0 + rows * size_r, col0 : col0 + cols *
+    size_c]``. Statistics, roots and bases of a group are stacked on a leading axis of
+    ``n_blocks``, so one batched decomposition serves every block of the group."""
+
+    row0: int
+    rows: int
+    size_r: int
+    col0: int
+    cols: int
+    size_c: int
+
+    @property
+    def n_blocks(self) -> int:
+        return self.rows * self.cols
+
+
+def _segments(dim: int, block_size: int | None) -> list[tuple[int, int, int]]:
+    """``(offset, count, size)`` runs of equal blocks along one side: whole blocks, then the
+    shorter last block when ``block_size`` does not divide ``dim``."""
+    if block_size is None or dim <= block_size:
+        return [(0, 1, dim)]
+    full, tail = divmod(dim, block_size)
+    return [(0, full, block_size)] + ([(full * block_size, 1, tail)] if tail else [])
+
+
+def block_groups(shape: tuple[int, int], block_size: int | None) -> list[BlockGroup]:
+    """A matrix cut into blocks of at most ``block_size x block_size`` (the last block of a side
+    may be smaller), as at most four groups of equal-shaped blocks, row runs first."""
+    return [
+        BlockGroup(r0, nr, rs, c0, nc, cs)
+        for r0, nr, rs in _segments(shape[0], block_size)
+        for c0, nc, cs in _segments(shape[1], block_size)
+    ]
+
+
+def stack_blocks(x: jax.Array, group: BlockGroup) -> jax.Array:
+    """The ``(n_blocks, size_r, size_c)`` stack of ``group``'s blocks of the matrix ``x``, row-major."""
+    r0, nr, rs, c0, nc, cs = group
+    sub = x[r0 : r0 + nr * rs, c0 : c0 + nc * cs]
+    return sub.reshape(nr, rs, nc, cs).transpose(0, 2, 1, 3).reshape(nr * nc, rs, cs)
+
+
+def unstack_blocks(stacks: list[jax.Array], groups: list[BlockGroup]) -> jax.Array:
+    """The matrix whose blocks are ``stacks`` (one stack per group, as :func:`stack_blocks`)."""
+    pieces = {
+        (g.row0, g.col0): s.reshape(g.rows, g.cols, g.size_r, g.size_c)
+        .transpose(0, 2, 1, 3)
+        .reshape(g.rows * g.size_r, g.cols * g.size_c)
+        for s, g in zip(stacks, groups, strict=True)
+    }
+    row_starts = sorted({g.row0 for g in groups})
+    col_starts = sorted({g.col0 for g in groups})
+    return jnp.concatenate(
+        [jnp.concatenate([pieces[r, c] for c in col_starts], axis=1) for r in row_starts], axis=0
+    )
+
+
+def transpose(x: jax.Array) -> jax.Array:
+    """Each matrix of a stack transposed (the last two axes swapped)."""
+    return jnp.swapaxes(x, -1, -2)
+
+
+def stacked_eye(count: int, n: int, dtype: DTypeLike) -> jax.Array:
+    """``count`` copies of the ``n x n`` identity."""
+    return jnp.tile(jnp.eye(n, dtype=dtype), (count, 1, 1))
+
+
+def spectral_floor(eigenvalues: jax.Array) -> jax.Array:
+    """Eigenvalues of a PSD statistic with round-off removed: clipped below at
+    ``n * machine_eps * max(eigenvalue)`` (about 1e-7 relative in float32, 1e-16 in float64)."""
+    n = eigenvalues.shape[-1]
+    floor = n * jnp.finfo(eigenvalues.dtype).eps * jnp.max(eigenvalues, axis=-1, keepdims=True)
+    return jnp.maximum(eigenvalues, jnp.maximum(floor, 0))
+
+
+def inverse_root(stat: jax.Array, p: int, eps: jax.Array) -> jax.Array:
+    r"""``(stat + eps I)^{-1/p}`` of a symmetric PSD ``stat`` (or of each matrix of a stack, by
+    one batched eigendecomposition)."""
+    lam, q = jnp.linalg.eigh(stat)
+    lam = (spectral_floor(lam) + eps) ** (-1.0 / p)
+    return matmul(q * lam[..., None, :], transpose(q))
+
+
+def accumulate(stat: jax.Array, outer: jax.Array, decay: jax.Array) -> jax.Array:
+    """``stat + outer`` when ``decay == 1`` (a running sum, as in the paper), else the EMA
+    ``decay * stat + (1 - decay) * outer``."""
+    return decay * stat + jnp.where(decay == 1, 1, 1 - decay) * outer
+
+
+def leaf_layout(
+    shape: tuple[int, ...], block_size: int | None, max_precond_dim: int
+) -> tuple[list[BlockGroup], list[tuple[bool, bool]]] | None:
+    """(block groups, which sides each group preconditions) of a leaf, or None for a leaf with
+    fewer than two axes or no elements (those take the diagonal rule)."""
+    if len(shape) < 2 or math.prod(shape) == 0:
+        return None
+    groups = block_groups(matrix_shape(shape), block_size)
+    sides = [(g.size_r <= max_precond_dim, g.size_c <= max_precond_dim) for g in groups]
+    return groups, sides
+
+
+def check_layout_args(
+    precondition_frequency: int, block_size: int | None, max_precond_dim: int
+) -> None:
+    """The integer arguments Shampoo and SOAP share: a refresh period >= 1, blocks of side >= 1
+    (or None: one block per leaf), and a largest preconditioned side >= 0."""
+    _validate.check_int("precondition_frequency", precondition_frequency, 1)
+    if block_size is not None:
+        _validate.check_int("block_size", block_size, 1)
+    _validate.check_int("max_precond_dim", max_precond_dim, 0)
+
+
+def check_leaf_shapes(updates: Any, leaves: Any, leaf_init: Any, is_leaf: Any, what: str) -> None:
+    """Raise ``ValueError`` naming the first leaf of ``updates`` whose shape would give a state of
+    other shapes than the one in ``leaves`` (the per-leaf states, built by ``leaf_init``)."""
+    pairs, treedef = jax.tree_util.tree_flatten_with_path(updates)
+    states = treedef.flatten_up_to(jax.tree.map(lambda s: [s], leaves, is_leaf=is_leaf))
+    for (path, g), (s,) in zip(pairs, states, strict=True):
+        want = jax.eval_shape(leaf_init, jax.ShapeDtypeStruct(g.shape, g.dtype))
+        shapes = lambda t: jax.tree.map(lambda x: tuple(x.shape), t)  # noqa: E731
+        if jax.tree.structure(want) != jax.tree.structure(s) or shapes(want) != shapes(s):
+            raise ValueError(
+                f"updates leaf '{path_str(path)}' has shape {tuple(g.shape)}, but the `{what}` "
+                "state there was built for a leaf of another shape (was the gradient taken with "
+                "respect to the same params?)"
+            )
+
+
+# Jordan's quintic coefficients (a, b, c), chosen to maximise the slope at zero; also the defaults
+# of torch.optim.Muon and optax.contrib.muon.
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+
+Coeffs = tuple[float, float, float] | Sequence[tuple[float, float, float]]
+
+
+def coeff_steps(coeffs: Coeffs, steps: int) -> list[tuple[float, float, float]]:
+    """One ``(a, b, c)`` per step: a single triple repeated, or a list of ``steps`` triples."""
+    _validate.check_int("ns_steps", steps, 1)
+    flat: list[Any] = list(coeffs)
+    if len(flat) == 3 and all(isinstance(c, int | float) for c in flat):
+        a, b, c = (float(x) for x in flat)
+        return [(a, b, c)] * steps
+    triples = [tuple(float(x) for x in t) for t in flat]
+    if len(triples) != steps or any(len(t) != 3 for t in triples):
+        raise ValueError(
+            f"`ns_coeffs` must be one (a, b, c) triple or {steps} of them (one per step), "
+            f"got {coeffs!r}"
+        )
+    return triples  # type: ignore[return-value]
+
+
+def newton_schulz(
+    x: jax.Array,
+    steps: int = 5,
+    coeffs: Coeffs = NS_COEFFS,
+    eps: float | jax.Array = 1e-7,
+    *,
+    eps_mode: Literal["clamp", "add"] = "clamp",
+) -> jax.Array:
+    r"""Approximately orthogonalise a matrix: ``x = U S V^H -> U S' V^H`` with ``S'`` near 1.
+
+    .. math::
+        X_0 = \frac{X}{\max(\|X\|_F, \epsilon)}, \qquad
+        A_k = X_k X_k^H, \qquad X_{k+1} = a X_k + (b A_k + c A_k^2) X_k
+
+    run on the wide orientation (``x`` is transposed when it has more rows than columns, which
+    leaves the result unchanged since the iteration commutes with transposition). Dividing by the
+    Frobenius norm bounds the spectral norm by 1. The quintic coefficients push every singular
+    value into roughly [0.7, 1.2] in five steps rather than converging to exactly 1. For a
+    complex ``x``, ``X^H`` is the conjugate transpose (``X^T`` for a real one) and the result is
+    ``U S' V^H``; a matrix with no elements comes back as it is.
+
+    Args:
+      x: a 2-D real or complex array; math runs in its dtype (upcast it first for low precision).
+      steps: number of iterations.
+      coeffs: one ``(a, b, c)`` triple for every step, or a list of ``steps`` triples.
+      eps: guards the normalisation of an all-zero ``x``.
+      eps_mode: ``"clamp"`` divides by ``max(||x||, eps)`` (torch.optim.Muon, Jordan's code);
+        ``"add"`` divides by ``||x|| + eps`` (optax.contrib.muon).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from optix.transforms._matrix import newton_schulz
+      >>> o = newton_schulz(jnp.array([[3.0, 0.0], [0.0, 0.5]]), steps=10)
+      >>> bool(jnp.all(jnp.abs(jnp.diag(o) - 1) < 0.35))
+      True
+
+    Reference: Jordan et al., `Muon: an optimizer for hidden layers in neural networks
+    <https://kellerjordan.github.io/posts/muon/>`_, 2024.
+    """
+    if x.ndim != 2:
+        raise ValueError(f"`newton_schulz` needs a 2-D array, got shape {x.shape}")
+    triples = coeff_steps(coeffs, steps)
+    x = _tree.unsplit(x)  # whole matrices when ZeRO splits the state over explicit mesh axes
+    if x.size == 0:
+        return x
+    tall = x.shape[0] > x.shape[1]
+    if tall:
+        x = x.T
+    norm = jnp.sqrt(jnp.sum(_tree.abs_sq(x)))
+    denom = jnp.maximum(norm, eps) if eps_mode == "clamp" else norm + eps
+    x = x / denom.astype(x.dtype)
+    for a, b, c in triples:
+        gram = x @ jnp.conj(x).T  # X X^H (jnp.conj is the identity on real arrays)
+        x = a * x + (b * gram + c * (gram @ gram)) @ x
+    return x.T if tall else x
+
+
+def matrix_view(shape: tuple[int, ...], layout: str) -> tuple[int, int]:
+    """The 2-D shape a weight of ``shape`` is orthogonalised as: ``(rest, fan_out)`` for the
+    ``"in_out"`` layout (JAX/flax: ``(in, out)``, conv ``(..., in, out)``), ``(fan_out, rest)``
+    for ``"out_in"`` (torch: ``(out, in)``, conv ``(out, in, ...)``)."""
+    if layout == "in_out":
+        return math.prod(shape[:-1]), shape[-1]
+    return shape[0], math.prod(shape[1:])
+
+
+def decayed_weights(
+    weight_decay: ScalarOrSchedule, mask: Any | Callable[[Any], Any] | None
+) -> list[GradientTransformation]:
+    """``[add_decayed_weights(weight_decay, mask)]``, or ``[]`` when the decay is a concrete zero
+    (then the chain needs no params)."""
+    if _validate.concrete_float(weight_decay) == 0.0:
+        return []
+    return [add_decayed_weights(weight_decay, mask)]
