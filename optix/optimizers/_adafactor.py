@@ -27,6 +27,7 @@ from optix._toolkit import (
     Hyperparams,
     HyperparamState,
     NonNegative,
+    checked,
     leafwise,
     transform,
 )
@@ -176,6 +177,7 @@ def scale_by_factored_rms(
     return GradientTransformation(init, update)
 
 
+@checked
 def adafactor(
     learning_rate: NonNegative,
     min_dim_size_to_factor: int = 128,

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from optix import _tree
 from optix._base import GradientTransformation
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, transform
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, checked, transform
 from optix.transforms._common import hyperparams_only
 from optix.transforms._trust_ratio import trust_ratio
 
@@ -72,6 +72,7 @@ def scale_by_fromage(
     return hyperparams_only("scale_by_fromage", ScaleByFromageState, spec, apply, needs_params=True)
 
 
+@checked
 def fromage(learning_rate: NonNegative, min_norm: NonNegative = 1e-6) -> GradientTransformation:
     r"""Fromage: per-layer steps of relative size ``eta``, with a shrink that keeps norms bounded.
 

@@ -17,7 +17,7 @@ from jax.typing import DTypeLike
 from optix import _tree, _validate
 from optix._base import GradientTransformation, OptState, Params, Updates
 from optix._chain import caller, chain, check_transform
-from optix._toolkit import Finite, Hyperparams, HyperparamState, NonNegative, transform
+from optix._toolkit import Finite, Hyperparams, HyperparamState, NonNegative, checked, transform
 from optix.optimizers._adam import scale_by_adam
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
@@ -239,6 +239,7 @@ def scale_by_galore(
     return GradientTransformation(init, update)
 
 
+@checked
 def galore(
     learning_rate: NonNegative,
     rank: int = 128,

@@ -13,13 +13,14 @@ from jax.typing import DTypeLike
 
 from optix._base import GradientTransformation, Params
 from optix._chain import chain
-from optix._toolkit import Beta, NonNegative
+from optix._toolkit import Beta, NonNegative, checked
 from optix.optimizers._adam import scale_by_adam
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 from optix.transforms._trust_ratio import scale_by_trust_ratio
 
 
+@checked
 def lamb(
     learning_rate: NonNegative,
     b1: Beta = 0.9,

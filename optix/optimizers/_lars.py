@@ -11,7 +11,7 @@ from typing import Any
 
 from optix._base import GradientTransformation, Params
 from optix._chain import chain
-from optix._toolkit import Beta, NonNegative
+from optix._toolkit import Beta, NonNegative, checked
 from optix.optimizers._sgd import scale_by_momentum
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
@@ -21,6 +21,7 @@ from optix.wrappers._masked import masked
 Mask = Any | Callable[[Params], Any] | None
 
 
+@checked
 def lars(
     learning_rate: NonNegative,
     weight_decay: NonNegative = 0.0,

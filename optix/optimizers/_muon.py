@@ -18,7 +18,15 @@ from jax.typing import DTypeLike
 from optix import _paths, _tree, _validate
 from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import (
+    Beta,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    checked,
+    leafwise,
+    transform,
+)
 from optix.optimizers._adam import scale_by_adam
 from optix.transforms._matrix import (
     NS_COEFFS,
@@ -241,6 +249,7 @@ def _partition_present(
     return GradientTransformation(init, update)
 
 
+@checked
 def muon(
     learning_rate: NonNegative,
     beta: Beta = 0.95,

@@ -15,7 +15,7 @@ from jax.typing import DTypeLike
 from optix import _tree, _validate
 from optix._base import GradientTransformation, Updates
 from optix._chain import chain
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, transform
+from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, checked, transform
 from optix.transforms._scale import scale_lr
 
 
@@ -105,6 +105,7 @@ def scale_by_novograd(
     return GradientTransformation(init, update)
 
 
+@checked
 def novograd(
     learning_rate: NonNegative,
     b1: Beta = 0.9,

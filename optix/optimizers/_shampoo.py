@@ -17,7 +17,15 @@ from jax.typing import DTypeLike
 from optix import _tree, _validate
 from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
-from optix._toolkit import Beta, Fraction, Hyperparams, HyperparamState, NonNegative, transform
+from optix._toolkit import (
+    Beta,
+    Fraction,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    checked,
+    transform,
+)
 from optix.optimizers._sgd import scale_by_momentum
 from optix.transforms._matrix import (
     accumulate,
@@ -255,6 +263,7 @@ def scale_by_shampoo(
     return GradientTransformation(init, update)
 
 
+@checked
 def shampoo(
     learning_rate: NonNegative,
     eps: NonNegative = 1e-6,

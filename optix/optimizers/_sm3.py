@@ -16,7 +16,7 @@ from jax.typing import DTypeLike
 from optix import _tree, _validate
 from optix._base import GradientTransformation, Updates
 from optix._chain import chain
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, transform
+from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, checked, transform
 from optix.transforms._scale import scale_lr
 
 
@@ -130,6 +130,7 @@ def scale_by_sm3(
     return GradientTransformation(init, update)
 
 
+@checked
 def sm3(
     learning_rate: NonNegative,
     momentum: Beta = 0.9,

@@ -16,7 +16,15 @@ from jax.typing import DTypeLike
 from optix import _tree, _validate
 from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
 from optix._chain import chain
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, Range, transform
+from optix._toolkit import (
+    Beta,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    Range,
+    checked,
+    transform,
+)
 from optix.transforms._matrix import (
     accumulate,
     check_layout_args,
@@ -275,6 +283,7 @@ def scale_by_soap(
     return GradientTransformation(init, update)
 
 
+@checked
 def soap(
     learning_rate: NonNegative,
     b1: Beta = 0.95,

@@ -30,6 +30,7 @@ from optix._toolkit import (
     HyperparamState,
     NonNegative,
     Range,
+    checked,
     leafwise,
     transform,
 )
@@ -233,6 +234,7 @@ def scale_by_sophia(
     return GradientTransformation(init, update)
 
 
+@checked
 def sophia(
     learning_rate: NonNegative,
     b1: Beta = 0.965,
