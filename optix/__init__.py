@@ -150,7 +150,6 @@ from optix.transforms._linesearch import (
 from optix.transforms._linesearch import (
     scale_by_backtracking_linesearch as scale_by_backtracking_linesearch,
 )
-from optix.transforms._linesearch import value_and_grad_from_state as value_and_grad_from_state
 from optix.transforms._madgrad import ScaleByMadgradState as ScaleByMadgradState
 from optix.transforms._madgrad import madgrad as madgrad
 from optix.transforms._madgrad import scale_by_madgrad as scale_by_madgrad
@@ -241,6 +240,9 @@ from optix.transforms._zoom_linesearch import (
 )
 from optix.transforms._zoom_linesearch import ZoomLinesearchInfo as ZoomLinesearchInfo
 from optix.transforms._zoom_linesearch import scale_by_zoom_linesearch as scale_by_zoom_linesearch
+from optix.transforms._zoom_linesearch import (
+    value_and_grad_from_state as value_and_grad_from_state,
+)
 from optix.wrappers._accumulate import AccumulateState as AccumulateState
 from optix.wrappers._accumulate import accumulate as accumulate
 from optix.wrappers._accumulate import accumulate_has_updated as accumulate_has_updated

@@ -6,7 +6,7 @@ from jax.typing import ArrayLike
 
 from optix._base import GradientTransformation, ScalarOrSchedule
 from optix._chain import chain
-from optix.optimizers._sgd import _nonzero
+from optix.optimizers._sgd import nonzero
 from optix.transforms._adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_rms
 from optix.transforms._momentum import scale_by_momentum
 from optix.transforms._scale import scale_lr
@@ -48,7 +48,7 @@ def rmsprop(
     Reference: Tieleman & Hinton, Lecture 6.5, 2012; Graves, 2013 (centered).
     """
     parts = [scale_by_rms(decay, eps, centered=centered, eps_in_sqrt=eps_in_sqrt)]
-    if _nonzero(momentum):
+    if nonzero(momentum):
         parts.append(scale_by_momentum(momentum))
     return chain(*parts, scale_lr(learning_rate))
 

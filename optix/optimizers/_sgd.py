@@ -14,7 +14,7 @@ from optix.transforms._regularize import add_decayed_weights, add_noise
 from optix.transforms._scale import scale_lr
 
 
-def _nonzero(value: Any) -> bool:
+def nonzero(value: Any) -> bool:
     """Whether a term is built into the chain: a zero constant is left out (no state, no work)."""
     return callable(value) or not (isinstance(value, int | float) and value == 0)
 
@@ -71,7 +71,7 @@ def sgd(
 
     Reference: Robbins & Monro, 1951; Polyak, 1964; Nesterov, 1983; Sutskever et al., ICML 2013.
     """
-    if nesterov and not _nonzero(momentum):
+    if nesterov and not nonzero(momentum):
         raise ValueError("`nesterov=True` requires `momentum > 0`, as in torch.optim.SGD")
     if trace_dtype is not None and accumulator_dtype is not None:
         raise ValueError(
@@ -84,14 +84,14 @@ def sgd(
         else (accumulator_dtype, "accumulator_dtype")
     )
     _tree.check_state_dtype(buffer_arg, buffer_dtype)
-    if buffer_dtype is not None and not _nonzero(momentum):
+    if buffer_dtype is not None and not nonzero(momentum):
         raise ValueError(
             f"`{buffer_arg}` sets the momentum buffer's dtype, but `momentum=0` builds no buffer"
         )
     parts = []
-    if _nonzero(weight_decay):
+    if nonzero(weight_decay):
         parts.append(add_decayed_weights(weight_decay))
-    if _nonzero(momentum):
+    if nonzero(momentum):
         parts.append(
             scale_by_momentum(
                 momentum, nesterov=nesterov, dampening=dampening, trace_dtype=buffer_dtype

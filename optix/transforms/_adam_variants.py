@@ -12,7 +12,6 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
 from optix._fusable import mark_elementwise
 from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype
-from optix.transforms._adam import _check_betas, _moments
 
 
 class ScaleByAdabeliefState(NamedTuple):
@@ -57,13 +56,17 @@ def scale_by_adabelief(
     Reference: Zhuang et al., "AdaBelief optimizer: adapting stepsizes by the belief in observed
     gradients", NeurIPS 2020, Algorithm 2.
     """
-    _check_betas(b1, b2, eps)
+    _validate.check_unit_interval("b1", b1)
+    _validate.check_unit_interval("b2", b2)
+    _validate.check_nonnegative("eps", eps)
     _validate.check_nonnegative("eps_root", eps_root)
     spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_adabelief` params")
-        return ScaleByAdabeliefState(spec.init(), *_moments(params, mu_dtype, nu_dtype))
+        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
+        return ScaleByAdabeliefState(spec.init(), mu, nu)
 
     def update(updates, state, params=None, **extra):
         del params, extra
@@ -135,7 +138,9 @@ def scale_by_yogi(
 
     Reference: Zaheer et al., "Adaptive methods for nonconvex optimization", NeurIPS 2018.
     """
-    _check_betas(b1, b2, eps)
+    _validate.check_unit_interval("b1", b1)
+    _validate.check_unit_interval("b2", b2)
+    _validate.check_nonnegative("eps", eps)
     _validate.check_nonnegative("eps_root", eps_root)
     _validate.check_nonnegative("initial_accumulator_value", initial_accumulator_value)
     spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
@@ -236,7 +241,9 @@ def scale_by_adopt(
     Reference: Taniguchi et al., "ADOPT: modified Adam can converge with any beta2 with the
     optimal rate", NeurIPS 2024, Algorithms 1 and 2.
     """
-    _check_betas(b1, b2, eps)
+    _validate.check_unit_interval("b1", b1)
+    _validate.check_unit_interval("b2", b2)
+    _validate.check_nonnegative("eps", eps)
     clipping = clip_value is not None
     values: dict[str, ScalarOrSchedule] = dict(b1=b1, b2=b2, eps=eps)
     if clip_value is not None:
@@ -249,7 +256,9 @@ def scale_by_adopt(
         if clipping:
             why = "clipping is not defined for them; pass clip_value=None to use ADOPT without it"
             _validate.check_real_leaves(params, "scale_by_adopt", why)
-        return ScaleByAdoptState(spec.init(), *_moments(params, mu_dtype, nu_dtype))
+        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
+        return ScaleByAdoptState(spec.init(), mu, nu)
 
     def update(updates, state, params=None, **extra):
         del params, extra

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optix import _paths, _tree, _validate
+from optix import _keypath, _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule
 from optix._hyperparams import Hyperparams, HyperparamState
 from optix.transforms._common import hyperparams_only
@@ -157,7 +157,7 @@ def adaptive_grad_clip(
 
     def unit_axes(tree: Any) -> list[tuple[int, ...] | None]:
         return [
-            _unit_axes(jnp.shape(x), axis, _paths.path_str(path))
+            _unit_axes(jnp.shape(x), axis, _keypath.path_str(path))
             for path, x in jax.tree_util.tree_leaves_with_path(tree)
         ]
 

@@ -13,7 +13,7 @@ from jax.typing import DTypeLike
 from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
 from optix._hyperparams import Hyperparams, HyperparamState, register_rules
-from optix._paths import path_str
+from optix._keypath import path_str
 
 # Jordan's quintic coefficients (a, b, c), chosen to maximise the slope at zero; also the defaults
 # of torch.optim.Muon and optax.contrib.muon.

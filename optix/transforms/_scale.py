@@ -15,7 +15,8 @@ from optix._hyperparams import Hyperparams, HyperparamState
 from optix.transforms._common import hyperparams_only
 
 
-def _multiply(updates: Updates, factor: jax.Array) -> Updates:
+def multiply(updates: Updates, factor: jax.Array) -> Updates:
+    """Each leaf times ``factor``, computed in at least float32 and cast back to its dtype."""
     return _tree.map_leaves(lambda u: (_tree.upcast(u) * factor).astype(u.dtype), updates)
 
 
@@ -27,7 +28,7 @@ def _scaling(
     state_cls: Callable[[HyperparamState], OptState],
 ) -> GradientTransformation:
     def apply(updates, params, hp):
-        return _multiply(updates, sign * hp[name])
+        return multiply(updates, sign * hp[name])
 
     tx = hyperparams_only(transform, state_cls, Hyperparams(**{name: value}), apply)
     return mark_elementwise(tx)

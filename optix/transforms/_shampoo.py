@@ -15,7 +15,7 @@ from jax.typing import DTypeLike
 from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule, Updates
 from optix._hyperparams import Hyperparams, HyperparamState, register_rules
-from optix._paths import path_str
+from optix._keypath import path_str
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 _SHAPELESS = object()  # a reference leaf whose shape :func:`check_leaf_shapes` checks instead
