@@ -126,7 +126,6 @@ from optix.transforms._linesearch import (
     BacktrackingInfo,
     ScaleByBacktrackingLinesearchState,
     scale_by_backtracking_linesearch,
-    value_and_grad_from_state,
 )
 from optix.transforms._normalize import (
     NormalizeByUpdateNormState,
@@ -158,6 +157,7 @@ from optix.transforms._zoom_linesearch import (
     ScaleByZoomLinesearchState,
     ZoomLinesearchInfo,
     scale_by_zoom_linesearch,
+    value_and_grad_from_state,
 )
 from optix.wrappers._accumulate import AccumulateState, accumulate, accumulate_has_updated
 from optix.wrappers._average import ParamEmaState, SwaState, averaged_params, param_ema, swa

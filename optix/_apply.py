@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from optix import _paths, _tree, _validate
+from optix import _keypath, _tree, _validate
 from optix._base import Params, Updates
 
 
@@ -33,7 +33,7 @@ def apply_updates(params: Params, updates: Updates) -> Params:
         _validate.check_matches_params(updates, params)
         raise
 
-    paths = [_paths.path_str(path) for path, _ in _flatten_with_path(params)]
+    paths = [_keypath.path_str(path) for path, _ in _flatten_with_path(params)]
 
     def add(path, p, u):
         if p is None or u is None:

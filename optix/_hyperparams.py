@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from optix import _paths, _schedule_guard, _validate
+from optix import _keypath, _paths, _schedule_guard, _validate
 from optix._base import OptState
 
 
@@ -213,9 +213,9 @@ def _find(state: Any) -> list[tuple[tuple[str, ...], HyperparamState, type | Non
     for path, leaf in _flatten(state)[0]:
         if _is_hp(leaf):
             owner = None
-            if path and _paths.key_str(path[-1]) == "hyperparams":
+            if path and _keypath.key_str(path[-1]) == "hyperparams":
                 owner, path = type(_node_at(state, path[:-1])), path[:-1]
-            found.append((_paths.parts(path), leaf, owner))
+            found.append((_keypath.parts(path), leaf, owner))
     return found
 
 
@@ -229,7 +229,7 @@ def register_rules(owner: type, **rules: Callable[[str, Any], None]) -> None:
         _OWNER_RULES[(owner, name)] = rule
 
 
-def _entries(state: Any) -> list[tuple[tuple[str, ...], str, bool, tuple]]:
+def hyperparam_entries(state: Any) -> list[tuple[tuple[str, ...], str, bool, tuple]]:
     """(full path, name, settable, location) for every hyperparameter in ``state``."""
     out = []
     for index, (prefix, hp, _) in enumerate(_find(state)):
@@ -263,7 +263,7 @@ def get_hyperparams(state: OptState) -> dict[str, jax.Array]:
       >>> float(optix.get_hyperparams(state)["learning_rate"])
       0.001...
     """
-    entries = _entries(state)
+    entries = hyperparam_entries(state)
     found = _find(state)
     out = {}
     for key, (_, name, settable, (index, _)) in zip(_short_keys(entries), entries, strict=True):
@@ -337,7 +337,7 @@ def set_hyperparams(
     """
     requests = {**(values or {}), **kwargs}
     found = _find(state)
-    entries = _entries(state)
+    entries = hyperparam_entries(state)
     new_values = [dict(hp.values) for _, hp, _ in found]
     for address, value in requests.items():
         parts = tuple(p for p in address.split("/") if p)

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optix._keypath import path_str
+
 
 @dataclass(frozen=True)
 class PackLayout:
@@ -110,8 +112,6 @@ def _dtype_name(x: Any) -> str:
 
 def _leaf_paths(layout: PackLayout) -> list[str]:
     """The path of each leaf of ``layout``'s tree, as the user would write it."""
-    from optix._paths import path_str  # here: optix._paths imports this module
-
     skeleton = layout.treedef.unflatten(list(range(layout.num_leaves)))
     return [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(skeleton)[0]]
 

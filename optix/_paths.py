@@ -48,32 +48,10 @@ from typing import Any
 import jax
 
 from optix import _pack
+from optix._keypath import key_str, parts
 
 _PATTERN_CHARS = frozenset("*?[/")
 _MISSING = object()  # a leaf a partial tree does not reach
-
-
-def key_str(key: Any) -> str:
-    """One path component as text."""
-    if isinstance(key, jax.tree_util.DictKey):
-        return str(key.key)
-    if isinstance(key, jax.tree_util.GetAttrKey):
-        return key.name
-    if isinstance(key, jax.tree_util.SequenceKey):
-        return str(key.idx)
-    if isinstance(key, jax.tree_util.FlattenedIndexKey):
-        return str(key.key)
-    return str(getattr(key, "key", getattr(key, "name", key)))
-
-
-def parts(path: tuple) -> tuple[str, ...]:
-    """A JAX key path as a tuple of strings."""
-    return tuple(key_str(k) for k in path)
-
-
-def path_str(path: tuple) -> str:
-    """A JAX key path as ``a/b/0``; ``<root>`` for the root itself."""
-    return "/".join(parts(path)) or "<root>"
 
 
 def _is_none(x: Any) -> bool:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from optix import _tree, _validate
-from optix._paths import path_str
+from optix._keypath import path_str
 
 
 def _check_batched(grads: Any, what: str) -> int:

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optix import _paths
+from optix import _keypath, _paths
 from optix._base import OptState
 from optix._hyperparams import HyperparamState, pure, unbox
 
@@ -51,7 +51,7 @@ def _walk(node: Any, raw: tuple = (), readable: tuple = (), shown: bool = True) 
         return
     hp = isinstance(node, HyperparamState)
     for key, child in _children(node):
-        name = _paths.key_str(key)
+        name = _keypath.key_str(key)
         skip = (hp and name in _HP_FIELDS) or isinstance(child, HyperparamState)
         yield from _walk(child, raw + (key,), readable if skip else readable + (name,), not skip)
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from optix._hyperparams import hyperparam_dtype
+from optix._validate import stored_dtype
 
 
 def wider(a: DTypeLike, b: DTypeLike) -> jnp.dtype:
@@ -27,7 +27,7 @@ def wider(a: DTypeLike, b: DTypeLike) -> jnp.dtype:
 def compute_dtype(dtype: DTypeLike) -> jnp.dtype:
     """The dtype math on a leaf of ``dtype`` runs in: never below the hyperparameter precision,
     and never a dtype JAX cannot hold (float64 is float32 unless 64-bit mode is on)."""
-    return jax.dtypes.canonicalize_dtype(wider(dtype, hyperparam_dtype()))
+    return jax.dtypes.canonicalize_dtype(wider(dtype, stored_dtype()))
 
 
 def leaf_dtype(x: Any) -> jnp.dtype:
@@ -181,7 +181,7 @@ def global_norm(tree: Any) -> jax.Array:
     a NaN)."""
     leaves = jax.tree.leaves(tree)
     if not leaves:
-        return jnp.zeros([], hyperparam_dtype())
+        return jnp.zeros([], stored_dtype())
     with jax.numpy_dtype_promotion("standard"):
         total = sum(jnp.sum(abs_sq(upcast(x))) for x in leaves)
     # The sum of per-leaf sums goes straight into the root and nowhere else: XLA copies a chain of
@@ -241,7 +241,7 @@ def bias_correction(decay: jax.Array, count: jax.Array) -> jax.Array:
 def tree_inner(a: Any, b: Any) -> jax.Array:
     """``Re <a, b> = Re sum(conj(a) * b)`` over all leaves, in the hyperparameter precision (or
     wider). Complex leaves count as pairs of real coordinates."""
-    dtype = hyperparam_dtype()
+    dtype = jnp.dtype(stored_dtype())
     total = jnp.zeros([], dtype)
     with jax.numpy_dtype_promotion("standard"):
         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):

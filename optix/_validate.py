@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optix._paths import path_str
+from optix._keypath import path_str
 
 
 def concrete_float(value: Any) -> float | None:
@@ -137,6 +137,12 @@ def check_int(name: str, value: Any, minimum: int = 0) -> None:
         raise TypeError(f"`{name}` must be an integer, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}, got {value!r}")
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
 def check_float_leaves(tree: Any, what: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 import optix
-from optix import _paths
+from optix import _keypath, _paths
 from optix.wrappers._masked import masked
 from optix.wrappers._partition import PartitionState, partition
 from tests.cases import CASES, IDS
@@ -72,7 +72,7 @@ EXPECTED_LABELS = {
 
 def _label_tree(params):
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: EXPECTED_LABELS[_paths.path_str(path)], params
+        lambda path, _: EXPECTED_LABELS[_keypath.path_str(path)], params
     )
 
 

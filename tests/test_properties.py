@@ -112,7 +112,7 @@ def wrong_gradients(draw):
     leaves = [x for _, x in paths_leaves]
     leaves[index] = jnp.ones(bad_shape, leaf.dtype)
     grads = jax.tree.unflatten(jax.tree.structure(params), leaves)
-    return params, grads, optix._paths.path_str(path)
+    return params, grads, optix._keypath.path_str(path)
 
 
 @SETTINGS

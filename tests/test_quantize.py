@@ -365,7 +365,7 @@ def test_checkpoint_round_trip_resumes_bitwise(tmp_path):
 
     # save the leaves by path with np.savez, load them, and put them back into the structure
     leaves = {
-        optix._paths.path_str(p): np.asarray(x)
+        optix._keypath.path_str(p): np.asarray(x)
         for p, x in jax.tree_util.tree_leaves_with_path(state)
     }
     np.savez(tmp_path / "state.npz", **leaves)

@@ -10,13 +10,13 @@ from optix.compare._api import DEFAULT_SWEEP as DEFAULT_SWEEP
 from optix.compare._api import parse_sweep as parse_sweep
 from optix.compare._api import run as run
 from optix.compare._bench import DEFAULT_OPTIMIZERS as DEFAULT_OPTIMIZERS
-from optix.compare._bench import Benchmark as Benchmark
+from optix.compare._bench_report import Benchmark as Benchmark
 from optix.compare._problems import DEFAULT_SUITE as DEFAULT_SUITE
 from optix.compare._problems import PROBLEMS as PROBLEMS
 from optix.compare._problems import Problem as Problem
 from optix.compare._problems import make_problem as make_problem
+from optix.compare._report import Results as Results
 from optix.compare._results import ProblemResult as ProblemResult
-from optix.compare._results import Results as Results
 from optix.compare._results import Summary as Summary
 from optix.compare._scoring import benchmark_score as benchmark_score
 from optix.compare._scoring import performance_profile as performance_profile

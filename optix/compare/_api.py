@@ -10,10 +10,12 @@ import jax
 import numpy as np
 
 import optix
-from optix.compare._bench import Benchmark, run_benchmark
+from optix.compare._bench import run_benchmark
+from optix.compare._bench_report import Benchmark
 from optix.compare._problems import DEFAULT_SUITE, Problem, make_problem
 from optix.compare._progress import Progress
-from optix.compare._results import ProblemResult, Results, summarize
+from optix.compare._report import Results
+from optix.compare._results import ProblemResult, summarize
 from optix.compare._runner import train
 from optix.compare._spec import CLASSIC, OptimizerSpec, SpecError, parse
 from optix.compare._workloads import Workload

@@ -1,21 +1,203 @@
-"""A benchmark's terminal table, figures (profiles, tuning curves, validation curves), report.md."""
+"""A benchmark's results (:class:`Benchmark`, one :class:`Entry` per optimizer and workload) and their
+terminal table, figures (profiles, tuning curves, validation curves), ``results.json`` and
+``report.md``."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import warnings
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from optix.compare._scoring import performance_profile
-
-if TYPE_CHECKING:
-    from optix.compare._bench import Benchmark
+from optix.compare import _protocol
+from optix.compare._scoring import benchmark_score, performance_profile, performance_ratios
+from optix.compare._spec import OptimizerSpec
+from optix.compare._workloads import Workload
 
 KINDS = ("profiles", "tuning", "curves")
 FIGURES = {"profiles": "profiles.png", "tuning": "tuning_curves.png", "curves": "curves.png"}
+MEASURES = ("steps", "seconds")
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: non-finite numbers become None."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple | np.ndarray):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+@dataclass
+class Entry:
+    """One optimizer on one workload: its trials and the chosen trial of each study."""
+
+    trials: _protocol.Trials
+    chosen: list[int]
+    same_as: str | None = None
+
+    def _per_study(self, name: str) -> np.ndarray:
+        return np.asarray(
+            [getattr(s, name)[i] for s, i in zip(self.trials.studies, self.chosen, strict=True)]
+        )
+
+    @property
+    def steps(self) -> float:
+        return float(np.median(self._per_study("steps_to_target")))
+
+    @property
+    def seconds(self) -> float:
+        return float(np.median(self._per_study("seconds_to_target")))
+
+    @property
+    def hits(self) -> int:
+        return int(np.isfinite(self._per_study("steps_to_target")).sum())
+
+    def test(self) -> dict[str, float]:
+        """Median over studies of the chosen trial's final test values (reported, never used)."""
+        out = {}
+        for key in self.trials.studies[0].test:
+            vals = [s.test[key][i] for s, i in zip(self.trials.studies, self.chosen, strict=True)]
+            out[key] = float(np.median(vals))
+        return out
+
+    def valid(self) -> float:
+        """Median over studies of the chosen trial's final validation metric."""
+        vals = [
+            s.valid_metric[i, -1] for s, i in zip(self.trials.studies, self.chosen, strict=True)
+        ]
+        return float(np.median(vals))
+
+    def config(self) -> dict[str, Any]:
+        """The chosen configuration of the study whose time is the median (lower middle)."""
+        times = self._per_study("steps_to_target")
+        k = int(np.argsort(times, kind="stable")[(len(times) - 1) // 2])
+        return self.trials.studies[k].configs[self.chosen[k]]
+
+    def tuning_curve(self) -> np.ndarray:
+        """Median over studies of the best validation metric among the first k trials."""
+        curves = [np.minimum.accumulate(s.best_valid()) for s in self.trials.studies]
+        return np.median(np.asarray(curves), axis=0)
+
+
+@dataclass
+class Benchmark:
+    """What :func:`optix.compare.run` returns for workloads: every entry, scores and output.
+
+    ``times(measure)`` gives ``times[optimizer][workload]``; ``scores(measure)`` the AlgoPerf
+    benchmark scores; ``table()`` the terminal table; ``plot(kind)`` a figure (``"profiles"``,
+    ``"tuning"``, ``"curves"``); ``save(directory)`` writes the figures, ``report.md`` and
+    ``results.json``.
+    """
+
+    ruleset: str
+    workloads: list[Workload]
+    optimizers: list[OptimizerSpec]
+    entries: dict[str, dict[str, Entry]]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return [s.label for s in self.optimizers]
+
+    def times(self, measure: str = "steps") -> dict[str, dict[str, float]]:
+        if measure not in MEASURES:
+            raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
+        return {
+            o: {w.name: getattr(self.entries[o][w.name], measure) for w in self.workloads}
+            for o in self.labels
+        }
+
+    def scores(self, measure: str = "steps") -> dict[str, float]:
+        return benchmark_score(self.times(measure), r_max=self.config.get("r_max", 4.0))
+
+    def ratios(self, measure: str = "steps") -> dict[str, dict[str, float]]:
+        return performance_ratios(self.times(measure))
+
+    def table(self) -> str:
+        return text_table(self)
+
+    def plot(self, kind: str = "profiles", workload: str | None = None, ax: Any = None) -> Any:
+        """A matplotlib figure: ``"profiles"`` (performance profiles by steps and by seconds),
+        ``"tuning"`` (best validation result against trials) or ``"curves"`` (validation curve of
+        each optimizer's chosen trial); ``workload`` restricts the last two to one workload, and
+        with ``ax`` the figure is drawn into that axes (profiles by steps only)."""
+        return plot(self, kind, ax=ax, workload=workload)
+
+    def to_dict(self) -> dict[str, Any]:
+        workloads = {}
+        for w in self.workloads:
+            optimizers = {}
+            for o in self.labels:
+                e = self.entries[o][w.name]
+                t = e.trials
+                optimizers[o] = {
+                    "same_as": e.same_as,
+                    "steps_to_target": e.steps,
+                    "seconds_to_target": e.seconds,
+                    "studies_reaching_target": e.hits,
+                    "chosen_config": e.config(),
+                    "valid_metric": e.valid(),
+                    "test": e.test(),
+                    "tuning_curve": e.tuning_curve().tolist(),
+                    "batch_size": t.batch_size or "full",
+                    "budget": t.budget,
+                    "compile_s": t.compile_s,
+                    "seconds_per_step": _protocol.seconds_per_step(t),
+                    "studies": [
+                        {
+                            "chosen": i,
+                            "run_s": s.run_s,
+                            "trials": [
+                                {
+                                    "config": s.configs[j],
+                                    "seed": s.seeds[j],
+                                    "steps_to_target": s.steps_to_target[j],
+                                    "seconds_to_target": s.seconds_to_target[j],
+                                    "test": {k: v[j] for k, v in s.test.items()},
+                                    "curve": {
+                                        "step": s.steps.tolist(),
+                                        "valid_metric": s.valid_metric[j].tolist(),
+                                        "valid_loss": s.valid_loss[j].tolist(),
+                                    },
+                                }
+                                for j in range(len(s.configs))
+                            ],
+                        }
+                        for s, i in zip(t.studies, e.chosen, strict=True)
+                    ],
+                }
+            workloads[w.name] = {
+                "description": w.description,
+                "kind": w.kind,
+                "metric": w.metric,
+                "target": w.target,
+                "budget": w.budget,
+                "optimizers": optimizers,
+            }
+        out = {
+            "config": self.config,
+            "scores": {m: self.scores(m) for m in MEASURES},
+            "times": {m: self.times(m) for m in MEASURES},
+            "ratios": {m: self.ratios(m) for m in MEASURES},
+            "workloads": workloads,
+        }
+        return _clean(out)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False)
+
+    def save(self, directory: str, *, plots: bool = True) -> list[str]:
+        """Write ``results.json``, ``report.md`` and (with ``plots``) the PNG figures."""
+        return write(self, directory, plots=plots)
 
 
 def _num(x: float | None, fmt: str) -> str:

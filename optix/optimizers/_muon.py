@@ -15,7 +15,7 @@ from typing import Any, Literal, NamedTuple
 import jax
 from jax.typing import DTypeLike
 
-from optix import _paths, _tree, _validate
+from optix import _keypath, _paths, _tree, _validate
 from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
 from optix._toolkit import (
@@ -126,7 +126,7 @@ def scale_by_muon(
             if leaf.ndim < 2:
                 raise ValueError(
                     f"`scale_by_muon` needs leaves with ndim >= 2; leaf "
-                    f"'{_paths.path_str(path)}' has shape {leaf.shape}. Use `optix.muon`, which "
+                    f"'{_keypath.path_str(path)}' has shape {leaf.shape}. Use `optix.muon`, which "
                     "sends such leaves to AdamW."
                 )
 
@@ -191,12 +191,12 @@ def muon_labels(tree: Any, labels: Any = None) -> Any:
     for (path, leaf), value in zip(pairs, values, strict=True):
         if value not in _MUON_LABELS:
             raise ValueError(
-                f"`muon` labels: leaf '{_paths.path_str(path)}' has label {value!r}; "
+                f"`muon` labels: leaf '{_keypath.path_str(path)}' has label {value!r}; "
                 "labels must be 'muon' or 'adam'"
             )
         if value == "muon" and len(leaf.shape) < 2:
             raise ValueError(
-                f"`muon` labels: leaf '{_paths.path_str(path)}' of shape {leaf.shape} is "
+                f"`muon` labels: leaf '{_keypath.path_str(path)}' of shape {leaf.shape} is "
                 "labelled 'muon', but Muon needs ndim >= 2; label it 'adam'"
             )
     return jax.tree.unflatten(jax.tree.structure(tree), values)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _hyperparams, _paths, _tree, _validate
+from optix import _hyperparams, _keypath, _paths, _tree, _validate
 from optix._base import GradientTransformation, OptState, Params, Updates
 from optix._chain import caller, chain, check_transform
 from optix._hyperparams import hyperparam_dtype
@@ -112,7 +112,7 @@ def schedule_free(
         params = _tree.as_arrays(params)
         _validate.check_float_leaves(params, "`schedule_free` params")
         inner = base.init(params)
-        if any(name == "learning_rate" for _, name, _, _ in _hyperparams._entries(inner)):
+        if any(name == "learning_rate" for _, name, _, _ in _hyperparams.hyperparam_entries(inner)):
             raise ValueError(
                 "`schedule_free`'s `base` contains a learning rate; give it a direction "
                 "(for example `optix.identity()`) and the learning rate to `schedule_free`"
@@ -169,7 +169,7 @@ def _find(state: Any) -> list[tuple[tuple[str, ...], ScheduleFreeState]]:
     flat = jax.tree_util.tree_flatten_with_path(
         state, is_leaf=lambda x: isinstance(x, ScheduleFreeState)
     )[0]
-    return [(_paths.parts(p), n) for p, n in flat if isinstance(n, ScheduleFreeState)]
+    return [(_keypath.parts(p), n) for p, n in flat if isinstance(n, ScheduleFreeState)]
 
 
 def schedule_free_eval_params(

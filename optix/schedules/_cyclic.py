@@ -17,16 +17,11 @@ _ANNEALS = ("cosine", "linear")
 _CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 
 
-def _anneal(start: jax.Array, end: jax.Array, frac: jax.Array, kind: str) -> jax.Array:
+def anneal_between(start: jax.Array, end: jax.Array, frac: jax.Array, kind: str) -> jax.Array:
     """From ``start`` (``frac = 0``) to ``end`` (``frac = 1``), by a half cosine or a line."""
     if kind == "cosine":
         return end + (start - end) * 0.5 * (1 + jnp.cos(math.pi * frac))
     return start + (end - start) * frac
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
 def one_cycle(
@@ -78,7 +73,7 @@ def one_cycle(
     check_value("peak_value", peak_value)
     _validate.check_positive("div_factor", div_factor)
     _validate.check_positive("final_div_factor", final_div_factor)
-    _check_choice("anneal", anneal, _ANNEALS)
+    _validate.check_choice("anneal", anneal, _ANNEALS)
     pct = _validate.concrete_float(pct_start)  # it places the phase boundaries: must be concrete
     if pct is None:
         raise TypeError(f"`pct_start` must be a concrete number; got {pct_start!r}")
@@ -108,7 +103,9 @@ def one_cycle(
         # From the last phase back to the first, so that the earliest phase not yet over wins.
         for i in reversed(range(len(ends))):
             frac = (s - begins[i]) / (ends[i] - begins[i])
-            out = jnp.where(s <= ends[i], _anneal(values[i], values[i + 1], frac, anneal), out)
+            out = jnp.where(
+                s <= ends[i], anneal_between(values[i], values[i + 1], frac, anneal), out
+            )
         return out
 
     return schedule
@@ -221,7 +218,7 @@ def cyclic(
     if step_size_down is None:
         step_size_down = step_size_up
     _validate.check_int("step_size_down", step_size_down, minimum=1)
-    _check_choice("mode", mode, _CYCLIC_MODES)
+    _validate.check_choice("mode", mode, _CYCLIC_MODES)
     _validate.check_positive("gamma", gamma)
     if (_validate.concrete_float(gamma) or 0.0) > 1.0:
         raise ValueError(f"`gamma` must be in (0, 1]; got {gamma}")

@@ -10,7 +10,6 @@ from jax.typing import ArrayLike
 
 from optix import _validate
 from optix._base import Schedule
-from optix.schedules._cyclic import _check_choice
 from optix.schedules._steps import as_float as _float
 from optix.schedules._steps import check_value, length, periods
 
@@ -74,7 +73,7 @@ def warmup_stable_decay(
     _validate.check_int("total_steps", total_steps, minimum=1)
     warmup = length("warmup_steps", warmup_steps, minimum=0)
     decay = length("decay_steps", decay_steps, minimum=1)
-    _check_choice("decay_shape", decay_shape, _WSD_SHAPES)
+    _validate.check_choice("decay_shape", decay_shape, _WSD_SHAPES)
     if warmup_steps + decay_steps > total_steps:
         raise ValueError(
             f"`warmup_steps` + `decay_steps` ({warmup_steps} + {decay_steps}) must not exceed "

@@ -10,7 +10,7 @@ from jax.typing import ArrayLike
 from optix import _validate
 from optix._base import Schedule
 from optix._hyperparams import hyperparam_dtype
-from optix.schedules._cyclic import _anneal, _check_choice
+from optix.schedules._cyclic import anneal_between
 from optix.schedules._steps import (
     as_float,
     check_value,
@@ -55,7 +55,7 @@ def piecewise_interpolate(
       >>> [float(sched(s)) for s in (0, 2, 4, 6, 8, 10)]
       [1.0, 0.75, 0.5, 0.375, 0.25, 0.25]
     """
-    _check_choice("interpolate_type", interpolate_type, _INTERPOLATIONS)
+    _validate.check_choice("interpolate_type", interpolate_type, _INTERPOLATIONS)
     check_value("init_value", init_value)
     items = sorted_boundaries_and_scales(boundaries_and_scales)
     bounds = [0, *(b for b, _ in items)]
@@ -71,7 +71,7 @@ def piecewise_interpolate(
         for i in reversed(range(len(scales))):
             size = float(max(bounds[i + 1] - bounds[i], 1))
             frac = jnp.minimum(elapsed(s, bounds[i]) / size, 1.0)
-            piece = _anneal(values[i], values[i + 1], frac, interpolate_type)
+            piece = anneal_between(values[i], values[i + 1], frac, interpolate_type)
             out = jnp.where(reached(s, bounds[i + 1]), out, piece)
         return out
 

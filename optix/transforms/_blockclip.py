@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optix import _paths, _tree
+from optix import _keypath, _tree
 from optix._base import GradientTransformation
 from optix._toolkit import Hyperparams, HyperparamState, NonNegative, leafwise, transform
 from optix.transforms._common import hyperparams_only
@@ -156,7 +156,7 @@ def adaptive_grad_clip(
 
     def unit_axes(tree: Any) -> list[tuple[int, ...] | None]:
         return [
-            _unit_axes(jnp.shape(x), axis, _paths.path_str(path))
+            _unit_axes(jnp.shape(x), axis, _keypath.path_str(path))
             for path, x in jax.tree_util.tree_leaves_with_path(tree)
         ]
 

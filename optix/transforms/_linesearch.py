@@ -1,6 +1,7 @@
 """Line searches along an update direction: backtracking (Armijo), and the pieces every line
-search shares (reading ``value``/``grad``/``value_fn`` from ``update``'s keyword arguments, and
-:func:`value_and_grad_from_state`). The zoom (strong Wolfe) search is in ``_zoom_linesearch.py``.
+search shares (reading ``value``/``grad``/``value_fn`` from ``update``'s keyword arguments). The
+zoom (strong Wolfe) search is in ``_zoom_linesearch.py``, with :func:`value_and_grad_from_state`,
+which reads the state of either search.
 
 A line search is the last member of a chain: it receives a *step* ``u`` (already a descent
 direction, for example ``-lr * H g`` from ``chain(scale_by_lbfgs(), scale_lr(lr))``), picks a
@@ -17,10 +18,10 @@ import jax
 import jax.numpy as jnp
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
 from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, register_rules
 from optix._tree import tree_inner
-from optix.transforms._scale import _multiply
+from optix.transforms._scale import multiply
 
 
 def value_dtype(params: Params) -> jnp.dtype:
@@ -209,7 +210,7 @@ def scale_by_backtracking_linesearch(
         new_state = ScaleByBacktrackingLinesearchState(
             hyperparams, eta, new_value, new_grad, BacktrackingInfo(steps, err)
         )
-        return _multiply(updates, eta), new_state
+        return multiply(updates, eta), new_state
 
     return GradientTransformation(init, update)
 
@@ -221,67 +222,3 @@ register_rules(
     increase_factor=_validate.check_positive,
     max_stepsize=_validate.check_positive,
 )
-
-
-def _line_search_states(state: OptState) -> list[Any]:
-    from optix.transforms._zoom_linesearch import ScaleByZoomLinesearchState
-
-    kinds = (ScaleByZoomLinesearchState, ScaleByBacktrackingLinesearchState)
-    nodes = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, kinds))
-    return [n for n in nodes if isinstance(n, kinds)]
-
-
-def value_and_grad_from_state(
-    value_fn: Callable[..., jax.Array],
-) -> Callable[..., tuple[jax.Array, Updates]]:
-    """Like ``jax.value_and_grad(value_fn)``, reusing what the line search already computed.
-
-    A line search evaluates ``f`` and ``grad f`` at the point it accepts, which is the next
-    iterate, and keeps both in its state. The returned function ``(params, *args, state,
-    **kwargs) -> (value, grad)`` reads them from ``state`` (the whole optimizer state; the one
-    line-search state inside it is found by type), so each iteration costs no extra evaluation.
-    Before the first update the stored value is ``inf``, and then ``value_fn`` is evaluated
-    (inside a ``lax.cond``, so this works under ``jit``). Only valid for a deterministic
-    objective: with a changing data batch, call ``jax.value_and_grad`` instead.
-
-    Example:
-      >>> import jax.numpy as jnp, optix
-      >>> f = lambda x: jnp.sum((x - 1.0) ** 2)
-      >>> tx = optix.lbfgs()
-      >>> x = jnp.zeros(3)
-      >>> state = tx.init(x)
-      >>> value_and_grad = optix.value_and_grad_from_state(f)
-      >>> for _ in range(3):
-      ...     value, grad = value_and_grad(x, state=state)
-      ...     updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=f)
-      ...     x = optix.apply_updates(x, updates)
-      >>> float(f(x)) < 1e-10
-      True
-
-    Reference: the same protocol as optax's ``value_and_grad_from_state``.
-    """
-
-    def value_and_grad(
-        params: Params, *args: Any, state: OptState, **kwargs: Any
-    ) -> tuple[jax.Array, Updates]:
-        found = _line_search_states(state)
-        if len(found) != 1:
-            raise ValueError(
-                "value_and_grad_from_state needs an optimizer state with exactly one line-search "
-                f"state in it (from `scale_by_zoom_linesearch` or "
-                f"`scale_by_backtracking_linesearch`); found {len(found)}"
-            )
-        ls = found[0]
-        if ls.grad is None:
-            raise ValueError(
-                "the line search keeps no gradient: build it with "
-                "`scale_by_backtracking_linesearch(..., store_grad=True)`"
-            )
-
-        def fresh():
-            v, g = jax.value_and_grad(value_fn)(params, *args, **kwargs)
-            return jnp.asarray(v).astype(ls.value.dtype), cast_like(g, ls.grad)
-
-        return jax.lax.cond(jnp.isfinite(ls.value), lambda: (ls.value, ls.grad), fresh)
-
-    return value_and_grad

@@ -21,7 +21,7 @@ from jax.typing import DTypeLike
 
 from optix import _tree, _validate
 from optix._base import GradientTransformation, ScalarOrSchedule
-from optix._paths import path_str
+from optix._keypath import path_str
 from optix.transforms._regularize import add_decayed_weights
 
 _HIGHEST = jax.lax.Precision.HIGHEST

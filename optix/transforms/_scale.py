@@ -15,7 +15,7 @@ from optix._toolkit import Finite, Hyperparams, HyperparamState, NonNegative, le
 from optix.transforms._common import hyperparams_only
 
 
-def _multiply(updates: Updates, factor: jax.Array) -> Updates:
+def multiply(updates: Updates, factor: jax.Array) -> Updates:
     return leafwise(lambda g: g * factor, updates)
 
 
@@ -27,7 +27,7 @@ def _scaling(
     state_cls: Callable[[HyperparamState], OptState],
 ) -> GradientTransformation:
     def apply(updates, params, h):
-        return _multiply(updates, sign * h[name])
+        return multiply(updates, sign * h[name])
 
     tx = hyperparams_only(transform, state_cls, Hyperparams(**{name: value}), apply)
     return mark_elementwise(tx)

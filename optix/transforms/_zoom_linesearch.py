@@ -1,24 +1,27 @@
 """The zoom line search: a step length satisfying the strong Wolfe conditions (Nocedal & Wright,
-Algorithms 3.5 and 3.6), run in one ``lax.while_loop``."""
+Algorithms 3.5 and 3.6), run in one ``lax.while_loop``; and :func:`value_and_grad_from_state`,
+which reuses the evaluation either line search (zoom or backtracking) keeps in its state."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
 from optix._hyperparams import Hyperparams, HyperparamState, register_rules
 from optix.transforms._linesearch import (
+    ScaleByBacktrackingLinesearchState,
     cast_like,
     line_search_inputs,
     slope_along,
     step_along,
     value_dtype,
 )
-from optix.transforms._scale import _multiply
+from optix.transforms._scale import multiply
 
 
 class ZoomLinesearchInfo(NamedTuple):
@@ -297,7 +300,7 @@ def scale_by_zoom_linesearch(
         new_state = ScaleByZoomLinesearchState(
             hyperparams, final.stepsize, final.value, final.grad, info
         )
-        return _multiply(updates, final.stepsize), new_state
+        return multiply(updates, final.stepsize), new_state
 
     return GradientTransformation(init, update)
 
@@ -312,3 +315,65 @@ register_rules(
     approx_decrease_rtol=_validate.check_nonnegative,
     stepsize_precision=_validate.check_nonnegative,
 )
+
+
+def _line_search_states(state: OptState) -> list[Any]:
+    kinds = (ScaleByZoomLinesearchState, ScaleByBacktrackingLinesearchState)
+    nodes = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, kinds))
+    return [n for n in nodes if isinstance(n, kinds)]
+
+
+def value_and_grad_from_state(
+    value_fn: Callable[..., jax.Array],
+) -> Callable[..., tuple[jax.Array, Updates]]:
+    """Like ``jax.value_and_grad(value_fn)``, reusing what the line search already computed.
+
+    A line search evaluates ``f`` and ``grad f`` at the point it accepts, which is the next
+    iterate, and keeps both in its state. The returned function ``(params, *args, state,
+    **kwargs) -> (value, grad)`` reads them from ``state`` (the whole optimizer state; the one
+    line-search state inside it is found by type), so each iteration costs no extra evaluation.
+    Before the first update the stored value is ``inf``, and then ``value_fn`` is evaluated
+    (inside a ``lax.cond``, so this works under ``jit``). Only valid for a deterministic
+    objective: with a changing data batch, call ``jax.value_and_grad`` instead.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> f = lambda x: jnp.sum((x - 1.0) ** 2)
+      >>> tx = optix.lbfgs()
+      >>> x = jnp.zeros(3)
+      >>> state = tx.init(x)
+      >>> value_and_grad = optix.value_and_grad_from_state(f)
+      >>> for _ in range(3):
+      ...     value, grad = value_and_grad(x, state=state)
+      ...     updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=f)
+      ...     x = optix.apply_updates(x, updates)
+      >>> float(f(x)) < 1e-10
+      True
+
+    Reference: the same protocol as optax's ``value_and_grad_from_state``.
+    """
+
+    def value_and_grad(
+        params: Params, *args: Any, state: OptState, **kwargs: Any
+    ) -> tuple[jax.Array, Updates]:
+        found = _line_search_states(state)
+        if len(found) != 1:
+            raise ValueError(
+                "value_and_grad_from_state needs an optimizer state with exactly one line-search "
+                f"state in it (from `scale_by_zoom_linesearch` or "
+                f"`scale_by_backtracking_linesearch`); found {len(found)}"
+            )
+        ls = found[0]
+        if ls.grad is None:
+            raise ValueError(
+                "the line search keeps no gradient: build it with "
+                "`scale_by_backtracking_linesearch(..., store_grad=True)`"
+            )
+
+        def fresh():
+            v, g = jax.value_and_grad(value_fn)(params, *args, **kwargs)
+            return jnp.asarray(v).astype(ls.value.dtype), cast_like(g, ls.grad)
+
+        return jax.lax.cond(jnp.isfinite(ls.value), lambda: (ls.value, ls.grad), fresh)
+
+    return value_and_grad

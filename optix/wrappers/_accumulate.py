@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from optix import _paths, _tree, _validate
+from optix import _keypath, _tree, _validate
 from optix._base import GradientTransformation, OptState, Updates
 from optix._chain import caller, check_transform
 from optix._hyperparams import increment
@@ -144,7 +144,7 @@ def _find(state: Any) -> list[tuple[str, AccumulateState]]:
         return isinstance(x, AccumulateState)
 
     flat = jax.tree_util.tree_flatten_with_path(state, is_leaf=is_acc)[0]
-    return [(_paths.path_str(p) or "<root>", n) for p, n in flat if is_acc(n)]
+    return [(_keypath.path_str(p) or "<root>", n) for p, n in flat if is_acc(n)]
 
 
 def accumulate_has_updated(state: OptState) -> jax.Array:

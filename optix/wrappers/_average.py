@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _paths, _tree, _validate
+from optix import _keypath, _paths, _tree, _validate
 from optix._apply import apply_updates
 from optix._base import GradientTransformation, OptState, Params, Updates
 from optix._hyperparams import hyperparam_dtype, increment, pure
@@ -211,7 +211,7 @@ def _find(state: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...
     flat = jax.tree_util.tree_flatten_with_path(state, is_leaf=lambda x: isinstance(x, _AVERAGING))
     for path, node in flat[0]:
         if isinstance(node, _AVERAGING):
-            where = prefix + _paths.parts(path)
+            where = prefix + _keypath.parts(path)
             found.append((where, node))
             if isinstance(node, LookaheadState):
                 found.extend(_find(node.inner_state, where + ("inner_state",)))

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optix import _paths, _validate
+from optix import _keypath, _validate
 from optix._base import GradientTransformation, OptState
 from optix._chain import caller, check_transform
 from optix._hyperparams import HyperparamState
@@ -107,7 +107,7 @@ def _field(path: tuple, shape: tuple, param_shapes: dict) -> str | None:
     root), or None when no param path ends the leaf's path with this shape."""
     for k in range(len(path), -1, -1):
         if param_shapes.get(tuple(path[len(path) - k :])) == shape:
-            return _paths.key_str(path[len(path) - k - 1]) if len(path) > k else ""
+            return _keypath.key_str(path[len(path) - k - 1]) if len(path) > k else ""
     return None
 
 
@@ -227,9 +227,9 @@ def quantize_state(
         if not jnp.issubdtype(leaf.dtype, jnp.floating) or int(np.size(leaf)) < min_size:
             return leaf
         field = _field(path, tuple(leaf.shape), param_shapes)
-        if field is None or not is_quantized(field, _paths.path_str(path)):
+        if field is None or not is_quantized(field, _keypath.path_str(path)):
             return leaf
-        signed = not is_unsigned(field, _paths.path_str(path))
+        signed = not is_unsigned(field, _keypath.path_str(path))
         return QuantizedArray.create(leaf, signed=signed, bits=bits, block_size=block_size)
 
     def init(params):

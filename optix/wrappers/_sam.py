@@ -13,7 +13,7 @@ from optix._base import GradientTransformation, OptState, Params
 from optix._chain import caller, check_transform
 from optix._toolkit import Hyperparams, HyperparamState, NonNegative, transform
 from optix.transforms._common import hyperparams_only
-from optix.transforms._scale import _multiply
+from optix.transforms._scale import multiply
 
 
 class SamNormalizeState(NamedTuple):
@@ -29,7 +29,7 @@ def _normalize() -> GradientTransformation:
         del params, hp
         norm = _tree.global_norm(updates)
         scale = jnp.where(norm > 0, 1 / jnp.where(norm > 0, norm, 1), 0)
-        return _multiply(updates, scale)
+        return multiply(updates, scale)
 
     return hyperparams_only("sam", SamNormalizeState, Hyperparams(), apply)
 
@@ -136,7 +136,7 @@ def sam(
         last = state.steps_since_sync == sync_period - 1
         anchor = select(first, params, state.cache)
         direction, adv_state = call_adv(updates, state.adv_state, params, extra)
-        adv_updates = _multiply(direction, h.rho)
+        adv_updates = multiply(direction, h.rho)
         opt_updates, opt_state = call_opt(updates, state.opt_state, anchor, extra)
 
         def leaf(g, a, p, u, v):
@@ -164,7 +164,7 @@ def sam(
         adv_params, grads, adv_state = params, updates, state.adv_state
         for i in range(sync_period - 1):
             direction, adv_state = call_adv(grads, adv_state, adv_params, extra)
-            adv_params = apply_updates(adv_params, _multiply(direction, h.rho))
+            adv_params = apply_updates(adv_params, multiply(direction, h.rho))
             grads = grad_fn(adv_params, i)
             if axis_name is not None:
                 grads = jax.lax.pmean(grads, axis_name=axis_name)
