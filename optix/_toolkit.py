@@ -85,6 +85,17 @@ Finite = Annotated[ScalarOrSchedule, Range(_validate.check_finite)]
 """Any finite number."""
 
 
+def or_none(check: Callable[[str, Any], None]) -> Range:
+    """The range of ``check``, or ``None`` (an optional term that is off when ``None``)."""
+
+    def check_or_none(name: str, value: Any) -> None:
+        if value is not None:
+            check(name, value)
+
+    check_or_none.__name__ = f"{check.__name__}_or_none"
+    return Range(check_or_none)
+
+
 def ranges(factory: Callable[..., Any]) -> dict[str, Range]:
     """The declared range of each hyperparameter of ``factory``, by argument name."""
     hints = typing.get_type_hints(inspect.unwrap(factory), include_extras=True)
@@ -179,6 +190,7 @@ __all__ = [
     "first_and_second_moments",
     "is_off",
     "leafwise",
+    "or_none",
     "ranges",
     "transform",
 ]

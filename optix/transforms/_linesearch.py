@@ -18,8 +18,16 @@ import jax
 import jax.numpy as jnp
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
-from optix._hyperparams import Hyperparams, HyperparamState, hyperparam_dtype, register_rules
+from optix._base import GradientTransformation, Params, Updates
+from optix._hyperparams import hyperparam_dtype
+from optix._toolkit import (
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    OpenFraction,
+    Positive,
+    transform,
+)
 from optix._tree import tree_inner
 from optix.transforms._scale import multiply
 
@@ -91,14 +99,15 @@ class ScaleByBacktrackingLinesearchState(NamedTuple):
     info: BacktrackingInfo
 
 
+@transform(ScaleByBacktrackingLinesearchState)
 def scale_by_backtracking_linesearch(
     max_backtracking_steps: int = 20,
-    c1: ScalarOrSchedule = 1e-4,
-    decrease_factor: ScalarOrSchedule = 0.8,
-    increase_factor: ScalarOrSchedule = 1.5,
-    max_stepsize: ScalarOrSchedule = 1.0,
-    atol: ScalarOrSchedule = 0.0,
-    rtol: ScalarOrSchedule = 0.0,
+    c1: OpenFraction = 1e-4,
+    decrease_factor: OpenFraction = 0.8,
+    increase_factor: Positive = 1.5,
+    max_stepsize: Positive = 1.0,
+    atol: NonNegative = 0.0,
+    rtol: NonNegative = 0.0,
     *,
     store_grad: bool = False,
 ) -> GradientTransformation:
@@ -142,12 +151,6 @@ def scale_by_backtracking_linesearch(
     derivatives", Pacific J. Math. 1966; Nocedal & Wright, "Numerical Optimization", Alg. 3.1.
     """
     _validate.check_int("max_backtracking_steps", max_backtracking_steps, minimum=0)
-    _validate.check_open_unit_interval("c1", c1)
-    _validate.check_open_unit_interval("decrease_factor", decrease_factor)
-    _validate.check_positive("increase_factor", increase_factor)
-    _validate.check_positive("max_stepsize", max_stepsize)
-    _validate.check_nonnegative("atol", atol)
-    _validate.check_nonnegative("rtol", rtol)
     spec = Hyperparams(
         c1=c1,
         decrease_factor=decrease_factor,
@@ -172,27 +175,27 @@ def scale_by_backtracking_linesearch(
     def update(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra):
         fn, fn_kwargs = line_search_inputs(name, params, value, grad, value_fn, extra)
         _validate.check_updates(updates, params, name)
-        hp, hyperparams = spec.step(state.hyperparams)
+        h, hyperparams = spec.step(state.hyperparams)
         dt = state.value.dtype
-        hp = hp.astype(dt)
+        h = h.astype(dt)
         value0 = jnp.asarray(value).astype(dt)
         slope = slope_along(cast_like(grad, params), updates).astype(dt)
 
         def decrease_error(eta, new_value):
-            err = new_value - (1 + hp["rtol"]) * value0 - eta * hp["c1"] * slope
+            err = new_value - (1 + h.rtol) * value0 - eta * h.c1 * slope
             return jnp.maximum(jnp.where(jnp.isnan(err), jnp.inf, err), 0)
 
         def cond(carry):
             eta, _, err, i = carry
-            return ~(err <= hp["atol"]) & (i <= max_backtracking_steps)
+            return ~(err <= h.atol) & (i <= max_backtracking_steps)
 
         def body(carry):
             eta, _, _, i = carry
-            eta = jnp.where(i > 0, hp["decrease_factor"] * eta, eta)
+            eta = jnp.where(i > 0, h.decrease_factor * eta, eta)
             new_value = jnp.asarray(fn(step_along(params, eta, updates), **fn_kwargs)).astype(dt)
             return eta, new_value, decrease_error(eta, new_value), i + 1
 
-        eta0 = jnp.minimum(hp["increase_factor"] * state.stepsize, hp["max_stepsize"])
+        eta0 = jnp.minimum(h.increase_factor * state.stepsize, h.max_stepsize)
         start = (eta0, value0, jnp.full([], jnp.inf, dt), jnp.zeros([], jnp.int32))
         eta, new_value, err, steps = jax.lax.while_loop(cond, body, start)
         stuck = jnp.isinf(err)  # no finite value anywhere: do not move
@@ -213,12 +216,3 @@ def scale_by_backtracking_linesearch(
         return multiply(updates, eta), new_state
 
     return GradientTransformation(init, update)
-
-
-register_rules(
-    ScaleByBacktrackingLinesearchState,
-    c1=_validate.check_open_unit_interval,
-    decrease_factor=_validate.check_open_unit_interval,
-    increase_factor=_validate.check_positive,
-    max_stepsize=_validate.check_positive,
-)

@@ -5,14 +5,22 @@ which reuses the evaluation either line search (zoom or backtracking) keeps in i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from optix import _tree, _validate
 from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
-from optix._hyperparams import Hyperparams, HyperparamState, register_rules
+from optix._toolkit import (
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    OpenFraction,
+    Positive,
+    or_none,
+    transform,
+)
 from optix.transforms._linesearch import (
     ScaleByBacktrackingLinesearchState,
     cast_like,
@@ -32,6 +40,10 @@ class ZoomLinesearchInfo(NamedTuple):
     num_steps: jax.Array  # function and gradient evaluations made
     decrease_error: jax.Array
     curvature_error: jax.Array
+
+
+PositiveOrNone = Annotated[ScalarOrSchedule | None, or_none(_validate.check_positive)]
+NonNegativeOrNone = Annotated[ScalarOrSchedule | None, or_none(_validate.check_nonnegative)]
 
 
 class ScaleByZoomLinesearchState(NamedTuple):
@@ -90,15 +102,16 @@ def _quad_min(a, fa, fpa, b, fb):
     return a - fpa / (2 * curvature)
 
 
+@transform(ScaleByZoomLinesearchState)
 def scale_by_zoom_linesearch(
     max_linesearch_steps: int = 20,
-    c1: ScalarOrSchedule = 1e-4,
-    c2: ScalarOrSchedule = 0.9,
-    increase_factor: ScalarOrSchedule = 2.0,
-    max_stepsize: ScalarOrSchedule | None = None,
-    tol: ScalarOrSchedule = 0.0,
-    approx_decrease_rtol: ScalarOrSchedule | None = 1e-6,
-    stepsize_precision: ScalarOrSchedule = 1e-5,
+    c1: OpenFraction = 1e-4,
+    c2: OpenFraction = 0.9,
+    increase_factor: Positive = 2.0,
+    max_stepsize: PositiveOrNone = None,
+    tol: NonNegative = 0.0,
+    approx_decrease_rtol: NonNegativeOrNone = 1e-6,
+    stepsize_precision: NonNegative = 1e-5,
     *,
     initial_guess_strategy: str = "keep",
 ) -> GradientTransformation:
@@ -155,14 +168,9 @@ def scale_by_zoom_linesearch(
     Hager & Zhang, "Algorithm 851: CG_DESCENT", ACM TOMS 2006 (approximate Wolfe condition).
     """
     _validate.check_int("max_linesearch_steps", max_linesearch_steps, minimum=1)
-    _validate.check_open_unit_interval("c1", c1)
-    _validate.check_open_unit_interval("c2", c2)
     c1_, c2_ = _validate.concrete_float(c1), _validate.concrete_float(c2)
     if c1_ is not None and c2_ is not None and not c1_ < c2_:
         raise ValueError(f"the Wolfe conditions need `c1` < `c2`, got c1={c1!r}, c2={c2!r}")
-    _validate.check_positive("increase_factor", increase_factor)
-    _validate.check_nonnegative("tol", tol)
-    _validate.check_nonnegative("stepsize_precision", stepsize_precision)
     if initial_guess_strategy not in ("one", "keep"):
         raise ValueError(
             f"`initial_guess_strategy` must be 'one' or 'keep', got {initial_guess_strategy!r}"
@@ -175,10 +183,8 @@ def scale_by_zoom_linesearch(
         stepsize_precision=stepsize_precision,
     )
     if max_stepsize is not None:
-        _validate.check_positive("max_stepsize", max_stepsize)
         specs["max_stepsize"] = max_stepsize
     if approx_decrease_rtol is not None:
-        _validate.check_nonnegative("approx_decrease_rtol", approx_decrease_rtol)
         specs["approx_decrease_rtol"] = approx_decrease_rtol
     spec = Hyperparams(**specs)
     name = "scale_by_zoom_linesearch"
@@ -198,9 +204,9 @@ def scale_by_zoom_linesearch(
     def update(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra):
         fn, fn_kwargs = line_search_inputs(name, params, value, grad, value_fn, extra)
         _validate.check_updates(updates, params, name)
-        hp, hyperparams = spec.step(state.hyperparams)
+        h, hyperparams = spec.step(state.hyperparams)
         dt = state.value.dtype
-        hp = hp.astype(dt)
+        h = h.astype(dt)
         value_and_grad = jax.value_and_grad(lambda p: fn(p, **fn_kwargs))
         value0 = jnp.asarray(value).astype(dt)
         grad0 = cast_like(grad, params)
@@ -212,22 +218,22 @@ def scale_by_zoom_linesearch(
             return jnp.asarray(v).astype(dt), g, slope_along(g, updates).astype(dt)
 
         def errors(eta, v, slope):
-            armijo = v - value0 - hp["c1"] * eta * slope0
-            if "approx_decrease_rtol" in hp:
+            armijo = v - value0 - h.c1 * eta * slope0
+            if "approx_decrease_rtol" in h:
                 approx = jnp.maximum(
-                    slope - (2 * hp["c1"] - 1) * slope0,
-                    v - value0 - hp["approx_decrease_rtol"] * jnp.abs(value0),
+                    slope - (2 * h.c1 - 1) * slope0,
+                    v - value0 - h.approx_decrease_rtol * jnp.abs(value0),
                 )
                 armijo = jnp.minimum(armijo, approx)
-            curvature = jnp.abs(slope) - hp["c2"] * jnp.abs(slope0)
+            curvature = jnp.abs(slope) - h.c2 * jnp.abs(slope0)
             clean = lambda e: jnp.where(jnp.isnan(e), jnp.inf, jnp.maximum(e, 0))  # noqa: E731
             return clean(armijo), clean(curvature)
 
         def bracket_trial(c: _Search) -> tuple[jax.Array, jax.Array]:
             guess = jnp.ones([], dt) if initial_guess_strategy == "one" else state.stepsize
-            eta = jnp.where(c.steps == 0, guess, hp["increase_factor"] * c.stepsize)
-            if "max_stepsize" in hp:
-                return jnp.minimum(eta, hp["max_stepsize"]), eta >= hp["max_stepsize"]
+            eta = jnp.where(c.steps == 0, guess, h.increase_factor * c.stepsize)
+            if "max_stepsize" in h:
+                return jnp.minimum(eta, h.max_stepsize), eta >= h.max_stepsize
             return eta, jnp.zeros([], bool)
 
         def zoom_trial(c: _Search) -> tuple[jax.Array, jax.Array]:
@@ -239,7 +245,7 @@ def scale_by_zoom_linesearch(
             use_cubic = (cubic > left + 0.2 * delta) & (cubic < right - 0.2 * delta)
             use_quad = (quad > left + 0.1 * delta) & (quad < right - 0.1 * delta)
             eta = jnp.where(use_cubic, cubic, jnp.where(use_quad, quad, (lo + hi) / 2))
-            return eta, delta <= hp["stepsize_precision"]
+            return eta, delta <= h.stepsize_precision
 
         def body(c: _Search) -> _Search:
             b_eta, at_max = bracket_trial(c)
@@ -247,8 +253,8 @@ def scale_by_zoom_linesearch(
             eta = jnp.where(c.interval_found, z_eta, b_eta).astype(dt)
             v, g, slope = evaluate(eta)
             dec, curv = errors(eta, v, slope)
-            ok = jnp.maximum(dec, curv) <= hp["tol"]
-            sufficient = dec <= hp["tol"]
+            ok = jnp.maximum(dec, curv) <= h.tol
+            sufficient = dec <= h.tol
             trial = (eta, v, slope)
             last = (c.stepsize, c.value, c.slope)
             count = c.steps + 1
@@ -303,18 +309,6 @@ def scale_by_zoom_linesearch(
         return multiply(updates, final.stepsize), new_state
 
     return GradientTransformation(init, update)
-
-
-register_rules(
-    ScaleByZoomLinesearchState,
-    c1=_validate.check_open_unit_interval,
-    c2=_validate.check_open_unit_interval,
-    increase_factor=_validate.check_positive,
-    max_stepsize=_validate.check_positive,
-    tol=_validate.check_nonnegative,
-    approx_decrease_rtol=_validate.check_nonnegative,
-    stepsize_precision=_validate.check_nonnegative,
-)
 
 
 def _line_search_states(state: OptState) -> list[Any]:
