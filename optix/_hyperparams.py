@@ -155,33 +155,6 @@ jax.tree_util.register_pytree_node(
 )
 
 
-# Rules applied by set_hyperparams to concrete values, by hyperparameter name.
-_RULES: dict[str, Callable[[str, Any], None]] = {
-    "learning_rate": _validate.check_nonnegative,
-    "eps": _validate.check_nonnegative,
-    "eps_root": _validate.check_nonnegative,
-    "weight_decay": _validate.check_nonnegative,
-    "b1": _validate.check_unit_interval,
-    "b2": _validate.check_unit_interval,
-    "decay": _validate.check_unit_interval,
-    "rho": _validate.check_unit_interval,
-    "momentum": _validate.check_unit_interval,
-    "dampening": _validate.check_closed_unit_interval,
-    "max_norm": _validate.check_nonnegative,
-    "max_delta": _validate.check_nonnegative,
-    "eta": _validate.check_nonnegative,
-    "gamma": _validate.check_nonnegative,
-    "momentum_decay": _validate.check_nonnegative,
-    "threshold": _validate.check_nonnegative,
-    "slow_step_size": _validate.check_closed_unit_interval,
-    "clipping": _validate.check_nonnegative,
-    "factor": _validate.check_finite,
-    "rtol": _validate.check_nonnegative,
-    "atol": _validate.check_nonnegative,
-    "min_scale": _validate.check_nonnegative,
-}
-
-
 def _is_hp(x: Any) -> bool:
     return isinstance(x, HyperparamState)
 
@@ -223,8 +196,9 @@ _OWNER_RULES: dict[tuple[type, str], Callable[[str, Any], None]] = {}
 
 
 def register_rules(owner: type, **rules: Callable[[str, Any], None]) -> None:
-    """Range checks that ``set_hyperparams`` applies to the hyperparameters of ``owner`` states,
-    overriding the checks by name (``reduce_on_plateau``'s ``factor`` is not ``scale``'s)."""
+    """Range checks that ``set_hyperparams`` applies to the hyperparameters of ``owner`` states.
+    Transforms declare them once, in their signature (:func:`optix._toolkit.transform` calls
+    this); a name is checked per owner, so ``reduce_on_plateau``'s ``factor`` is not ``scale``'s."""
     for name, rule in rules.items():
         _OWNER_RULES[(owner, name)] = rule
 
@@ -278,7 +252,7 @@ def _rule(owner: type | None, hp: HyperparamState, name: str) -> Callable[[str, 
         return _validate.check_nonnegative
     if owner is not None and (owner, name) in _OWNER_RULES:
         return _OWNER_RULES[(owner, name)]
-    return _RULES.get(name)
+    return None
 
 
 def _check_value(address: str, value: Any, rule: Callable | None, old: jax.Array) -> None:
