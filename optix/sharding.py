@@ -2,7 +2,8 @@
 
 An optimizer state mirrors the params: each moment buffer (``mu``, ``nu``, accumulators, slow or
 averaged weights) is a tree shaped like the params, possibly with ``None`` holes where a mask or a
-partition leaves a param out, next to scalars (step counts, hyperparameters). :func:`state_shardings`
+partition leaves a param out, next to scalars (step counts, hyperparameters).
+:func:`state_shardings`
 finds those params-shaped subtrees in the abstract state (``jax.eval_shape(tx.init, params)``, so
 nothing is allocated) and gives each buffer leaf the sharding of its param; every other leaf is
 replicated over the mesh. With ``zero_axis`` the buffers are also split across the data-parallel
@@ -36,7 +37,8 @@ def _is_array(x: Any) -> bool:
 
 
 def _children(node: Any) -> tuple[list[Any], Any]:
-    """The immediate children of a pytree node (``None`` children kept) and its one-level treedef."""
+    """The immediate children of a pytree node (``None`` children kept) and its one-level
+    treedef."""
     return jax.tree.flatten(node, is_leaf=lambda x: x is not node)
 
 
@@ -124,7 +126,8 @@ class _NoMatch(Exception):
 def _walk(
     state: Any, params: Any, shardings: Any, fallback: Sharding, leaf_sharding: LeafSharding
 ) -> Any:
-    """Shardings for every leaf of ``state``: params-shaped subtrees leaf by leaf, others replicated."""
+    """Shardings for every leaf of ``state``: params-shaped subtrees leaf by leaf, others
+    replicated."""
     if state is None:
         return None
     if not _is_array(params):
@@ -261,8 +264,8 @@ def zero(tx: GradientTransformation, mesh: Mesh, axis: str = "data") -> Gradient
       >>> state[0].mu["w"].shape
       (4, 2)
 
-    Reference: Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion Parameter
-    Models", SC 2020.
+    Reference: Rajbhandari et al., `ZeRO: Memory Optimizations Toward Training Trillion Parameter
+    Models <https://arxiv.org/abs/1910.02054>`_, SC 2020.
     """
     if not isinstance(mesh, Mesh):
         raise TypeError(f"zero: `mesh` must be a jax.sharding.Mesh, got {type(mesh).__name__}.")

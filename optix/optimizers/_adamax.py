@@ -66,7 +66,8 @@ def scale_by_adamax(
       >>> import optix
       >>> tx = optix.chain(optix.scale_by_adamax(), optix.scale_lr(2e-3))
 
-    Reference: Kingma & Ba, "Adam: a method for stochastic optimization", ICLR 2015, section 7.
+    Reference: Kingma & Ba, `Adam: a method for stochastic optimization
+    <https://arxiv.org/abs/1412.6980>`_, ICLR 2015, section 7.
     """
     spec = Hyperparams(b1=b1, b2=b2, eps=eps)
 

@@ -65,7 +65,8 @@ def scale_by_nadam(
       >>> import optix
       >>> tx = optix.chain(optix.scale_by_nadam(), optix.scale_lr(2e-3))
 
-    Reference: Dozat, "Incorporating Nesterov momentum into Adam", ICLR workshop 2016.
+    Reference: Dozat, `Incorporating Nesterov momentum into Adam
+    <https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ>`_, ICLR workshop 2016.
     """
     spec = Hyperparams(b1=b1, b2=b2, eps=eps, momentum_decay=momentum_decay)
 
@@ -127,7 +128,8 @@ def nadam(
       >>> tx = optix.nadam(2e-3)
       >>> state = tx.init({"w": jnp.zeros(3)})
 
-    Reference: Dozat, "Incorporating Nesterov momentum into Adam", ICLR workshop 2016.
+    Reference: Dozat, `Incorporating Nesterov momentum into Adam
+    <https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ>`_, ICLR workshop 2016.
     """
     return chain(
         scale_by_nadam(b1, b2, eps, momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),

@@ -86,7 +86,8 @@ def scale_by_radam(
       >>> import optix
       >>> tx = optix.chain(optix.scale_by_radam(), optix.scale_lr(1e-3))
 
-    Reference: Liu et al., "On the variance of the adaptive learning rate and beyond", ICLR 2020.
+    Reference: Liu et al., `On the variance of the adaptive learning rate and beyond
+    <https://arxiv.org/abs/1908.03265>`_, ICLR 2020.
     """
     spec = Hyperparams(b1=b1, b2=b2, eps=eps, threshold=threshold)
 
@@ -151,7 +152,8 @@ def radam(
       >>> tx = optix.radam(1e-3)
       >>> state = tx.init({"w": jnp.zeros(3)})
 
-    Reference: Liu et al., "On the variance of the adaptive learning rate and beyond", ICLR 2020.
+    Reference: Liu et al., `On the variance of the adaptive learning rate and beyond
+    <https://arxiv.org/abs/1908.03265>`_, ICLR 2020.
     """
     return chain(
         scale_by_radam(b1, b2, eps, threshold, mu_dtype=mu_dtype, nu_dtype=nu_dtype),

@@ -261,7 +261,8 @@ def scale_by_debiased_rms(
       >>> import optix
       >>> tx = optix.schedule_free(optix.scale_by_debiased_rms(), learning_rate=1e-3)
 
-    Reference: Kingma & Ba, "Adam: a method for stochastic optimization", ICLR 2015.
+    Reference: Kingma & Ba, `Adam: a method for stochastic optimization
+    <https://arxiv.org/abs/1412.6980>`_, ICLR 2015.
     """
     spec = Hyperparams(b2=b2, eps=eps)
 

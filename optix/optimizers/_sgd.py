@@ -159,7 +159,8 @@ def sgd(
       >>> optix.apply_updates(params, updates)["w"]
       Array([ 0.62, -1.24], dtype=float32)
 
-    Reference: Robbins & Monro, "A stochastic approximation method", 1951; Polyak, 1964;
+    Reference: Robbins & Monro, `A stochastic approximation method
+    <https://doi.org/10.1214/aoms/1177729586>`_, 1951; Polyak, 1964;
     Nesterov, 1983; Sutskever et al., `On the importance of initialization and momentum in deep
     learning <https://proceedings.mlr.press/v28/sutskever13.html>`_, ICML 2013.
     """

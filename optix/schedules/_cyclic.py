@@ -1,4 +1,5 @@
-"""Schedules that cycle: one-cycle, cosine annealing with warm restarts (SGDR) and cyclical rates."""
+"""Schedules that cycle: one-cycle, cosine annealing with warm restarts (SGDR) and cyclical
+rates."""
 
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ def one_cycle(
       >>> [round(float(sched(s)), 4) for s in (0, 24, 99)]
       [0.04, 1.0, 0.0]
 
-    Reference: Smith & Topin, "Super-convergence: very fast training of neural networks using
-    large learning rates", 2019.
+    Reference: Smith & Topin, `Super-convergence: very fast training of neural networks using
+    large learning rates <https://arxiv.org/abs/1708.07120>`_, 2019.
     """
     length("total_steps", total_steps, minimum=2)
     check_value("peak_value", peak_value)
@@ -142,7 +143,8 @@ def sgdr(
       >>> [round(float(sched(s)), 3) for s in (0, 5, 10, 20, 30)]
       [1.0, 0.5, 1.0, 0.5, 1.0]
 
-    Reference: Loshchilov & Hutter, "SGDR: stochastic gradient descent with warm restarts",
+    Reference: Loshchilov & Hutter, `SGDR: stochastic gradient descent with warm restarts
+    <https://arxiv.org/abs/1608.03983>`_,
     ICLR 2017.
     """
     check_value("init_value", init_value)
@@ -210,7 +212,8 @@ def cyclic(
       >>> [round(float(sched(s)), 3) for s in (0, 2, 4, 8, 12)]
       [0.1, 0.55, 1.0, 0.1, 0.55]
 
-    Reference: Smith, "Cyclical learning rates for training neural networks", WACV 2017.
+    Reference: Smith, `Cyclical learning rates for training neural networks
+    <https://arxiv.org/abs/1506.01186>`_, WACV 2017.
     """
     check_value("base_value", base_value)
     check_value("max_value", max_value)

@@ -63,8 +63,9 @@ def warmup_stable_decay(
       >>> [round(float(sched(s)), 3) for s in (0, 5, 10, 80, 90, 100)]
       [0.0, 0.5, 1.0, 1.0, 0.5, 0.0]
 
-    Reference: Hu et al., "MiniCPM: unveiling the potential of small language models with
-    scalable training strategies", 2024; Hägele et al., "Scaling laws and compute-optimal training
+    Reference: Hu et al., `MiniCPM: unveiling the potential of small language models with
+    scalable training strategies <https://arxiv.org/abs/2404.06395>`_, 2024; Hägele et al.,
+    "Scaling laws and compute-optimal training
     beyond fixed training durations", NeurIPS 2024.
     """
     check_value("peak_value", peak_value)
@@ -118,7 +119,8 @@ def inverse_sqrt(peak_value: ArrayLike, warmup_steps: int, init_value: ArrayLike
       >>> [round(float(sched(s)), 3) for s in (0, 50, 100, 400)]
       [0.0, 0.5, 1.0, 0.5]
 
-    Reference: Vaswani et al., "Attention is all you need", NeurIPS 2017 (section 5.3).
+    Reference: Vaswani et al., `Attention is all you need <https://arxiv.org/abs/1706.03762>`_,
+    NeurIPS 2017 (section 5.3).
     """
     check_value("peak_value", peak_value)
     check_value("init_value", init_value)
@@ -159,7 +161,8 @@ def inverse_time_decay(
       >>> [round(float(sched(s)), 3) for s in (0, 10, 20, 60)]
       [1.0, 0.667, 0.5, 0.25]
 
-    Reference: Robbins & Monro, "A stochastic approximation method", 1951 (the ``1/t`` rate).
+    Reference: Robbins & Monro, `A stochastic approximation method
+    <https://doi.org/10.1214/aoms/1177729586>`_, 1951 (the ``1/t`` rate).
     """
     check_value("init_value", init_value)
     _validate.check_nonnegative("decay_rate", decay_rate)

@@ -69,8 +69,8 @@ def clip_by_global_norm(max_norm: NonNegative) -> GradientTransformation:
       >>> tx.update({"a": jnp.array([3.0, 4.0])}, tx.init({"a": jnp.zeros(2)}))[0]["a"]
       Array([0.6, 0.8], dtype=float32)
 
-    Reference: Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent neural
-    networks", ICML 2013.
+    Reference: Pascanu, Mikolov & Bengio, `On the difficulty of training recurrent neural
+    networks <https://arxiv.org/abs/1211.5063>`_, ICML 2013.
     """
 
     def apply(updates, params, h):

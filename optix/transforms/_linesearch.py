@@ -147,8 +147,9 @@ def scale_by_backtracking_linesearch(
       >>> bool(f(optix.apply_updates(x, updates)) < value)
       True
 
-    Reference: Armijo, "Minimization of functions having Lipschitz continuous first partial
-    derivatives", Pacific J. Math. 1966; Nocedal & Wright, "Numerical Optimization", Alg. 3.1.
+    Reference: Armijo, `Minimization of functions having Lipschitz continuous first partial
+    derivatives <https://doi.org/10.2140/pjm.1966.16.1>`_, Pacific J. Math. 1966; Nocedal &
+    Wright, "Numerical Optimization", Alg. 3.1.
     """
     _validate.check_int("max_backtracking_steps", max_backtracking_steps, minimum=0)
     spec = Hyperparams(

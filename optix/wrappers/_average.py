@@ -169,8 +169,8 @@ def swa(
       >>> optix.averaged_params(state)
       Array([2.], dtype=float32)
 
-    Reference: Izmailov et al., "Averaging weights leads to wider optima and better
-    generalization", UAI 2018.
+    Reference: Izmailov et al., `Averaging weights leads to wider optima and better
+    generalization <https://arxiv.org/abs/1803.05407>`_, UAI 2018.
     """
     _validate.check_int("start_step", start_step, minimum=0)
     _validate.check_int("every_k", every_k, minimum=1)

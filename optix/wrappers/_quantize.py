@@ -157,7 +157,8 @@ def quantize_state(
     ``prev_params``, and also L-BFGS's ``prev_updates`` and Adan's and Rprop's ``prev_grad`` (read
     in gradient differences), Rprop's ``step_sizes`` and :func:`optix.accumulate`'s ``acc``.
     Rounding a param copy to 8 bits moves the params (an average of weights near 1.0 would be off
-    by up to 0.01, a schedule-free ``z`` stalls training). Everything else also stays as it is: hyperparameters and counters, small
+    by up to 0.01, a schedule-free ``z`` stalls training). Everything else also stays as it is:
+    hyperparameters and counters, small
     leaves, integer and complex leaves, factored statistics and other leaves not shaped like a
     param. Each quantized leaf reads back in its own dtype (``mu_dtype`` and ``nu_dtype`` still
     apply).
@@ -209,8 +210,8 @@ def quantize_state(
       >>> updates["w"][0, :2]
       Array([-0.001, -0.001], dtype=float32)
 
-    Reference: Dettmers, Lewis, Shleifer & Zettlemoyer, "8-bit Optimizers via Block-wise
-    Quantization", ICLR 2022.
+    Reference: Dettmers, Lewis, Shleifer & Zettlemoyer, `8-bit Optimizers via Block-wise
+    Quantization <https://arxiv.org/abs/2110.02861>`_, ICLR 2022.
     """
     check_transform(inner, "`inner`")
     dynamic_map(bits)  # validates bits
