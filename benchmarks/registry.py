@@ -74,7 +74,7 @@ def _sam(kw: dict[str, Any]) -> Any:
 def _muon(kw: dict[str, Any]) -> Any:
     """optax's Muon on matrices, and on other leaves plain AdamW, which is optix's non-matrix
     branch (optax.contrib.muon's own is Nesterov AdamW with Muon's eps), as in
-    tests/test_zoo_matrix.py."""
+    tests/test_muon.py."""
     lr = kw["learning_rate"]
     transforms = {
         "muon": optax.contrib.muon(lr, eps=1e-7, weight_decay=kw["weight_decay"]),

@@ -189,7 +189,7 @@ def test_zero_gradients_give_zeros_and_finite_derivatives(make):
         return sum(jnp.sum(x) for x in jax.tree.leaves(tx.update(g, state, params)[0]))
 
     d = jax.jit(jax.grad(total))(zeros)
-    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(d))
+    chex.assert_tree_all_finite(d)
     # And zero params with zero gradients: AGC's eps keeps max_norm positive, nothing is 0/0.
     u, _ = update(zeros, tx.init(zeros), zeros)
     assert all(bool(jnp.all(x == 0)) for x in jax.tree.leaves(u))

@@ -13,6 +13,7 @@ import optix.compare
 from optix.compare import Split, Workload, _protocol, _search, benchmark_score, performance_profile
 from optix.compare._bench_report import recommendations
 from optix.compare._spec import parse
+from tests.tracing import TraceCounter
 
 INF = math.inf
 
@@ -90,16 +91,17 @@ def test_quasi_random_search_is_deterministic_and_in_range():
     assert "momentum" in {d.name for d in _search.space(momentum)}
 
 
-def _regression(n_trace: list | None = None, budget: int = 40) -> Workload:
+def _regression(n_trace: TraceCounter | None = None, budget: int = 40) -> Workload:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(96, 4)).astype(np.float32)
     y = (x @ np.array([1.0, -2.0, 0.5, 3.0]) + 0.1 * rng.normal(size=96)).astype(np.float32)
 
     def loss(p, batch):
-        if n_trace is not None:
-            n_trace.append(1)  # a Python side effect: runs once per trace
         xb, yb = batch
         return jnp.mean((xb @ p["w"] + p["b"] - yb) ** 2)
+
+    if n_trace is not None:
+        loss = n_trace(loss)  # counts the traces of the loss
 
     def init(seed):
         w = jax.random.normal(jax.random.PRNGKey(seed), (4,), jnp.float32)
@@ -129,17 +131,17 @@ def test_vmapped_trials_equal_the_same_trials_run_one_by_one():
 
 
 def test_each_optimizer_and_workload_compiles_once_whatever_the_studies_and_trials():
-    traces: list = []
+    traces = TraceCounter()
     w = _regression(traces)
     (spec,) = parse("momentum")
     counts = []
     for studies, trials in [(1, 2), (3, 2), (2, 4)]:
-        traces.clear()
+        traces.count = 0
         _protocol._TEST_EVALUATORS.clear()  # the test evaluator is shared per workload
         configs = _search.configurations(spec, "external", studies, trials)
         res = _protocol.train(w, spec, configs, budget=w.budget)
         assert len(res.studies) == studies and len(res.studies[0].configs) == trials
-        counts.append(len(traces))
+        counts.append(traces.count)
     # one trace of the training chunk (loss under grad, validation loss) and one of the test
     # evaluation, however many studies and trials: every study reuses the one compiled step
     assert counts[0] == counts[1] == counts[2] <= 3

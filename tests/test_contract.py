@@ -176,3 +176,46 @@ def test_params_none_is_a_clear_error_exactly_when_needed(case):
     else:
         updates, _ = tx.update(_grads(params), state, None)
         assert jax.tree.structure(updates) == jax.tree.structure(params)
+
+
+def _train(tx, loss, params, steps, **extra):
+    @jax.jit
+    def run(params):
+        def step(carry, _):
+            params, state = carry
+            value, grads = jax.value_and_grad(loss)(params)
+            updates, state = tx.update(grads, state, params, value=value, **extra)
+            return (optix.apply_updates(params, updates), state), value
+
+        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+        return params, losses
+
+    return run(params)
+
+
+def _quadratic():
+    a = jnp.linspace(1.0, 10.0, 6, dtype=jnp.float32)
+    target = jnp.linspace(-1.0, 2.0, 6, dtype=jnp.float32)
+
+    def loss(p):
+        x = jnp.concatenate([p["w"].reshape(-1), p["b"]])
+        return 0.5 * jnp.sum(a * (x - target) ** 2)
+
+    return loss, {"w": jnp.zeros((2, 2), jnp.float32), "b": jnp.zeros(2, jnp.float32)}
+
+
+CONVERGING = {
+    "madgrad": lambda: optix.madgrad(0.05),
+    "cocob": lambda: optix.cocob(),
+    "dog": lambda: optix.dog(),
+    "dowg": lambda: optix.dowg(),
+    "simplified_ademamix": lambda: optix.simplified_ademamix(1e-3, alpha=2.0),
+    "acprop": lambda: optix.acprop(0.05),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONVERGING))
+def test_converges_on_a_quadratic(name):
+    loss, params = _quadratic()
+    final, losses = _train(CONVERGING[name](), loss, params, 600)
+    assert float(loss(final)) < 1e-3 * float(losses[0]), name

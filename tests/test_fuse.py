@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools as ft
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +14,7 @@ import optix
 from optix._fusable import is_elementwise, mark_elementwise
 from optix.wrappers._fuse import PACK_BELOW
 from tests.cases import CASES, IDS
+from tests.tracing import TraceCounter
 
 
 def _params(dtype=jnp.float32, low=jnp.bfloat16):
@@ -35,18 +37,18 @@ def _packed_leaves(state):
 
 
 def _run(tx, params, steps=4, jit=True):
-    traces = []
+    traces = TraceCounter()
 
     @(jax.jit if jit else lambda f: f)
+    @traces
     def step(params, state, grads):
-        traces.append(1)
         updates, state = tx.update(grads, state, params)
         return optix.apply_updates(params, updates), state, updates
 
     state = tx.init(params)
     for seed in range(steps):
         params, state, updates = step(params, state, _grads(params, seed))
-    return params, state, updates, len(traces)
+    return params, state, updates, traces.count
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -316,11 +318,11 @@ _MIXED_TXS = {
 def test_fuse_packs_small_leaves_keeps_large_ones_and_equals_unfused(name):
     params = _mixed_params()
     tx = optix.fuse(_MIXED_TXS[name](), pack_below=_MIXED_PACK_BELOW)
-    traces = []
+    chex.clear_trace_counter()  # chex counts per definition site, shared across runs
 
     @jax.jit
+    @chex.assert_max_traces(n=1)  # the second and third steps reuse the compiled step
     def step(params, state, grads):
-        traces.append(1)
         updates, state = tx.update(grads, state, params)
         return optix.apply_updates(params, updates), state
 
@@ -332,7 +334,6 @@ def test_fuse_packs_small_leaves_keeps_large_ones_and_equals_unfused(name):
         updates, want_state = plain.update(grads, want_state, want)
         want = optix.apply_updates(want, updates)
         got, state = step(got, state, grads)
-    assert len(traces) == 1  # the second and third steps reuse the compiled step
     for path in params:
         np.testing.assert_allclose(got[path], want[path], rtol=1e-6, atol=1e-7, err_msg=path)
     if is_elementwise(plain):  # buffers hold the small leaves, the large ones are kept
@@ -398,20 +399,20 @@ def test_fuse_through_nnx_optimizer_under_nnx_jit():
     def loss(model):
         return jnp.mean((model(jnp.linspace(-1.0, 1.0, 6).reshape(3, 2)) - 1.0) ** 2)
 
-    models, optimizers, traces = [], [], []
+    models, optimizers, traces = [], [], TraceCounter()
     for tx in (optix.adam(1e-2), optix.fuse(optix.adam(1e-2), pack_below=_MIXED_PACK_BELOW)):
         models.append(_nnx_model())
         optimizers.append(nnx.Optimizer(models[-1], tx, wrt=nnx.Param))
 
     @nnx.jit
+    @traces
     def step(model, optimizer):
-        traces.append(1)
         optimizer.update(model, nnx.grad(loss)(model))
 
     for _ in range(3):
         for model, optimizer in zip(models, optimizers, strict=True):
             step(model, optimizer)
-    assert len(traces) == 2  # once per optimizer
+    assert traces.count == 2  # once per optimizer
     mu = optimizers[1].opt_state.inner[0].mu
     assert isinstance(mu, optix.Packed) and len(mu.kept) == 1
     want, got = (nnx.state(m, nnx.Param) for m in models)

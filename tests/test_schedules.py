@@ -33,8 +33,9 @@ from optix import schedules as S
 
 RTOL = 1e-6  # float32 against float64 (textbook) or float32 (optax); see the module docstring
 RTOL_X64 = 1e-12  # float64 against float64
-# The schedules tests/test_schedules_zoo.py covers (here, so that this file runs without torch).
-ZOO_NAMES = {
+# The schedules of optix/schedules/_cyclic.py and _decay.py, which
+# tests/test_schedules_cyclic_decay.py covers (here, so that this file runs without torch).
+CYCLIC_DECAY_NAMES = {
     "cyclic",
     "inverse_sqrt",
     "inverse_time_decay",
@@ -513,7 +514,9 @@ def schedule_of(case_id: str) -> str:
 
 def test_every_schedule_has_cases():
     covered = {schedule_of(c.id) for c in CASES}
-    assert covered | ZOO_NAMES == set(S.__all__)  # the rest: tests/test_schedules_zoo.py
+    assert covered | CYCLIC_DECAY_NAMES == set(
+        S.__all__
+    )  # the rest: tests/test_schedules_cyclic_decay.py
 
 
 # ---------------------------------------------------------------------------------------------
@@ -802,7 +805,9 @@ HUGE = [
 
 def test_every_schedule_has_a_huge_case():
     covered = {schedule_of(c.id) for c in HUGE}
-    assert covered | ZOO_NAMES == set(S.__all__)  # the rest: tests/test_schedules_zoo.py
+    assert covered | CYCLIC_DECAY_NAMES == set(
+        S.__all__
+    )  # the rest: tests/test_schedules_cyclic_decay.py
 
 
 def optax_in_float64(make_optax: Callable, steps) -> np.ndarray:

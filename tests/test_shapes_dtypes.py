@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -145,3 +146,61 @@ def test_every_family_with_moments_offers_a_dtype_argument():
 def test_wrappers_refuse_integer_or_bool_state_dtypes_naming_the_argument(argument, make, dtype):
     with pytest.raises(TypeError, match=f"`{argument}` must be a float dtype"):
         make(dtype)
+
+
+MOMENT_TRANSFORMS = {
+    "adabelief": (optix.scale_by_adabelief, ("mu", "nu")),
+    "yogi": (optix.scale_by_yogi, ("mu", "nu")),
+    "adopt": (optix.scale_by_adopt, ("mu", "nu")),
+    "ademamix": (optix.scale_by_ademamix, ("m1", "m2", "nu")),
+    "adan": (optix.scale_by_adan, ("mu", "delta", "nu")),
+    "lion": (optix.scale_by_lion, ("mu",)),
+    "signum": (optix.scale_by_signum, ("mu",)),
+}
+
+
+@pytest.mark.parametrize("name", list(MOMENT_TRANSFORMS))
+def test_moment_dtypes_are_chosen_updates_keep_the_gradient_dtype(name):
+    factory, fields = MOMENT_TRANSFORMS[name]
+    kwargs = {"mu_dtype": jnp.bfloat16}
+    if "nu" in fields:
+        kwargs["nu_dtype"] = jnp.bfloat16
+    tx = factory(**kwargs)
+    params = {"w": jnp.ones((2, 3), jnp.float32), "b": jnp.ones(3, jnp.float32)}
+    state = tx.init(params)
+    grads = jax.tree.map(lambda p: 0.5 * p, params)
+    updates, state = jax.jit(tx.update)(grads, state)
+    for field in fields:
+        assert {x.dtype for x in jax.tree.leaves(getattr(state, field))} == {
+            jnp.dtype(jnp.bfloat16)
+        }, field
+    assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
+    chex.assert_tree_all_finite(updates)
+
+
+CONVERGING = {
+    "madgrad": lambda: optix.madgrad(0.05),
+    "cocob": lambda: optix.cocob(),
+    "dog": lambda: optix.dog(),
+    "dowg": lambda: optix.dowg(),
+    "simplified_ademamix": lambda: optix.simplified_ademamix(1e-3, alpha=2.0),
+    "acprop": lambda: optix.acprop(0.05),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONVERGING))
+def test_low_precision_params_keep_float32_state(name):
+    params = {"w": jnp.ones((2, 3), jnp.bfloat16), "b": jnp.ones(3, jnp.bfloat16)}
+    tx = CONVERGING[name]()
+    state = tx.init(params)
+    update = jax.jit(tx.update)
+    for i in range(3):
+        grads = jax.tree.map(lambda p, i=i: (i + 1) * jnp.ones_like(p), params)
+        updates, state = update(grads, state, params)
+        params = optix.apply_updates(params, updates)
+    assert all(u.dtype == jnp.bfloat16 for u in jax.tree.leaves(updates))
+    chex.assert_tree_all_finite(updates)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+        where = jax.tree_util.keystr(path)
+        if "params0" not in where and jnp.issubdtype(leaf.dtype, jnp.floating):
+            assert leaf.dtype == jnp.float32, where  # only the copy of x_0 keeps the params' dtype

@@ -233,3 +233,89 @@ def test_values_close_to_a_bound_are_kept_in_float64_under_x64(x64):
 def test_errors_name_the_argument_the_caller_wrote(factory, argument, value):
     with pytest.raises(ValueError, match=f"`{argument}`"):
         factory(1e-3, **{argument: value})
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optix.adan(1e-3, b3=1.0),
+        lambda: optix.ademamix(1e-3, b3=-0.1),
+        lambda: optix.ademamix(1e-3, alpha=-1.0),
+        lambda: optix.ademamix(1e-3, alpha_warmup_steps=0),
+        lambda: optix.ademamix(1e-3, b3=optix.schedules.constant(0.99), b3_warmup_steps=10),
+        lambda: optix.adopt(1e-3, b2=1.0),
+        lambda: optix.adopt(1e-3, clip_value=-1.0),
+        lambda: optix.lion(1e-3, b1=1.5),
+        lambda: optix.signum(1e-3, beta=1.0),
+        lambda: optix.yogi(1e-3, initial_accumulator_value=-1.0),
+        lambda: optix.adabelief(1e-3, eps_root=-1.0),
+        lambda: optix.rprop(0.1, eta_minus=1.0),
+        lambda: optix.rprop(0.1, eta_plus=1.0),
+        lambda: optix.rprop(0.1, min_step_size=1.0, max_step_size=0.5),
+        lambda: optix.rprop(-0.1),
+    ],
+)
+def test_invalid_hyperparameters_are_rejected_at_construction(make):
+    with pytest.raises((ValueError, TypeError)):
+        make()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optix.lamb(1e-2),
+        lambda: optix.lars(1e-2),
+        lambda: optix.novograd(1e-2),
+        lambda: optix.fromage(1e-2),
+        lambda: optix.scale_by_trust_ratio(),
+    ],
+)
+def test_needs_params_and_rejects_bad_hyperparameters(make):
+    tx = make()
+    params = {"w": jnp.ones(3)}
+    with pytest.raises(ValueError, match="needs the current parameters"):
+        tx.update(params, tx.init(params), None)
+
+
+def test_invalid_hyperparameters_raise():
+    with pytest.raises(ValueError, match="trust_coefficient"):
+        optix.scale_by_trust_ratio(trust_coefficient=-1.0)
+    with pytest.raises(ValueError, match="min_norm"):
+        optix.fromage(0.1, min_norm=-1.0)
+    with pytest.raises(ValueError, match="b2"):
+        optix.novograd(0.1, b2=1.0)
+    with pytest.raises(ValueError, match="momentum"):
+        optix.lars(0.1, momentum=1.5)
+    state = optix.lamb(0.1).init({"w": jnp.ones(2)})
+    with pytest.raises(ValueError, match="trust_coefficient"):
+        optix.set_hyperparams(state, trust_coefficient=-0.5)
+
+
+def test_arguments_are_checked_naming_them():
+    with pytest.raises(ValueError, match="momentum"):
+        optix.madgrad(momentum=1.0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        optix.madgrad(-1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        optix.cocob(alpha=0.0)
+    with pytest.raises(ValueError, match="eps"):
+        optix.cocob(eps=-1.0)
+    with pytest.raises(ValueError, match="init_step"):
+        optix.dog(init_step=("guess", 1e-6))
+    with pytest.raises(ValueError, match="init_step"):
+        optix.dog(init_step=("distance", 0.0))
+    with pytest.raises(ValueError, match="init_estim_sq_dist"):
+        optix.dowg(init_estim_sq_dist=-1.0)
+    with pytest.raises(ValueError, match="b1"):
+        optix.simplified_ademamix(1e-3, b1=1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        optix.simplified_ademamix(1e-3, alpha=-1.0)
+    with pytest.raises(ValueError, match="b2"):
+        optix.acprop(1e-3, b2=1.5)
+    state = optix.cocob().init(jnp.zeros(2))
+    with pytest.raises(ValueError, match="alpha"):
+        optix.set_hyperparams(state, alpha=0.0)
+    with pytest.raises(ValueError, match="needs the current parameters"):
+        optix.cocob().update(jnp.ones(2), state)
+    with pytest.raises(TypeError, match="complex"):
+        optix.cocob().init(jnp.zeros(2, jnp.complex64))

@@ -1,0 +1,303 @@
+"""Muon: where it differs from optax and torch, conv kernels, layouts, labels, complex matrices.
+
+Muon's step-by-step comparisons with optax.contrib.muon and torch.optim.Muon, and Shampoo's and
+SOAP's with NumPy transcriptions of the papers' algorithm boxes, are entries of the reference
+registry, ``tests/references.py``: teacher-forced float64 comparisons over 120 steps on the
+scalar/vector/matrix pytree of :mod:`tests.reference` (Muon against torch: on matrices only, as
+torch.optim.Muon accepts nothing else).
+
+Tolerances. Muon (optax, and torch with its bfloat16 cast removed): ``rtol = 1e-10`` as in
+``tests/reference.py``: the same float64 polynomial evaluated in a different order. Shampoo and
+SOAP: ``rtol = 1e-9, atol = 1e-11 * max|update|``. Both sides take eigendecompositions of the
+same float64 statistics with different LAPACK drivers (NumPy's vs. XLA's), which agree on
+eigenvectors to about ``machine_eps * ||S|| / gap``; the Shampoo statistics there reach condition
+numbers of about 1e9 (gradients of 1e-3 to 30, ``eps = 1e-6``, rank-deficient ``G^T G`` early
+on), and an inverse fourth root of such a matrix carries that into the update. Observed: at most
+1.0e-12 of the leaf's largest update for Shampoo, 2.2e-15 for SOAP, 8e-15 for Muon against optax
+and 7e-14 against torch. A convention mismatch (a root exponent, the refresh step, the first-step
+skip, the order of the V permutation, eps inside or outside a root) is a relative difference of
+1e-3 or more.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optix
+from optix.optimizers._muon import muon_labels
+from optix.transforms._matrix import matrix_view, newton_schulz
+from tests.reference import (
+    N_STEPS,
+    matrix_streams,
+    run_against_torch,
+    run_teacher_forced,
+)
+from tests.transcriptions import optax_muon
+
+torch = pytest.importorskip("torch")
+
+
+# ---------------------------------------------------------------------------------------------
+# Muon
+# ---------------------------------------------------------------------------------------------
+
+
+def test_muon_default_differs_from_optax_by_bias_correction(x64):
+    """optix's default momentum is Jordan's and torch's (no bias correction): optax's differs."""
+    with pytest.raises(AssertionError, match="muon default"):
+        run_teacher_forced(optix.muon(0.02, eps=1e-8), optax_muon(0.02), "muon default")
+
+
+def test_muon_differs_from_torch_by_its_bfloat16_newton_schulz(x64):
+    """Unpatched torch runs Newton-Schulz in bfloat16 (8 bits of mantissa, 4e-3 relative per
+    operation, amplified by five iterations whose coefficients reach 4.8): optix computes in
+    float32 or wider, so the two agree to about a tenth of the step (7e-2 observed), not to
+    float64 precision."""
+    ours = optix.muon(0.02, layout="out_in", weight_decay=0.1)
+    worst = run_against_torch(
+        ours,
+        lambda ps: torch.optim.Muon(ps, lr=0.02, weight_decay=0.1),
+        "muon vs torch",
+        streams=matrix_streams,
+        rtol=0.0,
+        check=False,
+        steps=30,
+    )
+    assert 1e-4 < worst < 0.25
+
+
+def test_newton_schulz_with_cubic_coefficients_converges_to_the_polar_factor(x64):
+    """With the classical cubic iteration ``(1.5, -0.5, 0)`` NS converges to ``U V^T``."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((5, 3)))
+    u, _, vt = np.linalg.svd(np.asarray(x), full_matrices=False)
+    got = newton_schulz(x, steps=60, coeffs=(1.5, -0.5, 0.0))
+    np.testing.assert_allclose(got, u @ vt, atol=1e-10)
+    per_step = newton_schulz(x, steps=2, coeffs=[(3.4445, -4.7750, 2.0315)] * 2)
+    np.testing.assert_allclose(per_step, newton_schulz(x, steps=2), rtol=1e-14)
+    with pytest.raises(ValueError, match="ns_coeffs"):
+        newton_schulz(x, steps=3, coeffs=[(1.0, 0.0, 0.0)] * 2)
+
+
+@pytest.mark.parametrize("layout", ["in_out", "out_in"])
+def test_muon_orthogonalises_conv_kernels_as_matrices(layout):
+    """A 4-D kernel is orthogonalised as its 2-D view and reshaped back; the 'original' scale
+    uses ``fan_out`` of that layout."""
+    shape = (3, 3, 2, 5) if layout == "in_out" else (5, 2, 3, 3)
+    g = jnp.asarray(np.random.default_rng(1).standard_normal(shape), jnp.float32)
+    tx = optix.scale_by_muon(nesterov=False, layout=layout)
+    u, _ = jax.jit(tx.update)({"k": g}, tx.init({"k": g}))
+    rows, cols = matrix_view(shape, layout)
+    assert (rows, cols) == ((18, 5) if layout == "in_out" else (5, 18))
+    expected = newton_schulz(0.05 * g.reshape(rows, cols))  # the first EMA step is 0.05 g
+    # 'original' scale: sqrt(max(1, fan_out / fan_in)), fan_out = 5 < fan_in = 18: 1
+    np.testing.assert_allclose(u["k"], expected.reshape(shape), rtol=2e-5, atol=1e-6)
+    s = np.linalg.svd(np.asarray(u["k"]).reshape(rows, cols), compute_uv=False)
+    assert np.all((s > 0.5) & (s < 1.5))  # approximately orthogonal
+
+
+def test_muon_scale_uses_the_layout_fan_out():
+    g = {"w": jnp.asarray(np.random.default_rng(2).standard_normal((2, 8)), jnp.float32)}
+    u_in_out = optix.scale_by_muon().update(g, optix.scale_by_muon().init(g))[0]["w"]
+    u_out_in = optix.scale_by_muon(layout="out_in").update(g, optix.scale_by_muon().init(g))[0]
+    np.testing.assert_allclose(u_in_out, 2.0 * u_out_in["w"], rtol=1e-6)  # sqrt(8 / 2)
+
+
+def test_muon_labels_default_rule_patterns_and_errors():
+    params = {
+        "embed": jnp.zeros((10, 4)),
+        "conv": jnp.zeros((3, 3, 2, 4)),
+        "dense": {"w": jnp.zeros((4, 4)), "b": jnp.zeros(4)},
+        "scale": jnp.zeros(()),
+    }
+    assert muon_labels(params) == {
+        "embed": "muon",
+        "conv": "muon",
+        "dense": {"w": "muon", "b": "adam"},
+        "scale": "adam",
+    }
+    assert muon_labels(params, {"embed": "adam"})["embed"] == "adam"
+    assert muon_labels(params, {"embed": "adam"})["conv"] == "muon"
+    with pytest.raises(ValueError, match="ndim >= 2"):
+        muon_labels(params, {"**/b": "muon"})
+    with pytest.raises(ValueError, match="'muon' or 'adam'"):
+        muon_labels(params, lambda p: jax.tree.map(lambda _: "sgd", p))
+    # a user-labelled embedding takes exactly AdamW's step
+    tx = optix.muon(0.01, labels={"embed": "adam"})
+    grads = jax.tree.map(lambda x: jnp.ones_like(x), params)
+    updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+    np.testing.assert_allclose(updates["embed"], -0.01, rtol=1e-6)
+
+
+def test_muon_with_no_matrix_or_only_matrices_keeps_an_idle_branch():
+    """The branch no leaf uses has a state without buffers, which ``update`` leaves alone (so the
+    state's structure does not depend on which kinds of leaves the model has)."""
+    for params, idle in (({"v": jnp.ones(3)}, "muon"), ({"w": jnp.ones((3, 2))}, "adam")):
+        tx = optix.muon(0.1)
+        state = tx.init(params)
+        updates, new = jax.jit(tx.update)(jax.tree.map(jnp.ones_like, params), state, params)
+        assert jax.tree.structure(updates) == jax.tree.structure(params)
+        assert sorted(state[0].inner_states) == ["adam", "muon"]
+        assert all(x.ndim == 0 for x in jax.tree.leaves(state[0].inner_states[idle]))
+        assert jax.tree.structure(new) == jax.tree.structure(state)
+        for a, b in zip(
+            jax.tree.leaves(new[0].inner_states[idle]),
+            jax.tree.leaves(state[0].inner_states[idle]),
+            strict=True,
+        ):
+            assert a == b
+
+
+def test_muon_separate_adam_learning_rate():
+    params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+    tx = optix.muon(0.02, adam_learning_rate=1e-3)
+    state = tx.init(params)
+    hp = optix.get_hyperparams(state)
+    assert sorted(k for k in hp if k.endswith("learning_rate")) == [
+        "inner_states/adam/1/learning_rate",
+        "inner_states/muon/1/learning_rate",
+    ]
+    state = optix.set_hyperparams(state, **{"adam/learning_rate": 0.5})
+    updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+    np.testing.assert_allclose(updates["b"], -0.5, rtol=1e-6)
+
+
+def _complex_stream(seed: int, shape: tuple[int, int]) -> list[np.ndarray]:
+    """``N_STEPS`` complex gradients: the real stream's magnitudes (1e-3 .. 30, one zero step)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(N_STEPS):
+        scale = 0.0 if t == 9 else float(np.exp(rng.uniform(math.log(1e-3), math.log(30.0))))
+        out.append(scale * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)))
+    return out
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_muon_on_complex_matrices_matches_optax(x64, nesterov):
+    """optax.contrib.muon orthogonalises complex matrices with ``X X^H``; so does optix, step for
+    step (teacher-forced, complex128, optax's conventions)."""
+    grads, params = _complex_stream(0, (4, 3)), _complex_stream(1, (4, 3))
+    ours = optix.muon(0.02, bias_correction=True, eps_mode="add", eps=1e-8, nesterov=nesterov)
+    theirs = optax.contrib.muon(0.02, eps=1e-8, nesterov=nesterov)
+    p0 = {"w": jnp.asarray(params[0])}
+    s_ours, s_theirs = ours.init(p0), theirs.init(p0)
+    step_ours, step_theirs = jax.jit(ours.update), jax.jit(theirs.update)
+    for t in range(N_STEPS):
+        g, p = {"w": jnp.asarray(grads[t])}, {"w": jnp.asarray(params[t])}
+        u_ours, s_ours = step_ours(g, s_ours, p)
+        with jax.numpy_dtype_promotion("standard"):
+            u_theirs, s_theirs = step_theirs(g, s_theirs, p)
+        assert u_ours["w"].dtype == jnp.complex128
+        scale = float(np.abs(u_theirs["w"]).max())
+        np.testing.assert_allclose(
+            u_ours["w"], u_theirs["w"], rtol=1e-10, atol=1e-13 * scale, err_msg=f"step {t}"
+        )
+
+
+def test_newton_schulz_on_a_complex_matrix_approaches_its_polar_factor(x64):
+    """With the cubic iteration, NS of a complex ``U S V^H`` converges to ``U V^H`` (wide and
+    tall)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5)) + 1j * rng.standard_normal((3, 5))
+    u, _, vh = np.linalg.svd(x, full_matrices=False)
+    got = newton_schulz(jnp.asarray(x), steps=60, coeffs=(1.5, -0.5, 0.0))
+    np.testing.assert_allclose(got, u @ vh, atol=1e-10)
+    np.testing.assert_allclose(
+        newton_schulz(jnp.asarray(x.T), steps=60, coeffs=(1.5, -0.5, 0.0)), (u @ vh).T, atol=1e-10
+    )
+
+
+def test_muon_converges_on_complex_least_squares():
+    """``min_W ||A W - B||^2`` over a complex ``W``: the descent direction is the conjugate of
+    ``jax.grad`` (as for every optix optimizer on complex params)."""
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.standard_normal((8, 5)) + 1j * rng.standard_normal((8, 5)), jnp.complex64)
+    w_star = rng.standard_normal((5, 3)) + 1j * rng.standard_normal((5, 3))
+    b = a @ jnp.asarray(w_star, jnp.complex64)
+    loss = lambda w: jnp.sum(jnp.abs(a @ w - b) ** 2)  # noqa: E731
+    tx = optix.muon(optix.schedules.cosine_decay(0.3, 300), beta=0.9)
+    w = jnp.zeros((5, 3), jnp.complex64)
+    state = tx.init(w)
+
+    @jax.jit
+    def step(w, state):
+        g = jnp.conj(jax.grad(loss)(w))
+        u, state = tx.update(g, state, w)
+        return optix.apply_updates(w, u), state
+
+    for _ in range(300):
+        w, state = step(w, state)
+    assert w.dtype == jnp.complex64
+    assert float(loss(w)) < 1e-3 * float(loss(jnp.zeros((5, 3), jnp.complex64)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Shampoo: NumPy transcription of Gupta, Koren & Singer 2018, Algorithm 1 (matrix case) and
+# Algorithm 2 (order-k tensors: exponent -1/(2k) with k preconditioned axes), with the options of
+# Anil et al. 2020 that optix offers: blocks, a root refresh every f steps, EMA statistics and
+# layer-wise grafting. Scalars and vectors: diagonal AdaGrad (Duchi et al. 2011, eq. 4's diagonal
+# form), as optix documents.
+# ---------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------
+# SOAP: NumPy transcription of Vyas et al. 2024, Algorithm 3 (one step of SOAP on an m x n layer)
+# with Algorithm 4 (basis refresh: one power-iteration step, then QR), and the authors' code's
+# details that the paper leaves implicit: the first step only gathers L, R and takes Q = eigh
+# eigenvectors in decreasing order; bias correction counts the steps after it; before each
+# refresh the columns of Q are sorted by q^T L q (decreasing) and V is permuted the same way.
+# ---------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocks, edge cases, dtypes and optax's state utilities
+# ---------------------------------------------------------------------------------------------
+
+
+def test_muon_accepts_an_empty_tree_like_the_other_optimizers():
+    for tx in (optix.muon(0.1), optix.muon(0.1, adam_learning_rate=1e-3), optix.adam(0.1)):
+        state = tx.init({})
+        updates, new = jax.jit(tx.update)({}, state, {})
+        assert updates == {}
+        assert jax.tree.structure(new) == jax.tree.structure(state)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"w": jnp.ones((3, 2)), "b": jnp.ones(2)},
+        {"w": jnp.ones((3, 2))},
+        {"b": jnp.ones(2)},
+    ],
+    ids=["both", "matrices-only", "vectors-only"],
+)
+def test_optax_map_params_finds_the_params_in_muons_state(params):
+    """``optax.tree.map_params`` builds the state from stand-in params with no leaves: muon's
+    state has a branch for every label whatever the leaves, so the stand-ins line up with the
+    momentum buffers of every model."""
+    tx = optix.muon(0.02, adam_learning_rate=1e-3)
+    state = tx.init(params)
+    shapes = optax.tree.map_params(
+        tx, lambda x: str(x.shape), state, transform_non_params=lambda _: None
+    )
+    # every buffer found as params (and nothing else: counts and hyperparameters became None)
+    assert sorted(jax.tree.leaves(shapes)) == sorted(
+        str(x.shape) for x in jax.tree.leaves(state) if x.ndim
+    )
+    # with a tree shaped like the params (a tree of specs, say): the holes of each branch are None
+    specs = jax.tree.map(lambda x: f"spec{x.shape}", params)
+    got = optax.tree.map_params(
+        tx,
+        lambda x, spec: None if x is None else spec,
+        state,
+        specs,
+        transform_non_params=lambda _: None,
+        is_leaf=lambda x: x is None,
+    )
+    muon_mu = got.inner_states["muon"][0].mu
+    assert muon_mu == {k: (specs[k] if v.ndim >= 2 else None) for k, v in params.items()}
