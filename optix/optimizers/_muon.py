@@ -307,8 +307,9 @@ def muon(
       mask: which params decay (both branches): a tree of bools, a function or path patterns.
       labels: ``"muon"``/``"adam"`` per leaf: a tree, a function of the params, or path patterns
         (leaves no pattern matches keep the ``ndim >= 2`` rule). See :func:`muon_labels`.
-      ns_steps, ns_coeffs, nesterov, bias_correction, eps_mode, layout, scale_mode, rms_scale,
-        mu_dtype: see :func:`scale_by_muon`.
+      ns_steps, ns_coeffs, nesterov, bias_correction, eps_mode, layout, scale_mode: see
+        :func:`scale_by_muon`.
+      rms_scale, mu_dtype: see :func:`scale_by_muon`.
       adam_learning_rate: a separate rate for the AdamW branch; default: ``learning_rate``.
       adam_b1, adam_b2, adam_eps, adam_weight_decay: the AdamW branch's settings.
 

@@ -300,8 +300,9 @@ def shampoo(
 
     Args:
       learning_rate: ``eta`` >= 0, or a schedule.
-      eps, stat_decay, precondition_frequency, block_size, max_precond_dim, graft, graft_eps,
-        graft_b2, stat_dtype: see :func:`scale_by_shampoo`.
+      eps, stat_decay, precondition_frequency, block_size, max_precond_dim: see
+        :func:`scale_by_shampoo`.
+      graft, graft_eps, graft_b2, stat_dtype: see :func:`scale_by_shampoo`.
       momentum: heavy-ball momentum in [0, 1) on the preconditioned step (0: none).
       weight_decay: decoupled decay ``lambda`` (multiplied by the learning rate).
       mask: which params decay: a tree of bools, a function or path patterns.

@@ -318,8 +318,9 @@ def soap(
 
     Args:
       learning_rate: ``eta`` >= 0, or a schedule (the authors use 3e-3).
-      b1, b2, eps, shampoo_beta, precondition_frequency, block_size, max_precond_dim, mu_dtype,
-        nu_dtype, stat_dtype: see :func:`scale_by_soap`.
+      b1, b2, eps, shampoo_beta, precondition_frequency, block_size, max_precond_dim: see
+        :func:`scale_by_soap`.
+      mu_dtype, nu_dtype, stat_dtype: see :func:`scale_by_soap`.
       weight_decay: decoupled decay ``lambda`` (multiplied by the learning rate).
       mask: which params decay: a tree of bools, a function or path patterns.
 
