@@ -96,6 +96,14 @@ def or_none(check: Callable[[str, Any], None]) -> Range:
     return Range(check_or_none)
 
 
+BetaOrNone = Annotated[ScalarOrSchedule | None, or_none(_validate.check_unit_interval)]
+"""A decay in ``[0, 1)``, or ``None`` (a default derived from another hyperparameter)."""
+NonNegativeOrNone = Annotated[ScalarOrSchedule | None, or_none(_validate.check_nonnegative)]
+"""A number ``>= 0``, or ``None`` (the term is off, or takes a default)."""
+PositiveOrNone = Annotated[ScalarOrSchedule | None, or_none(_validate.check_positive)]
+"""A number ``> 0``, or ``None`` (the term is off, or takes a default)."""
+
+
 def ranges(factory: Callable[..., Any]) -> dict[str, Range]:
     """The declared range of each hyperparameter of ``factory``, by argument name."""
     hints = typing.get_type_hints(inspect.unwrap(factory), include_extras=True)
@@ -178,13 +186,16 @@ def first_and_second_moments(
 
 __all__ = [
     "Beta",
+    "BetaOrNone",
     "Finite",
     "Fraction",
     "HyperparamState",
     "Hyperparams",
     "NonNegative",
+    "NonNegativeOrNone",
     "OpenFraction",
     "Positive",
+    "PositiveOrNone",
     "Range",
     "checked",
     "first_and_second_moments",

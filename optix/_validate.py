@@ -244,3 +244,16 @@ def check_matches_params(updates: Any, params: Any) -> None:
     structure or in a leaf's shape."""
     check_same_structure(updates, params, "updates", "params")
     check_shapes(updates, params, "updates", "params")
+
+
+def raw_key(seed: Any) -> jax.Array:
+    """The raw ``uint32`` key data of ``seed`` (an int, a typed PRNG key or raw key data), as a
+    state keeps it; ``TypeError`` naming ``seed`` for anything else."""
+    if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
+        return jax.random.PRNGKey(int(seed))
+    arr = jnp.asarray(seed)
+    if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(arr)
+    if arr.dtype != jnp.uint32:
+        raise TypeError(f"`seed` must be an int or a PRNG key, got {seed!r}")
+    return arr

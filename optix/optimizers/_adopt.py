@@ -7,7 +7,7 @@ rate <https://arxiv.org/abs/2411.02853>`_, NeurIPS 2024.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,7 @@ from optix._toolkit import (
     Hyperparams,
     HyperparamState,
     NonNegative,
-    Range,
+    NonNegativeOrNone,
     checked,
     first_and_second_moments,
     leafwise,
@@ -50,16 +50,6 @@ def adopt_clip_schedule(count: ArrayLike) -> jax.Array:
     return jnp.asarray(count, hyperparam_dtype()) ** 0.25
 
 
-def _check_clip_value(name: str, value: object) -> None:
-    """None (no clipping), or a threshold >= 0."""
-    if value is not None:
-        _validate.check_nonnegative(name, value)
-
-
-ClipValue = Annotated[ScalarOrSchedule | None, Range(_check_clip_value)]
-"""ADOPT's clipping threshold: >= 0, or None for no clipping."""
-
-
 class ScaleByAdoptState(NamedTuple):
     """State of :func:`scale_by_adopt`: the normalised-gradient momentum and the second moment."""
 
@@ -74,7 +64,7 @@ def scale_by_adopt(
     b2: Beta = 0.9999,
     eps: NonNegative = 1e-6,
     *,
-    clip_value: ClipValue = adopt_clip_schedule,
+    clip_value: NonNegativeOrNone = adopt_clip_schedule,
     nesterov: bool = False,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
@@ -154,7 +144,7 @@ def adopt(
     weight_decay: NonNegative | None = None,
     mask: Mask = None,
     *,
-    clip_value: ClipValue = adopt_clip_schedule,
+    clip_value: NonNegativeOrNone = adopt_clip_schedule,
     nesterov: bool = False,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,

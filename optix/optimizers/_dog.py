@@ -16,14 +16,14 @@ unleashed: an efficient universal parameter-free gradient descent method
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, ScalarOrSchedule
+from optix._base import GradientTransformation, Params
 from optix._chain import chain
 from optix._fusable import mark_elementwise
 from optix._hyperparams import hyperparam_dtype, register_rules
@@ -31,7 +31,7 @@ from optix._toolkit import (
     Hyperparams,
     HyperparamState,
     NonNegative,
-    Range,
+    PositiveOrNone,
     checked,
     leafwise,
     transform,
@@ -56,16 +56,6 @@ def _sq_dist(params0: Params, params: Params) -> jax.Array:
     return _sum_sq(
         _tree.map_leaves(lambda p0, p: _tree.upcast(p0) - _tree.upcast(p), params0, params)
     )
-
-
-def _check_optional_positive(name: str, value: Any) -> None:
-    """> 0, or None for the default."""
-    if value is not None:
-        _validate.check_positive(name, value)
-
-
-OptionalPositive = Annotated[ScalarOrSchedule | None, Range(_check_optional_positive)]
-"""A number > 0, or None for a default derived from another hyperparameter."""
 
 
 class ScaleByDogState(NamedTuple):
@@ -212,7 +202,7 @@ class ScaleByDowgState(NamedTuple):
 
 @transform(ScaleByDowgState)
 def scale_by_dowg(
-    init_estim_sq_dist: OptionalPositive = None,
+    init_estim_sq_dist: PositiveOrNone = None,
     eps: NonNegative = 1e-4,
 ) -> GradientTransformation:
     r"""Scale the gradient by the DoWG step size: a direction, ``u_t = eta_t g_t``.
@@ -266,7 +256,7 @@ def scale_by_dowg(
 @checked
 def dowg(
     learning_rate: NonNegative = 1.0,
-    init_estim_sq_dist: OptionalPositive = None,
+    init_estim_sq_dist: PositiveOrNone = None,
     eps: NonNegative = 1e-4,
     weight_decay: NonNegative = 0.0,
     mask: Mask = None,

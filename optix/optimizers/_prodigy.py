@@ -6,16 +6,16 @@ Reference: Mishchenko & Defazio, `Prodigy: an expeditiously adaptive parameter-f
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, Params, Updates
 from optix._fusable import mark_elementwise
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, Range, transform
+from optix._toolkit import Beta, BetaOrNone, Hyperparams, HyperparamState, NonNegative, transform
 from optix.optimizers._dadapt import (
     InitialEstimate,
     Mask,
@@ -26,16 +26,6 @@ from optix.optimizers._dadapt import (
     real_dot,
     total,
 )
-
-
-def _check_beta3(name: str, value: Any) -> None:
-    """``beta3`` in [0, 1), or None for its default ``sqrt(b2)``."""
-    if value is not None:
-        _validate.check_unit_interval(name, value)
-
-
-OptionalBeta = Annotated[ScalarOrSchedule | None, Range(_check_beta3)]
-"""A decay in [0, 1), or None for a default derived from another hyperparameter."""
 
 
 class ScaleByProdigyState(NamedTuple):
@@ -55,7 +45,7 @@ def prodigy(
     learning_rate: NonNegative = 1.0,
     b1: Beta = 0.9,
     b2: Beta = 0.999,
-    beta3: OptionalBeta = None,
+    beta3: BetaOrNone = None,
     eps: NonNegative = 1e-8,
     estim_lr0: InitialEstimate = 1e-6,
     estim_lr_coef: NonNegative = 1.0,

@@ -7,21 +7,21 @@ Reference: Vyas et al., `SOAP: improving and stabilizing Shampoo using Adam
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
 from optix._toolkit import (
     Beta,
+    BetaOrNone,
     Hyperparams,
     HyperparamState,
     NonNegative,
-    Range,
     checked,
     transform,
 )
@@ -63,16 +63,6 @@ class ScaleBySoapState(NamedTuple):
     leaves: Updates  # a SoapLeafState per leaf
 
 
-def _check_shampoo_beta(name: str, value: object) -> None:
-    """None (use ``b2``), or a decay in [0, 1)."""
-    if value is not None:
-        _validate.check_unit_interval(name, value)
-
-
-ShampooBeta = Annotated[ScalarOrSchedule | None, Range(_check_shampoo_beta)]
-"""The decay of SOAP's statistics: None (``b2``) or in ``[0, 1)``."""
-
-
 def _eigh_basis(stat: jax.Array) -> jax.Array:
     """Eigenvectors of each symmetric matrix of the stack ``stat``, largest eigenvalue first (the
     authors' first basis)."""
@@ -97,7 +87,7 @@ def scale_by_soap(
     b1: Beta = 0.95,
     b2: Beta = 0.95,
     eps: NonNegative = 1e-8,
-    shampoo_beta: ShampooBeta = None,
+    shampoo_beta: BetaOrNone = None,
     *,
     precondition_frequency: int = 10,
     block_size: int | None = None,
@@ -292,7 +282,7 @@ def soap(
     weight_decay: NonNegative = 0.01,
     mask: Any | Callable[[Params], Any] | None = None,
     *,
-    shampoo_beta: ShampooBeta = None,
+    shampoo_beta: BetaOrNone = None,
     precondition_frequency: int = 10,
     block_size: int | None = None,
     max_precond_dim: int = 10000,

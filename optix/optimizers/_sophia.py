@@ -14,22 +14,21 @@ language model pre-training <https://arxiv.org/abs/2305.14342>`_, ICLR 2024.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, OptState, Params, Updates
 from optix._chain import caller, chain, check_transform
 from optix._toolkit import (
     Beta,
     Hyperparams,
     HyperparamState,
     NonNegative,
-    Range,
+    PositiveOrNone,
     checked,
     leafwise,
     transform,
@@ -38,17 +37,6 @@ from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
 Mask = Any | Callable[[Params], Any] | None
-
-
-def _raw_key(seed: Any) -> jax.Array:
-    if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
-        return jax.random.PRNGKey(int(seed))
-    arr = jnp.asarray(seed)
-    if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(arr)
-    if arr.dtype != jnp.uint32:
-        raise TypeError(f"`seed` must be an int or a PRNG key, got {seed!r}")
-    return arr
 
 
 class HutchinsonState(NamedTuple):
@@ -83,7 +71,7 @@ def hutchinson_hessian_diag(seed: Any = 0) -> GradientTransformation:
     Laplacian smoothing splines", 1990; Bekas, Kokiopoulou & Saad, `An estimator for the diagonal
     of a matrix <https://doi.org/10.1016/j.apnum.2007.01.003>`_, 2007.
     """
-    key0 = _raw_key(seed)
+    key0 = _validate.raw_key(seed)
 
     def init(params):
         _validate.check_float_leaves(params, "`hutchinson_hessian_diag` params")
@@ -126,23 +114,13 @@ class ScaleBySophiaState(NamedTuple):
     estimator: OptState  # the state of hessian_diagonal_fn
 
 
-def _check_clip_threshold(name: str, value: object) -> None:
-    """``None`` turns the clipping off; a value must be finite and > 0."""
-    if value is not None:
-        _validate.check_positive(name, value)
-
-
-ClipThreshold = Annotated[ScalarOrSchedule | None, Range(_check_clip_threshold)]
-"""Sophia's elementwise clip ``rho``: > 0, or None for no clipping."""
-
-
 @transform(ScaleBySophiaState)
 def scale_by_sophia(
     b1: Beta = 0.965,
     b2: Beta = 0.99,
     eps: NonNegative = 1e-8,
     gamma: NonNegative = 0.01,
-    clip_threshold: ClipThreshold = 1.0,
+    clip_threshold: PositiveOrNone = 1.0,
     update_interval: int = 10,
     hessian_diagonal_fn: GradientTransformation | None = None,
     *,
@@ -243,7 +221,7 @@ def sophia(
     weight_decay: NonNegative = 1e-4,
     mask: Mask = None,
     gamma: NonNegative = 0.01,
-    clip_threshold: ClipThreshold = 1.0,
+    clip_threshold: PositiveOrNone = 1.0,
     update_interval: int = 10,
     hessian_diagonal_fn: GradientTransformation | None = None,
     *,

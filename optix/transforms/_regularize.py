@@ -96,17 +96,6 @@ class AddNoiseState(NamedTuple):
     key: jax.Array  # raw PRNG key data; fixed, the step is folded in
 
 
-def _raw_key(seed: Any) -> jax.Array:
-    if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
-        return jax.random.PRNGKey(int(seed))
-    arr = jnp.asarray(seed)
-    if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(arr)
-    if arr.dtype != jnp.uint32:
-        raise TypeError(f"`seed` must be an int or a PRNG key, got {seed!r}")
-    return arr
-
-
 def noise_key(key: jax.Array, step: ArrayLike, leaf_index: int) -> jax.Array:
     """The key that draws the noise of one leaf at one step in :func:`add_noise`.
 
@@ -165,7 +154,7 @@ def add_noise(
     Reference: Neelakantan et al., `Adding gradient noise improves learning for very deep
     networks <https://arxiv.org/abs/1511.06807>`_, 2015.
     """
-    key = _raw_key(seed)
+    key = _validate.raw_key(seed)
     spec = Hyperparams(eta=eta, gamma=gamma)
 
     def init(params):

@@ -5,20 +5,21 @@ which reuses the evaluation either line search (zoom or backtracking) keeps in i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState, Params, ScalarOrSchedule, Updates
+from optix._base import GradientTransformation, OptState, Params, Updates
 from optix._toolkit import (
     Hyperparams,
     HyperparamState,
     NonNegative,
+    NonNegativeOrNone,
     OpenFraction,
     Positive,
-    or_none,
+    PositiveOrNone,
     transform,
 )
 from optix.transforms._linesearch import (
@@ -40,10 +41,6 @@ class ZoomLinesearchInfo(NamedTuple):
     num_steps: jax.Array  # function and gradient evaluations made
     decrease_error: jax.Array
     curvature_error: jax.Array
-
-
-PositiveOrNone = Annotated[ScalarOrSchedule | None, or_none(_validate.check_positive)]
-NonNegativeOrNone = Annotated[ScalarOrSchedule | None, or_none(_validate.check_nonnegative)]
 
 
 class ScaleByZoomLinesearchState(NamedTuple):
