@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import optix
-from optix import _hyperparams, _validate
+from optix import _hyperparams, _schedule_guard
 from optix._schedule_guard import GUARDED
 
 TARGET = np.array([1.0, -2.0, 3.0, 0.5], np.float32)
@@ -135,20 +135,21 @@ def test_hyperparameters_without_a_fixed_range_are_left_alone(jit):
 
 
 def test_guarded_ranges_never_clamp_a_value_a_transform_accepts():
-    """Each guarded name's range is the one ``set_hyperparams`` enforces for it, in every
-    transform: every probe outside the guard's range is refused by the generic rule and by any
-    transform's own rule for that name, so the clamp only ever moves invalid values."""
+    """Each guarded name's range holds the range every transform declares for that name (the
+    one ``set_hyperparams`` enforces): every probe outside the guard's range is refused by each
+    declared rule for the name, so the clamp only ever moves invalid values."""
     probes = {False: [-0.1, -1e-30, float("inf")], True: [-0.1, -1e-30, 1.0, 1.5]}
-    rules = [(name, _hyperparams._RULES[name]) for name in GUARDED]
-    rules += [
+    rules = [
         (name, rule) for (_, name), rule in _hyperparams._OWNER_RULES.items() if name in GUARDED
     ]
+    assert {name for name, _ in rules} == set(GUARDED)  # every guarded name is declared somewhere
     for name, rule in rules:
         for value in probes[GUARDED[name][0]]:
             with pytest.raises(ValueError):
                 rule(name, value)
-    # and the guard's range is no narrower than the generic rule's
+    # and the guard leaves values inside its range as they are
+    count = jnp.zeros([], jnp.int32)
     for name in GUARDED:
         for value in [0.0, 0.5, 0.999] + ([] if GUARDED[name][0] else [2.0, 1e9]):
-            _hyperparams._RULES[name](name, value)
-    assert _hyperparams._RULES["learning_rate"] is _validate.check_nonnegative
+            out = _schedule_guard.in_range(name, jnp.float32(value), count)
+            assert float(out) == np.float32(value)
