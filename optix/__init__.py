@@ -161,6 +161,7 @@ from optix.transforms._zoom_linesearch import (
 )
 from optix.wrappers._accumulate import AccumulateState, accumulate, accumulate_has_updated
 from optix.wrappers._average import ParamEmaState, SwaState, averaged_params, param_ema, swa
+from optix.wrappers._cautious import CautiousState, cautious
 from optix.wrappers._conditional import (
     ConditionallyMaskState,
     ConditionallyTransformState,
@@ -168,7 +169,9 @@ from optix.wrappers._conditional import (
     conditionally_transform,
 )
 from optix.wrappers._fuse import FuseState, fuse
+from optix.wrappers._graft import GraftState, graft
 from optix.wrappers._lookahead import LookaheadState, lookahead
+from optix.wrappers._mars import MarsState, mars
 from optix.wrappers._masked import MaskedState, freeze, masked
 from optix.wrappers._nonfinite import SkipNonfiniteState, skip_nonfinite
 from optix.wrappers._partition import PartitionState, partition
@@ -186,15 +189,17 @@ __all__ = [
     "adafactor", "adafactor_momentum", "AdafactorMomentumState", "adagrad", "adam", "adamax",
     "adamaxw", "adamw", "adan", "adaptive_grad_clip", "AdaptiveGradClipState",
     "add_decayed_weights", "add_noise", "AddDecayedWeightsState", "AddNoiseState", "ademamix",
-    "adopt", "apply_updates", "averaged_params", "BacktrackingInfo", "centralize", "chain",
+    "adopt", "apply_updates", "averaged_params", "BacktrackingInfo", "cautious", "CautiousState",
+    "centralize", "chain",
     "check_state", "clip", "clip_by_block_rms", "clip_by_global_norm", "ClipByBlockRmsState",
     "ClipByGlobalNormState", "ClipState", "cocob", "conditionally_mask", "conditionally_transform",
     "ConditionallyMaskState", "ConditionallyTransformState", "dadapt_adamw", "dog", "dowg", "ema",
     "EmaState", "EmptyState", "format_state", "freeze", "fromage", "fuse", "FuseState", "galore",
-    "GaloreDimensionNumbers", "get_hyperparams", "GradientTransformation",
+    "GaloreDimensionNumbers", "get_hyperparams", "GradientTransformation", "graft", "GraftState",
     "hutchinson_hessian_diag", "HutchinsonState", "HyperparamState", "identity",
     "incremental_update", "lamb", "lars", "lbfgs", "lion", "lookahead", "LookaheadState", "madgrad",
-    "masked", "MaskedState", "mechanize", "MechanizeState", "momo", "momo_adam", "MomoAdamState",
+    "mars", "MarsState", "masked", "MaskedState", "mechanize", "MechanizeState", "momo", "momo_adam",
+    "MomoAdamState",
     "MomoState", "muon", "nadam", "nadamw", "named_chain", "noise_key", "noisy_sgd",
     "normalize_by_update_norm", "NormalizeByUpdateNormState", "novograd", "optimistic_adam",
     "optimistic_gradient_descent", "OptState", "pack", "Packed", "param_ema", "ParamEmaState",

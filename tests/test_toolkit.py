@@ -22,6 +22,9 @@ _INNER = {
     "optimizer": lambda: optix.sgd(0.1),
     "base_optimizer": lambda: optix.sgd(0.1),
     "base": optix.identity,
+    "tx": lambda: optix.sgd(0.1),
+    "magnitude_tx": lambda: optix.sgd(0.1),
+    "direction_tx": lambda: optix.sgd(0.1),
 }
 
 
