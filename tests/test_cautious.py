@@ -1,9 +1,9 @@
 """cautious against a NumPy transcription of the rule (Liang et al. 2024) around AdamW.
 
 Teacher-forced float64 steps (the ``x64`` fixture): both sides get the same params and gradients;
-the updates agree at every step to ``rtol=1e-10`` (the same formulas in another order). A mask with
-the wrong sign, a non-strict inequality, or the paper's ``mean + eps`` normalisation instead of
-``n / (kept + 1)`` changes a step by far more.
+the updates agree at every step to ``rtol=1e-10`` (the same formulas in another order). A mask
+with the wrong sign, a non-strict inequality, or the later ``n / max(kept, 1e-3 n)``
+normalisation instead of ``n / (kept + 1)`` changes a step by far more.
 """
 
 from __future__ import annotations

@@ -33,14 +33,16 @@ def cautious(tx: GradientTransformation) -> GradientTransformation:
     ``-\eta u^{paper}``) and keeps ``u^{paper}_i g_i > 0``: the same coordinates, those where the
     step points down the gradient. The inequality is strict, so a coordinate whose gradient or
     step is exactly zero is dropped. The rescaling by ``n / (\text{kept} + 1)``, per leaf, is the
-    one of the authors' C-AdamW code (``numel / (mask.sum() + 1)`` per tensor); it keeps the mean
-    step size of a leaf roughly unchanged when part of it is masked, and is ``0`` for an empty
-    leaf.
+    one of the authors' original C-AdamW code (``numel / (mask.sum() + 1)`` per tensor, the mask
+    taken on the first moment, whose sign is the step's); it keeps the mean step size of a leaf
+    roughly unchanged when part of it is masked, and is ``0`` for an empty leaf. (Later versions
+    of that code divide by ``max(kept / n, 1e-3)`` instead.)
 
     The mask applies to the whole step ``tx`` returns, including any weight decay inside ``tx``
     (``optix.adamw``'s ``-eta * lambda * theta``): a decayed coordinate is dropped when the
-    combined step disagrees with the gradient. The paper's C-AdamW applies the decay unmasked;
-    to get it, wrap an optimizer without decay. There is no ``mask_weight_decay`` option (the
+    combined step disagrees with the gradient. The paper's C-AdamW applies the decay unmasked,
+    so ``cautious(adamw(eta, weight_decay=lambda))`` differs from it by ``-eta * lambda * theta``
+    on the dropped coordinates. There is no ``mask_weight_decay`` option (the
     "cautious weight decay" that decays only where the parameter and the step agree in sign): a
     wrapper sees only ``tx``'s combined step and cannot tell the decay term from the rest of it
     for a general ``tx``, so the option would be ill defined here.
