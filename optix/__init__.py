@@ -170,6 +170,7 @@ from optix.wrappers._conditional import (
 from optix.wrappers._fuse import FuseState, fuse
 from optix.wrappers._lookahead import LookaheadState, lookahead
 from optix.wrappers._masked import MaskedState, freeze, masked
+from optix.wrappers._monitor import MonitorState, metrics, monitor
 from optix.wrappers._nonfinite import SkipNonfiniteState, skip_nonfinite
 from optix.wrappers._partition import PartitionState, partition
 from optix.wrappers._plateau import ReduceOnPlateauState, reduce_on_plateau
@@ -194,11 +195,11 @@ __all__ = [
     "GaloreDimensionNumbers", "get_hyperparams", "GradientTransformation",
     "hutchinson_hessian_diag", "HutchinsonState", "HyperparamState", "identity",
     "incremental_update", "lamb", "lars", "lbfgs", "lion", "lookahead", "LookaheadState", "madgrad",
-    "masked", "MaskedState", "mechanize", "MechanizeState", "momo", "momo_adam", "MomoAdamState",
-    "MomoState", "muon", "nadam", "nadamw", "named_chain", "noise_key", "noisy_sgd",
-    "normalize_by_update_norm", "NormalizeByUpdateNormState", "novograd", "optimistic_adam",
-    "optimistic_gradient_descent", "OptState", "pack", "Packed", "param_ema", "ParamEmaState",
-    "Params", "partition", "PartitionState", "per_example_global_norm_clip",
+    "masked", "MaskedState", "mechanize", "metrics", "monitor", "MonitorState", "MechanizeState",
+    "momo", "momo_adam", "MomoAdamState", "MomoState", "muon", "nadam", "nadamw", "named_chain",
+    "noise_key", "noisy_sgd", "normalize_by_update_norm", "NormalizeByUpdateNormState", "novograd",
+    "optimistic_adam", "optimistic_gradient_descent", "OptState", "pack", "Packed", "param_ema",
+    "ParamEmaState", "Params", "partition", "PartitionState", "per_example_global_norm_clip",
     "per_example_layer_norm_clip", "periodic_update", "polyak_sgd", "prodigy", "quantize_state",
     "QuantizedArray", "QuantizedState", "radam", "reduce_on_plateau", "ReduceOnPlateauState",
     "restore_state", "rmsprop", "rprop", "sam", "SamNormalizeState", "SamState", "ScalarOrSchedule",
