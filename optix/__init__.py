@@ -173,6 +173,7 @@ from optix.wrappers._graft import GraftState, graft
 from optix.wrappers._lookahead import LookaheadState, lookahead
 from optix.wrappers._mars import MarsState, mars
 from optix.wrappers._masked import MaskedState, freeze, masked
+from optix.wrappers._monitor import MonitorState, metrics, monitor
 from optix.wrappers._nonfinite import SkipNonfiniteState, skip_nonfinite
 from optix.wrappers._partition import PartitionState, partition
 from optix.wrappers._plateau import ReduceOnPlateauState, reduce_on_plateau
@@ -190,17 +191,16 @@ __all__ = [
     "adamaxw", "adamw", "adan", "adaptive_grad_clip", "AdaptiveGradClipState",
     "add_decayed_weights", "add_noise", "AddDecayedWeightsState", "AddNoiseState", "ademamix",
     "adopt", "apply_updates", "averaged_params", "BacktrackingInfo", "cautious", "CautiousState",
-    "centralize", "chain",
-    "check_state", "clip", "clip_by_block_rms", "clip_by_global_norm", "ClipByBlockRmsState",
-    "ClipByGlobalNormState", "ClipState", "cocob", "conditionally_mask", "conditionally_transform",
-    "ConditionallyMaskState", "ConditionallyTransformState", "dadapt_adamw", "dog", "dowg", "ema",
-    "EmaState", "EmptyState", "format_state", "freeze", "fromage", "fuse", "FuseState", "galore",
-    "GaloreDimensionNumbers", "get_hyperparams", "GradientTransformation", "graft", "GraftState",
-    "hutchinson_hessian_diag", "HutchinsonState", "HyperparamState", "identity",
-    "incremental_update", "lamb", "lars", "lbfgs", "lion", "lookahead", "LookaheadState", "madgrad",
-    "mars", "MarsState", "masked", "MaskedState", "mechanize", "MechanizeState", "momo", "momo_adam",
-    "MomoAdamState",
-    "MomoState", "muon", "nadam", "nadamw", "named_chain", "noise_key", "noisy_sgd",
+    "centralize", "chain", "check_state", "clip", "clip_by_block_rms", "clip_by_global_norm",
+    "ClipByBlockRmsState", "ClipByGlobalNormState", "ClipState", "cocob", "conditionally_mask",
+    "conditionally_transform", "ConditionallyMaskState", "ConditionallyTransformState",
+    "dadapt_adamw", "dog", "dowg", "ema", "EmaState", "EmptyState", "format_state", "freeze",
+    "fromage", "fuse", "FuseState", "galore", "GaloreDimensionNumbers", "get_hyperparams",
+    "GradientTransformation", "graft", "GraftState", "hutchinson_hessian_diag", "HutchinsonState",
+    "HyperparamState", "identity", "incremental_update", "lamb", "lars", "lbfgs", "lion",
+    "lookahead", "LookaheadState", "madgrad", "mars", "MarsState", "masked", "MaskedState",
+    "mechanize", "MechanizeState", "metrics", "momo", "momo_adam", "MomoAdamState", "MomoState",
+    "monitor", "MonitorState", "muon", "nadam", "nadamw", "named_chain", "noise_key", "noisy_sgd",
     "normalize_by_update_norm", "NormalizeByUpdateNormState", "novograd", "optimistic_adam",
     "optimistic_gradient_descent", "OptState", "pack", "Packed", "param_ema", "ParamEmaState",
     "Params", "partition", "PartitionState", "per_example_global_norm_clip",

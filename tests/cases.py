@@ -391,6 +391,9 @@ WRAPPERS: dict[str, Callable[[optix.GradientTransformation], optix.GradientTrans
     "param_ema": lambda tx: optix.chain(tx, optix.param_ema(0.9)),
     "swa": lambda tx: optix.chain(tx, optix.swa(start_step=1)),
     "reduce_on_plateau": lambda tx: optix.chain(tx, optix.reduce_on_plateau(patience=1)),
+    "monitor": lambda tx: optix.monitor(
+        optix.skip_nonfinite(tx), groups={"matrices": "layer", "scalar": ["scalar"]}
+    ),
     "nested": lambda tx: optix.skip_nonfinite(
         optix.partition(
             {

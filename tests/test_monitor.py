@@ -1,0 +1,170 @@
+"""optix.monitor records norms in its state; optix.metrics reads them from any nested state."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import optix
+
+
+def _params():
+    rng = np.random.default_rng(0)
+    return {
+        "encoder": {"w": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)},
+        "head": {"w": jnp.asarray(rng.normal(size=4), jnp.float32), "b": jnp.ones(2)},
+    }
+
+
+def _grads(seed=1):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), _params())
+
+
+def _norm(tree):
+    return float(np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in tree)))
+
+
+def _leaves(tree, *paths):
+    return [tree[a][b] for a, b in (p.split("/") for p in paths)]
+
+
+GROUPS = {"encoder": "encoder/**", "bias": ["**/b"], "head_and_enc": ["head/w", "encoder"]}
+
+
+def test_norms_match_optax_and_numpy():
+    tx = optix.monitor(optix.adamw(1e-2, weight_decay=0.1), groups=GROUPS)
+    params, grads = _params(), _grads()
+    updates, state = tx.update(grads, tx.init(params), params)
+    got = optix.metrics(state)
+    np.testing.assert_allclose(got["grad_norm"], optax.tree.norm(grads), rtol=1e-6)
+    u, p = jax.tree.leaves(updates), jax.tree.leaves(params)
+    np.testing.assert_allclose(got["update_norm"], _norm(u), rtol=1e-6)
+    np.testing.assert_allclose(got["param_norm"], _norm(p), rtol=1e-6)
+    np.testing.assert_allclose(got["update_param_ratio"], _norm(u) / _norm(p), rtol=1e-6)
+    assert int(got["skipped_steps"]) == 0
+    members = {
+        "encoder": ["encoder/w"],
+        "bias": ["head/b"],
+        "head_and_enc": ["head/w", "encoder/w"],
+    }
+    for group, paths in members.items():
+        want_g, want_u = _norm(_leaves(grads, *paths)), _norm(_leaves(updates, *paths))
+        np.testing.assert_allclose(got[f"grad_norm/{group}"], want_g, rtol=1e-6)
+        np.testing.assert_allclose(got[f"update_norm/{group}"], want_u, rtol=1e-6)
+    assert all(v.shape == () for v in got.values())
+
+
+def test_no_params_records_nan():
+    tx = optix.monitor(optix.sgd(0.1))
+    _, state = tx.update(_grads(), tx.init(_params()))
+    got = optix.metrics(state)
+    assert np.isnan(got["param_norm"]) and np.isnan(got["update_param_ratio"])
+    np.testing.assert_allclose(got["update_norm"], 0.1 * got["grad_norm"], rtol=1e-6)
+
+
+def test_a_pattern_matching_nothing_is_an_error_naming_it():
+    tx = optix.monitor(optix.sgd(0.1), groups={"ok": "encoder", "typo": ["head", "**/bias"]})
+    with pytest.raises(ValueError, match=r"'\*\*/bias' matches no leaf"):
+        tx.init(_params())
+    with pytest.raises(TypeError, match="groups"):
+        optix.monitor(optix.sgd(0.1), groups={"g": []})
+
+
+def test_jitted_steps_trace_once_and_donate():
+    tx = optix.monitor(optix.chain(optix.clip_by_global_norm(1.0), optix.adam(1e-2)), groups=GROUPS)
+    chex.clear_trace_counter()
+
+    @chex.assert_max_traces(n=1)
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optix.apply_updates(params, updates), state, optix.metrics(state)
+
+    jitted = jax.jit(step, donate_argnums=(0, 1))
+    params = _params()
+    state = tx.init(params)
+    for seed in range(3):
+        old = jax.tree.leaves(state)
+        grads = _grads(seed)
+        params, state, got = jitted(params, state, grads)
+        assert any(x.is_deleted() for x in old)
+        np.testing.assert_allclose(got["grad_norm"], _norm(jax.tree.leaves(grads)), rtol=1e-6)
+    assert float(got["update_norm"]) > 0  # recorded after clipping and adam
+
+
+def test_skip_nonfinite_inside_is_counted():
+    tx = optix.monitor(optix.skip_nonfinite(optix.sgd(0.1)))
+    params = _params()
+    state = tx.init(params)
+    bad = jax.tree.map(lambda g: g.at[0].set(jnp.nan), _grads())
+    step = jax.jit(lambda g, s: tx.update(g, s, params))
+    for grads in (bad, _grads(), bad):
+        updates, state = step(grads, state)
+    got = optix.metrics(state)
+    assert int(got["skipped_steps"]) == 2
+    assert np.isnan(got["grad_norm"]) and float(got["update_norm"]) == 0.0
+
+
+def test_hyperparams_reach_the_inner_optimizer():
+    tx = optix.monitor(optix.adam(1e-3))
+    state = tx.init(_params())
+    assert float(optix.get_hyperparams(state)["learning_rate"]) == pytest.approx(1e-3)
+    state = optix.set_hyperparams(state, learning_rate=0.5)
+    assert float(optix.get_hyperparams(state)["learning_rate"]) == 0.5
+    updates, _ = tx.update(jax.tree.map(jnp.ones_like, _params()), state, _params())
+    np.testing.assert_allclose(updates["head"]["b"], -0.5, rtol=1e-4)
+
+
+def test_several_monitors_are_prefixed_by_path():
+    tx = optix.named_chain(a=optix.monitor(optix.sgd(0.1)), b=optix.monitor(optix.scale(2.0)))
+    _, state = tx.update(_grads(), tx.init(_params()), _params())
+    got = optix.metrics(state)
+    assert {"a/grad_norm", "b/grad_norm", "b/skipped_steps"} <= set(got)
+    np.testing.assert_allclose(got["b/grad_norm"], 0.1 * got["a/grad_norm"], rtol=1e-6)
+    assert optix.metrics(optix.sgd(0.1).init(_params())) == {}
+
+
+class _Net(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.encoder = nnx.Linear(2, 3, rngs=rngs)
+        self.head = nnx.Linear(3, 1, rngs=rngs)
+
+    def __call__(self, x):
+        return self.head(jnp.tanh(self.encoder(x)))
+
+
+def test_under_nnx_optimizer_and_nnx_jit():
+    model = _Net(nnx.Rngs(0))
+    tx = optix.monitor(optix.adam(1e-2), groups={"bias": "**/bias"})
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    x = jnp.linspace(-1.0, 1.0, 10).reshape(5, 2)
+
+    def loss(model):
+        return jnp.mean((model(x) - 1.0) ** 2)
+
+    chex.clear_trace_counter()
+
+    @nnx.jit
+    @chex.assert_max_traces(n=1)
+    def step(model, optimizer):
+        grads = nnx.grad(loss)(model)
+        optimizer.update(model, grads)
+        return grads, optix.metrics(optimizer.opt_state)
+
+    for _ in range(2):
+        params = nnx.as_pure(nnx.state(model, nnx.Param))
+        grads, got = step(model, optimizer)
+    grads = nnx.as_pure(grads)
+    np.testing.assert_allclose(got["grad_norm"], _norm(jax.tree.leaves(grads)), rtol=1e-6)
+    np.testing.assert_allclose(got["param_norm"], _norm(jax.tree.leaves(params)), rtol=1e-6)
+    biases = [grads["encoder"]["bias"], grads["head"]["bias"]]
+    np.testing.assert_allclose(got["grad_norm/bias"], _norm(biases), rtol=1e-6)
+    outside = optix.metrics(optimizer.opt_state)
+    assert all(type(v) is type(jnp.zeros(())) for v in outside.values())  # arrays, not Variables
+    assert set(outside) == set(got)
+    np.testing.assert_array_equal(outside["grad_norm/bias"], got["grad_norm/bias"])
