@@ -37,6 +37,7 @@ NOT_FACTORIES = {
     "optix.accumulate_has_updated",
     "optix.averaged_params",
     "optix.noise_key",
+    "optix.metrics",
     "optix.schedule_free_eval_params",
     "optix.value_and_grad_from_state",
 }
