@@ -287,9 +287,11 @@ def set_hyperparams(
     """Return ``state`` with the named hyperparameters replaced; nothing else changes.
 
     Names may be plain (``learning_rate``) or paths (``"encoder/learning_rate"``); a path matches
-    when its parts occur in that order in the hyperparameter's full path. Values keep the stored
-    dtype (float32) and shape, so a jitted step does not recompile. A name that matches nothing,
-    matches several places, or belongs to a schedule raises ``ValueError``.
+    when its parts occur in that order in the hyperparameter's full path, and a name that is one
+    hyperparameter's whole path addresses that one (``"b1"`` is ``mars``'s own ``b1``, while
+    ``"inner_state/b1"`` is the wrapped optimizer's). Values keep the stored dtype (float32) and
+    shape, so a jitted step does not recompile. A name that matches nothing, matches several
+    places, or belongs to a schedule raises ``ValueError``.
 
     A value gets the checks construction gives it: a real scalar (not a bool, string or array),
     in the hyperparameter's range as given and as stored (``b1=0.99999999`` is 1.0 in float32).
@@ -318,6 +320,9 @@ def set_hyperparams(
         if not parts:
             raise ValueError(f"empty hyperparameter name {address!r}")
         hits = [e for e in entries if _paths.address_matches(parts, e[0])]
+        exact = [e for e in hits if tuple(e[0]) == parts]
+        if len(hits) > 1 and len(exact) == 1:  # a full path names its own entry: a wrapper's
+            hits = exact  # `b1` is "b1", the inner optimizer's "inner_state/0/b1"
         if not hits:
             known = ", ".join(sorted(_short_keys(entries))) or "none"
             raise ValueError(f"no hyperparameter {address!r} in this state; it has: {known}")

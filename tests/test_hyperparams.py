@@ -311,3 +311,15 @@ def test_hyperparameters_live_in_state():
     for factory, names in expected.items():
         found = set(optix.get_hyperparams(factory(1e-2).init(params)))
         assert names <= found, (factory.__name__, found)
+
+
+def test_a_whole_path_addresses_a_wrappers_own_hyperparameter():
+    """``mars`` keeps a ``b1`` of its own around Adam's ``b1``: ``"b1"`` is the wrapper's (its
+    whole path), ``"inner_state/b1"`` the inner one's; both stay reachable."""
+    state = optix.mars(optix.adam(1e-3), b1=0.9).init({"w": jnp.zeros(2)})
+    state = optix.set_hyperparams(state, b1=0.5)
+    state = optix.set_hyperparams(state, {"inner_state/b1": 0.8})
+    values = optix.get_hyperparams(state)
+    assert float(values["b1"]) == 0.5
+    inner = [k for k in values if k.endswith("/b1")]
+    assert len(inner) == 1 and float(values[inner[0]]) == pytest.approx(0.8)
