@@ -179,6 +179,8 @@ from optix.wrappers._partition import PartitionState, partition
 from optix.wrappers._plateau import ReduceOnPlateauState, reduce_on_plateau
 from optix.wrappers._quantize import QuantizedArray, QuantizedState, quantize_state
 from optix.wrappers._sam import SamNormalizeState, SamState, sam
+from optix.wrappers._spikes import SkipSpikesState, skip_spikes
+from optix.wrappers._zclip import ZclipState, zclip
 
 __version__ = "0.1.0"
 
@@ -233,9 +235,10 @@ __all__ = [
     "ScaleByZoomLinesearchState", "ScaleLrState", "ScaleState", "Schedule", "schedule_free",
     "schedule_free_adamw", "schedule_free_eval_params", "schedule_free_sgd", "ScheduleFreeState",
     "schedules", "set_hyperparams", "set_to_zero", "sgd", "shampoo", "ShampooLeafState", "sharding",
-    "sign_sgd", "signum", "simplified_ademamix", "skip_nonfinite", "SkipNonfiniteState", "sm3",
+    "sign_sgd", "signum", "simplified_ademamix", "skip_nonfinite", "skip_spikes", "SkipNonfiniteState",
+    "SkipSpikesState", "sm3",
     "soap", "SoapLeafState", "sophia", "state_get", "state_paths", "state_set", "stateless", "swa",
     "SwaState", "unpack", "Updates", "value_and_grad_from_state", "yogi", "zero_nans",
-    "ZeroNansState", "ZoomLinesearchInfo",
+    "ZclipState", "zclip", "ZeroNansState", "ZoomLinesearchInfo",
 ]
 # fmt: on
