@@ -152,6 +152,7 @@ from optix.transforms._scale import (
 )
 from optix.transforms._stddev import ScaleByStddevState, scale_by_stddev
 from optix.transforms._trust_ratio import ScaleByTrustRatioState, scale_by_trust_ratio
+from optix.transforms._zclip import ZclipState, zclip
 from optix.transforms._zero_nans import ZeroNansState, zero_nans
 from optix.transforms._zoom_linesearch import (
     ScaleByZoomLinesearchState,
@@ -180,7 +181,6 @@ from optix.wrappers._plateau import ReduceOnPlateauState, reduce_on_plateau
 from optix.wrappers._quantize import QuantizedArray, QuantizedState, quantize_state
 from optix.wrappers._sam import SamNormalizeState, SamState, sam
 from optix.wrappers._spikes import SkipSpikesState, skip_spikes
-from optix.wrappers._zclip import ZclipState, zclip
 
 __version__ = "0.1.0"
 
@@ -235,10 +235,10 @@ __all__ = [
     "ScaleByZoomLinesearchState", "ScaleLrState", "ScaleState", "Schedule", "schedule_free",
     "schedule_free_adamw", "schedule_free_eval_params", "schedule_free_sgd", "ScheduleFreeState",
     "schedules", "set_hyperparams", "set_to_zero", "sgd", "shampoo", "ShampooLeafState", "sharding",
-    "sign_sgd", "signum", "simplified_ademamix", "skip_nonfinite", "skip_spikes", "SkipNonfiniteState",
-    "SkipSpikesState", "sm3",
-    "soap", "SoapLeafState", "sophia", "state_get", "state_paths", "state_set", "stateless", "swa",
-    "SwaState", "unpack", "Updates", "value_and_grad_from_state", "yogi", "zero_nans",
-    "ZclipState", "zclip", "ZeroNansState", "ZoomLinesearchInfo",
+    "sign_sgd", "signum", "simplified_ademamix", "skip_nonfinite", "skip_spikes",
+    "SkipNonfiniteState", "SkipSpikesState", "sm3", "soap", "SoapLeafState", "sophia", "state_get",
+    "state_paths", "state_set", "stateless", "swa", "SwaState", "unpack", "Updates",
+    "value_and_grad_from_state", "yogi", "zclip", "ZclipState", "zero_nans", "ZeroNansState",
+    "ZoomLinesearchInfo",
 ]
 # fmt: on

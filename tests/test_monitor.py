@@ -168,3 +168,14 @@ def test_under_nnx_optimizer_and_nnx_jit():
     assert all(type(v) is type(jnp.zeros(())) for v in outside.values())  # arrays, not Variables
     assert set(outside) == set(got)
     np.testing.assert_array_equal(outside["grad_norm/bias"], got["grad_norm/bias"])
+
+
+def test_skip_spikes_inside_is_counted():
+    """A gradient-norm spike skipped by ``skip_spikes`` counts in ``skipped_steps``."""
+    tx = optix.monitor(optix.skip_spikes(optix.sgd(0.1), window=8, warmup=3, threshold=3.0))
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    step = jax.jit(tx.update)
+    for scale in (1.0, 1.1, 0.9, 1.0, 1e4, 1.0):  # the fifth gradient is a spike
+        _, state = step({"w": jnp.full(3, scale)}, state, params)
+    assert int(optix.metrics(state)["skipped_steps"]) == 1

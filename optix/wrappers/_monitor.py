@@ -14,6 +14,7 @@ from optix._chain import caller, check_transform
 from optix._hyperparams import pure, unbox
 from optix._keypath import parts
 from optix.wrappers._nonfinite import SkipNonfiniteState
+from optix.wrappers._spikes import SkipSpikesState
 
 _NAMES = ("grad_norm", "update_norm", "param_norm", "update_param_ratio", "skipped_steps")
 
@@ -28,6 +29,7 @@ class MonitorState(NamedTuple):
       param_norm: global L2 norm of the params (NaN when ``update`` got no params).
       update_param_ratio: ``update_norm / param_norm``.
       skipped_steps: int32 number of steps skipped so far by the :func:`optix.skip_nonfinite`
+        and :func:`optix.skip_spikes`
         wrappers inside ``tx`` (0 when there is none).
       group_grad_norms: ``{group: norm}``, the gradient's norm over each group's leaves.
       group_update_norms: ``{group: norm}``, the updates' norm over each group's leaves.
@@ -99,10 +101,11 @@ def _group_norms(masks: dict[str, list[bool]], tree: Any) -> dict[str, jax.Array
 
 
 def _skipped(inner_state: Any) -> jax.Array:
-    """The total of ``skipped`` over the outermost :class:`SkipNonfiniteState` in ``inner_state``."""
+    """The total of ``skipped`` over the outermost skipping states (:func:`optix.skip_nonfinite`,
+    :func:`optix.skip_spikes`) in ``inner_state``."""
 
     def is_skip(x: Any) -> bool:
-        return isinstance(x, SkipNonfiniteState)
+        return isinstance(x, SkipNonfiniteState | SkipSpikesState)
 
     total = jnp.zeros([], jnp.int32)
     for node in jax.tree.leaves(inner_state, is_leaf=is_skip):
@@ -128,13 +131,15 @@ def monitor(tx: GradientTransformation, *, groups: Any = None) -> GradientTransf
     all at once with :func:`optix.metrics`, inside or outside ``jit``. Sums of squares are taken
     leaf by leaf in at least float32, as :func:`optix.clip_by_global_norm` takes them, and each
     leaf's sum is computed once however many norms read it. The ratio :math:`\rho`, the relative
-    size of a step, is infinite for zero params (NaN when the updates are zero too). ``params`` is optional: called without it, ``param_norm`` and the
+    size of a step, is infinite for zero params (NaN when the updates are zero too). ``params`` is
+    optional: called without it, ``param_norm`` and the
     ratio are NaN.
 
     The gradient's norm is the one received, before anything in ``tx`` (a
     :func:`optix.clip_by_global_norm` inside ``tx`` does not change it, and its clipped norm is
     not recorded: the updates' norm is). ``skipped_steps`` is the total ``skipped`` count of
-    every :func:`optix.skip_nonfinite` inside ``tx`` (0 when ``tx`` holds none); on a skipped
+    every :func:`optix.skip_nonfinite` and :func:`optix.skip_spikes` inside ``tx`` (0 when ``tx``
+    holds none); on a skipped
     step the gradient's norm is recorded as received (NaN or infinite) and the updates' norm is 0.
 
     Args:
@@ -155,7 +160,7 @@ def monitor(tx: GradientTransformation, *, groups: Any = None) -> GradientTransf
       >>> state = tx.init(params)
       >>> grads = {"w": jnp.array([3.0, 4.0]), "b": jnp.array([12.0])}
       >>> updates, state = tx.update(grads, state, params)
-      >>> {k: round(float(v), 4) for k, v in optix.metrics(state).items()}  # doctest: +NORMALIZE_WHITESPACE
+      >>> {k: round(float(v), 4) for k, v in optix.metrics(state).items()}
       {'grad_norm': 13.0, 'update_norm': 1.3, 'param_norm': 1.4142, 'update_param_ratio': 0.9192,
        'skipped_steps': 0.0, 'grad_norm/bias': 12.0, 'update_norm/bias': 1.2}
 
