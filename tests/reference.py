@@ -425,3 +425,22 @@ def run_noise_transcription(
     # The noise under jit is the noise drawn eagerly from the same key.
     eager = jax.random.normal(optix.noise_key(key, 5, 2), shapes[2], jnp.float32)
     np.testing.assert_array_equal(eager, expected_noise(jnp.int32(5))[2])
+
+
+def _as_jax64(tree: dict) -> dict:
+    return {k: jnp.asarray(v, jnp.float64) for k, v in tree.items()}
+
+
+def max_rel_diff(ours, theirs, seed: int = 0) -> float:
+    """The largest relative difference of the two transforms' updates over teacher-forced steps."""
+    grads, params = gradient_stream(seed), params_stream(seed)
+    s_ours, s_theirs = ours.init(_as_jax64(params[0])), theirs.init(_as_jax64(params[0]))
+    worst = 0.0
+    for g, p in zip(grads, params, strict=True):
+        u_ours, s_ours = ours.update(_as_jax64(g), s_ours, _as_jax64(p))
+        with jax.numpy_dtype_promotion("standard"):
+            u_theirs, s_theirs = theirs.update(_as_jax64(g), s_theirs, _as_jax64(p))
+        for k in SHAPES:
+            a, b = np.asarray(u_ours[k]), np.asarray(u_theirs[k])
+            worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(b) + 1e-300), initial=0.0)))
+    return worst
