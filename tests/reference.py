@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import optix
+
 N_STEPS = 120
 ZERO_STEP = 11  # one step with an all-zero gradient
 SHAPES = {"scalar": (), "vector": (6,), "matrix": (3, 4)}
@@ -444,3 +446,21 @@ def max_rel_diff(ours, theirs, seed: int = 0) -> float:
             a, b = np.asarray(u_ours[k]), np.asarray(u_theirs[k])
             worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(b) + 1e-300), initial=0.0)))
     return worst
+
+
+def train_scanned(tx, loss, params, steps, **extra):
+    """``steps`` jitted steps of ``tx`` on ``loss`` in one ``lax.scan`` (the loss value passed as
+    ``value=``); the final params and the loss of each step."""
+
+    @jax.jit
+    def run(params):
+        def step(carry, _):
+            params, state = carry
+            value, grads = jax.value_and_grad(loss)(params)
+            updates, state = tx.update(grads, state, params, value=value, **extra)
+            return (optix.apply_updates(params, updates), state), value
+
+        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+        return params, losses
+
+    return run(params)

@@ -11,6 +11,7 @@ import pytest
 import optix
 from tests.cases import CASES, IDS
 from tests.problems import PROBLEMS, TARGETS, train
+from tests.reference import train_scanned
 
 
 def _params(dtype=jnp.float32):
@@ -178,21 +179,6 @@ def test_params_none_is_a_clear_error_exactly_when_needed(case):
         assert jax.tree.structure(updates) == jax.tree.structure(params)
 
 
-def _train(tx, loss, params, steps, **extra):
-    @jax.jit
-    def run(params):
-        def step(carry, _):
-            params, state = carry
-            value, grads = jax.value_and_grad(loss)(params)
-            updates, state = tx.update(grads, state, params, value=value, **extra)
-            return (optix.apply_updates(params, updates), state), value
-
-        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
-        return params, losses
-
-    return run(params)
-
-
 def _quadratic():
     a = jnp.linspace(1.0, 10.0, 6, dtype=jnp.float32)
     target = jnp.linspace(-1.0, 2.0, 6, dtype=jnp.float32)
@@ -217,5 +203,5 @@ CONVERGING = {
 @pytest.mark.parametrize("name", sorted(CONVERGING))
 def test_converges_on_a_quadratic(name):
     loss, params = _quadratic()
-    final, losses = _train(CONVERGING[name](), loss, params, 600)
+    final, losses = train_scanned(CONVERGING[name](), loss, params, 600)
     assert float(loss(final)) < 1e-3 * float(losses[0]), name

@@ -15,6 +15,7 @@ import pytest
 
 import optix
 from tests.problems import PROBLEMS, TARGETS
+from tests.reference import train_scanned
 from tests.test_contract import _grads, _params, _signature
 
 # ---------------------------------------------------------------------------------------------
@@ -33,21 +34,6 @@ from tests.test_contract import _grads, _params, _signature
 
 # ---------------------------------------------------------------------------------------------
 # Behaviour: convergence, arguments, dtypes
-
-
-def _train(tx, loss, params, steps, **extra):
-    @jax.jit
-    def run(params):
-        def step(carry, _):
-            params, state = carry
-            value, grads = jax.value_and_grad(loss)(params)
-            updates, state = tx.update(grads, state, params, value=value, **extra)
-            return (optix.apply_updates(params, updates), state), value
-
-        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
-        return params, losses
-
-    return run(params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +102,7 @@ def test_momo_converges(name, problem):
     loss, params = PROBLEMS[problem]()
     steps, fraction = TARGETS[problem]
     lr = MOMO_LR[name][["quadratic", "rosenbrock", "logistic"].index(problem)]
-    final, losses = _train(MOMO[name](lr), loss, params, steps)
+    final, losses = train_scanned(MOMO[name](lr), loss, params, steps)
     assert float(loss(final)) < fraction * float(losses[0]), (name, problem)
 
 

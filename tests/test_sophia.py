@@ -11,28 +11,13 @@ import numpy as np
 import pytest
 
 import optix
-from tests.reference import SHAPES
+from tests.reference import SHAPES, train_scanned
 from tests.transcriptions import SEPARABLE_CURVATURE, separable_objective
 
 
 def _tree(seed):
     rng = np.random.default_rng(seed)
     return {k: jnp.asarray(rng.standard_normal(s)) for k, s in SHAPES.items()}
-
-
-def _train(tx, loss, params, steps, **extra):
-    @jax.jit
-    def run(params):
-        def step(carry, _):
-            params, state = carry
-            value, grads = jax.value_and_grad(loss)(params)
-            updates, state = tx.update(grads, state, params, value=value, **extra)
-            return (optix.apply_updates(params, updates), state), value
-
-        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
-        return params, losses
-
-    return run(params)
 
 
 def test_hutchinson_estimate_is_exact_for_diagonal_and_unbiased_otherwise(x64):
@@ -89,5 +74,5 @@ def test_sophia_with_hutchinson_converges_on_an_ill_conditioned_quadratic():
     scales = jnp.array([1.0, 10.0, 100.0, 1000.0], jnp.float32)
     loss = lambda p: 0.5 * jnp.sum(scales * (p - 1.0) ** 2)  # noqa: E731
     tx = optix.sophia(0.05, weight_decay=0.0, gamma=0.1, update_interval=2)
-    final, losses = _train(tx, loss, jnp.zeros(4, jnp.float32), 400, obj_fn=loss)
+    final, losses = train_scanned(tx, loss, jnp.zeros(4, jnp.float32), 400, obj_fn=loss)
     assert float(loss(final)) < 1e-4 * float(losses[0])
