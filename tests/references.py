@@ -89,6 +89,7 @@ NOT_OPTIMIZERS = {
     "clip_by_global_norm": "building block (gradient clipping); checked against optax here",
     "clip_by_block_rms": "building block (gradient clipping); tests/test_blockclip.py",
     "adaptive_grad_clip": "building block (gradient clipping); tests/test_blockclip.py",
+    "zclip": "building block (gradient clipping); a NumPy transcription in tests/test_spikes.py",
     "scale": "building block (a constant factor); checked against optax.scale here",
     "scale_lr": "building block (the sign and the learning rate of every alias)",
     "add_decayed_weights": "building block (weight decay); checked against optax here",
