@@ -83,9 +83,7 @@ from optix.optimizers._radam import ScaleByRadamState, radam, scale_by_radam
 from optix.optimizers._rmsprop import ScaleByRmsState, rmsprop, scale_by_rms
 from optix.optimizers._rprop import ScaleByRpropState, rprop, scale_by_rprop
 from optix.optimizers._schedule_free import (
-    ScaleByDebiasedRmsState,
     ScheduleFreeState,
-    scale_by_debiased_rms,
     schedule_free,
     schedule_free_adamw,
     schedule_free_eval_params,
@@ -121,6 +119,7 @@ from optix.transforms._blockclip import (
     clip_by_block_rms,
 )
 from optix.transforms._clip import ClipByGlobalNormState, ClipState, clip, clip_by_global_norm
+from optix.transforms._debiased_rms import ScaleByDebiasedRmsState, scale_by_debiased_rms
 from optix.transforms._ema import EmaState, ema
 from optix.transforms._linesearch import (
     BacktrackingInfo,
