@@ -118,11 +118,8 @@ def ranges(factory: Callable[..., Any]) -> dict[str, Range]:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def checked(factory: F) -> F:
-    """Decorate a factory so that it checks the ranges its signature declares when it is called
-    (an alias that chains transforms: each argument is checked even when the term it feeds is
-    left out, so ``sgd(0.1, dampening=2.0)`` raises rather than ignoring the value)."""
-    declared = ranges(factory)
+def _checking(factory: F, declared: dict[str, Range]) -> F:
+    """``factory``, checking each argument in ``declared`` against its range when called."""
     signature = inspect.signature(factory)
 
     @functools.wraps(factory)
@@ -136,14 +133,22 @@ def checked(factory: F) -> F:
     return typing.cast(F, build)
 
 
+def checked(factory: F) -> F:
+    """Decorate a factory so that it checks the ranges its signature declares when it is called
+    (an alias that chains transforms: each argument is checked even when the term it feeds is
+    left out, so ``sgd(0.1, dampening=2.0)`` raises rather than ignoring the value)."""
+    return _checking(factory, ranges(factory))
+
+
 def transform(state_cls: type) -> Callable[[F], F]:
     """Decorate a transform factory whose state is ``state_cls``: the ranges its signature
     declares are checked when it is called (as :func:`checked`), and by
     :func:`optix.set_hyperparams` on the hyperparameters of any ``state_cls`` state."""
 
     def decorate(factory: F) -> F:
-        register_rules(state_cls, **{name: r.check for name, r in ranges(factory).items()})
-        return checked(factory)
+        declared = ranges(factory)
+        register_rules(state_cls, **{name: r.check for name, r in declared.items()})
+        return _checking(factory, declared)
 
     return decorate
 
