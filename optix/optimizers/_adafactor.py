@@ -22,11 +22,12 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
 from optix._toolkit import (
-    Beta,
+    BetaOrNone,
     Finite,
     Hyperparams,
     HyperparamState,
     NonNegative,
+    NonNegativeOrNone,
     checked,
     leafwise,
     transform,
@@ -184,9 +185,9 @@ def adafactor(
     decay_rate: NonNegative = 0.8,
     decay_offset: Finite = 0,
     multiply_by_parameter_scale: bool = True,
-    clipping_threshold: NonNegative | None = 1.0,
-    momentum: Beta | None = None,
-    weight_decay_rate: NonNegative | None = None,
+    clipping_threshold: NonNegativeOrNone = 1.0,
+    momentum: BetaOrNone = None,
+    weight_decay_rate: NonNegativeOrNone = None,
     eps: NonNegative = 1e-30,
     factored: bool = True,
     weight_decay_mask: Any | Callable[[Params], Any] | None = None,
@@ -255,11 +256,6 @@ def adafactor(
     <https://arxiv.org/abs/1804.04235>`_, ICML 2018.
     """
     # checked here, under the names the caller wrote (the transforms name them differently)
-    if clipping_threshold is not None:
-        _validate.check_nonnegative("clipping_threshold", clipping_threshold)
-    if weight_decay_rate is not None:
-        _validate.check_nonnegative("weight_decay_rate", weight_decay_rate)
-    _validate.check_nonnegative("eps_scale", eps_scale)
     parts = [
         scale_by_factored_rms(
             decay_rate,

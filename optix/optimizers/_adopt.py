@@ -141,7 +141,7 @@ def adopt(
     b1: Beta = 0.9,
     b2: Beta = 0.9999,
     eps: NonNegative = 1e-6,
-    weight_decay: NonNegative | None = None,
+    weight_decay: NonNegativeOrNone = None,
     mask: Mask = None,
     *,
     clip_value: NonNegativeOrNone = adopt_clip_schedule,

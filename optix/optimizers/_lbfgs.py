@@ -23,7 +23,7 @@ from optix import _tree, _validate
 from optix._base import GradientTransformation, Params, Updates
 from optix._chain import chain
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, transform
+from optix._toolkit import Hyperparams, HyperparamState, NonNegativeOrNone, transform
 from optix.transforms._linesearch import scale_by_backtracking_linesearch
 from optix.transforms._scale import scale_lr
 from optix.transforms._zoom_linesearch import scale_by_zoom_linesearch
@@ -244,7 +244,7 @@ def scale_by_lbfgs(
 
 
 def lbfgs(
-    learning_rate: NonNegative | None = None,
+    learning_rate: NonNegativeOrNone = None,
     memory_size: int = 10,
     scale_init_precond: bool = True,
     linesearch: GradientTransformation | Literal["zoom", "backtracking"] | None = "zoom",

@@ -23,6 +23,7 @@ from optix._toolkit import (
     Hyperparams,
     HyperparamState,
     NonNegative,
+    NonNegativeOrNone,
     checked,
     leafwise,
     transform,
@@ -266,7 +267,7 @@ def muon(
     layout: Literal["in_out", "out_in"] = "in_out",
     scale_mode: Literal["original", "match_rms_adamw", "none"] = "original",
     rms_scale: NonNegative = 0.2,
-    adam_learning_rate: NonNegative | None = None,
+    adam_learning_rate: NonNegativeOrNone = None,
     adam_b1: Beta = 0.9,
     adam_b2: Beta = 0.999,
     adam_eps: NonNegative = 1e-8,
@@ -329,13 +330,6 @@ def muon(
     <https://kellerjordan.github.io/posts/muon/>`_, 2024; Liu et al., `Muon is scalable for LLM
     training <https://arxiv.org/abs/2502.16982>`_, 2025.
     """
-    # the AdamW branch's settings, checked under the names the caller wrote
-    if adam_learning_rate is not None:
-        _validate.check_nonnegative("adam_learning_rate", adam_learning_rate)
-    _validate.check_unit_interval("adam_b1", adam_b1)
-    _validate.check_unit_interval("adam_b2", adam_b2)
-    _validate.check_nonnegative("adam_eps", adam_eps)
-    _validate.check_nonnegative("adam_weight_decay", adam_weight_decay)
     muon_tx = [
         scale_by_muon(
             beta,
