@@ -173,6 +173,12 @@ def leafwise(fn: Callable[..., Any], updates: Any, *state: Any) -> Any:
     return _tree.map_leaves(leaf, updates, *state, n_out=len(state) + 1 if state else None)
 
 
+def multiply(updates: Any, factor: jax.Array) -> Any:
+    """Each leaf times the scalar ``factor``, computed in at least float32 and cast back to the
+    leaf's dtype (clipping factors, step sizes, learning rates)."""
+    return leafwise(lambda g: g * factor, updates)
+
+
 def is_off(value: Any) -> bool:
     """Whether an optional term (momentum, weight decay) is switched off by a literal ``0``: then
     the chain leaves it out, with no state and no work. A schedule or an array stays in, settable."""
@@ -206,6 +212,7 @@ __all__ = [
     "first_and_second_moments",
     "is_off",
     "leafwise",
+    "multiply",
     "or_none",
     "ranges",
     "transform",

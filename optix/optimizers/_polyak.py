@@ -20,7 +20,7 @@ from optix._toolkit import (
     HyperparamState,
     NonNegative,
     checked,
-    leafwise,
+    multiply,
     transform,
 )
 from optix.transforms._scale import scale_lr
@@ -110,7 +110,7 @@ def scale_by_polyak(
         step = jnp.where(
             usable, jnp.minimum(gap / jnp.where(usable, denom, 1), h.max_learning_rate), 0
         )
-        return leafwise(lambda g: g * step, updates), ScaleByPolyakState(hyperparams)
+        return multiply(updates, step), ScaleByPolyakState(hyperparams)
 
     return GradientTransformation(init, update)
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from optix import _tree
 from optix._base import GradientTransformation
 from optix._fusable import mark_elementwise
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, leafwise, multiply, transform
 from optix.transforms._common import hyperparams_only
 
 
@@ -77,7 +77,7 @@ def clip_by_global_norm(max_norm: NonNegative) -> GradientTransformation:
         norm = _tree.global_norm(updates)
         clipped = norm > h.max_norm  # false for all-zero gradients, so no 0/0
         factor = jnp.where(clipped, h.max_norm / jnp.where(clipped, norm, 1), 1)
-        return leafwise(lambda g: g * factor, updates)
+        return multiply(updates, factor)
 
     spec = Hyperparams(max_norm=max_norm)
     # The global norm ignores leaf boundaries, so it is the same on packed buffers.

@@ -26,10 +26,10 @@ from optix._toolkit import (
     NonNegative,
     OpenFraction,
     Positive,
+    multiply,
     transform,
 )
 from optix._tree import tree_inner
-from optix.transforms._scale import multiply
 
 
 def value_dtype(params: Params) -> jnp.dtype:

@@ -11,7 +11,15 @@ import jax.numpy as jnp
 from optix import _tree, _validate
 from optix._base import EmptyState, GradientTransformation
 from optix._fusable import mark_elementwise
-from optix._toolkit import Finite, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import (
+    Finite,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    leafwise,
+    multiply,
+    transform,
+)
 from optix.transforms._common import hyperparams_only
 
 
@@ -94,7 +102,7 @@ def normalize_by_update_norm(
         denom = _tree.global_norm(updates) + h.eps
         nonzero = denom > 0  # an all-zero update with eps = 0 stays zero, not 0/0
         factor = jnp.where(nonzero, h.scale_factor / jnp.where(nonzero, denom, 1), 0)
-        return leafwise(lambda g: g * factor, updates)
+        return multiply(updates, factor)
 
     # The global norm ignores leaf boundaries, so it is the same on packed buffers.
     tx = hyperparams_only("normalize_by_update_norm", NormalizeByUpdateNormState, spec, apply)

@@ -9,14 +9,17 @@ import jax
 import jax.numpy as jnp
 
 from optix import _validate
-from optix._base import EmptyState, GradientTransformation, OptState, ScalarOrSchedule, Updates
+from optix._base import EmptyState, GradientTransformation, OptState, ScalarOrSchedule
 from optix._fusable import mark_elementwise
-from optix._toolkit import Finite, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import (
+    Finite,
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    multiply,
+    transform,
+)
 from optix.transforms._common import hyperparams_only
-
-
-def multiply(updates: Updates, factor: jax.Array) -> Updates:
-    return leafwise(lambda g: g * factor, updates)
 
 
 def _scaling(

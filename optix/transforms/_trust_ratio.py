@@ -10,7 +10,7 @@ from jax.typing import ArrayLike
 
 from optix import _tree
 from optix._base import GradientTransformation
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, multiply, transform
 from optix.transforms._common import hyperparams_only
 
 
@@ -99,7 +99,7 @@ def scale_by_trust_ratio(
     def apply(updates, params, h):
         def leaf(u, p):
             r = trust_ratio(u, p, h.min_norm, h.trust_coefficient, h.eps)
-            return leafwise(lambda g: g * r, u)
+            return multiply(u, r)
 
         return _tree.map_leaves(leaf, updates, params)
 

@@ -20,6 +20,7 @@ from optix._toolkit import (
     OpenFraction,
     Positive,
     PositiveOrNone,
+    multiply,
     transform,
 )
 from optix.transforms._linesearch import (
@@ -30,7 +31,6 @@ from optix.transforms._linesearch import (
     step_along,
     value_dtype,
 )
-from optix.transforms._scale import multiply
 
 
 class ZoomLinesearchInfo(NamedTuple):

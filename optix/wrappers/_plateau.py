@@ -8,10 +8,17 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optix import _tree, _validate
+from optix import _validate
 from optix._base import GradientTransformation
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, OpenFraction, transform
+from optix._toolkit import (
+    Hyperparams,
+    HyperparamState,
+    NonNegative,
+    OpenFraction,
+    multiply,
+    transform,
+)
 
 
 class ReduceOnPlateauState(NamedTuple):
@@ -160,7 +167,7 @@ def reduce_on_plateau(
         value_sum = jnp.where(ready, jnp.zeros_like(value_sum), value_sum)
         value_count = jnp.where(ready, jnp.zeros_like(value_count), value_count)
         hyperparams = hyperparams._replace(scheduled={**hyperparams.scheduled, "scale": scale})
-        updates = _tree.map_leaves(lambda u: (_tree.upcast(u) * scale).astype(u.dtype), updates)
+        updates = multiply(updates, scale)
         new_state = ReduceOnPlateauState(
             hyperparams, best, plateau, cooldown_left, value_sum, value_count
         )

@@ -11,9 +11,8 @@ from optix import _tree, _validate
 from optix._apply import apply_updates
 from optix._base import GradientTransformation, OptState, Params
 from optix._chain import caller, check_transform
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, transform
+from optix._toolkit import Hyperparams, HyperparamState, NonNegative, multiply, transform
 from optix.transforms._common import hyperparams_only
-from optix.transforms._scale import multiply
 
 
 class SamNormalizeState(NamedTuple):
