@@ -21,6 +21,21 @@ def all_finite(tree: Any) -> jax.Array:
     return finite
 
 
+def step_or_hold(
+    skip: jax.Array, call: Any, updates: Any, inner_state: OptState, params: Any, extra: dict
+) -> tuple[Any, OptState]:
+    """The inner transform's ``(updates, state)``, or, where ``skip``, zero updates shaped like
+    them and ``inner_state`` exactly as it was (only one branch runs, under ``lax.cond``)."""
+
+    def step():
+        return call(updates, inner_state, params, extra)
+
+    def hold():
+        return _tree.zeros_shaped_like(jax.eval_shape(step)[0]), inner_state
+
+    return jax.lax.cond(skip, hold, step)
+
+
 class SkipNonfiniteState(NamedTuple):
     """State of :func:`skip_nonfinite`.
 
@@ -102,13 +117,7 @@ def skip_nonfinite(
         )
         skip = jnp.logical_and(jnp.logical_not(finite), protecting)
 
-        def step():
-            return call_inner(updates, state.inner_state, params, extra)
-
-        def hold():
-            return _tree.zeros_shaped_like(jax.eval_shape(step)[0]), state.inner_state
-
-        out, inner_state = jax.lax.cond(skip, hold, step)
+        out, inner_state = step_or_hold(skip, call_inner, updates, state.inner_state, params, extra)
         skipped = jnp.where(skip, increment(state.skipped), state.skipped)
         consecutive = jnp.where(
             finite,

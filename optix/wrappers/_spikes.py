@@ -12,6 +12,7 @@ from optix._base import GradientTransformation, OptState
 from optix._chain import caller, check_transform
 from optix._hyperparams import increment
 from optix._toolkit import Hyperparams, HyperparamState, Positive, transform
+from optix.wrappers._nonfinite import step_or_hold
 
 _EPS = 1e-8
 _ON = ("grad_norm", "loss")
@@ -142,13 +143,7 @@ def skip_spikes(
         outlier = jnp.logical_and(state.filled >= warmup, z > h.threshold)
         spike = jnp.logical_or(jnp.logical_not(jnp.isfinite(x)), outlier)
 
-        def step():
-            return call(updates, state.inner_state, params, extra)
-
-        def hold():
-            return _tree.zeros_shaped_like(jax.eval_shape(step)[0]), state.inner_state
-
-        out, inner_state = jax.lax.cond(spike, hold, step)
+        out, inner_state = step_or_hold(spike, call, updates, state.inner_state, params, extra)
         values = state.values.at[state.position].set(x)
         filled = jnp.minimum(state.filled + 1, window)
         position = (state.position + 1) % window
