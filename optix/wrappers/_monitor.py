@@ -192,6 +192,7 @@ def monitor(tx: GradientTransformation, *, groups: Any = None) -> GradientTransf
 
     def update(updates, state, params=None, **extra):
         new_updates, inner_state = call(updates, state.inner_state, params, extra)
+        masks = _group_masks(checked, updates)  # the updates keep the gradient's tree
         grad_norm = _tree.global_norm(updates).astype(dtype)
         update_norm = _tree.global_norm(new_updates).astype(dtype)
         if params is None:
@@ -205,8 +206,8 @@ def monitor(tx: GradientTransformation, *, groups: Any = None) -> GradientTransf
             param_norm,
             update_norm / param_norm,
             _skipped(inner_state),
-            _group_norms(_group_masks(checked, updates), updates),
-            _group_norms(_group_masks(checked, new_updates), new_updates),
+            _group_norms(masks, updates),
+            _group_norms(masks, new_updates),
         )
 
     return GradientTransformation(init, update)
