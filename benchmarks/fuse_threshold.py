@@ -42,9 +42,11 @@ import optax
 import optix
 
 try:  # benchmarks/run.py holds the GPT-2 tree and the optimizer pairs
-    from benchmarks.run import gpt2_shapes, pairs
+    from benchmarks.run import gpt2_shapes
+    from benchmarks.run import pairs
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
-    from run import gpt2_shapes, pairs  # type: ignore[no-redef]
+    from run import gpt2_shapes  # type: ignore[no-redef]
+    from run import pairs  # type: ignore[no-redef]
 
 OPTIMIZERS = pairs(
     "adam", "adamw", "sgd+momentum", "clip+adamw"

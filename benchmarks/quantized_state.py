@@ -28,7 +28,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn.datasets import load_diabetes, load_digits
+from sklearn.datasets import load_diabetes
+from sklearn.datasets import load_digits
 
 import optix
 

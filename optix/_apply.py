@@ -6,8 +6,11 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from optix import _keypath, _tree, _validate
-from optix._base import Params, Updates
+from optix import _keypath
+from optix import _tree
+from optix import _validate
+from optix._base import Params
+from optix._base import Updates
 
 
 def _is_none(x: object) -> bool:

@@ -7,8 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from optix import _validate
-from optix._base import GradientTransformation, OptState, Params, Updates
-from optix._fusable import is_elementwise, mark_elementwise
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import Params
+from optix._base import Updates
+from optix._fusable import is_elementwise
+from optix._fusable import mark_elementwise
 
 
 def accepts_extra(update: Any) -> bool:

@@ -24,7 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from optix import _paths
-from optix._base import GradientTransformation, OptState, Params
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import Params
 from optix._hyperparams import pure
 
 Parts = tuple[str, ...]

@@ -12,15 +12,20 @@ the functions here read through the wrapper and keep it, so the state keeps its 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from optix import _keypath, _paths, _schedule_guard, _validate
+from optix import _keypath
+from optix import _paths
+from optix import _schedule_guard
+from optix import _validate
 from optix._base import OptState
 
 

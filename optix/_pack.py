@@ -14,7 +14,8 @@ not copied into a buffer but carried as a child of its own, so a function mapped
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 

@@ -48,7 +48,8 @@ from typing import Any
 import jax
 
 from optix import _pack
-from optix._keypath import key_str, parts
+from optix._keypath import key_str
+from optix._keypath import parts
 
 _PATTERN_CHARS = frozenset("*?[/")
 _MISSING = object()  # a leaf a partial tree does not reach

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from optix import _tree, _validate
+from optix import _tree
+from optix import _validate
 from optix._keypath import path_str
 
 

@@ -20,9 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optix import _keypath, _paths
+from optix import _keypath
+from optix import _paths
 from optix._base import OptState
-from optix._hyperparams import HyperparamState, pure, unbox
+from optix._hyperparams import HyperparamState
+from optix._hyperparams import pure
+from optix._hyperparams import unbox
 
 _HP_FIELDS = ("values", "scheduled")
 

@@ -48,15 +48,21 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
+from typing import Any
+from typing import TypeVar
 
 import jax
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
 from optix._base import ScalarOrSchedule
+from optix._fusable import mark_elementwise
 from optix._hyperparams import Hyperparams as Hyperparams
 from optix._hyperparams import HyperparamState as HyperparamState
+from optix._hyperparams import Values as Values
 from optix._hyperparams import register_rules
 
 
@@ -173,6 +179,59 @@ def leafwise(fn: Callable[..., Any], updates: Any, *state: Any) -> Any:
     return _tree.map_leaves(leaf, updates, *state, n_out=len(state) + 1 if state else None)
 
 
+def per_leaf(
+    name: str,
+    state_cls: type,
+    spec: Hyperparams,
+    *,
+    init: Callable[[Any], tuple[Any, ...]],
+    rule: Callable[[Values], Callable[..., Any]],
+    reads_params: bool = False,
+) -> GradientTransformation:
+    """The whole transform of an element-wise algorithm, from its per-leaf math.
+
+    - ``init(params)`` returns the state's trees after ``hyperparams`` (``(mu, nu)``), in the
+      order of ``state_cls``'s fields; a field that is ``None`` (an option that is off) stays
+      ``None`` and is not passed to the rule.
+    - ``rule(h)`` is called once per update with this step's values (``h.b1``, ``h.t``) and
+      returns the per-leaf function ``fn(g, *s) -> (u, *new_s)`` that :func:`leafwise` runs. Work
+      that is the same for every leaf (bias corrections, step sizes) goes in ``rule``, before the
+      per-leaf function, so that it is done once per step.
+    - ``reads_params``: ``params`` are required, checked against the updates, and passed to
+      ``fn`` after the state leaves (read only: ``fn`` returns no new value for them).
+
+    The transform checks float params at ``init`` and the updates against its state at
+    ``update`` (errors name ``name``), and is marked element-wise for :func:`optix.fuse`.
+    """
+
+    def init_state(params: Any) -> Any:
+        _validate.check_float_leaves(params, f"`{name}` params")
+        return state_cls(spec.init(), *init(params))
+
+    def update(updates: Any, state: Any, params: Any = None, **extra: Any) -> Any:
+        del extra
+        _, *fields = state
+        live = [i for i, field in enumerate(fields) if field is not None]
+        _validate.check_updates(updates, fields[live[0]], name)
+        h, hyperparams = spec.step(state.hyperparams)
+        fn, trees = rule(h), [fields[i] for i in live]
+        if reads_params:
+            _validate.require_params(params, name)
+            _validate.check_matches_params(updates, params)
+            fn_of_state = fn
+
+            def fn(*args: jax.Array) -> Any:  # the param leaf is read, and given back unchanged
+                return (*fn_of_state(*args), args[-1])
+
+            trees.append(params)
+        updates, *new = leafwise(fn, updates, *trees)
+        for i, tree in zip(live, new, strict=False):
+            fields[i] = tree
+        return updates, state_cls(hyperparams, *fields)
+
+    return mark_elementwise(GradientTransformation(init_state, update))
+
+
 def multiply(updates: Any, factor: jax.Array) -> Any:
     """Each leaf times the scalar ``factor``, computed in at least float32 and cast back to the
     leaf's dtype (clipping factors, step sizes, learning rates)."""
@@ -208,12 +267,14 @@ __all__ = [
     "Positive",
     "PositiveOrNone",
     "Range",
+    "Values",
     "checked",
     "first_and_second_moments",
     "is_off",
     "leafwise",
     "multiply",
     "or_none",
+    "per_leaf",
     "ranges",
     "transform",
 ]

@@ -21,11 +21,16 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec, Sharding
+from jax.sharding import AbstractMesh
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
+from jax.sharding import Sharding
 
 from optix._base import GradientTransformation
 from optix._chain import caller
-from optix._tree import has_explicit_axes, match_layout
+from optix._tree import has_explicit_axes
+from optix._tree import match_layout
 
 LeafSharding = Callable[[Any, Sharding], Sharding]
 

@@ -79,7 +79,8 @@ def teacher_forced(tx, reference, seed: int = 0, spread: float = 0.0) -> None:
 def bf16_donating_run(tx) -> None:
     """Two steps of a jitted step donating params and state, on bfloat16 params: the state owns
     its buffers, the updates are bfloat16 and finite."""
-    from tests.test_contract import _grads, _params
+    from tests.test_contract import _grads
+    from tests.test_contract import _params
     from tests.test_donation import _run_donating_step
 
     params, _ = _run_donating_step(tx, _params(jnp.bfloat16))

@@ -24,7 +24,8 @@ import inspect
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import jax
@@ -34,40 +35,36 @@ import optax.contrib
 import torch
 
 import optix
-from tests.reference import (
-    N_STEPS,
-    matrix_streams,
-    params_stream,
-    polyak_loss_stream,
-    reference_streams,
-    run_against_torch,
-    run_eager,
-    run_lbfgs_quadratic,
-    run_noise_transcription,
-    run_on_shapes,
-    run_teacher_forced,
-    run_with_extra,
-    run_with_value,
-)
-from tests.transcriptions import (
-    NumpyDadaptAdam,
-    NumpyMadgrad,
-    NumpyProdigy,
-    Sm3Paper,
-    adan_paper,
-    cosine_schedule,
-    decay_mask,
-    masked_paper_adan,
-    numpy_cosine_schedule,
-    numpy_shampoo,
-    numpy_soap,
-    optax_adafactor_f64,
-    optax_muon,
-    paper_alpha_schedule,
-    paper_b3_schedule,
-    separable_objective,
-    squares_plus_params,
-)
+from tests.reference import N_STEPS
+from tests.reference import matrix_streams
+from tests.reference import params_stream
+from tests.reference import polyak_loss_stream
+from tests.reference import reference_streams
+from tests.reference import run_against_torch
+from tests.reference import run_eager
+from tests.reference import run_lbfgs_quadratic
+from tests.reference import run_noise_transcription
+from tests.reference import run_on_shapes
+from tests.reference import run_teacher_forced
+from tests.reference import run_with_extra
+from tests.reference import run_with_value
+from tests.transcriptions import NumpyDadaptAdam
+from tests.transcriptions import NumpyMadgrad
+from tests.transcriptions import NumpyProdigy
+from tests.transcriptions import Sm3Paper
+from tests.transcriptions import adan_paper
+from tests.transcriptions import cosine_schedule
+from tests.transcriptions import decay_mask
+from tests.transcriptions import masked_paper_adan
+from tests.transcriptions import numpy_cosine_schedule
+from tests.transcriptions import numpy_shampoo
+from tests.transcriptions import numpy_soap
+from tests.transcriptions import optax_adafactor_f64
+from tests.transcriptions import optax_muon
+from tests.transcriptions import paper_alpha_schedule
+from tests.transcriptions import paper_b3_schedule
+from tests.transcriptions import separable_objective
+from tests.transcriptions import squares_plus_params
 
 optim = torch.optim
 

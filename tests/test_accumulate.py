@@ -15,9 +15,14 @@ import optax
 import pytest
 
 import optix
-from optix.wrappers._accumulate import AccumulateState, accumulate
-from tests.cases import CASES, IDS
-from tests.reference import N_STEPS, assert_updates_close, gradient_stream, params_stream
+from optix.wrappers._accumulate import AccumulateState
+from optix.wrappers._accumulate import accumulate
+from tests.cases import CASES
+from tests.cases import IDS
+from tests.reference import N_STEPS
+from tests.reference import assert_updates_close
+from tests.reference import gradient_stream
+from tests.reference import params_stream
 from tests.test_contract import _params
 
 K = 4

@@ -19,10 +19,8 @@ import numpy as np
 import pytest
 
 import optix
-from tests.reference import (
-    N_STEPS,
-    run_on_shapes,
-)
+from tests.reference import N_STEPS
+from tests.reference import run_on_shapes
 from tests.transcriptions import optax_adafactor_f64
 
 # ---------------------------------------------------------------------------------------------

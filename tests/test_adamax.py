@@ -11,7 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import optix
-from tests.reference import SHAPES, assert_updates_close, gradient_stream
+from tests.reference import SHAPES
+from tests.reference import assert_updates_close
+from tests.reference import gradient_stream
 
 
 def test_adamax_eps_outside_max_matches_transcription(x64):

@@ -12,7 +12,9 @@ import optax
 import optax.contrib
 
 import optix
-from tests.reference import SHAPES, gradient_stream, params_stream
+from tests.reference import SHAPES
+from tests.reference import gradient_stream
+from tests.reference import params_stream
 
 
 def _as_jax(tree):

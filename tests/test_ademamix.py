@@ -32,7 +32,8 @@ def test_ademamix_warmups_reach_their_targets():
 
 @pytest.mark.parametrize("bad", [0, -3, 1.5])
 def test_ademamix_warmup_errors_name_the_callers_argument(bad):
-    from optix.optimizers._ademamix import alpha_warmup, b3_warmup
+    from optix.optimizers._ademamix import alpha_warmup
+    from optix.optimizers._ademamix import b3_warmup
 
     with pytest.raises((ValueError, TypeError), match="`alpha_warmup_steps` must be"):
         alpha_warmup(5.0, bad, steps_name="alpha_warmup_steps")

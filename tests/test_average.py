@@ -31,15 +31,14 @@ import numpy as np
 import pytest
 
 import optix
-from optix.wrappers._average import (
-    ParamEmaState,
-    SwaState,
-    averaged_params,
-    param_ema,
-    swa,
-)
+from optix.wrappers._average import ParamEmaState
+from optix.wrappers._average import SwaState
+from optix.wrappers._average import averaged_params
+from optix.wrappers._average import param_ema
+from optix.wrappers._average import swa
 from optix.wrappers._lookahead import lookahead
-from tests.problems import NOISY_SHAPES, noisy_quadratic
+from tests.problems import NOISY_SHAPES
+from tests.problems import noisy_quadratic
 
 N_STEPS = 150
 SHAPES = NOISY_SHAPES

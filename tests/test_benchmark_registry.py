@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 
-from benchmarks.registry import HEADER, NOT_COMPARABLE, OPTAX
+from benchmarks.registry import HEADER
+from benchmarks.registry import NOT_COMPARABLE
+from benchmarks.registry import OPTAX
 from tests._multidevice import HANG_TIMEOUT
 from tests.cases import IDS
 
@@ -59,7 +61,8 @@ def test_registry_benchmark_runs_at_tiny_sizes_and_covers_every_case():
 
 def test_registry_hlo_counts_at_tiny_sizes(capsys):
     """``--hlo`` prints deterministic instruction counts instead of timings."""
-    from benchmarks.registry import HLO_HEADER, main
+    from benchmarks.registry import HLO_HEADER
+    from benchmarks.registry import main
 
     assert main(["--hlo", "--tiny", "--only", "sgd"]) == 0
     text = capsys.readouterr().out

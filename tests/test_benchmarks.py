@@ -67,7 +67,9 @@ def test_stream_kernels_write_into_their_donated_buffer():
     with do: a kernel that allocates its output each call measures page faults, not bandwidth."""
     import jax.numpy as jnp
 
-    from benchmarks.run import fusion_partitions, optimizer_pattern_kernel, stream_kernels
+    from benchmarks.run import fusion_partitions
+    from benchmarks.run import optimizer_pattern_kernel
+    from benchmarks.run import stream_kernels
 
     copy, triad = stream_kernels()
     x = jnp.ones(1024)

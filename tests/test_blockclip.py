@@ -24,12 +24,10 @@ import optax
 import pytest
 
 import optix
-from optix.transforms._blockclip import (
-    AdaptiveGradClipState,
-    ClipByBlockRmsState,
-    adaptive_grad_clip,
-    clip_by_block_rms,
-)
+from optix.transforms._blockclip import AdaptiveGradClipState
+from optix.transforms._blockclip import ClipByBlockRmsState
+from optix.transforms._blockclip import adaptive_grad_clip
+from optix.transforms._blockclip import clip_by_block_rms
 
 N_STEPS = 120
 ZERO_STEP = 7

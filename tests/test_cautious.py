@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 
 import optix
-from tests._modifiers import NumpyAdamW, adamw, bf16_donating_run, teacher_forced
+from tests._modifiers import NumpyAdamW
+from tests._modifiers import adamw
+from tests._modifiers import bf16_donating_run
+from tests._modifiers import teacher_forced
 
 
 def _numpy_cautious(inner):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import optix
-from tests.test_contract import _grads, _params
+from tests.test_contract import _grads
+from tests.test_contract import _params
 
 
 def _composition():

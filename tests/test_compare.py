@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import optix.compare
-from optix.compare import SpecError, parse_spec
+from optix.compare import SpecError
+from optix.compare import parse_spec
 from optix.compare._cli import main
 from tests._multidevice import HANG_TIMEOUT
 

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 import optix.compare
-from optix.compare import Split, Workload, _protocol, _search, benchmark_score, performance_profile
+from optix.compare import Split
+from optix.compare import Workload
+from optix.compare import _protocol
+from optix.compare import _search
+from optix.compare import benchmark_score
+from optix.compare import performance_profile
 from optix.compare._bench_report import recommendations
 from optix.compare._spec import parse
 from tests.tracing import TraceCounter

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 import optix
-from optix.compare import DEFAULT_WORKLOADS, WORKLOADS, Split, Workload, _problems
+from optix.compare import DEFAULT_WORKLOADS
+from optix.compare import WORKLOADS
+from optix.compare import Split
+from optix.compare import Workload
+from optix.compare import _problems
 
 NAMES = sorted(WORKLOADS)
 

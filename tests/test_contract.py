@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 import optix
-from tests.cases import CASES, IDS
-from tests.problems import PROBLEMS, TARGETS, train
+from tests.cases import CASES
+from tests.cases import IDS
+from tests.problems import PROBLEMS
+from tests.problems import TARGETS
+from tests.problems import train
 from tests.reference import train_scanned
 
 

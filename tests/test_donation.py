@@ -12,8 +12,12 @@ import pytest
 from flax.training.train_state import TrainState
 
 import optix
-from tests.cases import CASES, IDS, WRAPPER_IDS, WRAPPERS
-from tests.test_contract import _grads, _params
+from tests.cases import CASES
+from tests.cases import IDS
+from tests.cases import WRAPPER_IDS
+from tests.cases import WRAPPERS
+from tests.test_contract import _grads
+from tests.test_contract import _params
 
 
 def _copy(tree):

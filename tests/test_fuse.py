@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 import optix
-from optix._fusable import is_elementwise, mark_elementwise
+from optix._fusable import is_elementwise
+from optix._fusable import mark_elementwise
 from optix.wrappers._fuse import PACK_BELOW
-from tests.cases import CASES, IDS
+from tests.cases import CASES
+from tests.cases import IDS
 from tests.tracing import TraceCounter
 
 
@@ -364,7 +366,8 @@ def test_fuse_pack_below_chooses_what_is_packed():
 def test_masks_resolve_through_a_layout_with_kept_leaves():
     """A mask on params packed with some leaves kept gives each element its leaf's flag (what
     lets a masked transform run on the fused layout)."""
-    from optix._pack import layout_of, pack_like
+    from optix._pack import layout_of
+    from optix._pack import pack_like
 
     params = _mixed_params()
     layout, _ = layout_of(params, pack_below=_MIXED_PACK_BELOW)

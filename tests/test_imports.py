@@ -37,7 +37,8 @@ from __future__ import annotations
 import ast
 import functools
 import pathlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 import pytest
 

@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import optix
-from tests.reference import SHAPES, gradient_stream, params_stream
+from tests.reference import SHAPES
+from tests.reference import gradient_stream
+from tests.reference import params_stream
 
 
 def test_lars_trust_ratio_mask_leaves_plain_sgd_momentum(x64):

@@ -23,9 +23,12 @@ import pytest
 
 import optix
 from optix.wrappers._average import averaged_params
-from optix.wrappers._lookahead import LookaheadState, lookahead
-from tests.cases import CASES, IDS
-from tests.problems import NOISY_SHAPES, noisy_quadratic
+from optix.wrappers._lookahead import LookaheadState
+from optix.wrappers._lookahead import lookahead
+from tests.cases import CASES
+from tests.cases import IDS
+from tests.problems import NOISY_SHAPES
+from tests.problems import noisy_quadratic
 
 N_STEPS = 120
 SHAPES = NOISY_SHAPES

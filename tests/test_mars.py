@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 
 import optix
-from tests._modifiers import SHAPES, NumpyAdamW, adamw, bf16_donating_run, teacher_forced
+from tests._modifiers import SHAPES
+from tests._modifiers import NumpyAdamW
+from tests._modifiers import adamw
+from tests._modifiers import bf16_donating_run
+from tests._modifiers import teacher_forced
 
 GAMMA, BETA = 0.2, 0.9
 

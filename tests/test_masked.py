@@ -15,7 +15,9 @@ from flax import nnx
 
 import optix
 from optix import _paths
-from optix.wrappers._masked import MaskedState, freeze, masked
+from optix.wrappers._masked import MaskedState
+from optix.wrappers._masked import freeze
+from optix.wrappers._masked import masked
 
 
 def _params(seed: int = 0):

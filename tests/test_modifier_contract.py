@@ -10,8 +10,11 @@ import jax.numpy as jnp
 import pytest
 
 import optix
-from tests.cases import CASES, IDS
-from tests.test_contract import _grads, _params, _signature
+from tests.cases import CASES
+from tests.cases import IDS
+from tests.test_contract import _grads
+from tests.test_contract import _params
+from tests.test_contract import _signature
 
 MODIFIERS = {
     "cautious": lambda case: optix.cautious(case.make()),

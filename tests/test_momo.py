@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 
 import optix
-from tests.problems import PROBLEMS, TARGETS
+from tests.problems import PROBLEMS
+from tests.problems import TARGETS
 from tests.reference import train_scanned
-from tests.test_contract import _grads, _params, _signature
+from tests.test_contract import _grads
+from tests.test_contract import _params
+from tests.test_contract import _signature
 
 # ---------------------------------------------------------------------------------------------
 # MADGRAD: optax 0.2.8 computes the weight lambda_k = (lr + eps) sqrt(k + 1) in float32 even under

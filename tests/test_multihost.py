@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from tests import multihost_worker
-from tests._multidevice import HANG_TIMEOUT, ROOT, child_env
+from tests._multidevice import HANG_TIMEOUT
+from tests._multidevice import ROOT
+from tests._multidevice import child_env
 
 WORKER = Path(multihost_worker.__file__)
 

@@ -31,13 +31,12 @@ import pytest
 
 import optix
 from optix.optimizers._muon import muon_labels
-from optix.transforms._matrix import matrix_view, newton_schulz
-from tests.reference import (
-    N_STEPS,
-    matrix_streams,
-    run_against_torch,
-    run_teacher_forced,
-)
+from optix.transforms._matrix import matrix_view
+from optix.transforms._matrix import newton_schulz
+from tests.reference import N_STEPS
+from tests.reference import matrix_streams
+from tests.reference import run_against_torch
+from tests.reference import run_teacher_forced
 from tests.transcriptions import optax_muon
 
 torch = pytest.importorskip("torch")

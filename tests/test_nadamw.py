@@ -13,9 +13,7 @@ from __future__ import annotations
 import optax
 
 import optix
-from tests.reference import (
-    max_rel_diff,
-)
+from tests.reference import max_rel_diff
 
 # ---------------------------------------------------------------------------------------------
 # Where optix's default differs from optax's: the difference is far above the tolerance.

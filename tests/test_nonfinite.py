@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 import optix
-from optix.wrappers._nonfinite import SkipNonfiniteState, all_finite, skip_nonfinite
-from tests.cases import CASES, IDS
+from optix.wrappers._nonfinite import SkipNonfiniteState
+from optix.wrappers._nonfinite import all_finite
+from optix.wrappers._nonfinite import skip_nonfinite
+from tests.cases import CASES
+from tests.cases import IDS
 from tests.test_contract import _params
 
 N_STEPS, BAD = 10, 3

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import optix
-from tests.cases import CASES, IDS
+from tests.cases import CASES
+from tests.cases import IDS
 
 
 def _finite(tree) -> bool:

@@ -10,7 +10,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 import optix
-from optix._checkpoint import check_state, restore_state
+from optix._checkpoint import check_state
+from optix._checkpoint import restore_state
 
 
 def _params():

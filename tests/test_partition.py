@@ -13,10 +13,13 @@ import pytest
 from flax import nnx
 
 import optix
-from optix import _keypath, _paths
+from optix import _keypath
+from optix import _paths
 from optix.wrappers._masked import masked
-from optix.wrappers._partition import PartitionState, partition
-from tests.cases import CASES, IDS
+from optix.wrappers._partition import PartitionState
+from optix.wrappers._partition import partition
+from tests.cases import CASES
+from tests.cases import IDS
 from tests.tracing import TraceCounter
 
 

@@ -14,7 +14,8 @@ from flax import nnx
 
 import optix
 from optix import _paths
-from tests.cases import CASES, IDS
+from tests.cases import CASES
+from tests.cases import IDS
 from tests.reference import run_teacher_forced
 
 

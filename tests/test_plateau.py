@@ -21,7 +21,8 @@ import optax
 import pytest
 
 import optix
-from optix.wrappers._plateau import ReduceOnPlateauState, reduce_on_plateau
+from optix.wrappers._plateau import ReduceOnPlateauState
+from optix.wrappers._plateau import reduce_on_plateau
 
 torch = pytest.importorskip("torch")
 

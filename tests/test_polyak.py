@@ -12,14 +12,12 @@ import optax
 import pytest
 
 import optix
-from tests.reference import (
-    N_STEPS,
-    assert_updates_close,
-    gradient_stream,
-    params_stream,
-    polyak_loss_stream,
-    run_with_value,
-)
+from tests.reference import N_STEPS
+from tests.reference import assert_updates_close
+from tests.reference import gradient_stream
+from tests.reference import params_stream
+from tests.reference import polyak_loss_stream
+from tests.reference import run_with_value
 
 
 def test_polyak_sgd_scaling_is_outside_the_step_size(x64):

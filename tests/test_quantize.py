@@ -11,8 +11,13 @@ import pytest
 
 import optix
 from benchmarks import quantized_state
-from optix._quantize_maps import dequantize, dynamic_map, nearest, num_blocks, quantize
-from tests.cases import BY_NAME, WRAPPERS
+from optix._quantize_maps import dequantize
+from optix._quantize_maps import dynamic_map
+from optix._quantize_maps import nearest
+from optix._quantize_maps import num_blocks
+from optix._quantize_maps import quantize
+from tests.cases import BY_NAME
+from tests.cases import WRAPPERS
 from tests.test_contract import _signature
 from tests.test_wrapper_contract import test_wrapper_contract as wrapper_contract
 

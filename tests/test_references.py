@@ -20,14 +20,12 @@ import torch
 import optix
 from tests.cases import CASES
 from tests.reference import N_STEPS
-from tests.references import (
-    IDS,
-    NOT_OPTIMIZERS,
-    REFERENCES,
-    _cosine,
-    _exponential,
-    public_optimizers,
-)
+from tests.references import IDS
+from tests.references import NOT_OPTIMIZERS
+from tests.references import REFERENCES
+from tests.references import _cosine
+from tests.references import _exponential
+from tests.references import public_optimizers
 
 
 @pytest.fixture

@@ -17,11 +17,9 @@ import optax.contrib
 import pytest
 
 import optix
-from tests.reference import (
-    SHAPES,
-    assert_updates_close,
-    gradient_stream,
-)
+from tests.reference import SHAPES
+from tests.reference import assert_updates_close
+from tests.reference import gradient_stream
 
 
 def _as_jax(tree):

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import optix
-from tests.reference import SHAPES, gradient_stream
+from tests.reference import SHAPES
+from tests.reference import gradient_stream
 
 
 def test_scale_by_sign_is_sign(x64):

@@ -23,10 +23,8 @@ import optax
 import pytest
 
 import optix
-from tests.reference import (
-    SHAPES,
-    run_teacher_forced,
-)
+from tests.reference import SHAPES
+from tests.reference import run_teacher_forced
 
 
 @pytest.mark.parametrize("which", ["sgd", "adamw"])

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import optix
-from optix import _hyperparams, _schedule_guard
+from optix import _hyperparams
+from optix import _schedule_guard
 from optix._schedule_guard import GUARDED
 
 TARGET = np.array([1.0, -2.0, 3.0, 0.5], np.float32)

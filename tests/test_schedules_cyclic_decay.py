@@ -23,13 +23,11 @@ import optax
 import pytest
 
 from optix import schedules as S
-from tests.test_schedules import (
-    BIG,
-    CYCLIC_DECAY_NAMES,
-    HUGE_STEPS,
-    _assert_close,
-    jit_step_by_step,
-)
+from tests.test_schedules import BIG
+from tests.test_schedules import CYCLIC_DECAY_NAMES
+from tests.test_schedules import HUGE_STEPS
+from tests.test_schedules import _assert_close
+from tests.test_schedules import jit_step_by_step
 
 torch = pytest.importorskip("torch")
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import optix
-from tests.cases import CASES, IDS
+from tests.cases import CASES
+from tests.cases import IDS
 
 
 def _params(dtype=jnp.float32):

@@ -18,7 +18,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import optix
-from optix.sharding import state_shardings, zero, zero_spec
+from optix.sharding import state_shardings
+from optix.sharding import zero
+from optix.sharding import zero_spec
 
 DEVICES = 8
 
@@ -26,7 +28,8 @@ DEVICES = 8
 def test_on_8_devices():
     """One child process (one JAX start) runs every multi-device check; see the module docstring."""
     from tests._multidevice import run_child
-    from tests.cases import IDS, WRAPPER_IDS
+    from tests.cases import IDS
+    from tests.cases import WRAPPER_IDS
 
     report = run_child(Path(__file__), devices=DEVICES)
 
@@ -123,7 +126,9 @@ def _expected(state_shapes, params, param_shardings, replicated):
 def _child_layout(mesh):
     import numpy as np
 
-    from tests.cases import BY_NAME, CASES, WRAPPERS
+    from tests.cases import BY_NAME
+    from tests.cases import CASES
+    from tests.cases import WRAPPERS
 
     rep = NamedSharding(mesh, P())
     shardings = {

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 import optix
-from tests.reference import SHAPES, train_scanned
-from tests.transcriptions import SEPARABLE_CURVATURE, separable_objective
+from tests.reference import SHAPES
+from tests.reference import train_scanned
+from tests.transcriptions import SEPARABLE_CURVATURE
+from tests.transcriptions import separable_objective
 
 
 def _tree(seed):

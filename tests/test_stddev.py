@@ -8,9 +8,7 @@ from __future__ import annotations
 import optax
 
 import optix
-from tests.reference import (
-    max_rel_diff,
-)
+from tests.reference import max_rel_diff
 
 
 def test_scale_by_stddev_default_puts_eps_outside_the_root_unlike_optax(x64):

@@ -12,7 +12,11 @@ import jax.numpy as jnp
 import pytest
 
 import optix
-from optix._toolkit import Beta, Hyperparams, leafwise, ranges, transform
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import leafwise
+from optix._toolkit import ranges
+from optix._toolkit import transform
 
 _CANDIDATES = (-1.0, 1.0, 1.5, math.nan, math.inf, 0.0, 3.0)
 _GOOD = (0.5, 0.1, 1.0, 5.0, 0.0)

@@ -14,7 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import optix
-from tests.reference import SHAPES, gradient_stream, params_stream
+from tests.reference import SHAPES
+from tests.reference import gradient_stream
+from tests.reference import params_stream
 
 
 def _np_norm(x):

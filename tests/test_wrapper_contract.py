@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 
 import optix
-from tests.cases import CASES, IDS, WRAPPER_IDS, WRAPPERS
-from tests.test_contract import _grads, _params, _signature
+from tests.cases import CASES
+from tests.cases import IDS
+from tests.cases import WRAPPER_IDS
+from tests.cases import WRAPPERS
+from tests.test_contract import _grads
+from tests.test_contract import _params
+from tests.test_contract import _signature
 
 
 @pytest.mark.parametrize("wrapper", WRAPPER_IDS)

@@ -12,12 +12,18 @@ import numpy as np
 import optix
 from optix.compare._bench import run_benchmark
 from optix.compare._bench_report import Benchmark
-from optix.compare._problems import DEFAULT_SUITE, Problem, make_problem
+from optix.compare._problems import DEFAULT_SUITE
+from optix.compare._problems import Problem
+from optix.compare._problems import make_problem
 from optix.compare._progress import Progress
 from optix.compare._report import Results
-from optix.compare._results import ProblemResult, summarize
+from optix.compare._results import ProblemResult
+from optix.compare._results import summarize
 from optix.compare._runner import train
-from optix.compare._spec import CLASSIC, OptimizerSpec, SpecError, parse
+from optix.compare._spec import CLASSIC
+from optix.compare._spec import OptimizerSpec
+from optix.compare._spec import SpecError
+from optix.compare._spec import parse
 from optix.compare._workloads import Workload
 
 DEFAULT_SWEEP = "1e-4:10:11"

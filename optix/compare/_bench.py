@@ -21,11 +21,17 @@ from typing import Any
 import jax
 import numpy as np
 
-from optix.compare import _protocol, _search
-from optix.compare._bench_report import Benchmark, Entry
+from optix.compare import _protocol
+from optix.compare import _search
+from optix.compare._bench_report import Benchmark
+from optix.compare._bench_report import Entry
 from optix.compare._progress import Progress
-from optix.compare._spec import CLASSIC, OptimizerSpec, parse
-from optix.compare._workloads import DEFAULT_WORKLOADS, WORKLOADS, Workload
+from optix.compare._spec import CLASSIC
+from optix.compare._spec import OptimizerSpec
+from optix.compare._spec import parse
+from optix.compare._workloads import DEFAULT_WORKLOADS
+from optix.compare._workloads import WORKLOADS
+from optix.compare._workloads import Workload
 
 MODERN = "prodigy,schedule_free_adamw"
 DEFAULT_OPTIMIZERS = f"{CLASSIC},{MODERN}"

@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import numpy as np
 
 from optix.compare import _protocol
-from optix.compare._bench_plots import KINDS, plot
-from optix.compare._scoring import benchmark_score, performance_ratios
+from optix.compare._bench_plots import KINDS
+from optix.compare._bench_plots import plot
+from optix.compare._scoring import benchmark_score
+from optix.compare._scoring import performance_ratios
 from optix.compare._spec import OptimizerSpec
 from optix.compare._workloads import Workload
 

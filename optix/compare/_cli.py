@@ -13,9 +13,12 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from optix.compare._bench import DEFAULT_OPTIMIZERS, prepare, run_benchmark
+from optix.compare._bench import DEFAULT_OPTIMIZERS
+from optix.compare._bench import prepare
+from optix.compare._bench import run_benchmark
 from optix.compare._search import RULESETS
-from optix.compare._workloads import DEFAULT_WORKLOADS, WORKLOADS
+from optix.compare._workloads import DEFAULT_WORKLOADS
+from optix.compare._workloads import WORKLOADS
 
 PROG = "optix-compare"
 

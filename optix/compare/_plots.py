@@ -7,7 +7,8 @@ no display and a notebook shows the one it is given.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import jax
@@ -26,8 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import optix
-from optix.compare._spec import OptimizerSpec, SpecError
-from optix.compare._workloads import Split, Workload
+from optix.compare._spec import OptimizerSpec
+from optix.compare._spec import SpecError
+from optix.compare._workloads import Split
+from optix.compare._workloads import Workload
 
 SCHEDULE_KEYS = ("learning_rate", "warmup", "schedule")
 

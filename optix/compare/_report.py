@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from optix.compare import _plots
-from optix.compare._results import ProblemResult, Summary
+from optix.compare._results import ProblemResult
+from optix.compare._results import Summary
 
 
 def _clean(values: np.ndarray) -> list[float | None]:

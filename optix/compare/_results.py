@@ -4,7 +4,8 @@ collected per problem (:class:`ProblemResult`); :class:`optix.compare.Results` i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import numpy as np

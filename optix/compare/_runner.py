@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import optix
-from optix.compare._problems import Batch, Problem
+from optix.compare._problems import Batch
+from optix.compare._problems import Problem
 from optix.compare._spec import OptimizerSpec
 
 DIVERGENCE_FACTOR = 1e3

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from optix.compare._spec import PRESETS, OptimizerSpec
+from optix.compare._spec import PRESETS
+from optix.compare._spec import OptimizerSpec
 
 RULESETS = ("external", "self", "lr-sweep")
 SCHEDULES = ("constant", "cosine")

@@ -25,7 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optix.compare import _data, _nets, _problems
+from optix.compare import _data
+from optix.compare import _nets
+from optix.compare import _problems
 
 Batch = tuple[jax.Array, jax.Array] | None
 

@@ -11,20 +11,20 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Updates
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._toolkit import (
-    Beta,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    checked,
-    first_and_second_moments,
-    leafwise,
-    transform,
-)
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import checked
+from optix._toolkit import first_and_second_moments
+from optix._toolkit import leafwise
+from optix._toolkit import transform
 from optix.transforms._scale import scale_lr
 
 

@@ -11,28 +11,31 @@ Reference: Shazeer & Stern, `Adafactor: adaptive learning rates with sublinear m
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, Updates
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Params
+from optix._base import Updates
 from optix._chain import chain
-from optix._toolkit import (
-    BetaOrNone,
-    Finite,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    NonNegativeOrNone,
-    checked,
-    leafwise,
-    transform,
-)
-from optix.optimizers._adafactor_parts import adafactor_momentum, scale_by_param_block_rms
+from optix._toolkit import BetaOrNone
+from optix._toolkit import Finite
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import NonNegativeOrNone
+from optix._toolkit import checked
+from optix._toolkit import leafwise
+from optix._toolkit import transform
+from optix.optimizers._adafactor_parts import adafactor_momentum
+from optix.optimizers._adafactor_parts import scale_by_param_block_rms
 from optix.transforms._blockclip import clip_by_block_rms
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr

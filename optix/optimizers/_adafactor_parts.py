@@ -15,9 +15,16 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Updates
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Updates
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import leafwise
+from optix._toolkit import transform
 from optix.transforms._common import hyperparams_only
 from optix.transforms._trust_ratio import leaf_norm
 

@@ -7,25 +7,25 @@ Reference: Kingma & Ba, `Adam: a method for stochastic optimization
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, Updates
+from optix import _tree
+from optix._base import GradientTransformation
+from optix._base import Params
+from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
-from optix._toolkit import (
-    Beta,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    checked,
-    first_and_second_moments,
-    leafwise,
-    transform,
-)
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import checked
+from optix._toolkit import first_and_second_moments
+from optix._toolkit import per_leaf
+from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
@@ -69,18 +69,8 @@ def scale_by_adamax(
     Reference: Kingma & Ba, `Adam: a method for stochastic optimization
     <https://arxiv.org/abs/1412.6980>`_, ICLR 2015, section 7.
     """
-    spec = Hyperparams(b1=b1, b2=b2, eps=eps)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_adamax` params")
-        return ScaleByAdamaxState(
-            spec.init(), *first_and_second_moments(params, mu_dtype, nu_dtype)
-        )
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_adamax")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         b1, b2, eps = h.b1, h.b2, h.eps
         bc1 = _tree.bias_correction(b1, h.t)
 
@@ -92,10 +82,15 @@ def scale_by_adamax(
             u_inf = jnp.maximum(b2 * u_inf, jnp.abs(g))
             return (m / bc1) / (u_inf + eps), m, u_inf
 
-        updates, mu, nu = leafwise(adamax, updates, state.mu, state.nu)
-        return updates, ScaleByAdamaxState(hyperparams, mu, nu)
+        return adamax
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_adamax",
+        ScaleByAdamaxState,
+        Hyperparams(b1=b1, b2=b2, eps=eps),
+        init=lambda params: first_and_second_moments(params, mu_dtype, nu_dtype),
+        rule=rule,
+    )
 
 
 @checked

@@ -7,28 +7,32 @@ rate <https://arxiv.org/abs/2411.02853>`_, NeurIPS 2024.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.typing import ArrayLike, DTypeLike
+from jax.typing import ArrayLike
+from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, ScalarOrSchedule, Updates
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Params
+from optix._base import ScalarOrSchedule
+from optix._base import Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import (
-    Beta,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    NonNegativeOrNone,
-    checked,
-    first_and_second_moments,
-    leafwise,
-    transform,
-)
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import NonNegativeOrNone
+from optix._toolkit import checked
+from optix._toolkit import first_and_second_moments
+from optix._toolkit import leafwise
+from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 

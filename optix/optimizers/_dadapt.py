@@ -8,17 +8,30 @@ Reference: Defazio & Mishchenko, `Learning-rate-free learning by D-Adaptation
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.typing import ArrayLike, DTypeLike
+from jax.typing import ArrayLike
+from jax.typing import DTypeLike
 
-from optix import _paths, _tree, _validate
-from optix._base import GradientTransformation, Params, Updates
+from optix import _paths
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Params
+from optix._base import Updates
 from optix._fusable import mark_elementwise
-from optix._hyperparams import Values, hyperparam_dtype
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, Range, transform
+from optix._hyperparams import Values
+from optix._hyperparams import hyperparam_dtype
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import Range
+from optix._toolkit import transform
 
 Mask = Any | Callable[[Params], Any] | None
 """Which params decay: a pytree of bools, a function ``params -> pytree of bools``, or None."""

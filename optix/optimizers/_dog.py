@@ -16,26 +16,28 @@ unleashed: an efficient universal parameter-free gradient descent method
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Params
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Params
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._hyperparams import hyperparam_dtype, register_rules
-from optix._toolkit import (
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    PositiveOrNone,
-    checked,
-    leafwise,
-    transform,
-)
+from optix._hyperparams import hyperparam_dtype
+from optix._hyperparams import register_rules
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import PositiveOrNone
+from optix._toolkit import checked
+from optix._toolkit import leafwise
+from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 

@@ -7,17 +7,30 @@ gradient low-rank projection <https://arxiv.org/abs/2403.03507>`_, ICML 2024.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState, Params, Updates
-from optix._chain import caller, chain, check_transform
-from optix._toolkit import Finite, Hyperparams, HyperparamState, NonNegative, checked, transform
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import Params
+from optix._base import Updates
+from optix._chain import caller
+from optix._chain import chain
+from optix._chain import check_transform
+from optix._toolkit import Finite
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import checked
+from optix._toolkit import transform
 from optix.optimizers._adam import scale_by_adam
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr

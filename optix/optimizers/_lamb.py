@@ -11,9 +11,12 @@ from typing import Any
 
 from jax.typing import DTypeLike
 
-from optix._base import GradientTransformation, Params
+from optix._base import GradientTransformation
+from optix._base import Params
 from optix._chain import chain
-from optix._toolkit import Beta, NonNegative, checked
+from optix._toolkit import Beta
+from optix._toolkit import NonNegative
+from optix._toolkit import checked
 from optix.optimizers._adam import scale_by_adam
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from optix._base import GradientTransformation, Params
+from optix._base import GradientTransformation
+from optix._base import Params
 from optix._chain import chain
-from optix._toolkit import Beta, NonNegative, checked
+from optix._toolkit import Beta
+from optix._toolkit import NonNegative
+from optix._toolkit import checked
 from optix.optimizers._sgd import scale_by_momentum
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr

@@ -14,16 +14,24 @@ Optimization", 2nd ed. 2006, ch. 7.
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal, NamedTuple
+from typing import Any
+from typing import Literal
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, Updates
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Params
+from optix._base import Updates
 from optix._chain import chain
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Hyperparams, HyperparamState, NonNegativeOrNone, transform
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegativeOrNone
+from optix._toolkit import transform
 from optix.transforms._linesearch import scale_by_backtracking_linesearch
 from optix.transforms._scale import scale_lr
 from optix.transforms._zoom_linesearch import scale_by_zoom_linesearch

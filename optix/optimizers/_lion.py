@@ -7,24 +7,24 @@ Reference: Chen et al., `Symbolic discovery of optimization algorithms
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, Updates
+from optix import _tree
+from optix._base import GradientTransformation
+from optix._base import Params
+from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
-from optix._toolkit import (
-    Beta,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    checked,
-    leafwise,
-    transform,
-)
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import checked
+from optix._toolkit import per_leaf
+from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
@@ -64,25 +64,22 @@ def scale_by_lion(
     Reference: Chen et al., `Symbolic discovery of optimization algorithms
     <https://arxiv.org/abs/2302.06675>`_, NeurIPS 2023.
     """
-    spec = Hyperparams(b1=b1, b2=b2)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_lion` params")
-        return ScaleByLionState(spec.init(), _tree.moments_like(params, mu_dtype, name="mu_dtype"))
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_lion")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         b1, b2 = h.b1, h.b2
 
         def lion(g, m):
             return jnp.sign(b1 * m + (1 - b1) * g), b2 * m + (1 - b2) * g
 
-        updates, mu = leafwise(lion, updates, state.mu)
-        return updates, ScaleByLionState(hyperparams, mu)
+        return lion
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_lion",
+        ScaleByLionState,
+        Hyperparams(b1=b1, b2=b2),
+        init=lambda params: (_tree.moments_like(params, mu_dtype, name="mu_dtype"),),
+        rule=rule,
+    )
 
 
 @checked

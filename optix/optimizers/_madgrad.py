@@ -8,25 +8,27 @@ averaged gradient method for stochastic optimization <https://arxiv.org/abs/2101
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, Updates
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Params
+from optix._base import Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._toolkit import (
-    Beta,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    checked,
-    leafwise,
-    transform,
-)
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import checked
+from optix._toolkit import leafwise
+from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 
 Mask = Any | Callable[[Params], Any] | None

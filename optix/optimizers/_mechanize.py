@@ -6,16 +6,25 @@ Reference: Cutkosky, Defazio & Mehta, `Mechanic: a learning rate tuner
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState, Params
-from optix._chain import caller, check_transform
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import Params
+from optix._chain import caller
+from optix._chain import check_transform
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, Positive, transform
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import Positive
+from optix._toolkit import transform
 
 
 def _sum(tree: Any, fn: Any) -> jax.Array:

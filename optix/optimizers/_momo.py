@@ -11,16 +11,24 @@ learning rates <https://arxiv.org/abs/2305.07583>`_, ICML 2024.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Updates
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Updates
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Beta, Finite, Hyperparams, HyperparamState, NonNegative, transform
+from optix._toolkit import Beta
+from optix._toolkit import Finite
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import transform
 
 
 def _vdot(a: Any, b: Any) -> jax.Array:

@@ -10,35 +10,39 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any
+from typing import Literal
+from typing import NamedTuple
 
 import jax
 from jax.typing import DTypeLike
 
-from optix import _keypath, _paths, _tree, _validate
-from optix._base import GradientTransformation, Params, Updates
+from optix import _keypath
+from optix import _paths
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Params
+from optix._base import Updates
 from optix._chain import chain
-from optix._toolkit import (
-    Beta,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    NonNegativeOrNone,
-    checked,
-    leafwise,
-    transform,
-)
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import NonNegativeOrNone
+from optix._toolkit import checked
+from optix._toolkit import leafwise
+from optix._toolkit import transform
 from optix.optimizers._adam import scale_by_adam
-from optix.transforms._matrix import (
-    NS_COEFFS,
-    Coeffs,
-    coeff_steps,
-    decayed_weights,
-    matrix_view,
-    newton_schulz,
-)
+from optix.transforms._matrix import NS_COEFFS
+from optix.transforms._matrix import Coeffs
+from optix.transforms._matrix import coeff_steps
+from optix.transforms._matrix import decayed_weights
+from optix.transforms._matrix import matrix_view
+from optix.transforms._matrix import newton_schulz
 from optix.transforms._scale import scale_lr
-from optix.wrappers._partition import PartitionState, partition
+from optix.wrappers._partition import PartitionState
+from optix.wrappers._partition import partition
 
 
 class ScaleByMuonState(NamedTuple):

@@ -6,23 +6,23 @@ Reference: Loizou, Vaswani, Laradji & Lacoste-Julien, `Stochastic Polyak step-si
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from optix import _tree, _validate
+from optix import _tree
+from optix import _validate
 from optix._base import GradientTransformation
 from optix._chain import chain
-from optix._toolkit import (
-    Finite,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    checked,
-    multiply,
-    transform,
-)
+from optix._toolkit import Finite
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import checked
+from optix._toolkit import multiply
+from optix._toolkit import transform
 from optix.transforms._scale import scale_lr
 
 _VARIANTS = ("sps", "sps+")

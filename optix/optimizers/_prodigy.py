@@ -12,20 +12,26 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, Updates
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Params
+from optix._base import Updates
 from optix._fusable import mark_elementwise
-from optix._toolkit import Beta, BetaOrNone, Hyperparams, HyperparamState, NonNegative, transform
-from optix.optimizers._dadapt import (
-    InitialEstimate,
-    Mask,
-    adam_correction,
-    check_initial_estimate,
-    decay_masks,
-    l1,
-    real_dot,
-    total,
-)
+from optix._toolkit import Beta
+from optix._toolkit import BetaOrNone
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import transform
+from optix.optimizers._dadapt import InitialEstimate
+from optix.optimizers._dadapt import Mask
+from optix.optimizers._dadapt import adam_correction
+from optix.optimizers._dadapt import check_initial_estimate
+from optix.optimizers._dadapt import decay_masks
+from optix.optimizers._dadapt import l1
+from optix.optimizers._dadapt import real_dot
+from optix.optimizers._dadapt import total
 
 
 class ScaleByProdigyState(NamedTuple):

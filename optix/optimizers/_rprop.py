@@ -8,25 +8,27 @@ RPROP algorithm", ICNN 1993; Igel & Huesken, "Improving the Rprop learning algor
 from __future__ import annotations
 
 import math
-from typing import Annotated, NamedTuple
+from typing import Annotated
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, ScalarOrSchedule, Updates
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import ScalarOrSchedule
+from optix._base import Updates
 from optix._fusable import mark_elementwise
-from optix._toolkit import (
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    OpenFraction,
-    Positive,
-    Range,
-    checked,
-    leafwise,
-    transform,
-)
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import OpenFraction
+from optix._toolkit import Positive
+from optix._toolkit import Range
+from optix._toolkit import checked
+from optix._toolkit import leafwise
+from optix._toolkit import transform
 
 
 class ScaleByRpropState(NamedTuple):

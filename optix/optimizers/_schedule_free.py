@@ -8,25 +8,32 @@ Reference: Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky, `The road less s
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _hyperparams, _keypath, _paths, _tree, _validate
-from optix._base import GradientTransformation, OptState, Params
-from optix._chain import caller, chain, check_transform
+from optix import _hyperparams
+from optix import _keypath
+from optix import _paths
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import Params
+from optix._chain import caller
+from optix._chain import chain
+from optix._chain import check_transform
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import (
-    Beta,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    OpenFraction,
-    checked,
-    transform,
-)
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import OpenFraction
+from optix._toolkit import checked
+from optix._toolkit import transform
 from optix.transforms._debiased_rms import scale_by_debiased_rms
 from optix.transforms._regularize import add_decayed_weights
 

@@ -8,27 +8,29 @@ al., `Adding gradient noise improves learning for very deep networks
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Updates
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Updates
 from optix._chain import chain
 from optix._fusable import mark_elementwise
-from optix._toolkit import (
-    Beta,
-    Fraction,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    checked,
-    is_off,
-    leafwise,
-    transform,
-)
-from optix.transforms._regularize import add_decayed_weights, add_noise
+from optix._toolkit import Beta
+from optix._toolkit import Fraction
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import checked
+from optix._toolkit import is_off
+from optix._toolkit import leafwise
+from optix._toolkit import transform
+from optix.transforms._regularize import add_decayed_weights
+from optix.transforms._regularize import add_noise
 from optix.transforms._scale import scale_lr
 
 

@@ -8,40 +8,41 @@ for deep learning <https://arxiv.org/abs/2002.09018>`_, 2020 (blocking, grafting
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any
+from typing import Literal
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, Updates
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Params
+from optix._base import Updates
 from optix._chain import chain
-from optix._toolkit import (
-    Beta,
-    Fraction,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    checked,
-    transform,
-)
+from optix._toolkit import Beta
+from optix._toolkit import Fraction
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import checked
+from optix._toolkit import transform
 from optix.optimizers._sgd import scale_by_momentum
-from optix.transforms._matrix import (
-    accumulate,
-    check_layout_args,
-    check_leaf_shapes,
-    check_real_leaves,
-    decayed_weights,
-    inverse_root,
-    leaf_layout,
-    matmul,
-    matrix_shape,
-    stack_blocks,
-    stacked_eye,
-    transpose,
-    unstack_blocks,
-)
+from optix.transforms._matrix import accumulate
+from optix.transforms._matrix import check_layout_args
+from optix.transforms._matrix import check_leaf_shapes
+from optix.transforms._matrix import check_real_leaves
+from optix.transforms._matrix import decayed_weights
+from optix.transforms._matrix import inverse_root
+from optix.transforms._matrix import leaf_layout
+from optix.transforms._matrix import matmul
+from optix.transforms._matrix import matrix_shape
+from optix.transforms._matrix import stack_blocks
+from optix.transforms._matrix import stacked_eye
+from optix.transforms._matrix import transpose
+from optix.transforms._matrix import unstack_blocks
 from optix.transforms._scale import scale_lr
 
 _SHAPELESS = object()  # a reference leaf whose shape :func:`check_leaf_shapes` checks instead

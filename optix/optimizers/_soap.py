@@ -7,37 +7,37 @@ Reference: Vyas et al., `SOAP: improving and stabilizing Shampoo using Adam
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, Updates
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Params
+from optix._base import Updates
 from optix._chain import chain
-from optix._toolkit import (
-    Beta,
-    BetaOrNone,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    checked,
-    transform,
-)
-from optix.transforms._matrix import (
-    accumulate,
-    check_layout_args,
-    check_real_leaves,
-    decayed_weights,
-    leaf_layout,
-    matmul,
-    matrix_shape,
-    stack_blocks,
-    stacked_eye,
-    transpose,
-    unstack_blocks,
-)
+from optix._toolkit import Beta
+from optix._toolkit import BetaOrNone
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import checked
+from optix._toolkit import transform
+from optix.transforms._matrix import accumulate
+from optix.transforms._matrix import check_layout_args
+from optix.transforms._matrix import check_real_leaves
+from optix.transforms._matrix import decayed_weights
+from optix.transforms._matrix import leaf_layout
+from optix.transforms._matrix import matmul
+from optix.transforms._matrix import matrix_shape
+from optix.transforms._matrix import stack_blocks
+from optix.transforms._matrix import stacked_eye
+from optix.transforms._matrix import transpose
+from optix.transforms._matrix import unstack_blocks
 from optix.transforms._scale import scale_lr
 
 

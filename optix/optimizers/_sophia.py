@@ -14,25 +14,31 @@ language model pre-training <https://arxiv.org/abs/2305.14342>`_, ICLR 2024.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.typing import ArrayLike, DTypeLike
+from jax.typing import ArrayLike
+from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState, Params, Updates
-from optix._chain import caller, chain, check_transform
-from optix._toolkit import (
-    Beta,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    PositiveOrNone,
-    checked,
-    leafwise,
-    transform,
-)
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import Params
+from optix._base import Updates
+from optix._chain import caller
+from optix._chain import chain
+from optix._chain import check_transform
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import PositiveOrNone
+from optix._toolkit import checked
+from optix._toolkit import leafwise
+from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 

@@ -10,30 +10,14 @@ outside ``jax.jit`` and clamps the value into range inside it, where the state t
 clamped value that the update used.
 """
 
-from optix.schedules._basic import (
-    constant as constant,
-)
-from optix.schedules._basic import (
-    exponential_decay as exponential_decay,
-)
-from optix.schedules._basic import (
-    join as join,
-)
-from optix.schedules._basic import (
-    linear as linear,
-)
-from optix.schedules._basic import (
-    piecewise_constant as piecewise_constant,
-)
-from optix.schedules._basic import (
-    polynomial as polynomial,
-)
-from optix.schedules._cosine import (
-    cosine_decay as cosine_decay,
-)
-from optix.schedules._cosine import (
-    warmup_cosine_decay as warmup_cosine_decay,
-)
+from optix.schedules._basic import constant as constant
+from optix.schedules._basic import exponential_decay as exponential_decay
+from optix.schedules._basic import join as join
+from optix.schedules._basic import linear as linear
+from optix.schedules._basic import piecewise_constant as piecewise_constant
+from optix.schedules._basic import polynomial as polynomial
+from optix.schedules._cosine import cosine_decay as cosine_decay
+from optix.schedules._cosine import warmup_cosine_decay as warmup_cosine_decay
 from optix.schedules._cyclic import cyclic as cyclic
 from optix.schedules._cyclic import one_cycle as one_cycle
 from optix.schedules._cyclic import sgdr as sgdr

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -10,16 +11,14 @@ from jax.typing import ArrayLike
 from optix import _validate
 from optix._base import Schedule
 from optix._hyperparams import hyperparam_dtype
-from optix.schedules._steps import (
-    as_float,
-    check_value,
-    elapsed,
-    length,
-    like_step,
-    periods,
-    reached,
-    sorted_boundaries_and_scales,
-)
+from optix.schedules._steps import as_float
+from optix.schedules._steps import check_value
+from optix.schedules._steps import elapsed
+from optix.schedules._steps import length
+from optix.schedules._steps import like_step
+from optix.schedules._steps import periods
+from optix.schedules._steps import reached
+from optix.schedules._steps import sorted_boundaries_and_scales
 
 
 def constant(value: ArrayLike) -> Schedule:

@@ -9,8 +9,11 @@ from jax.typing import ArrayLike
 
 from optix import _validate
 from optix._base import Schedule
-from optix.schedules._basic import join, linear
-from optix.schedules._steps import as_float, check_value, length
+from optix.schedules._basic import join
+from optix.schedules._basic import linear
+from optix.schedules._steps import as_float
+from optix.schedules._steps import check_value
+from optix.schedules._steps import length
 
 
 def _cosine(init_value: ArrayLike, steps: float, alpha: ArrayLike, exponent: ArrayLike) -> Schedule:

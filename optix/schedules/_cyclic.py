@@ -12,7 +12,8 @@ from jax.typing import ArrayLike
 from optix import _validate
 from optix._base import Schedule
 from optix.schedules._steps import as_float as _float
-from optix.schedules._steps import check_value, length
+from optix.schedules._steps import check_value
+from optix.schedules._steps import length
 
 _ANNEALS = ("cosine", "linear")
 _CYCLIC_MODES = ("triangular", "triangular2", "exp_range")

@@ -11,7 +11,9 @@ from jax.typing import ArrayLike
 from optix import _validate
 from optix._base import Schedule
 from optix.schedules._steps import as_float as _float
-from optix.schedules._steps import check_value, length, periods
+from optix.schedules._steps import check_value
+from optix.schedules._steps import length
+from optix.schedules._steps import periods
 
 _WSD_SHAPES = ("linear", "cosine", "sqrt")
 

@@ -11,14 +11,12 @@ from optix import _validate
 from optix._base import Schedule
 from optix._hyperparams import hyperparam_dtype
 from optix.schedules._cyclic import anneal_between
-from optix.schedules._steps import (
-    as_float,
-    check_value,
-    elapsed,
-    length,
-    reached,
-    sorted_boundaries_and_scales,
-)
+from optix.schedules._steps import as_float
+from optix.schedules._steps import check_value
+from optix.schedules._steps import elapsed
+from optix.schedules._steps import length
+from optix.schedules._steps import reached
+from optix.schedules._steps import sorted_boundaries_and_scales
 
 _INTERPOLATIONS = ("linear", "cosine")
 

@@ -6,7 +6,10 @@ from jax.typing import ArrayLike
 
 from optix import _validate
 from optix._base import Schedule
-from optix.schedules._basic import constant, exponential_decay, join, linear
+from optix.schedules._basic import constant
+from optix.schedules._basic import exponential_decay
+from optix.schedules._basic import join
+from optix.schedules._basic import linear
 from optix.schedules._steps import check_value
 
 

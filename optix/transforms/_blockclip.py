@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from optix import _keypath, _tree
+from optix import _keypath
+from optix import _tree
 from optix._base import GradientTransformation
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import leafwise
+from optix._toolkit import transform
 from optix.transforms._common import hyperparams_only
 
 _DIV_EPS = 1e-6  # keeps max_norm / ||g|| finite; cannot engage unless ||g|| < 1e-6 < max_norm

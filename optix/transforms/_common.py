@@ -8,7 +8,10 @@ from typing import Any
 import jax
 
 from optix import _validate
-from optix._base import GradientTransformation, OptState, Params, Updates
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import Params
+from optix._base import Updates
 from optix._hyperparams import Hyperparams
 
 

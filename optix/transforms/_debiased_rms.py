@@ -12,9 +12,16 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Updates
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Updates
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import leafwise
+from optix._toolkit import transform
 
 
 class ScaleByDebiasedRmsState(NamedTuple):

@@ -6,10 +6,16 @@ from typing import NamedTuple
 
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Updates
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Updates
 from optix._fusable import mark_elementwise
-from optix._toolkit import Beta, Hyperparams, HyperparamState, leafwise, transform
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import leafwise
+from optix._toolkit import transform
 
 
 class EmaState(NamedTuple):

@@ -12,23 +12,25 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, Params, Updates
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Params
+from optix._base import Updates
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import (
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    OpenFraction,
-    Positive,
-    multiply,
-    transform,
-)
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import OpenFraction
+from optix._toolkit import Positive
+from optix._toolkit import multiply
+from optix._toolkit import transform
 from optix._tree import tree_inner
 
 

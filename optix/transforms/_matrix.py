@@ -12,15 +12,20 @@ optimizer for hidden layers in neural networks <https://kellerjordan.github.io/p
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, NamedTuple
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import Literal
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, ScalarOrSchedule
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import ScalarOrSchedule
 from optix._keypath import path_str
 from optix.transforms._regularize import add_decayed_weights
 

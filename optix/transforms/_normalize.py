@@ -8,18 +8,18 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optix import _tree, _validate
-from optix._base import EmptyState, GradientTransformation
+from optix import _tree
+from optix import _validate
+from optix._base import EmptyState
+from optix._base import GradientTransformation
 from optix._fusable import mark_elementwise
-from optix._toolkit import (
-    Finite,
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    leafwise,
-    multiply,
-    transform,
-)
+from optix._toolkit import Finite
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import leafwise
+from optix._toolkit import multiply
+from optix._toolkit import transform
 from optix.transforms._common import hyperparams_only
 
 

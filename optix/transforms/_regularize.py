@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from optix import _paths, _tree, _validate
-from optix._base import GradientTransformation, Params
+from optix import _paths
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import Params
 from optix._fusable import mark_elementwise
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, transform
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import transform
 from optix.transforms._common import hyperparams_only
 
 

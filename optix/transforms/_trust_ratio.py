@@ -10,7 +10,11 @@ from jax.typing import ArrayLike
 
 from optix import _tree
 from optix._base import GradientTransformation
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, multiply, transform
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import multiply
+from optix._toolkit import transform
 from optix.transforms._common import hyperparams_only
 
 

@@ -7,9 +7,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optix import _tree, _validate
+from optix import _tree
+from optix import _validate
 from optix._base import GradientTransformation
-from optix._toolkit import Beta, Hyperparams, HyperparamState, Positive, transform
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import Positive
+from optix._toolkit import transform
 
 _EPS = 1e-6
 

@@ -2,7 +2,8 @@ r"""Replace NaNs in the updates by zeros, and record where they were."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -5,32 +5,33 @@ which reuses the evaluation either line search (zoom or backtracking) keeps in i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState, Params, Updates
-from optix._toolkit import (
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    NonNegativeOrNone,
-    OpenFraction,
-    Positive,
-    PositiveOrNone,
-    multiply,
-    transform,
-)
-from optix.transforms._linesearch import (
-    ScaleByBacktrackingLinesearchState,
-    cast_like,
-    line_search_inputs,
-    slope_along,
-    step_along,
-    value_dtype,
-)
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import Params
+from optix._base import Updates
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import NonNegativeOrNone
+from optix._toolkit import OpenFraction
+from optix._toolkit import Positive
+from optix._toolkit import PositiveOrNone
+from optix._toolkit import multiply
+from optix._toolkit import transform
+from optix.transforms._linesearch import ScaleByBacktrackingLinesearchState
+from optix.transforms._linesearch import cast_like
+from optix.transforms._linesearch import line_search_inputs
+from optix.transforms._linesearch import slope_along
+from optix.transforms._linesearch import step_along
+from optix.transforms._linesearch import value_dtype
 
 
 class ZoomLinesearchInfo(NamedTuple):

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike, DTypeLike
+from jax.typing import ArrayLike
+from jax.typing import DTypeLike
 
-from optix import _keypath, _tree, _validate
-from optix._base import GradientTransformation, OptState, Updates
-from optix._chain import caller, check_transform
+from optix import _keypath
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import Updates
+from optix._chain import caller
+from optix._chain import check_transform
 from optix._hyperparams import increment
 
 

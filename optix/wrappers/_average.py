@@ -9,17 +9,29 @@ difference below bf16's resolution). :func:`averaged_params` reads the average b
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _keypath, _paths, _tree, _validate
+from optix import _keypath
+from optix import _paths
+from optix import _tree
+from optix import _validate
 from optix._apply import apply_updates
-from optix._base import GradientTransformation, OptState, Params, Updates
-from optix._hyperparams import hyperparam_dtype, increment, pure
-from optix._toolkit import Beta, Hyperparams, HyperparamState, transform
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import Params
+from optix._base import Updates
+from optix._hyperparams import hyperparam_dtype
+from optix._hyperparams import increment
+from optix._hyperparams import pure
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import transform
 from optix.wrappers._lookahead import LookaheadState
 
 

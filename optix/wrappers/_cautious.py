@@ -6,9 +6,12 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState
-from optix._chain import caller, check_transform
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._chain import caller
+from optix._chain import check_transform
 
 _WHY_REAL = "the sign test compares the signs of real numbers"
 

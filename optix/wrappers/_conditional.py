@@ -4,15 +4,19 @@ or zero them (``conditionally_mask``) at the others."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState
-from optix._chain import caller, check_transform
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._chain import caller
+from optix._chain import check_transform
 from optix._hyperparams import increment
 
 ConditionFn = Callable[..., ArrayLike]

@@ -4,23 +4,26 @@ kernels, and on the large leaves as they are."""
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Hashable
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from collections.abc import Hashable
+from typing import Any
+from typing import NamedTuple
 
 import jax
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState
-from optix._chain import caller, check_transform
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._chain import caller
+from optix._chain import check_transform
 from optix._fusable import is_elementwise
-from optix._pack import (
-    Packed,
-    PackLayout,
-    layout_mismatch,
-    layout_of,
-    pack_like,
-    unpack_sharing_kernels,
-)
+from optix._pack import Packed
+from optix._pack import PackLayout
+from optix._pack import layout_mismatch
+from optix._pack import layout_of
+from optix._pack import pack_like
+from optix._pack import unpack_sharing_kernels
 from optix._paths import is_nnx_variable
 
 PACK_BELOW = 4096

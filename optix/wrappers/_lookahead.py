@@ -8,11 +8,18 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from optix import _tree, _validate
+from optix import _tree
+from optix import _validate
 from optix._apply import apply_updates
-from optix._base import GradientTransformation, OptState, Params
-from optix._chain import caller, check_transform
-from optix._toolkit import Fraction, Hyperparams, HyperparamState, transform
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import Params
+from optix._chain import caller
+from optix._chain import check_transform
+from optix._toolkit import Fraction
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import transform
 
 
 class LookaheadState(NamedTuple):

@@ -6,10 +6,19 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState, Updates
-from optix._chain import caller, check_transform
-from optix._toolkit import Beta, Hyperparams, HyperparamState, NonNegative, leafwise, transform
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import Updates
+from optix._chain import caller
+from optix._chain import check_transform
+from optix._toolkit import Beta
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import leafwise
+from optix._toolkit import transform
 
 
 class MarsState(NamedTuple):

@@ -9,16 +9,22 @@ full paths. The helpers here (resolving a per-leaf spec, selecting leaves) are s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optix import _paths, _validate
-from optix._base import GradientTransformation, OptState, identity
-from optix._chain import caller, check_transform
+from optix import _paths
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import identity
+from optix._chain import caller
+from optix._chain import check_transform
 
 
 def _is_none(x: Any) -> bool:

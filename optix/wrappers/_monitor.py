@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from optix import _paths, _tree, _validate
-from optix._base import GradientTransformation, OptState
-from optix._chain import caller, check_transform
-from optix._hyperparams import pure, unbox
+from optix import _paths
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._chain import caller
+from optix._chain import check_transform
+from optix._hyperparams import pure
+from optix._hyperparams import unbox
 from optix._keypath import parts
 from optix.wrappers._nonfinite import SkipNonfiniteState
 from optix.wrappers._spikes import SkipSpikesState

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 
-from optix import _paths, _validate
-from optix._base import GradientTransformation, OptState
-from optix._chain import caller, check_transform
-from optix.wrappers._masked import check_is_tree, inner_leaves, leaf_values, select
+from optix import _paths
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._chain import caller
+from optix._chain import check_transform
+from optix.wrappers._masked import check_is_tree
+from optix.wrappers._masked import inner_leaves
+from optix.wrappers._masked import leaf_values
+from optix.wrappers._masked import select
 
 
 def _is_none(x: Any) -> bool:

@@ -11,14 +11,12 @@ import jax.numpy as jnp
 from optix import _validate
 from optix._base import GradientTransformation
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import (
-    Hyperparams,
-    HyperparamState,
-    NonNegative,
-    OpenFraction,
-    multiply,
-    transform,
-)
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import OpenFraction
+from optix._toolkit import multiply
+from optix._toolkit import transform
 
 
 class ReduceOnPlateauState(NamedTuple):

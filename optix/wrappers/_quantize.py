@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from collections.abc import Collection
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optix import _keypath, _validate
-from optix._base import GradientTransformation, OptState
-from optix._chain import caller, check_transform
+from optix import _keypath
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._chain import caller
+from optix._chain import check_transform
 from optix._hyperparams import HyperparamState
-from optix._quantize_maps import dequantize, dynamic_map, quantize
+from optix._quantize_maps import dequantize
+from optix._quantize_maps import dynamic_map
+from optix._quantize_maps import quantize
 
 # State fields that hold moments: running averages or sums of gradients or of their squares, which
 # tolerate a relative rounding of the state (8-bit optimizers). Only these are quantized. Copies of

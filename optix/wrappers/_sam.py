@@ -7,11 +7,19 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optix import _tree, _validate
+from optix import _tree
+from optix import _validate
 from optix._apply import apply_updates
-from optix._base import GradientTransformation, OptState, Params
-from optix._chain import caller, check_transform
-from optix._toolkit import Hyperparams, HyperparamState, NonNegative, multiply, transform
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._base import Params
+from optix._chain import caller
+from optix._chain import check_transform
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import NonNegative
+from optix._toolkit import multiply
+from optix._toolkit import transform
 from optix.transforms._common import hyperparams_only
 
 

@@ -7,11 +7,17 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optix import _tree, _validate
-from optix._base import GradientTransformation, OptState
-from optix._chain import caller, check_transform
+from optix import _tree
+from optix import _validate
+from optix._base import GradientTransformation
+from optix._base import OptState
+from optix._chain import caller
+from optix._chain import check_transform
 from optix._hyperparams import increment
-from optix._toolkit import Hyperparams, HyperparamState, Positive, transform
+from optix._toolkit import Hyperparams
+from optix._toolkit import HyperparamState
+from optix._toolkit import Positive
+from optix._toolkit import transform
 from optix.wrappers._nonfinite import step_or_hold
 
 _EPS = 1e-8
