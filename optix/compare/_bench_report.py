@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -19,6 +18,9 @@ from optix.compare._bench_plots import plot
 from optix.compare._scoring import benchmark_score
 from optix.compare._scoring import performance_ratios
 from optix.compare._spec import OptimizerSpec
+from optix.compare._text import num
+from optix.compare._text import table
+from optix.compare._text import write_files
 from optix.compare._workloads import Workload
 
 FIGURES = {"profiles": "profiles.png", "tuning": "tuning_curves.png", "curves": "curves.png"}
@@ -202,10 +204,6 @@ class Benchmark:
         return write(self, directory, plots=plots)
 
 
-def _num(x: float | None, fmt: str) -> str:
-    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
-
-
 def _ruleset_line(b: Benchmark) -> str:
     c = b.config
     what = {
@@ -233,21 +231,14 @@ def workload_rows(b: Benchmark, name: str) -> tuple[list[str], list[list[str]]]:
         cfg = e.config()
         text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in cfg.items())  # fmt: skip
-        row = [o, str(e.trials.batch_size or "full"), _num(e.steps, ".0f"),
-               _num(e.seconds, ".2f"), _num(ratios[o][name], ".2f"),
-               f"{e.hits}/{len(e.chosen)}", _num(e.valid(), ".4g")]  # fmt: skip
+        row = [o, str(e.trials.batch_size or "full"), num(e.steps, ".0f"),
+               num(e.seconds, ".2f"), num(ratios[o][name], ".2f"),
+               f"{e.hits}/{len(e.chosen)}", num(e.valid(), ".4g")]  # fmt: skip
         if has_test:
-            row.append(_num(e.test().get(w.metric), ".4g"))
+            row.append(num(e.test().get(w.metric), ".4g"))
         row += [f"{e.trials.compile_s:.2f}", text if e.same_as is None else f"same as {e.same_as}"]
         rows.append(row)
     return header, rows
-
-
-def _line(cells: list[str], widths: list[int]) -> str:
-    return "  ".join(
-        c.ljust(w) if i == 0 else c if i == len(cells) - 1 else c.rjust(w)
-        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-    ).rstrip()
 
 
 def _score_rows(b: Benchmark) -> tuple[list[str], list[list[str]]]:
@@ -262,18 +253,13 @@ def _score_rows(b: Benchmark) -> tuple[list[str], list[list[str]]]:
 def text_table(b: Benchmark) -> str:
     blocks = []
     for w in b.workloads:
-        header, rows = workload_rows(b, w.name)
-        widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
         lines = [f"# {w.name}: {w.description}",
                  f"# target: validation {w.metric} <= {w.target:g} within {w.budget} steps"]  # fmt: skip
-        lines += [_line(header, widths), "  ".join("-" * x for x in widths)]
-        lines += [_line(r, widths) for r in rows]
+        lines += table(*workload_rows(b, w.name), text_last=True)
         blocks.append("\n".join(lines))
-    header, rows = _score_rows(b)
-    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
-    score = ["# benchmark score B (AlgoPerf, r_max = 4): 1 = fastest on every workload"]
-    score += [_line(header + [""], widths + [0])]
-    score += [_line(r + [""], widths + [0]) for r in rows]
+    header, *rest = table(*_score_rows(b))
+    score = ["# benchmark score B (AlgoPerf, r_max = 4): 1 = fastest on every workload", header]
+    score += rest[1:]  # no rule under the header
     footer = (
         f"{_ruleset_line(b)}.\nsteps/seconds: median time to the validation target (seconds "
         "include compile); ratio: steps over the best optimizer's; hit: studies that reached it; "
@@ -348,16 +334,6 @@ def write(b: Benchmark, directory: str, *, plots: bool = True) -> list[str]:
     figs = {}
     if plots:  # build every figure before touching the directory
         figs = {k: plot(b, k) for k in KINDS if k != "tuning" or b.config["trials"] > 1}
-    text = b.to_json()
-    os.makedirs(directory, exist_ok=True)
-    written, images = [], {}
-    for kind, fig in figs.items():
-        path = os.path.join(directory, FIGURES[kind])
-        fig.savefig(path, dpi=100)
-        images[kind] = FIGURES[kind]
-        written.append(path)
-    for filename, content in (("results.json", text), ("report.md", markdown(b, images))):
-        with open(os.path.join(directory, filename), "w", encoding="utf-8") as f:
-            f.write(content + "\n")
-        written.append(os.path.join(directory, filename))
-    return written
+    images = {kind: FIGURES[kind] for kind in figs}
+    texts = {"results.json": b.to_json(), "report.md": markdown(b, images)}
+    return write_files(directory, {images[k]: fig for k, fig in figs.items()}, texts, dpi=100)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +13,9 @@ import numpy as np
 from optix.compare import _plots
 from optix.compare._results import ProblemResult
 from optix.compare._results import Summary
+from optix.compare._text import num
+from optix.compare._text import table
+from optix.compare._text import write_files
 
 
 def _clean(values: np.ndarray) -> list[float | None]:
@@ -103,17 +105,13 @@ class Results:
         return write(self, directory, plots=plots)
 
 
-def _num(x: float | None, fmt: str) -> str:
-    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
-
-
 def _metric(s: Summary, name: str, fmt: str, seeds: int) -> str:
     m = s.metrics.get(name)
     if m is None or m["mean"] is None:
         return "-"
-    text = _num(m["mean"], fmt)
+    text = num(m["mean"], fmt)
     if seeds > 1:
-        text += " ± " + _num(m["std"], fmt)
+        text += " ± " + num(m["std"], fmt)
         n = sum(v is not None for v in m["values"])
         if n < seeds:
             text += f" ({n}/{seeds})"
@@ -163,22 +161,12 @@ def _notes(result: ProblemResult, results: Results) -> list[str]:
     return notes
 
 
-def _line(cells: list[str], widths: list[int]) -> str:
-    return "  ".join(
-        c.ljust(w) if i == 0 else c.rjust(w)
-        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-    )
-
-
 def text_table(results: Results) -> str:
     seeds = results.config["seeds"]
     blocks = []
     for result in results.problems:
-        header, rows = _rows(result, seeds)
-        widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
         lines = ["# " + line for line in _notes(result, results)]
-        lines += [_line(header, widths), "  ".join("-" * w for w in widths)]
-        lines += [_line(row, widths) for row in rows]
+        lines += table(*_rows(result, seeds))
         blocks.append("\n".join(lines))
     footer = (
         "compile s: seconds to compile one optimizer's step; ms/step: wall time of one step of all "
@@ -212,19 +200,7 @@ def write(results: Results, directory: str, *, plots: bool = True) -> list[str]:
     figures: dict[str, dict[str, Any]] = {}
     if plots:  # build every figure before touching the directory
         figures = {r.problem.name: _plots.figures(r) for r in results.problems}
-    text = results.to_json()
-    os.makedirs(directory, exist_ok=True)
-    written: list[str] = []
-    images: dict[str, dict[str, str]] = {}
-    for name, figs in figures.items():
-        images[name] = {}
-        for kind, fig in figs.items():
-            filename = f"{name}_{kind}.png"
-            fig.savefig(os.path.join(directory, filename), dpi=110)
-            images[name][kind] = filename
-            written.append(os.path.join(directory, filename))
-    for filename, content in (("results.json", text), ("report.md", markdown(results, images))):
-        with open(os.path.join(directory, filename), "w", encoding="utf-8") as f:
-            f.write(content + "\n")
-        written.append(os.path.join(directory, filename))
-    return written
+    images = {name: {kind: f"{name}_{kind}.png" for kind in figs} for name, figs in figures.items()}
+    files = {images[n][k]: fig for n, figs in figures.items() for k, fig in figs.items()}
+    texts = {"results.json": results.to_json(), "report.md": markdown(results, images)}
+    return write_files(directory, files, texts, dpi=110)
