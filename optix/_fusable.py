@@ -24,13 +24,6 @@ _ELEMENTWISE: weakref.WeakSet = weakref.WeakSet()
 
 def mark_elementwise(tx: GradientTransformation) -> GradientTransformation:
     """Declare ``tx`` elementwise (see the module docstring) and return it unchanged.
-
-    Example:
-      >>> import optix
-      >>> from optix._fusable import is_elementwise, mark_elementwise
-      >>> tx = mark_elementwise(optix.identity())
-      >>> is_elementwise(tx)
-      True
     """
     try:
         _ELEMENTWISE.add(tx.update)
@@ -41,12 +34,6 @@ def mark_elementwise(tx: GradientTransformation) -> GradientTransformation:
 
 def is_elementwise(tx: Any) -> bool:
     """Whether ``tx`` was declared elementwise with :func:`mark_elementwise`.
-
-    Example:
-      >>> import optix
-      >>> from optix._fusable import is_elementwise
-      >>> is_elementwise(optix.adam(1e-3)), is_elementwise(optix.noisy_sgd(0.1))
-      (True, False)
     """
     try:
         return getattr(tx, "update", None) in _ELEMENTWISE

@@ -101,12 +101,6 @@ def positions(tree: Any) -> list[tuple[tuple[str, ...], Any]]:
 
 def leaf_paths(tree: Any) -> list[str]:
     """The path of every leaf of ``tree``, in flattening order (nnx ``value`` segments dropped).
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from optix._paths import leaf_paths
-      >>> leaf_paths({"encoder": [jnp.ones(2), None], "head": jnp.ones(1)})
-      ['encoder/0', 'head']
     """
     return ["/".join(p) or "<root>" for p, x in positions(tree) if x is not None]
 
@@ -124,13 +118,6 @@ def _match(segments: tuple[str, ...], target: tuple[str, ...]) -> bool:
 def matches(pattern: str, path: tuple[str, ...] | str) -> bool:
     """Whether ``pattern`` matches the leaf at ``path`` or one of its ancestors. A key that holds
     ``/`` (haiku's ``"mlp/~/linear"``) counts as several segments.
-
-    Example:
-      >>> from optix._paths import matches
-      >>> matches("**/bias", "encoder/0/bias"), matches("encoder", "encoder/0/bias")
-      (True, True)
-      >>> matches("*/bias", "encoder/0/bias")
-      False
     """
     text = path if isinstance(path, str) else "/".join(path)
     target = tuple(s for s in text.split("/") if s)

@@ -44,12 +44,6 @@ def dynamic_map(bits: int = 8, *, signed: bool = True) -> np.ndarray:
     Returns:
       A strictly increasing float32 array of ``2**bits - 1`` (signed) or ``2**bits`` values,
       holding exactly ``0`` and ``1`` (and ``-1`` when signed).
-
-    Example:
-      >>> from optix._quantize_maps import dynamic_map
-      >>> table = dynamic_map(8, signed=False)
-      >>> table.shape, float(table[0]), float(table[1]), float(table[-1])
-      ((256,), 0.0, 1e-07, 1.0)
     """
     if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or not 2 <= bits <= 8:
         raise ValueError(f"`bits` must be an integer from 2 to 8, got {bits!r}")

@@ -262,3 +262,10 @@ def test_divisor_search_is_exact_and_fast_on_a_huge_prime():
             assert _divisor_at_most(n, k) == max(d for d in range(1, min(n, k) + 1) if n % d == 0)
     # a prime step count: the old search looped over ten million candidates
     assert _divisor_at_most(1_000_000_007, 10_000_000) == 1
+
+
+def test_halton_unshifted_is_the_radical_inverse_in_bases_2_and_3():
+    from optix.compare._search import halton
+
+    expected = [[1 / 2, 1 / 3], [1 / 4, 2 / 3], [3 / 4, 1 / 9]]
+    np.testing.assert_allclose(halton(3, 2, seed=None), expected, rtol=1e-15)

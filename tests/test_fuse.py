@@ -497,3 +497,11 @@ def test_fused_state_orbax_round_trip(tmp_path):
         strict=True,
     ):
         np.testing.assert_array_equal(a, b)
+
+
+def test_mark_elementwise_and_is_elementwise():
+    from optix._fusable import is_elementwise
+    from optix._fusable import mark_elementwise
+
+    assert is_elementwise(mark_elementwise(optix.identity()))
+    assert is_elementwise(optix.adam(1e-3)) and not is_elementwise(optix.noisy_sgd(0.1))

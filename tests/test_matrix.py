@@ -173,3 +173,10 @@ def test_integer_or_bool_state_dtypes_are_refused_by_name(make, name):
     for bad in (jnp.int32, jnp.bool_):
         with pytest.raises(TypeError, match=name):
             make(bad).init({"w": jnp.ones((4, 3))})
+
+
+def test_newton_schulz_pulls_singular_values_toward_one():
+    from optix.transforms._matrix import newton_schulz
+
+    o = newton_schulz(jnp.array([[3.0, 0.0], [0.0, 0.5]]), steps=10)
+    assert bool(jnp.all(jnp.abs(jnp.diag(o) - 1) < 0.35))

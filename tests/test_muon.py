@@ -300,3 +300,10 @@ def test_optax_map_params_finds_the_params_in_muons_state(params):
     )
     muon_mu = got.inner_states["muon"][0].mu
     assert muon_mu == {k: (specs[k] if v.ndim >= 2 else None) for k, v in params.items()}
+
+
+def test_muon_labels_ndim_rule_with_pattern_override():
+    from optix.optimizers._muon import muon_labels
+
+    tree = {"w": jnp.zeros((3, 2)), "b": jnp.zeros(2), "emb": jnp.zeros((9, 2))}
+    assert muon_labels(tree, {"emb": "adam"}) == {"b": "adam", "emb": "adam", "w": "muon"}

@@ -409,3 +409,19 @@ def test_nnx_optimizer_mask_naming_a_module_called_value_affects_it_only():
         for leaf in ("kernel", "bias"):
             moved = not np.array_equal(before[module][leaf], after[module][leaf])
             assert moved == (module == "value"), f"{module}/{leaf}"
+
+
+def test_leaf_paths_skip_none_and_join_with_slashes():
+    from optix._paths import leaf_paths
+
+    assert leaf_paths({"encoder": [jnp.ones(2), None], "head": jnp.ones(1)}) == [
+        "encoder/0",
+        "head",
+    ]
+
+
+def test_matches_prefixes_and_double_star():
+    from optix._paths import matches
+
+    assert matches("**/bias", "encoder/0/bias") and matches("encoder", "encoder/0/bias")
+    assert not matches("*/bias", "encoder/0/bias")

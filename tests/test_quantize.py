@@ -535,3 +535,15 @@ def test_schedule_free_adamw_converges_as_unquantized():
     f = float(jax.jit(lambda: run(optix.schedule_free_adamw(0.05)))())
     q = float(jax.jit(lambda: run(optix.quantize_state(optix.schedule_free_adamw(0.05))))())
     assert abs(q - f) <= 0.2 * f, (q, f)
+
+
+def test_dynamic_map_unsigned_8bit_spans_zero_to_one():
+    from optix._quantize_maps import dynamic_map
+
+    table = dynamic_map(8, signed=False)
+    assert table.shape == (256,)
+    assert (float(table[0]), float(table[1]), float(table[-1])) == (
+        0.0,
+        float(np.float32(1e-7)),
+        1.0,
+    )

@@ -134,11 +134,6 @@ def space(spec: OptimizerSpec) -> tuple[Dim, ...]:
 def halton(n: int, dims: int, seed: int = 0) -> np.ndarray:
     r"""``(n, dims)`` points of the Halton sequence in ``[0, 1)``, shifted modulo 1 by a random
     vector drawn from ``seed`` (deterministic given ``seed``); index 0 (the origin) is skipped.
-
-    Example:
-      >>> from optix.compare._search import halton
-      >>> halton(3, 2, seed=None).tolist()
-      [[0.5, 0.3333333333333333], [0.25, 0.6666666666666666], [0.75, 0.1111111111111111]]
     """
     if dims > len(_PRIMES):
         raise ValueError(f"at most {len(_PRIMES)} search dimensions, got {dims}")

@@ -178,13 +178,6 @@ def muon_labels(tree: Any, labels: Any = None) -> Any:
     overrides this: a tree of labels, a function ``params -> tree of labels``, or a dict of path
     patterns (first match wins; a leaf no pattern matches keeps the default rule), for example
     ``{"embed/**": "adam", "head/**": "adam"}``.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from optix.optimizers._muon import muon_labels
-      >>> muon_labels({"w": jnp.zeros((3, 2)), "b": jnp.zeros(2), "emb": jnp.zeros((9, 2))},
-      ...             {"emb": "adam"})
-      {'b': 'adam', 'emb': 'adam', 'w': 'muon'}
     """
     pairs = jax.tree_util.tree_leaves_with_path(tree)
     rule = ["muon" if len(leaf.shape) >= 2 else "adam" for _, leaf in pairs]
