@@ -179,3 +179,34 @@ def test_skip_spikes_inside_is_counted():
     for scale in (1.0, 1.1, 0.9, 1.0, 1e4, 1.0):  # the fifth gradient is a spike
         _, state = step({"w": jnp.full(3, scale)}, state, params)
     assert int(optix.metrics(state)["skipped_steps"]) == 1
+
+
+def test_clip_records_the_norm_before_and_after_clipping():
+    max_norm = 0.5
+    tx = optix.monitor(optix.adam(1e-2), clip=optix.clip_by_global_norm(max_norm))
+    plain = optix.chain(optix.clip_by_global_norm(max_norm), optix.adam(1e-2))
+    params = _params()
+    state, plain_state = tx.init(params), plain.init(params)
+
+    @chex.assert_max_traces(n=1)
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return updates, state, optix.metrics(state)
+
+    jitted = jax.jit(step, donate_argnums=(1,))
+    chex.clear_trace_counter()
+    for seed, scale in [(1, 1.0), (2, 1e-3), (3, 10.0)]:
+        grads = jax.tree.map(lambda g, s=scale: g * s, _grads(seed))
+        updates, state, got = jitted(params, state, grads)
+        want, plain_state = plain.update(grads, plain_state, params)
+        chex.assert_trees_all_close(updates, want, rtol=1e-6)  # the same step as the chain
+        norm = _norm(jax.tree.leaves(grads))
+        np.testing.assert_allclose(got["grad_norm"], norm, rtol=1e-6)
+        np.testing.assert_allclose(got["clipped_grad_norm"], min(norm, max_norm), rtol=1e-6)
+    # the clip's hyperparameters live in the monitor's state, settable like any other
+    state = optix.set_hyperparams(state, max_norm=0.25)
+    _, _, got = jitted(params, state, _grads(4))
+    np.testing.assert_allclose(got["clipped_grad_norm"], 0.25, rtol=1e-6)
+    assert "clipped_grad_norm" not in optix.metrics(optix.monitor(optix.sgd(0.1)).init(params))
+    with pytest.raises(TypeError, match="clip"):
+        optix.monitor(optix.sgd(0.1), clip=0.5)

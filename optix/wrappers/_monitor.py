@@ -39,6 +39,9 @@ class MonitorState(NamedTuple):
         wrappers inside ``tx`` (0 when there is none).
       group_grad_norms: ``{group: norm}``, the gradient's norm over each group's leaves.
       group_update_norms: ``{group: norm}``, the updates' norm over each group's leaves.
+      clip_state: the state of ``monitor``'s ``clip`` transform (``None`` without one).
+      clipped_grad_norm: global L2 norm of the gradient after ``clip``, the one ``tx`` receives
+        (``None`` without ``clip``).
 
     Before the first update every norm is 0. The norms are float32 (float64 with
     ``jax_enable_x64``).
@@ -52,6 +55,8 @@ class MonitorState(NamedTuple):
     skipped_steps: jax.Array
     group_grad_norms: dict[str, jax.Array]
     group_update_norms: dict[str, jax.Array]
+    clip_state: OptState = None
+    clipped_grad_norm: jax.Array | None = None
 
 
 def _check_groups(groups: Any) -> dict[str, tuple[str, ...]]:
@@ -120,7 +125,12 @@ def _skipped(inner_state: Any) -> jax.Array:
     return total
 
 
-def monitor(tx: GradientTransformation, *, groups: Any = None) -> GradientTransformation:
+def monitor(
+    tx: GradientTransformation,
+    *,
+    groups: Any = None,
+    clip: GradientTransformation | None = None,
+) -> GradientTransformation:
     r"""Run ``tx`` and record, in the state, the norms of this step's gradient, updates and params.
 
     With the gradient :math:`g` that ``monitor`` receives, the updates :math:`u` that ``tx``
@@ -141,9 +151,12 @@ def monitor(tx: GradientTransformation, *, groups: Any = None) -> GradientTransf
     optional: called without it, ``param_norm`` and the
     ratio are NaN.
 
-    The gradient's norm is the one received, before anything in ``tx`` (a
-    :func:`optix.clip_by_global_norm` inside ``tx`` does not change it, and its clipped norm is
-    not recorded: the updates' norm is). ``skipped_steps`` is the total ``skipped`` count of
+    The gradient's norm is the one received, before anything in ``tx``. To record the norm after
+    clipping too, give the clipping as ``clip`` rather than chaining it inside ``tx``:
+    ``monitor(adam(1e-3), clip=clip_by_global_norm(1.0))`` runs the same step as
+    ``chain(clip_by_global_norm(1.0), adam(1e-3))`` and records both norms (``grad_norm`` and
+    ``clipped_grad_norm``); any gradient transform can be ``clip`` (:func:`optix.zclip`,
+    :func:`optix.adaptive_grad_clip`). ``skipped_steps`` is the total ``skipped`` count of
     every :func:`optix.skip_nonfinite` and :func:`optix.skip_spikes` inside ``tx`` (0 when ``tx``
     holds none); on a skipped
     step the gradient's norm is recorded as received (NaN or infinite) and the updates' norm is 0.
@@ -154,6 +167,8 @@ def monitor(tx: GradientTransformation, *, groups: Any = None) -> GradientTransf
         gradient and update norms are recorded too. Patterns are path patterns
         (``"encoder/**"``, ``"**/bias"``; see :func:`optix.masked`); a leaf may be in several
         groups; a pattern that matches no leaf is an error naming it.
+      clip: ``None``, or a gradient transform run before ``tx`` (a clipping), whose output's
+        norm is recorded as ``clipped_grad_norm``.
 
     Returns:
       A transform with state :class:`MonitorState`. Hyperparameters of ``tx`` stay reachable with
@@ -175,8 +190,11 @@ def monitor(tx: GradientTransformation, *, groups: Any = None) -> GradientTransf
     <https://arxiv.org/abs/1708.03888>`_, 2017.
     """
     check_transform(tx, "`tx`")
+    if clip is not None:
+        check_transform(clip, "`clip`")
     checked = _check_groups(groups)
     call = caller(tx)
+    call_clip = None if clip is None else caller(clip)
     dtype = _validate.stored_dtype()
 
     def init(params):
@@ -194,10 +212,16 @@ def monitor(tx: GradientTransformation, *, groups: Any = None) -> GradientTransf
             jnp.zeros([], jnp.int32),
             {name: zero() for name in checked},
             {name: zero() for name in checked},
+            None if clip is None else clip.init(params),
+            None if clip is None else zero(),
         )
 
     def update(updates, state, params=None, **extra):
-        new_updates, inner_state = call(updates, state.inner_state, params, extra)
+        grads, clip_state, clipped_norm = updates, state.clip_state, state.clipped_grad_norm
+        if call_clip is not None:
+            grads, clip_state = call_clip(updates, state.clip_state, params, extra)
+            clipped_norm = _tree.global_norm(grads).astype(dtype)
+        new_updates, inner_state = call(grads, state.inner_state, params, extra)
         masks = _group_masks(checked, updates)  # the updates keep the gradient's tree
         grad_norm = _tree.global_norm(updates).astype(dtype)
         update_norm = _tree.global_norm(new_updates).astype(dtype)
@@ -214,6 +238,8 @@ def monitor(tx: GradientTransformation, *, groups: Any = None) -> GradientTransf
             _skipped(inner_state),
             _group_norms(masks, updates),
             _group_norms(masks, new_updates),
+            clip_state,
+            clipped_norm,
         )
 
     return GradientTransformation(init, update)
@@ -223,7 +249,7 @@ def metrics(state: Any) -> dict[str, jax.Array]:
     r"""The metrics recorded by every :func:`optix.monitor` inside a (nested) optimizer state.
 
     Names: ``grad_norm``, ``update_norm``, ``param_norm``, ``update_param_ratio``,
-    ``skipped_steps``, and for each group ``grad_norm/<group>`` and ``update_norm/<group>``
+    ``skipped_steps``, ``clipped_grad_norm`` (with a ``clip``), and for each group ``grad_norm/<group>`` and ``update_norm/<group>``
     (see :class:`MonitorState` for their definitions, :math:`\|g\|, \|u\|, \|\theta\|,
     \|u\|/\|\theta\|`). With several monitors in one state, each name is prefixed by the path of
     its monitor's state (``"0/grad_norm"``). The values are scalar arrays (``skipped_steps`` is
@@ -258,6 +284,8 @@ def metrics(state: Any) -> dict[str, jax.Array]:
         node = pure(node)
         for name in _NAMES:
             out[prefix + name] = getattr(node, name)
+        if node.clipped_grad_norm is not None:
+            out[prefix + "clipped_grad_norm"] = node.clipped_grad_norm
         for group, value in node.group_grad_norms.items():
             out[f"{prefix}grad_norm/{group}"] = value
         for group, value in node.group_update_norms.items():
