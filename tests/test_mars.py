@@ -16,6 +16,7 @@ from tests._modifiers import SHAPES
 from tests._modifiers import NumpyAdamW
 from tests._modifiers import adamw
 from tests._modifiers import bf16_donating_run
+from tests._modifiers import stream
 from tests._modifiers import teacher_forced
 
 GAMMA, BETA = 0.2, 0.9
@@ -43,6 +44,43 @@ def test_matches_numpy_around_adamw(x64):
     reference = _numpy_mars(NumpyAdamW())
     teacher_forced(optix.mars(adamw(), gamma=GAMMA, b1=BETA), reference, seed=1, spread=1.5)
     assert any(reference.clipped) and not all(reference.clipped)  # type: ignore[attr-defined]
+
+
+def test_exact_form_matches_numpy_around_adamw(x64):
+    """The exact form (Algorithm 1): the caller's gradient at the previous params on this
+    minibatch replaces the stored one; the state keeps no gradient buffer."""
+    import chex
+    import jax
+
+    tx = optix.mars(adamw(), gamma=GAMMA, b1=BETA, exact=True)
+    inner = NumpyAdamW()
+    data, previous = stream(1, spread=1.5), stream(2, spread=1.5)
+    state = tx.init(jax.tree.map(jnp.asarray, data[0][0]))
+    assert state.previous is None
+    chex.clear_trace_counter()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step(grads, state, params, previous_grad):
+        return tx.update(grads, state, params, previous_grad=previous_grad)
+
+    clipped = []
+    for t, ((params, grads), (_, g_prev)) in enumerate(zip(data, previous, strict=True)):
+        updates, state = step(grads, state, params, g_prev)
+        c = {}
+        for k, g in grads.items():
+            ck = g + GAMMA * BETA / (1 - BETA) * (g - g_prev[k])
+            norm = np.sqrt(np.sum(ck * ck))
+            clipped.append(norm > 1)
+            c[k] = ck / norm if norm > 1 else ck
+        expected = inner(c, params)
+        for k in grads:
+            np.testing.assert_allclose(
+                updates[k], expected[k], rtol=1e-10, atol=1e-14, err_msg=f"step {t + 1}, {k}"
+            )
+    assert any(clipped) and not all(clipped)
+    with pytest.raises(ValueError, match="previous_grad"):
+        tx.update(data[0][1], state, data[0][0])
 
 
 def test_state_and_hyperparams():

@@ -25,15 +25,19 @@ class MarsState(NamedTuple):
     """State of :func:`mars`: its hyperparameters, the previous gradient and the inner state."""
 
     hyperparams: HyperparamState  # gamma, b1
-    previous: Updates  # g_{t-1} (zeros before the first update), in at least float32
+    previous: Updates | None  # g_{t-1} (zeros before the first update); None when exact
     inner_state: OptState  # the wrapped optimizer's state
 
 
 @transform(MarsState)
 def mars(
-    tx: GradientTransformation, gamma: NonNegative = 0.025, b1: Beta = 0.9
+    tx: GradientTransformation,
+    gamma: NonNegative = 0.025,
+    b1: Beta = 0.9,
+    *,
+    exact: bool = False,
 ) -> GradientTransformation:
-    r"""MARS (approximate form): give ``tx`` a variance-reduced gradient instead of the gradient.
+    r"""MARS: give ``tx`` a variance-reduced gradient instead of the gradient.
 
     Per leaf, with ``g_t`` the gradient this wrapper receives and ``g_0 = 0``:
 
@@ -48,6 +52,12 @@ def mars(
     at the previous params on the current minibatch. Around :func:`optix.adamw` with the same
     ``b1`` it is MARS-AdamW; around :func:`optix.lion`, MARS-Lion.
 
+    With ``exact=True`` it is the paper's exact form (Algorithm 1): ``g_{t-1}`` is the gradient
+    of the *current* minibatch at the *previous* params, which the caller computes (a second
+    gradient evaluation per step) and passes as ``update(grads, state, params,
+    previous_grad=...)``. On the first step, where there are no previous params, pass the
+    gradient itself (no correction). The state then keeps no gradient buffer.
+
     The clipping is per leaf: each leaf's ``c_t`` is scaled to unit Euclidean norm when its norm
     exceeds 1. The paper's Algorithm 1 writes ``Clip(c_t, 1)`` with the norm of the whole vector;
     the authors' code applies it to each parameter tensor, which this follows. As in their code,
@@ -59,6 +69,8 @@ def mars(
         0 the wrapper only clips. Settable with :func:`optix.set_hyperparams`, or a schedule.
       b1: ``beta_1`` in [0, 1), the momentum decay the correction is scaled for; use the inner
         optimizer's own ``b1``. A separate hyperparameter: the wrapper cannot read ``tx``'s.
+      exact: take ``g_{t-1}`` from the ``previous_grad`` argument of each update (the exact
+        form) instead of keeping the last gradient in the state (the approximate form).
 
     Returns:
       A transform with state :class:`MarsState`. The previous gradient is kept in at least
@@ -86,10 +98,22 @@ def mars(
 
     def init(params):
         _validate.check_float_leaves(params, "`mars` params")
-        return MarsState(spec.init(), _tree.moments_like(params), tx.init(params))
+        previous = None if exact else _tree.moments_like(params)
+        return MarsState(spec.init(), previous, tx.init(params))
 
     def update(updates, state, params=None, **extra):
-        _validate.check_updates(updates, state.previous, "mars")
+        if exact:
+            previous_grad = extra.pop("previous_grad", None)
+            if previous_grad is None:
+                raise ValueError(
+                    "`mars(..., exact=True)` needs the gradient of this minibatch at the previous "
+                    "params: call `update(grads, state, params, previous_grad=...)` (on the first "
+                    "step, pass the gradient itself)"
+                )
+            _validate.check_updates(previous_grad, updates, "mars")
+        else:
+            previous_grad = state.previous
+            _validate.check_updates(updates, state.previous, "mars")
         h, hyperparams = spec.step(state.hyperparams)
         weight = h.gamma * h.b1 / (1 - h.b1)
 
@@ -99,8 +123,10 @@ def mars(
             c = jnp.where(norm > 1, c / jnp.maximum(norm, 1), c)
             return c, jnp.copy(g)  # a copy: the state never holds the caller's gradient buffer
 
-        corrected, previous = leafwise(correct, updates, state.previous)
+        corrected, previous = leafwise(correct, updates, previous_grad)
         steps, inner_state = call(corrected, state.inner_state, params, extra)
+        if exact:
+            previous = None
         return steps, MarsState(hyperparams, previous, inner_state)
 
     return GradientTransformation(init, update)
