@@ -14,18 +14,16 @@ from typing import NamedTuple
 from jax.typing import DTypeLike
 
 from optix import _tree
-from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Finite
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.optimizers._adam import scale_by_adam
 from optix.optimizers._nadamw import scale_by_nesterov_adam
@@ -73,17 +71,8 @@ def scale_by_optimistic_gradient(
     optimistic gradient methods for saddle point problems
     <https://arxiv.org/abs/1901.08511>`_, AISTATS 2020.
     """
-    spec = Hyperparams(alpha=alpha, beta=beta)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_optimistic_gradient` params")
-        previous = _tree.moments_like(params, previous_dtype, name="previous_dtype")
-        return ScaleByOptimisticGradientState(spec.init(), previous)
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.previous, "scale_by_optimistic_gradient")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         a, b = h.alpha, h.beta
         first = h.t == 1  # no d_0: take it equal to d_1
 
@@ -91,10 +80,15 @@ def scale_by_optimistic_gradient(
             prev = _tree.where(first, d, prev)
             return (a + b) * d - b * prev, d
 
-        updates, previous = leafwise(optimistic, updates, state.previous)
-        return updates, ScaleByOptimisticGradientState(hyperparams, previous)
+        return optimistic
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_optimistic_gradient",
+        ScaleByOptimisticGradientState,
+        Hyperparams(alpha=alpha, beta=beta),
+        init=lambda params: (_tree.moments_like(params, previous_dtype, name="previous_dtype"),),
+        rule=rule,
+    )
 
 
 @checked

@@ -18,7 +18,6 @@ from optix._base import GradientTransformation
 from optix._base import ScalarOrSchedule
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
@@ -26,7 +25,7 @@ from optix._toolkit import NonNegative
 from optix._toolkit import Range
 from optix._toolkit import checked
 from optix._toolkit import first_and_second_moments
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._scale import scale_lr
 
@@ -91,16 +90,8 @@ def scale_by_radam(
     Reference: Liu et al., `On the variance of the adaptive learning rate and beyond
     <https://arxiv.org/abs/1908.03265>`_, ICLR 2020.
     """
-    spec = Hyperparams(b1=b1, b2=b2, eps=eps, threshold=threshold)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_radam` params")
-        return ScaleByRadamState(spec.init(), *first_and_second_moments(params, mu_dtype, nu_dtype))
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_radam")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         b1, b2, eps = h.b1, h.b2, h.eps
         t = h.t.astype(b2.dtype)
         bc1, bc2 = _tree.bias_correction(b1, h.t), _tree.bias_correction(b2, h.t)
@@ -121,10 +112,15 @@ def scale_by_radam(
             adaptive = adaptive_step * m / (jnp.sqrt(v) + eps)
             return jnp.where(rectify, adaptive, inv_bc1 * m), m, v
 
-        updates, mu, nu = leafwise(radam, updates, state.mu, state.nu)
-        return updates, ScaleByRadamState(hyperparams, mu, nu)
+        return radam
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_radam",
+        ScaleByRadamState,
+        Hyperparams(b1=b1, b2=b2, eps=eps, threshold=threshold),
+        init=lambda params: first_and_second_moments(params, mu_dtype, nu_dtype),
+        rule=rule,
+    )
 
 
 @checked

@@ -18,14 +18,13 @@ from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
 from optix._toolkit import is_off
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.optimizers._sgd import scale_by_momentum
 from optix.transforms._scale import scale_lr
@@ -75,18 +74,13 @@ def scale_by_rms(
     with recurrent neural networks <https://arxiv.org/abs/1308.0850>`_, 2013 (centered).
     """
     _validate.check_nonnegative("initial_scale", initial_scale)
-    spec = Hyperparams(decay=decay, eps=eps)
 
     def init(params):
-        _validate.check_float_leaves(params, "`scale_by_rms` params")
         nu = _tree.moments_like(params, nu_dtype, real=True, fill=initial_scale, name="nu_dtype")
         mu = _tree.moments_like(params, nu_dtype, name="nu_dtype") if centered else None
-        return ScaleByRmsState(spec.init(), nu, mu)
+        return nu, mu
 
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.nu, "scale_by_rms")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         rho, eps = h.decay, h.eps
 
         def denom(var):
@@ -101,13 +95,15 @@ def scale_by_rms(
             mu = rho * mu + (1 - rho) * g
             return g / denom(nu - _tree.abs_sq(mu)), nu, mu
 
-        if centered:
-            updates, nu, mu = leafwise(centered_rms, updates, state.nu, state.mu)
-        else:
-            (updates, nu), mu = leafwise(rms, updates, state.nu), None
-        return updates, ScaleByRmsState(hyperparams, nu, mu)
+        return centered_rms if centered else rms
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_rms",
+        ScaleByRmsState,
+        Hyperparams(decay=decay, eps=eps),
+        init=init,
+        rule=rule,
+    )
 
 
 @checked

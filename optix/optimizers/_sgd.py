@@ -19,7 +19,6 @@ from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Fraction
 from optix._toolkit import Hyperparams
@@ -27,7 +26,7 @@ from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
 from optix._toolkit import is_off
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._regularize import add_noise
@@ -82,18 +81,8 @@ def scale_by_momentum(
     # Nesterov needs dampening = 0, so it keeps none in state (set_hyperparams cannot break it);
     # a literal 0 keeps none either: the term would cost two scalar operands per leaf kernel.
     damped = not nesterov and not (isinstance(dampening, int | float) and dampening == 0)
-    spec = Hyperparams(momentum=momentum, **({"dampening": dampening} if damped else {}))
 
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_momentum` params")
-        return ScaleByMomentumState(
-            spec.init(), _tree.moments_like(params, trace_dtype, name="trace_dtype")
-        )
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.trace, "scale_by_momentum")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         mu = h.momentum
         # The buffer starts at zero, so step 1 only needs the gradient's coefficient switched to 1
         # (a scalar select, not a per-element one); undamped, it is 1 at every step.
@@ -103,10 +92,15 @@ def scale_by_momentum(
             b = mu * b + coef * g if damped else g + mu * b
             return (g + mu * b if nesterov else b), b
 
-        updates, trace = leafwise(momentum_, updates, state.trace)
-        return updates, ScaleByMomentumState(hyperparams, trace)
+        return momentum_
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_momentum",
+        ScaleByMomentumState,
+        Hyperparams(momentum=momentum, **({"dampening": dampening} if damped else {})),
+        init=lambda params: (_tree.moments_like(params, trace_dtype, name="trace_dtype"),),
+        rule=rule,
+    )
 
 
 @checked

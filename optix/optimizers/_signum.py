@@ -12,17 +12,15 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree
-from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._scale import scale_by_sign
 from optix.transforms._scale import scale_lr
@@ -57,28 +55,23 @@ def scale_by_signum(
     Reference: Bernstein et al., `signSGD: compressed optimisation for non-convex problems
     <https://arxiv.org/abs/1802.04434>`_, ICML 2018, Algorithm 1.
     """
-    spec = Hyperparams(beta=beta)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_signum` params")
-        return ScaleBySignumState(
-            spec.init(), _tree.moments_like(params, mu_dtype, name="mu_dtype")
-        )
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_signum")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         beta = h.beta
 
         def signum_(g, m):
             m = beta * m + (1 - beta) * g
             return jnp.sign(m), m
 
-        updates, mu = leafwise(signum_, updates, state.mu)
-        return updates, ScaleBySignumState(hyperparams, mu)
+        return signum_
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_signum",
+        ScaleBySignumState,
+        Hyperparams(beta=beta),
+        init=lambda params: (_tree.moments_like(params, mu_dtype, name="mu_dtype"),),
+        rule=rule,
+    )
 
 
 @checked
@@ -128,8 +121,9 @@ def signum(
 
     Example:
       >>> import jax.numpy as jnp, optix
-      >>> tx = optix.signum(0.1)
-      >>> tx.update(jnp.array([-3.0, 2.0]), tx.init(jnp.zeros(2)))[0]
+      >>> tx = optix.signum(0.1, beta=0.9)
+      >>> _, state = tx.update(jnp.array([-3.0, 2.0]), tx.init(jnp.zeros(2)))
+      >>> tx.update(jnp.array([1.0, 1.0]), state)[0]  # the sign of m = [-0.17, 0.28], not of g
       Array([ 0.1, -0.1], dtype=float32)
 
     Reference: Bernstein et al., `signSGD: compressed optimisation for non-convex problems

@@ -14,18 +14,17 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree
-from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Params
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
-from optix._toolkit import leafwise
+from optix._toolkit import first_and_second_moments
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
@@ -70,18 +69,8 @@ def scale_by_simplified_ademamix(
     Reference: Morwani, Vyas, Kwun, Kakade & Ba, `Connections between schedule-free optimizers,
     AdEMAMix, and accelerated SGD variants <https://arxiv.org/abs/2502.02431>`_, 2025.
     """
-    spec = Hyperparams(b1=b1, b2=b2, alpha=alpha, eps=eps, eps_root=eps_root)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_simplified_ademamix` params")
-        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
-        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
-        return ScaleBySimplifiedAdemamixState(spec.init(), mu, nu)
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_simplified_ademamix")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         b1, b2, alpha, eps, eps_root = h.b1, h.b2, h.alpha, h.eps, h.eps_root
         # the bias correction divided out once per step: a multiply per element
         c2 = 1 / _tree.bias_correction(b2, h.t)
@@ -91,10 +80,15 @@ def scale_by_simplified_ademamix(
             nu = b2 * nu + (1 - b2) * _tree.abs_sq(g)
             return (m + alpha * g) / (jnp.sqrt(nu * c2 + eps_root) + eps), m, nu
 
-        updates, mu, nu = leafwise(simplified_ademamix, updates, state.mu, state.nu)
-        return updates, ScaleBySimplifiedAdemamixState(hyperparams, mu, nu)
+        return simplified_ademamix
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_simplified_ademamix",
+        ScaleBySimplifiedAdemamixState,
+        Hyperparams(b1=b1, b2=b2, alpha=alpha, eps=eps, eps_root=eps_root),
+        init=lambda params: first_and_second_moments(params, mu_dtype, nu_dtype),
+        rule=rule,
+    )
 
 
 @checked

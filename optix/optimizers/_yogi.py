@@ -17,13 +17,12 @@ from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._scale import scale_lr
 
@@ -73,20 +72,15 @@ def scale_by_yogi(
     Reference: Zaheer et al., "Adaptive methods for nonconvex optimization", NeurIPS 2018.
     """
     _validate.check_nonnegative("initial_accumulator_value", initial_accumulator_value)
-    spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
     def init(params):
-        _validate.check_float_leaves(params, "`scale_by_yogi` params")
         mu = _tree.moments_like(params, mu_dtype, fill=initial_accumulator_value, name="mu_dtype")
         nu = _tree.moments_like(
             params, nu_dtype, real=True, fill=initial_accumulator_value, name="nu_dtype"
         )
-        return ScaleByYogiState(spec.init(), mu, nu)
+        return mu, nu
 
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_yogi")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         b1, b2 = h.b1, h.b2
         bc1 = _tree.bias_correction(b1, h.t)
         bc2 = _tree.bias_correction(b2, h.t)
@@ -104,10 +98,15 @@ def scale_by_yogi(
             # never divided by bc2 (v / bc2 is about |g|^2), and each element divides once
             return step_size * m / (jnp.sqrt(v + eps_root) + eps), m, v
 
-        updates, mu, nu = leafwise(yogi, updates, state.mu, state.nu)
-        return updates, ScaleByYogiState(hyperparams, mu, nu)
+        return yogi
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_yogi",
+        ScaleByYogiState,
+        Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
+        init=init,
+        rule=rule,
+    )
 
 
 @checked

@@ -7,14 +7,12 @@ from typing import NamedTuple
 from jax.typing import DTypeLike
 
 from optix import _tree
-from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 
 
@@ -57,18 +55,8 @@ def ema(
     Reference: Kingma & Ba, `Adam: a method for stochastic optimization
     <https://arxiv.org/abs/1412.6980>`_, ICLR 2015, section 3 (bias correction).
     """
-    spec = Hyperparams(decay=decay)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`ema` params")
-        return EmaState(
-            spec.init(), _tree.moments_like(params, accumulator_dtype, name="accumulator_dtype")
-        )
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.ema, "ema")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         beta = h.decay
         # the bias correction divided out once per step: a multiply per element
         c = 1 / _tree.bias_correction(beta, h.t) if debias else None
@@ -77,7 +65,14 @@ def ema(
             m = beta * m + (1 - beta) * g
             return (m * c if debias else m), m
 
-        updates, average = leafwise(running_mean, updates, state.ema)
-        return updates, EmaState(hyperparams, average)
+        return running_mean
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "ema",
+        EmaState,
+        Hyperparams(decay=decay),
+        init=lambda params: (
+            _tree.moments_like(params, accumulator_dtype, name="accumulator_dtype"),
+        ),
+        rule=rule,
+    )

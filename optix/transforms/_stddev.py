@@ -13,12 +13,11 @@ from optix import _tree
 from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 
 
@@ -73,18 +72,13 @@ def scale_by_stddev(
     <https://arxiv.org/abs/1308.0850>`_, 2013, eq. 38-41.
     """
     _validate.check_nonnegative("initial_scale", initial_scale)
-    spec = Hyperparams(decay=decay, eps=eps)
 
     def init(params):
-        _validate.check_float_leaves(params, "`scale_by_stddev` params")
         mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
         nu = _tree.moments_like(params, nu_dtype, real=True, fill=initial_scale, name="nu_dtype")
-        return ScaleByStddevState(spec.init(), mu, nu)
+        return mu, nu
 
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_stddev")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         rho, eps = h.decay, h.eps
         bc = _tree.bias_correction(rho, h.t) if bias_correction else 1
 
@@ -94,7 +88,12 @@ def scale_by_stddev(
             var = v / bc - _tree.abs_sq(m / bc)
             return g / (jnp.sqrt(var + eps) if eps_in_sqrt else jnp.sqrt(var) + eps), m, v
 
-        updates, mu, nu = leafwise(stddev, updates, state.mu, state.nu)
-        return updates, ScaleByStddevState(hyperparams, mu, nu)
+        return stddev
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_stddev",
+        ScaleByStddevState,
+        Hyperparams(decay=decay, eps=eps),
+        init=init,
+        rule=rule,
+    )
