@@ -14,18 +14,17 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree
-from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Params
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
-from optix._toolkit import leafwise
+from optix._toolkit import first_and_second_moments
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
@@ -71,18 +70,8 @@ def scale_by_acprop(
     asynchronous update for adaptive gradient methods <https://arxiv.org/abs/2110.05454>`_,
     NeurIPS 2021.
     """
-    spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_acprop` params")
-        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
-        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
-        return ScaleByAcpropState(spec.init(), mu, nu)
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_acprop")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         b1, b2, eps, eps_root = h.b1, h.b2, h.eps, h.eps_root
         previous = h.t - 1  # t - 1 steps have built nu
         first = previous == 0
@@ -97,10 +86,15 @@ def scale_by_acprop(
             m = b1 * m + (1 - b1) * g
             return u, m, s
 
-        updates, mu, nu = leafwise(acprop, updates, state.mu, state.nu)
-        return updates, ScaleByAcpropState(hyperparams, mu, nu)
+        return acprop
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_acprop",
+        ScaleByAcpropState,
+        Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
+        init=lambda params: first_and_second_moments(params, mu_dtype, nu_dtype),
+        rule=rule,
+    )
 
 
 @checked

@@ -12,18 +12,16 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree
-from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
 from optix._toolkit import first_and_second_moments
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._scale import scale_lr
 
@@ -71,18 +69,8 @@ def scale_by_adabelief(
     Reference: Zhuang et al., `AdaBelief optimizer: adapting stepsizes by the belief in observed
     gradients <https://arxiv.org/abs/2010.07468>`_, NeurIPS 2020, Algorithm 2.
     """
-    spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_adabelief` params")
-        return ScaleByAdabeliefState(
-            spec.init(), *first_and_second_moments(params, mu_dtype, nu_dtype)
-        )
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_adabelief")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         b1, b2, eps_root = h.b1, h.b2, h.eps_root
         bc1 = _tree.bias_correction(b1, h.t)
         bc1_next = _tree.bias_correction(b1, h.t + 1)
@@ -98,10 +86,15 @@ def scale_by_adabelief(
             m_hat = coef_m * m + coef_g * g if nesterov else coef_m * m
             return m_hat / (jnp.sqrt(s) + eps), m, s
 
-        updates, mu, nu = leafwise(adabelief, updates, state.mu, state.nu)
-        return updates, ScaleByAdabeliefState(hyperparams, mu, nu)
+        return adabelief
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_adabelief",
+        ScaleByAdabeliefState,
+        Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
+        init=lambda params: first_and_second_moments(params, mu_dtype, nu_dtype),
+        rule=rule,
+    )
 
 
 @checked

@@ -12,17 +12,15 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree
-from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._scale import scale_lr
 
@@ -65,22 +63,16 @@ def scale_by_adadelta(
     Reference: Zeiler, `ADADELTA: an adaptive learning rate method
     <https://arxiv.org/abs/1212.5701>`_, 2012.
     """
-    spec = Hyperparams(rho=rho, eps=eps)
 
     def init(params):
-        _validate.check_float_leaves(params, "`scale_by_adadelta` params")
-
         def zeros():  # one buffer each: a donated state must not hold one buffer twice
             return _tree.moments_like(
                 params, accumulator_dtype, real=True, name="accumulator_dtype"
             )
 
-        return ScaleByAdadeltaState(spec.init(), zeros(), zeros())
+        return zeros(), zeros()
 
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.e_g, "scale_by_adadelta")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         rho, eps = h.rho, h.eps
 
         def adadelta_(g, e_g, e_x):
@@ -91,10 +83,15 @@ def scale_by_adadelta(
             e_x = rho * e_x + _tree.abs_sq(c * delta)
             return delta, e_g, e_x
 
-        updates, e_g, e_x = leafwise(adadelta_, updates, state.e_g, state.e_x)
-        return updates, ScaleByAdadeltaState(hyperparams, e_g, e_x)
+        return adadelta_
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_adadelta",
+        ScaleByAdadeltaState,
+        Hyperparams(rho=rho, eps=eps),
+        init=init,
+        rule=rule,
+    )
 
 
 @checked

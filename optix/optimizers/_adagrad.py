@@ -17,12 +17,11 @@ from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._scale import scale_lr
 
@@ -62,10 +61,8 @@ def scale_by_adagrad(
     stochastic optimization <https://jmlr.org/papers/v12/duchi11a.html>`_, JMLR 2011.
     """
     _validate.check_nonnegative("initial_accumulator_value", initial_accumulator_value)
-    spec = Hyperparams(eps=eps)
 
     def init(params):
-        _validate.check_float_leaves(params, "`scale_by_adagrad` params")
         acc = _tree.moments_like(
             params,
             accumulator_dtype,
@@ -73,22 +70,20 @@ def scale_by_adagrad(
             fill=initial_accumulator_value,
             name="accumulator_dtype",
         )
-        return ScaleByAdagradState(spec.init(), acc)
+        return (acc,)
 
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.sum_of_squares, "scale_by_adagrad")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         eps = h.eps
 
         def adagrad_(g, s):
             s = s + _tree.abs_sq(g)
             return g / (jnp.sqrt(s) + eps), s
 
-        updates, acc = leafwise(adagrad_, updates, state.sum_of_squares)
-        return updates, ScaleByAdagradState(hyperparams, acc)
+        return adagrad_
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_adagrad", ScaleByAdagradState, Hyperparams(eps=eps), init=init, rule=rule
+    )
 
 
 @checked

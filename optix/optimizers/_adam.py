@@ -17,19 +17,17 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree
-from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Params
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
 from optix._toolkit import first_and_second_moments
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
@@ -84,42 +82,36 @@ def scale_by_adam(
     <https://arxiv.org/abs/1412.6980>`_, ICLR 2015; Reddi, Kale & Kumar, `On the convergence of
     Adam and beyond <https://openreview.net/forum?id=ryQu7f-RZ>`_, ICLR 2018 (AMSGrad).
     """
-    spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
     def init(params):
-        _validate.check_float_leaves(params, "`scale_by_adam` params")
         mu, nu = first_and_second_moments(params, mu_dtype, nu_dtype)
         nu_max = jax.tree.map(jnp.copy, nu) if amsgrad else None  # its own buffers (donation)
-        return ScaleByAdamState(spec.init(), mu, nu, nu_max)
+        return mu, nu, nu_max
 
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_adam")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         b1, b2 = h.b1, h.b2
         # (m / bc1) / (sqrt(v / bc2 + eps_root) + eps), times sqrt(bc2) above and below: the bias
         # corrections become scalars computed once per step, so each element divides once
         bc1, bc2 = _tree.bias_correction(b1, h.t), _tree.bias_correction(b2, h.t)
         step_size, eps_root, eps = jnp.sqrt(bc2) / bc1, h.eps_root * bc2, h.eps * jnp.sqrt(bc2)
 
-        def adam(g, m, v):
+        def adam(g, m, v, v_max=None):  # v_max: AMSGrad's running max (None without it)
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * _tree.abs_sq(g)
-            return step_size * m / (jnp.sqrt(v + eps_root) + eps), m, v
-
-        def amsgrad_(g, m, v, v_max):
-            m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * _tree.abs_sq(g)
+            if v_max is None:
+                return step_size * m / (jnp.sqrt(v + eps_root) + eps), m, v
             v_max = jnp.maximum(v_max, v)
             return step_size * m / (jnp.sqrt(v_max + eps_root) + eps), m, v, v_max
 
-        if amsgrad:
-            updates, mu, nu, nu_max = leafwise(amsgrad_, updates, state.mu, state.nu, state.nu_max)
-        else:
-            (updates, mu, nu), nu_max = leafwise(adam, updates, state.mu, state.nu), None
-        return updates, ScaleByAdamState(hyperparams, mu, nu, nu_max)
+        return adam
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_adam",
+        ScaleByAdamState,
+        Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
+        init=init,
+        rule=rule,
+    )
 
 
 @checked

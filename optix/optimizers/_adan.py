@@ -14,18 +14,16 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree
-from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Params
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
@@ -85,19 +83,14 @@ def scale_by_adan(
     Reference: Xie et al., `Adan: adaptive Nesterov momentum algorithm for faster optimizing deep
     models <https://arxiv.org/abs/2208.06677>`_, IEEE TPAMI 2024, Algorithm 1.
     """
-    spec = Hyperparams(b1=b1, b2=b2, b3=b3, eps=eps, eps_root=eps_root)
 
     def init(params):
-        _validate.check_float_leaves(params, "`scale_by_adan` params")
         mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
         delta = _tree.moments_like(params, mu_dtype, name="mu_dtype")
         nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
-        return ScaleByAdanState(spec.init(), mu, delta, nu, _tree.zeros_like(params))
+        return mu, delta, nu, _tree.zeros_like(params)
 
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_adan")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         b1, b2, b3, eps, eps_root = h.b1, h.b2, h.b3, h.eps, h.eps_root
         first = h.t == 1
         # Bias corrections as factors, each divided out once per step: a multiply per element
@@ -114,11 +107,15 @@ def scale_by_adan(
             u = (m * c1 + v * c2) / (jnp.sqrt(n * c3 + eps_root) + eps)
             return u, m, v, n, g
 
-        trees = (state.mu, state.delta, state.nu, state.prev_grad)
-        updates, mu, delta, nu, prev = leafwise(adan, updates, *trees)
-        return updates, ScaleByAdanState(hyperparams, mu, delta, nu, prev)
+        return adan
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_adan",
+        ScaleByAdanState,
+        Hyperparams(b1=b1, b2=b2, b3=b3, eps=eps, eps_root=eps_root),
+        init=init,
+        rule=rule,
+    )
 
 
 @checked

@@ -23,14 +23,13 @@ from optix._base import ScalarOrSchedule
 from optix._base import Schedule
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._hyperparams import hyperparam_dtype
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
@@ -85,19 +84,14 @@ def scale_by_ademamix(
     Reference: Pagliardini, Ablin & Grangier, `The AdEMAMix optimizer: better, faster, older
     <https://arxiv.org/abs/2409.03137>`_, 2024, Algorithm 1.
     """
-    spec = Hyperparams(b1=b1, b2=b2, b3=b3, alpha=alpha, eps=eps, eps_root=eps_root)
 
     def init(params):
-        _validate.check_float_leaves(params, "`scale_by_ademamix` params")
         m1 = _tree.moments_like(params, mu_dtype, name="mu_dtype")
         m2 = _tree.moments_like(params, mu_dtype, name="mu_dtype")
         nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
-        return ScaleByAdemamixState(spec.init(), m1, m2, nu)
+        return m1, m2, nu
 
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.m1, "scale_by_ademamix")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         b1, b2, b3, alpha, eps, eps_root = h.b1, h.b2, h.b3, h.alpha, h.eps, h.eps_root
         # bias corrections divided out once per step: a multiply per element, not a division
         c1 = 1 / _tree.bias_correction(b1, h.t)
@@ -109,10 +103,15 @@ def scale_by_ademamix(
             nu = b2 * nu + (1 - b2) * _tree.abs_sq(g)
             return (m1 * c1 + alpha * m2) / (jnp.sqrt(nu * c2 + eps_root) + eps), m1, m2, nu
 
-        updates, m1, m2, nu = leafwise(ademamix, updates, state.m1, state.m2, state.nu)
-        return updates, ScaleByAdemamixState(hyperparams, m1, m2, nu)
+        return ademamix
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_ademamix",
+        ScaleByAdemamixState,
+        Hyperparams(b1=b1, b2=b2, b3=b3, alpha=alpha, eps=eps, eps_root=eps_root),
+        init=init,
+        rule=rule,
+    )
 
 
 def _constant(name: str, value: ScalarOrSchedule) -> ArrayLike:

@@ -22,7 +22,6 @@ from optix._base import Params
 from optix._base import ScalarOrSchedule
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._hyperparams import hyperparam_dtype
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
@@ -31,7 +30,7 @@ from optix._toolkit import NonNegative
 from optix._toolkit import NonNegativeOrNone
 from optix._toolkit import checked
 from optix._toolkit import first_and_second_moments
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
@@ -106,19 +105,14 @@ def scale_by_adopt(
     values: dict[str, ScalarOrSchedule] = dict(b1=b1, b2=b2, eps=eps)
     if clip_value is not None:
         values["clip_value"] = clip_value
-    spec = Hyperparams(**values)
 
     def init(params):
-        _validate.check_float_leaves(params, "`scale_by_adopt` params")
         if clipping:
             why = "clipping is not defined for them; pass clip_value=None to use ADOPT without it"
             _validate.check_real_leaves(params, "scale_by_adopt", why)
-        return ScaleByAdoptState(spec.init(), *first_and_second_moments(params, mu_dtype, nu_dtype))
+        return first_and_second_moments(params, mu_dtype, nu_dtype)
 
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_adopt")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         first = h.t == 1
         b1 = jnp.where(first, 1, h.b1)  # step 0 leaves m at 0 ...
         b2 = jnp.where(first, 0, h.b2)  # ... and sets v_0 = |g_0|^2
@@ -133,10 +127,11 @@ def scale_by_adopt(
             u = b1 * m + (1 - b1) * normed if nesterov else m
             return u, m, v
 
-        updates, mu, nu = leafwise(adopt, updates, state.mu, state.nu)
-        return updates, ScaleByAdoptState(hyperparams, mu, nu)
+        return adopt
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_adopt", ScaleByAdoptState, Hyperparams(**values), init=init, rule=rule
+    )
 
 
 @checked

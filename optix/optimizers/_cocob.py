@@ -20,12 +20,12 @@ from optix._base import GradientTransformation
 from optix._base import Params
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import Positive
 from optix._toolkit import checked
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
@@ -78,48 +78,36 @@ def scale_by_cocob(
     Reference: Orabona & Tommasi, `Training deep networks without learning rates through coin
     betting <https://arxiv.org/abs/1705.07795>`_, NeurIPS 2017, Algorithm 2.
     """
-    spec = Hyperparams(alpha=alpha, eps=eps)
 
     def init(params):
-        _validate.check_float_leaves(params, "`scale_by_cocob` params")
         _validate.check_real_leaves(params, "scale_by_cocob", "bets compare signed gradients")
         x0 = jax.tree.map(jnp.copy, params)
         # four separate buffers: state that shares one cannot be donated
         sums = [_tree.moments_like(params, mu_dtype, name="mu_dtype") for _ in range(4)]
-        return ScaleByCocobState(spec.init(), x0, *sums)
+        return (x0, *sums)
 
-    def update(updates, state, params=None, **extra):
-        del extra
-        _validate.require_params(params, "scale_by_cocob")
-        _validate.check_updates(updates, state.neg_grad_sum, "scale_by_cocob")
-        _validate.check_matches_params(updates, params)
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         alpha, eps = h.alpha, h.eps
 
-        # Not leafwise's (g, *state) -> (u, *new_state): the bet also reads the params and x_0,
-        # which this step does not change, so the casts are written here.
-        def leaf(g, x0, theta, big_l, big_g, r, x):
-            gc, xc, x0c = _tree.upcast(g), _tree.upcast(x), _tree.upcast(x0)
-            big_l_new = jnp.maximum(jnp.maximum(big_l, jnp.abs(gc)), eps)
-            big_g_new = big_g + jnp.abs(gc)
-            r_new = jnp.maximum(r - gc * (xc - x0c), 0)
-            theta_new = theta - gc
-            bet = theta_new / (big_l_new * jnp.maximum(big_g_new + big_l_new, alpha * big_l_new))
-            x_new = x0c + bet * (big_l_new + r_new)
-            out = (xc - x_new).astype(g.dtype), theta_new.astype(theta.dtype)
-            return out + (
-                big_l_new.astype(big_l.dtype),
-                big_g_new.astype(big_g.dtype),
-                r_new.astype(r.dtype),
-            )
+        def cocob(g, x0, theta, big_l, big_g, r, x):
+            big_l = jnp.maximum(jnp.maximum(big_l, jnp.abs(g)), eps)
+            big_g = big_g + jnp.abs(g)
+            r = jnp.maximum(r - g * (x - x0), 0)
+            theta = theta - g
+            bet = theta / (big_l * jnp.maximum(big_g + big_l, alpha * big_l))
+            x_new = x0 + bet * (big_l + r)
+            return x - x_new, x0, theta, big_l, big_g, r  # x_0 is read and kept as it was
 
-        trees = (updates, state.params0, state.neg_grad_sum, state.max_grad, state.abs_grad_sum)
-        direction, theta, big_l, big_g, r = _tree.map_leaves(
-            leaf, *trees, state.reward, params, n_out=5
-        )
-        return direction, ScaleByCocobState(hyperparams, state.params0, theta, big_l, big_g, r)
+        return cocob
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_cocob",
+        ScaleByCocobState,
+        Hyperparams(alpha=alpha, eps=eps),
+        init=init,
+        rule=rule,
+        reads_params=True,
+    )
 
 
 @checked

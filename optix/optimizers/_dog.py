@@ -60,6 +60,32 @@ def _sq_dist(params0: Params, params: Params) -> jax.Array:
     )
 
 
+def _distance_over_gradients(
+    name: str, state_cls: type, spec: Hyperparams, step: Callable[..., tuple[Any, ...]]
+) -> GradientTransformation:
+    """The transform DoG and DoWG share: the state is ``(hyperparams, params0, a, b)`` with ``a``
+    and ``b`` scalars, and ``step(h, state, updates, params)`` returns ``(eta, new_a, new_b)``;
+    the update is ``eta * g``."""
+
+    def init(params):
+        _validate.check_float_leaves(params, f"`{name}` params")
+        zeros = (jnp.zeros([], hyperparam_dtype()) for _ in range(2))  # separate buffers (donation)
+        return state_cls(spec.init(), jax.tree.map(jnp.copy, params), *zeros)
+
+    def update(updates, state, params=None, **extra):
+        del extra
+        _validate.require_params(params, name)
+        _validate.check_float_leaves(updates, f"`{name}` updates")
+        _validate.check_same_structure(updates, state.params0, "updates", f"the `{name}` state")
+        _validate.check_matches_params(updates, params)
+        h, hyperparams = spec.step(state.hyperparams)
+        eta, *scalars = step(h, state, updates, params)
+        return leafwise(lambda g: eta * g, updates), state_cls(hyperparams, state.params0, *scalars)
+
+    # Its norms run over all leaves at once, so packing leaves end to end changes nothing.
+    return mark_elementwise(GradientTransformation(init, update))
+
+
 class ScaleByDogState(NamedTuple):
     """State of :func:`scale_by_dog`: the initial params and the two running quantities."""
 
@@ -101,22 +127,8 @@ def scale_by_dog(
     if callable(value):
         raise TypeError("`init_step` holds a number, not a schedule")
     _validate.check_positive("init_step", value)
-    spec = Hyperparams(init_step=value, eps=eps)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_dog` params")
-        zeros = (jnp.zeros([], hyperparam_dtype()) for _ in range(2))  # separate buffers (donation)
-        return ScaleByDogState(spec.init(), jax.tree.map(jnp.copy, params), *zeros)
-
-    def update(updates, state, params=None, **extra):
-        del extra
-        _validate.require_params(params, "scale_by_dog")
-        _validate.check_float_leaves(updates, "`scale_by_dog` updates")
-        _validate.check_same_structure(
-            updates, state.params0, "updates", "the `scale_by_dog` state"
-        )
-        _validate.check_matches_params(updates, params)
-        h, hyperparams = spec.step(state.hyperparams)
+    def step(h, state, updates, params):
         dist = jnp.sqrt(_sq_dist(state.params0, params))
         if kind == "distance":
             r_eps = h.init_step
@@ -129,11 +141,11 @@ def scale_by_dog(
         eta = max_dist / jnp.sqrt(sum_sq_grads + h.eps)
         if kind == "learning_rate":
             eta = jnp.where(h.t == 1, h.init_step, eta)
-        new_state = ScaleByDogState(hyperparams, state.params0, max_dist, sum_sq_grads)
-        return leafwise(lambda g: eta * g, updates), new_state
+        return eta, max_dist, sum_sq_grads
 
-    # Its norms run over all leaves at once, so packing leaves end to end changes nothing.
-    return mark_elementwise(GradientTransformation(init, update))
+    return _distance_over_gradients(
+        "scale_by_dog", ScaleByDogState, Hyperparams(init_step=value, eps=eps), step
+    )
 
 
 # `init_step` is a (kind, value) pair, which no range annotation describes: its value's range is
@@ -228,31 +240,15 @@ def scale_by_dowg(
     specs: dict[str, Any] = {"eps": eps}
     if init_estim_sq_dist is not None:
         specs["init_estim_sq_dist"] = init_estim_sq_dist
-    spec = Hyperparams(**specs)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_dowg` params")
-        zeros = (jnp.zeros([], hyperparam_dtype()) for _ in range(2))  # separate buffers (donation)
-        return ScaleByDowgState(spec.init(), jax.tree.map(jnp.copy, params), *zeros)
-
-    def update(updates, state, params=None, **extra):
-        del extra
-        _validate.require_params(params, "scale_by_dowg")
-        _validate.check_float_leaves(updates, "`scale_by_dowg` updates")
-        _validate.check_same_structure(
-            updates, state.params0, "updates", "the `scale_by_dowg` state"
-        )
-        _validate.check_matches_params(updates, params)
-        h, hyperparams = spec.step(state.hyperparams)
+    def step(h, state, updates, params):
         floor = h.init_estim_sq_dist if init_estim_sq_dist is not None else h.eps
         sq_dist = _sq_dist(state.params0, params)
         estim = jnp.maximum(jnp.maximum(state.estim_sq_dist, sq_dist), floor)
         weighted = state.weighted_sum_sq_grads + estim * _sum_sq(updates)
-        eta = estim / (jnp.sqrt(weighted) + h.eps)
-        new_state = ScaleByDowgState(hyperparams, state.params0, estim, weighted)
-        return leafwise(lambda g: eta * g, updates), new_state
+        return estim / (jnp.sqrt(weighted) + h.eps), estim, weighted
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return _distance_over_gradients("scale_by_dowg", ScaleByDowgState, Hyperparams(**specs), step)
 
 
 @checked

@@ -16,18 +16,16 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree
-from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Params
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import checked
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 
@@ -65,20 +63,13 @@ def scale_by_madgrad(
     averaged gradient method for stochastic optimization <https://arxiv.org/abs/2101.11075>`_,
     JMLR 2022.
     """
-    spec = Hyperparams(learning_rate=learning_rate, momentum=momentum, eps=eps)
 
     def init(params):
-        _validate.check_float_leaves(params, "`scale_by_madgrad` params")
         sums = _tree.moments_like(params, mu_dtype, name="mu_dtype")
         sq = _tree.moments_like(params, mu_dtype, real=True, name="mu_dtype")
-        return ScaleByMadgradState(spec.init(), sq, sums, jax.tree.map(jnp.copy, params))
+        return sq, sums, jax.tree.map(jnp.copy, params)
 
-    def update(updates, state, params=None, **extra):
-        del extra
-        _validate.require_params(params, "scale_by_madgrad")
-        _validate.check_updates(updates, state.grad_sum, "scale_by_madgrad")
-        _validate.check_matches_params(updates, params)
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         eps = h.eps
         k = (h.t - 1).astype(h.learning_rate.dtype)  # the 0-based step
         # lambda_k = (lr + eps) sqrt(k + 1): the authors' code adds eps to the rate
@@ -90,14 +81,18 @@ def scale_by_madgrad(
             s = s + lam * g
             z = x0 - s / (jnp.cbrt(big_g) + eps)
             # x_{k+1} - x_k = c (z_{k+1} - x_k), without the cancellation of forming x_{k+1}
-            return c * (z - x), big_g, s, x0, x
+            return c * (z - x), big_g, s, x0  # x_0 is read and kept as it was
 
-        # x_0 and x are read, not updated: their outputs are dropped
-        trees = (state.grad_sum_sq, state.grad_sum, state.params0, params)
-        steps, sq, sums, _, _ = leafwise(madgrad, updates, *trees)
-        return steps, ScaleByMadgradState(hyperparams, sq, sums, state.params0)
+        return madgrad
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_madgrad",
+        ScaleByMadgradState,
+        Hyperparams(learning_rate=learning_rate, momentum=momentum, eps=eps),
+        init=init,
+        rule=rule,
+        reads_params=True,
+    )
 
 
 @checked

@@ -21,7 +21,6 @@ from optix._base import GradientTransformation
 from optix._base import Params
 from optix._base import Updates
 from optix._chain import chain
-from optix._fusable import mark_elementwise
 from optix._toolkit import Beta
 from optix._toolkit import Hyperparams
 from optix._toolkit import HyperparamState
@@ -29,7 +28,7 @@ from optix._toolkit import NonNegative
 from optix._toolkit import NonNegativeOrNone
 from optix._toolkit import checked
 from optix._toolkit import first_and_second_moments
-from optix._toolkit import leafwise
+from optix._toolkit import per_leaf
 from optix._toolkit import transform
 from optix.optimizers._nadam import scale_by_nadam
 from optix.transforms._regularize import add_decayed_weights
@@ -83,17 +82,8 @@ def scale_by_nesterov_adam(
     Reference: Dozat, `Incorporating Nesterov momentum into Adam
     <https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ>`_, ICLR workshop 2016.
     """
-    spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
-    def init(params):
-        _validate.check_float_leaves(params, "`scale_by_nesterov_adam` params")
-        mu, nu = first_and_second_moments(params, mu_dtype, nu_dtype)
-        return ScaleByNesterovAdamState(spec.init(), mu, nu)
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_nesterov_adam")
-        h, hyperparams = spec.step(state.hyperparams)
+    def rule(h):
         b1, b2 = h.b1, h.b2
         bc1 = _tree.bias_correction(b1, h.t)
         bc1_next = 1 - b1 ** (h.t.astype(b1.dtype) + 1)
@@ -109,10 +99,15 @@ def scale_by_nesterov_adam(
             v = b2 * v + (1 - b2) * _tree.abs_sq(g)
             return (coef_m * m + coef_g * g) / (jnp.sqrt(v + eps_root) + eps), m, v
 
-        updates, mu, nu = leafwise(nesterov_adam, updates, state.mu, state.nu)
-        return updates, ScaleByNesterovAdamState(hyperparams, mu, nu)
+        return nesterov_adam
 
-    return mark_elementwise(GradientTransformation(init, update))
+    return per_leaf(
+        "scale_by_nesterov_adam",
+        ScaleByNesterovAdamState,
+        Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
+        init=lambda params: first_and_second_moments(params, mu_dtype, nu_dtype),
+        rule=rule,
+    )
 
 
 @checked
