@@ -13,9 +13,13 @@ import optix
 from benchmarks import quantized_state
 from optix._quantize_maps import dequantize
 from optix._quantize_maps import dynamic_map
+from optix._quantize_maps import linear_map
 from optix._quantize_maps import nearest
 from optix._quantize_maps import num_blocks
+from optix._quantize_maps import pack
+from optix._quantize_maps import packed_map
 from optix._quantize_maps import quantize
+from optix._quantize_maps import unpack
 from tests.cases import BY_NAME
 from tests.cases import WRAPPERS
 from tests.test_contract import _signature
@@ -547,3 +551,229 @@ def test_dynamic_map_unsigned_8bit_spans_zero_to_one():
         float(np.float32(1e-7)),
         1.0,
     )
+
+
+# ----- 4-bit: codes packed two per byte (Li, Chen & Zhu 2023) ------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 8, 255, 4097])
+def test_pack_unpack_round_trip_with_padding(size):
+    rng = np.random.default_rng(size)
+    codes = rng.integers(0, 16, size).astype(np.uint8)
+    packed = np.asarray(pack(jnp.asarray(codes)))
+    assert packed.dtype == np.uint8 and packed.shape == (-(-size // 2),)
+    np.testing.assert_array_equal(packed & 15, codes[0::2])  # even elements: low nibbles
+    np.testing.assert_array_equal(packed[: size // 2] >> 4, codes[1::2])
+    if size % 2:  # the padding nibble is 0
+        assert packed[-1] >> 4 == 0
+    np.testing.assert_array_equal(np.asarray(unpack(jnp.asarray(packed), size)), codes)
+    # any shape packs in row-major order
+    if size == 8:
+        np.testing.assert_array_equal(pack(jnp.asarray(codes.reshape(2, 4))), packed)
+
+
+def test_linear_map_excludes_zero():
+    table = linear_map(4)
+    np.testing.assert_array_equal(table, np.arange(1, 17, dtype=np.float32) / 16)
+    assert packed_map(4, signed=False).min() == 1 / 16
+    np.testing.assert_array_equal(packed_map(4, signed=True), dynamic_map(4, signed=True))
+
+
+def _four_bit_adam_state(shape):
+    tx = optix.quantize_state(optix.adam(1e-3), bits=4)
+    return tx.init({"w": jnp.zeros(shape)}).inner_state[0]
+
+
+def test_4bit_adam_state_bytes_per_param():
+    n, m = 512, 256
+    adam = _four_bit_adam_state((n, m))
+    mu, nu = adam.mu["w"], adam.nu["w"]
+    for q in (mu, nu):
+        assert isinstance(q, optix.QuantizedArray) and q.packed and q.bits == 4
+        assert q.codes.dtype == jnp.uint8 and q.codes.shape == (n * m // 2,)  # two per byte
+        assert q.shape == (n, m) and q.dequantize().shape == (n, m)
+    assert mu.signed and mu.block_size == 128 and mu.scale.shape == (n * m // 128,)
+    assert not nu.signed and nu.scale.shape == (n + m,)  # rank-1: a row max and a column max
+    total = sum(x.nbytes for x in jax.tree.leaves((mu, nu)))
+    assert total == 2 * (n * m // 2) + 4 * (n * m // 128) + 4 * (n + m)
+    assert total / (n * m) <= 1.1  # observed 1.055 (8-bit: 2.031, fp32: 8)
+
+
+@pytest.mark.parametrize("shape", [(4097,), (65, 67), (3, 5, 301)])
+def test_4bit_odd_sizes_round_trip(shape):
+    rng = np.random.default_rng(len(shape))
+    x = (rng.standard_normal(shape) * np.exp(rng.uniform(-3, 0, shape))).astype(np.float32)
+    size = int(np.prod(shape))
+    for signed, values in ((True, x), (False, np.abs(x))):
+        q = optix.QuantizedArray.create(jnp.asarray(values), signed=signed, bits=4, block_size=128)
+        assert q.codes.shape == (-(-size // 2),)
+        rank1 = not signed and len(shape) >= 2
+        assert q.scale.shape == ((sum(shape),) if rank1 else (-(-size // 128),))
+        back = np.asarray(q.dequantize())
+        assert back.shape == shape and back.dtype == np.float32
+        assert np.max(np.abs(back - values)) <= 0.5 * np.max(np.abs(values))
+        # the largest magnitude is a normaliser of its own and comes back exactly
+        i = np.unravel_index(np.argmax(np.abs(values)), shape)
+        assert back[i] == values[i]
+
+
+def _rank1_normaliser(v):
+    rows = np.max(np.abs(v), axis=1, keepdims=True)
+    cols = np.max(np.abs(v), axis=0, keepdims=True)
+    return np.minimum(rows, cols)
+
+
+def test_4bit_second_moment_never_reads_back_as_zero():
+    """The zero-point property: no positive second moment dequantizes to 0, whatever its size
+    relative to the others (a dynamic map with a zero code would store these as 0, and Adam's
+    ``m / (sqrt(v) + eps)`` would jump)."""
+    rng = np.random.default_rng(0)
+    v = np.exp(rng.uniform(-60, 0, (96, 80))).astype(np.float32)  # 26 decades
+    v[5, :] = 0.0  # an all-zero row reads back exactly zero
+    v[:, 7] = 0.0
+    for x in (v, v.reshape(-1)):  # rank-1 (matrix) and block-wise (vector)
+        q = optix.QuantizedArray.create(jnp.asarray(x), signed=False, bits=4, block_size=128)
+        back = np.asarray(q.dequantize())
+        assert np.all(back[x > 0] > 0)
+        assert np.all(back[x == 0] == 0) if x.ndim == 2 else np.all(back >= 0)
+    # every code of the map stands for a positive value
+    assert np.all(linear_map(4) > 0)
+    # and a state of positive moments through adam's update stays positive
+    tx = optix.quantize_state(optix.adam(1e-3), bits=4, min_size=1)
+    params = {"w": jnp.zeros((32, 48))}
+    grads = {"w": jnp.asarray(np.exp(rng.uniform(-20, 0, (32, 48))), jnp.float32)}
+    _, state = tx.update(grads, tx.init(params), params)
+    assert np.all(np.asarray(state.inner_state[0].nu["w"].dequantize()) > 0)
+
+
+def test_4bit_quantize_dequantize_error_bound():
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((64, 96)) * np.exp(rng.uniform(-6, 1, (64, 96)))).astype(np.float32)
+    # first moments: block-wise, the signed dynamic map: the nearest map value times the absmax
+    signed = dynamic_map(4, signed=True)
+    q = optix.QuantizedArray.create(jnp.asarray(x), signed=True, bits=4, block_size=128)
+    back = np.asarray(q.dequantize()).reshape(-1)
+    absmax = np.repeat(np.max(np.abs(x.reshape(-1, 128)), axis=1), 128)
+    normed = x.reshape(-1) / absmax
+    bound = (_brute_nearest_error(normed, signed) + 2 * ULP1) * absmax * (1 + ULP1)
+    assert np.all(np.abs(back - x.reshape(-1)) <= bound)
+    half_gap = float(np.max(np.diff(signed))) / 2
+    assert np.all(np.abs(back - x.reshape(-1)) <= (half_gap + 2 * ULP1) * absmax)
+    # second moments: rank-1 normaliser, linear map: within half a step (1/32) of the normaliser,
+    # or rounded up to the smallest code (1/16)
+    v = x**2
+    q = optix.QuantizedArray.create(jnp.asarray(v), signed=False, bits=4, block_size=128)
+    np.testing.assert_array_equal(
+        np.asarray(q.scale), np.concatenate([np.max(v, axis=1), np.max(v, axis=0)])
+    )
+    back = np.asarray(q.dequantize())
+    norm = _rank1_normaliser(v)
+    error = np.abs(back - v)
+    assert np.all(error <= (1 / 32 + 2 * ULP1) * norm * (1 + ULP1) + (v < norm / 32) * norm / 16)
+    assert np.all(back >= norm / 16 * (1 - ULP1))
+
+
+def test_4bit_non_finite_values_poison_their_row_and_column():
+    v = np.ones((8, 6), np.float32)
+    v[2, 3] = np.nan
+    q = optix.QuantizedArray.create(jnp.asarray(v), signed=False, bits=4, block_size=4)
+    back = np.asarray(q.dequantize())
+    poisoned = np.zeros((8, 6), bool)
+    poisoned[2, :] = poisoned[:, 3] = True
+    assert np.all(np.isnan(back[poisoned])) and np.all(back[~poisoned] == 1.0)
+
+
+def test_4bit_steps_follow_the_full_precision_optimizer():
+    params = _model_params()
+    full, quant = optix.adam(1e-2), optix.quantize_state(optix.adam(1e-2), bits=4, min_size=1024)
+    fs, qs = full.init(params), quant.init(params)
+    f_step, q_step = jax.jit(full.update), jax.jit(quant.update)
+    for seed in range(20):
+        g = _grads_like(params, seed)
+        fu, fs = f_step(g, fs, params)
+        qu, qs = q_step(g, qs, params)
+        if seed == 0:  # zero state quantizes exactly: the first step is identical
+            for a, b in zip(jax.tree.leaves(fu), jax.tree.leaves(qu), strict=True):
+                np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(fu), jax.tree.leaves(qu), strict=True):
+        rel = float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a))
+        assert rel < 0.5, rel  # observed 0.36 on these i.i.d. gradients (8-bit: < 0.05)
+
+
+@pytest.mark.parametrize("name", ["adam", "momentum"])
+def test_4bit_wrapper_contract(name, monkeypatch):
+    monkeypatch.setitem(
+        WRAPPERS,
+        "quantize_state",
+        lambda tx: optix.quantize_state(tx, bits=4, min_size=1, block_size=4),
+    )
+    wrapper_contract("quantize_state", BY_NAME[name])
+
+
+def test_4bit_donating_jit_step_does_not_retrace():
+    params = _model_params()
+    tx = optix.quantize_state(optix.adam(1e-3), bits=4, min_size=1024)
+    chex.clear_trace_counter()
+
+    @chex.assert_max_traces(n=1)
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optix.apply_updates(params, updates), state
+
+    donating = jax.jit(step, donate_argnums=(0, 1))
+    state = tx.init(params)
+    signature = _signature(state)
+    for seed in range(3):
+        old = jax.tree.leaves(state)
+        params, state = donating(params, state, _grads_like(params, seed))
+        assert all(x.is_deleted() for x in old if x.ndim > 0)  # codes and scales were donated
+        assert _signature(state) == signature
+    nu = optix.state_get(state, "nu/dense/w/codes")
+    assert nu.dtype == jnp.uint8 and nu.shape == (128 * 64 // 2,)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params))
+
+
+def test_4bit_orbax_round_trip_resumes_bitwise(tmp_path):
+    import orbax.checkpoint as ocp
+
+    params = _model_params()
+    tx = optix.quantize_state(optix.adamw(1e-2, weight_decay=1e-3), bits=4, min_size=1024)
+    step = jax.jit(lambda p, s, g: tx.update(g, s, p))
+    state = tx.init(params)
+    for seed in range(3):
+        _, state = step(params, state, _grads_like(params, seed))
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(tmp_path / "ckpt", state)
+        ckpt.wait_until_finished()
+        restored = ckpt.restore(tmp_path / "ckpt", jax.eval_shape(tx.init, params))
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    optix.check_state(tx, restored, params)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    g = _grads_like(params, 5)
+    u1, s1 = step(params, state, g)
+    u2, s2 = step(params, restored, g)
+    for a, b in zip(jax.tree.leaves((u1, s1)), jax.tree.leaves((u2, s2)), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "problem, lr, min_size",
+    [(digits_mlp, 1e-2, 1024), (diabetes_features, 1e-2, 4096)],
+    ids=["digits_mlp", "diabetes_features"],
+)
+def test_4bit_adam_converges_like_fp32_adam(problem, lr, min_size):
+    schedule = optix.schedules.cosine_decay(lr, STEPS)
+    fp32 = final_loss(problem, optix.adam(schedule))
+    tx = optix.quantize_state(optix.adam(schedule), bits=4, min_size=min_size)
+    params = problem()[0]
+    assert any(x.packed for x in _quantized_leaves(tx.init(params)))  # really 4-bit state
+    int4 = final_loss(problem, tx)
+    assert np.isfinite(int4)
+    assert abs(int4 - fp32) <= 0.01 * fp32, (int4, fp32)
+
+
+def _quantized_leaves(state):
+    leaves = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, optix.QuantizedArray))
+    return [x for x in leaves if isinstance(x, optix.QuantizedArray)]
