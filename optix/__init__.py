@@ -177,6 +177,12 @@ from optix.wrappers._monitor import MonitorState, metrics, monitor
 from optix.wrappers._nonfinite import SkipNonfiniteState, skip_nonfinite
 from optix.wrappers._partition import PartitionState, partition
 from optix.wrappers._plateau import ReduceOnPlateauState, reduce_on_plateau
+from optix.wrappers._rounding import (
+    KahanSummationState,
+    StochasticRoundingState,
+    kahan_summation,
+    stochastic_rounding,
+)
 from optix.wrappers._quantize import QuantizedArray, QuantizedState, quantize_state
 from optix.wrappers._sam import SamNormalizeState, SamState, sam
 from optix.wrappers._spikes import SkipSpikesState, skip_spikes
@@ -238,6 +244,7 @@ __all__ = [
     "SkipNonfiniteState", "SkipSpikesState", "sm3", "soap", "SoapLeafState", "sophia", "state_get",
     "state_paths", "state_set", "stateless", "swa", "SwaState", "unpack", "Updates",
     "value_and_grad_from_state", "yogi", "zclip", "ZclipState", "zero_nans", "ZeroNansState",
-    "ZoomLinesearchInfo",
+    "ZoomLinesearchInfo", "kahan_summation", "KahanSummationState", "stochastic_rounding",
+    "StochasticRoundingState",
 ]
 # fmt: on

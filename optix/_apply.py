@@ -53,11 +53,18 @@ def apply_updates(params: Params, updates: Updates) -> Params:
                 f"dtype {p.dtype}; adding it would silently drop its "
                 f"{'imaginary part' if _kind(u.dtype) == 2 else 'fraction'}"
             )
-        wide = _tree.wider(p.dtype, u.dtype)
-        return (p.astype(wide) + u.astype(wide)).astype(p.dtype)
+        return rounded_sum(p, u)
 
     leaves = zip(paths, p_leaves, u_leaves, strict=True)
     return treedef.unflatten([add(path, p, u) for path, p, u in leaves])
+
+
+def rounded_sum(p: jax.Array, u: jax.Array) -> jax.Array:
+    """One leaf of :func:`apply_updates`: ``p + u`` formed in the wider of the two dtypes, then
+    rounded (to nearest, ties to even) to ``p``'s dtype. Wrappers that steer the rounding
+    (``stochastic_rounding``, ``kahan_summation``) predict the new param with this same function."""
+    wide = _tree.wider(p.dtype, u.dtype)
+    return (p.astype(wide) + u.astype(wide)).astype(p.dtype)
 
 
 def _flatten_with_path(tree: Params) -> list:

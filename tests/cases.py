@@ -404,5 +404,9 @@ WRAPPERS: dict[str, Callable[[optix.GradientTransformation], optix.GradientTrans
             LABELS,
         )
     ),
+    # act on bf16/float16 params only (the contract's float32 params pass through rounding;
+    # Kahan compensates float32 params too)
+    "stochastic_rounding": lambda tx: optix.stochastic_rounding(tx, seed=0),
+    "kahan_summation": lambda tx: optix.kahan_summation(tx),
 }
 WRAPPER_IDS = list(WRAPPERS)
