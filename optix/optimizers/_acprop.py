@@ -88,13 +88,11 @@ def scale_by_acprop(
 
         return acprop
 
-    return per_leaf(
-        "scale_by_acprop",
-        ScaleByAcpropState,
-        Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
-        init=lambda params: first_and_second_moments(params, mu_dtype, nu_dtype),
-        rule=rule,
-    )
+    def init(params):
+        return first_and_second_moments(params, mu_dtype, nu_dtype)
+
+    spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+    return per_leaf("scale_by_acprop", ScaleByAcpropState, spec, init=init, rule=rule)
 
 
 @checked

@@ -88,13 +88,11 @@ def scale_by_adabelief(
 
         return adabelief
 
-    return per_leaf(
-        "scale_by_adabelief",
-        ScaleByAdabeliefState,
-        Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
-        init=lambda params: first_and_second_moments(params, mu_dtype, nu_dtype),
-        rule=rule,
-    )
+    def init(params):
+        return first_and_second_moments(params, mu_dtype, nu_dtype)
+
+    spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+    return per_leaf("scale_by_adabelief", ScaleByAdabeliefState, spec, init=init, rule=rule)
 
 
 @checked

@@ -85,13 +85,8 @@ def scale_by_adadelta(
 
         return adadelta_
 
-    return per_leaf(
-        "scale_by_adadelta",
-        ScaleByAdadeltaState,
-        Hyperparams(rho=rho, eps=eps),
-        init=init,
-        rule=rule,
-    )
+    spec = Hyperparams(rho=rho, eps=eps)
+    return per_leaf("scale_by_adadelta", ScaleByAdadeltaState, spec, init=init, rule=rule)
 
 
 @checked

@@ -81,9 +81,8 @@ def scale_by_adagrad(
 
         return adagrad_
 
-    return per_leaf(
-        "scale_by_adagrad", ScaleByAdagradState, Hyperparams(eps=eps), init=init, rule=rule
-    )
+    spec = Hyperparams(eps=eps)
+    return per_leaf("scale_by_adagrad", ScaleByAdagradState, spec, init=init, rule=rule)
 
 
 @checked

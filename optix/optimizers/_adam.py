@@ -105,13 +105,8 @@ def scale_by_adam(
 
         return adam
 
-    return per_leaf(
-        "scale_by_adam",
-        ScaleByAdamState,
-        Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
-        init=init,
-        rule=rule,
-    )
+    spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+    return per_leaf("scale_by_adam", ScaleByAdamState, spec, init=init, rule=rule)
 
 
 @checked

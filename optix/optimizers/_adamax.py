@@ -84,13 +84,11 @@ def scale_by_adamax(
 
         return adamax
 
-    return per_leaf(
-        "scale_by_adamax",
-        ScaleByAdamaxState,
-        Hyperparams(b1=b1, b2=b2, eps=eps),
-        init=lambda params: first_and_second_moments(params, mu_dtype, nu_dtype),
-        rule=rule,
-    )
+    def init(params):
+        return first_and_second_moments(params, mu_dtype, nu_dtype)
+
+    spec = Hyperparams(b1=b1, b2=b2, eps=eps)
+    return per_leaf("scale_by_adamax", ScaleByAdamaxState, spec, init=init, rule=rule)
 
 
 @checked

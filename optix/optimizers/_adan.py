@@ -109,13 +109,8 @@ def scale_by_adan(
 
         return adan
 
-    return per_leaf(
-        "scale_by_adan",
-        ScaleByAdanState,
-        Hyperparams(b1=b1, b2=b2, b3=b3, eps=eps, eps_root=eps_root),
-        init=init,
-        rule=rule,
-    )
+    spec = Hyperparams(b1=b1, b2=b2, b3=b3, eps=eps, eps_root=eps_root)
+    return per_leaf("scale_by_adan", ScaleByAdanState, spec, init=init, rule=rule)
 
 
 @checked

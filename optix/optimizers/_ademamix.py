@@ -105,13 +105,8 @@ def scale_by_ademamix(
 
         return ademamix
 
-    return per_leaf(
-        "scale_by_ademamix",
-        ScaleByAdemamixState,
-        Hyperparams(b1=b1, b2=b2, b3=b3, alpha=alpha, eps=eps, eps_root=eps_root),
-        init=init,
-        rule=rule,
-    )
+    spec = Hyperparams(b1=b1, b2=b2, b3=b3, alpha=alpha, eps=eps, eps_root=eps_root)
+    return per_leaf("scale_by_ademamix", ScaleByAdemamixState, spec, init=init, rule=rule)
 
 
 def _constant(name: str, value: ScalarOrSchedule) -> ArrayLike:

@@ -129,9 +129,8 @@ def scale_by_adopt(
 
         return adopt
 
-    return per_leaf(
-        "scale_by_adopt", ScaleByAdoptState, Hyperparams(**values), init=init, rule=rule
-    )
+    spec = Hyperparams(**values)
+    return per_leaf("scale_by_adopt", ScaleByAdoptState, spec, init=init, rule=rule)
 
 
 @checked

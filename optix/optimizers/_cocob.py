@@ -100,13 +100,9 @@ def scale_by_cocob(
 
         return cocob
 
+    spec = Hyperparams(alpha=alpha, eps=eps)
     return per_leaf(
-        "scale_by_cocob",
-        ScaleByCocobState,
-        Hyperparams(alpha=alpha, eps=eps),
-        init=init,
-        rule=rule,
-        reads_params=True,
+        "scale_by_cocob", ScaleByCocobState, spec, init=init, rule=rule, reads_params=True
     )
 
 

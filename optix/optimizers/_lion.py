@@ -73,13 +73,11 @@ def scale_by_lion(
 
         return lion
 
-    return per_leaf(
-        "scale_by_lion",
-        ScaleByLionState,
-        Hyperparams(b1=b1, b2=b2),
-        init=lambda params: (_tree.moments_like(params, mu_dtype, name="mu_dtype"),),
-        rule=rule,
-    )
+    def init(params):
+        return (_tree.moments_like(params, mu_dtype, name="mu_dtype"),)
+
+    spec = Hyperparams(b1=b1, b2=b2)
+    return per_leaf("scale_by_lion", ScaleByLionState, spec, init=init, rule=rule)
 
 
 @checked

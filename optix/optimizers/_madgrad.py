@@ -85,13 +85,9 @@ def scale_by_madgrad(
 
         return madgrad
 
+    spec = Hyperparams(learning_rate=learning_rate, momentum=momentum, eps=eps)
     return per_leaf(
-        "scale_by_madgrad",
-        ScaleByMadgradState,
-        Hyperparams(learning_rate=learning_rate, momentum=momentum, eps=eps),
-        init=init,
-        rule=rule,
-        reads_params=True,
+        "scale_by_madgrad", ScaleByMadgradState, spec, init=init, rule=rule, reads_params=True
     )
 
 

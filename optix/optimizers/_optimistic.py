@@ -82,12 +82,12 @@ def scale_by_optimistic_gradient(
 
         return optimistic
 
+    def init(params):
+        return (_tree.moments_like(params, previous_dtype, name="previous_dtype"),)
+
+    spec = Hyperparams(alpha=alpha, beta=beta)
     return per_leaf(
-        "scale_by_optimistic_gradient",
-        ScaleByOptimisticGradientState,
-        Hyperparams(alpha=alpha, beta=beta),
-        init=lambda params: (_tree.moments_like(params, previous_dtype, name="previous_dtype"),),
-        rule=rule,
+        "scale_by_optimistic_gradient", ScaleByOptimisticGradientState, spec, init=init, rule=rule
     )
 
 

@@ -114,13 +114,11 @@ def scale_by_radam(
 
         return radam
 
-    return per_leaf(
-        "scale_by_radam",
-        ScaleByRadamState,
-        Hyperparams(b1=b1, b2=b2, eps=eps, threshold=threshold),
-        init=lambda params: first_and_second_moments(params, mu_dtype, nu_dtype),
-        rule=rule,
-    )
+    def init(params):
+        return first_and_second_moments(params, mu_dtype, nu_dtype)
+
+    spec = Hyperparams(b1=b1, b2=b2, eps=eps, threshold=threshold)
+    return per_leaf("scale_by_radam", ScaleByRadamState, spec, init=init, rule=rule)
 
 
 @checked

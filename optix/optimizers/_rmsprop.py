@@ -97,13 +97,8 @@ def scale_by_rms(
 
         return centered_rms if centered else rms
 
-    return per_leaf(
-        "scale_by_rms",
-        ScaleByRmsState,
-        Hyperparams(decay=decay, eps=eps),
-        init=init,
-        rule=rule,
-    )
+    spec = Hyperparams(decay=decay, eps=eps)
+    return per_leaf("scale_by_rms", ScaleByRmsState, spec, init=init, rule=rule)
 
 
 @checked

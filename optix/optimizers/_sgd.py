@@ -94,13 +94,11 @@ def scale_by_momentum(
 
         return momentum_
 
-    return per_leaf(
-        "scale_by_momentum",
-        ScaleByMomentumState,
-        Hyperparams(momentum=momentum, **({"dampening": dampening} if damped else {})),
-        init=lambda params: (_tree.moments_like(params, trace_dtype, name="trace_dtype"),),
-        rule=rule,
-    )
+    def init(params):
+        return (_tree.moments_like(params, trace_dtype, name="trace_dtype"),)
+
+    spec = Hyperparams(momentum=momentum, **({"dampening": dampening} if damped else {}))
+    return per_leaf("scale_by_momentum", ScaleByMomentumState, spec, init=init, rule=rule)
 
 
 @checked

@@ -65,13 +65,11 @@ def scale_by_signum(
 
         return signum_
 
-    return per_leaf(
-        "scale_by_signum",
-        ScaleBySignumState,
-        Hyperparams(beta=beta),
-        init=lambda params: (_tree.moments_like(params, mu_dtype, name="mu_dtype"),),
-        rule=rule,
-    )
+    def init(params):
+        return (_tree.moments_like(params, mu_dtype, name="mu_dtype"),)
+
+    spec = Hyperparams(beta=beta)
+    return per_leaf("scale_by_signum", ScaleBySignumState, spec, init=init, rule=rule)
 
 
 @checked

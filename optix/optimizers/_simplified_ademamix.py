@@ -82,12 +82,12 @@ def scale_by_simplified_ademamix(
 
         return simplified_ademamix
 
+    def init(params):
+        return first_and_second_moments(params, mu_dtype, nu_dtype)
+
+    spec = Hyperparams(b1=b1, b2=b2, alpha=alpha, eps=eps, eps_root=eps_root)
     return per_leaf(
-        "scale_by_simplified_ademamix",
-        ScaleBySimplifiedAdemamixState,
-        Hyperparams(b1=b1, b2=b2, alpha=alpha, eps=eps, eps_root=eps_root),
-        init=lambda params: first_and_second_moments(params, mu_dtype, nu_dtype),
-        rule=rule,
+        "scale_by_simplified_ademamix", ScaleBySimplifiedAdemamixState, spec, init=init, rule=rule
     )
 
 

@@ -100,13 +100,8 @@ def scale_by_yogi(
 
         return yogi
 
-    return per_leaf(
-        "scale_by_yogi",
-        ScaleByYogiState,
-        Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
-        init=init,
-        rule=rule,
-    )
+    spec = Hyperparams(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+    return per_leaf("scale_by_yogi", ScaleByYogiState, spec, init=init, rule=rule)
 
 
 @checked

@@ -67,12 +67,8 @@ def ema(
 
         return running_mean
 
-    return per_leaf(
-        "ema",
-        EmaState,
-        Hyperparams(decay=decay),
-        init=lambda params: (
-            _tree.moments_like(params, accumulator_dtype, name="accumulator_dtype"),
-        ),
-        rule=rule,
-    )
+    def init(params):
+        return (_tree.moments_like(params, accumulator_dtype, name="accumulator_dtype"),)
+
+    spec = Hyperparams(decay=decay)
+    return per_leaf("ema", EmaState, spec, init=init, rule=rule)

@@ -90,10 +90,5 @@ def scale_by_stddev(
 
         return stddev
 
-    return per_leaf(
-        "scale_by_stddev",
-        ScaleByStddevState,
-        Hyperparams(decay=decay, eps=eps),
-        init=init,
-        rule=rule,
-    )
+    spec = Hyperparams(decay=decay, eps=eps)
+    return per_leaf("scale_by_stddev", ScaleByStddevState, spec, init=init, rule=rule)
