@@ -404,5 +404,24 @@ WRAPPERS: dict[str, Callable[[optix.GradientTransformation], optix.GradientTrans
             LABELS,
         )
     ),
+    # it scales a direction by its learned rate: the complete optimizer's step, negated, is one
+    # (the learned rate starts at 1, a multiplier of the wrapped optimizer's own step)
+    "hypergradient_descent": lambda tx: optix.hypergradient_descent(
+        optix.chain(tx, optix.scale(-1.0)), learning_rate=1.0, hyper_lr=1e-4
+    ),
 }
 WRAPPER_IDS = list(WRAPPERS)
+
+
+# Gradients with respect to the learning rate (tests/test_hyperparams_gradients.py): every case
+# is differentiated at its own `kwargs["learning_rate"]` unless listed here, with the learning
+# rate it is checked at instead and why its own does not suit. No case is left out.
+HYPERGRADIENT_LR: dict[str, tuple[float, str]] = {
+    # L-BFGS reaches the minimum of the small problem within the 20 steps at 0.5: the loss no
+    # longer depends on the step length (its derivative is rounding noise), nothing to check.
+    "lbfgs": (0.05, "converged at 0.5: the derivative is 0 up to rounding"),
+    # DoG's second step moves by learning_rate * r_eps * |g| / sqrt(|g|^2 + eps), which at a
+    # learning rate of exactly 1 ties r_eps in max(r_eps, |x_1 - x_0|) to 4e-8: the loss has a
+    # kink there (left and right derivatives differ), inside the finite-difference stencil.
+    "dog": (0.5, "at 1 the second step's distance ties r_eps: a kink"),
+}
