@@ -427,8 +427,8 @@ HYPERGRADIENT_LR: dict[str, tuple[float, str]] = {
 }
 
 # Cases whose derivative is NaN when a coordinate's gradient is exactly 0 at every step (a dead
-# unit), checked on the problem without one. Each is a known defect (reported, to be fixed in the
-# module named), except SOAP's, which is listed with its reason: remove an entry with its fix.
+# unit), checked on the problem without one. Each is a known defect of the module named (reported,
+# the fix is `_tree.sqrt_flat_at_zero` for `jnp.sqrt`), except SOAP's: remove an entry with its fix.
 _SQRT_AT_ZERO = "sqrt of a zero second moment has an infinite derivative: 0 * inf = NaN"
 _ADAM = f"optix/optimizers/_adam.py, scale_by_adam: {_SQRT_AT_ZERO}"
 HYPERGRADIENT_ZERO_GRADIENT_NAN: dict[str, str] = {
@@ -449,5 +449,7 @@ HYPERGRADIENT_ZERO_GRADIENT_NAN: dict[str, str] = {
     "simplified_ademamix": f"optix/optimizers/_simplified_ademamix.py: {_SQRT_AT_ZERO}",
     "adan": f"optix/optimizers/_adan.py: {_SQRT_AT_ZERO}",
     "optimistic_adam": f"optix/optimizers/_optimistic.py: {_SQRT_AT_ZERO}",
-    "soap": "a zero gradient row makes the statistic rank-deficient: eigh's derivative is undefined",
+    # not a defect: the refresh of the eigenbasis is a QR decomposition of `statistic @ basis`,
+    # singular when the statistic is (a zero gradient row), and QR has no derivative there
+    "soap": "QR of a rank-deficient statistic times the basis: not differentiable there",
 }

@@ -5,14 +5,16 @@ of them that JAX differentiates: ``set_hyperparams(state, learning_rate=jnp.exp(
 built state, or a traced value passed to the factory. Here ``d(loss after 20 steps) / d(log
 learning_rate)`` from ``jax.grad`` of one jitted ``lax.scan`` must match a central finite
 difference to 1e-4 (relative), in float64, on a small smooth problem: a softmax regression with a
-(3, 4) weight matrix (for the matrix optimizers) and a bias vector, and an L2 penalty.
+(4, 4) weight matrix (for the matrix optimizers), a bias vector and an L2 penalty, where one row
+of the weight matrix has a zero gradient at every step (a dead unit: where an optimizer divides by
+the square root of a second moment that stays 0, the derivative must stay finite).
 
 A case is checked at its own learning rate unless ``tests.cases.HYPERGRADIENT_LR`` gives another
 with the reason (a kink of the loss, or a run that has already converged); the cases in
 ``tests.cases.HYPERGRADIENT_ZERO_GRADIENT_NAN`` run without the dead unit, each with the defect
-that makes their derivative NaN there. Sign-based methods
-(lion, signum, sign_sgd, rprop) are piecewise smooth in the learning rate; on this problem and
-these 20 steps no sign flips inside the finite-difference stencil, so they are checked as well.
+that makes their derivative NaN there. Sign-based methods (lion, signum, sign_sgd, rprop) are
+piecewise smooth in the learning rate; on this problem and these 20 steps no sign flips inside
+the finite-difference stencil, so they are checked as well.
 """
 
 from __future__ import annotations
