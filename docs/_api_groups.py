@@ -66,7 +66,8 @@ GROUPS: tuple[Group, ...] = (
         "Wrappers",
         "optix",
         "Transforms that take another transform: per-layer optimizers, masks, gradient "
-        "accumulation, skipping non-finite steps, parameter averaging, lookahead, SAM. "
+        "accumulation, skipping non-finite steps, parameter averaging, lookahead, SAM, "
+        "hypergradient descent. "
         "See :doc:`/wrappers`.",
     ),
     Group(

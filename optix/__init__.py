@@ -170,6 +170,7 @@ from optix.wrappers._conditional import (
 )
 from optix.wrappers._fuse import FuseState, fuse
 from optix.wrappers._graft import GraftState, graft
+from optix.wrappers._hypergradient import HypergradientDescentState, hypergradient_descent
 from optix.wrappers._lookahead import LookaheadState, lookahead
 from optix.wrappers._mars import MarsState, mars
 from optix.wrappers._masked import MaskedState, freeze, masked
@@ -244,6 +245,7 @@ __all__ = [
     "SkipNonfiniteState", "SkipSpikesState", "sm3", "soap", "SoapLeafState", "sophia", "state_get",
     "state_paths", "state_set", "stateless", "swa", "SwaState", "unpack", "Updates",
     "value_and_grad_from_state", "yogi", "zclip", "ZclipState", "zero_nans", "ZeroNansState",
+    "hypergradient_descent", "HypergradientDescentState",
     "ZoomLinesearchInfo", "kahan_summation", "KahanSummationState", "stochastic_rounding",
     "StochasticRoundingState",
 ]

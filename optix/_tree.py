@@ -163,13 +163,14 @@ def full_like(
 
 
 @jax.custom_jvp
-def _sqrt_flat_at_zero(x: jax.Array) -> jax.Array:
+def sqrt_flat_at_zero(x: jax.Array) -> jax.Array:
     """``sqrt(x)``, whose derivative at ``x = 0`` is 0 instead of infinite (so differentiating
-    through clipping an all-zero gradient gives 0, not NaN)."""
+    through clipping an all-zero gradient, or a second moment of an all-zero gradient
+    coordinate, gives 0, not NaN). The value is jnp.sqrt's, bit for bit."""
     return jnp.sqrt(x)
 
 
-@_sqrt_flat_at_zero.defjvp
+@sqrt_flat_at_zero.defjvp
 def _sqrt_flat_at_zero_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
     y = jnp.sqrt(x)
@@ -189,7 +190,7 @@ def global_norm(tree: Any) -> jax.Array:
     # cheap scalar ops into every consumer, so a compare on ``total`` read by each leaf's update
     # would copy the whole n-leaf sum into n kernels (compile time quadratic in the leaf count).
     # A square root is not copied.
-    return _sqrt_flat_at_zero(total)
+    return sqrt_flat_at_zero(total)
 
 
 def has_explicit_axes(mesh: Any) -> bool:

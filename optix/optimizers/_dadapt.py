@@ -180,7 +180,10 @@ def dadapt_adamw(
         sb2 = jnp.sqrt(b2)
         dlr = d * h.learning_rate * adam_correction(h, bias_correction)
         progress = total(
-            lambda g, s, v: real_dot(g, s / (jnp.sqrt(v) + eps)), updates, state.s, state.nu
+            lambda g, s, v: real_dot(g, s / (_tree.sqrt_flat_at_zero(v) + eps)),
+            updates,
+            state.s,
+            state.nu,
         )
         numerator = sb2 * state.numerator + (1 - sb2) * dlr * progress
 
@@ -203,7 +206,7 @@ def dadapt_adamw(
 
         def step(g, m, v, p, decay):
             wd = jnp.where(decay, h.weight_decay, 0)
-            u = m / (jnp.sqrt(v) + eps) + wd * dlr * _tree.upcast(p)
+            u = m / (_tree.sqrt_flat_at_zero(v) + eps) + wd * dlr * _tree.upcast(p)
             return (-u).astype(g.dtype)
 
         steps = _tree.map_leaves(step, updates, mu, nu, params, masks)

@@ -148,7 +148,7 @@ def mechanize(
         v = betas**2 * state.v + h_t**2
         r = betas * state.r - clipped * state.s
         wealth = h.s_init / num_betas * m + jnp.maximum(r, 0)
-        s = wealth / (jnp.sqrt(v) + eps_)
+        s = wealth / (_tree.sqrt_flat_at_zero(v) + eps_)
         new_scale = jnp.sum(s)
 
         def step(d, u, x0, x):

@@ -180,7 +180,7 @@ def prodigy(
 
         def step(g, m, v, p, decay):
             wd = jnp.where(decay, h.weight_decay, 0)
-            u = m / (jnp.sqrt(v) + d_new * h.eps) + wd * _tree.upcast(p)
+            u = m / (_tree.sqrt_flat_at_zero(v) + d_new * h.eps) + wd * _tree.upcast(p)
             return (-dlr * u).astype(g.dtype)
 
         steps = _tree.map_leaves(step, updates, mu, nu, params, masks)

@@ -193,7 +193,7 @@ def scale_by_soap(
         def adam(gp, mp, v):
             """Adam on a (rotated) gradient ``gp`` and first moment ``mp``."""
             v_new = b2 * v + (1 - b2) * gp * gp
-            return step_size * mp / (jnp.sqrt(v_new) + eps), v_new
+            return step_size * mp / (_tree.sqrt_flat_at_zero(v_new) + eps), v_new
 
         def leaf(g, m, v, s):
             # whole matrices when ZeRO splits the state over explicit mesh axes

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree
@@ -72,7 +71,7 @@ def scale_by_debiased_rms(
 
         def leaf(g, v):
             v = b2 * v + (1 - b2) * _tree.abs_sq(g)
-            return g / (jnp.sqrt(v * c2) + eps), v
+            return g / (_tree.sqrt_flat_at_zero(v * c2) + eps), v
 
         updates, nu = leafwise(leaf, updates, state.nu)
         return updates, ScaleByDebiasedRmsState(hyperparams, nu)
