@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax.numpy as jnp
 from jax.typing import ArrayLike
 from jax.typing import DTypeLike
 
@@ -77,7 +76,7 @@ def scale_by_adagrad(
 
         def adagrad_(g, s):
             s = s + _tree.abs_sq(g)
-            return g / (jnp.sqrt(s) + eps), s
+            return g / (_tree.sqrt_flat_at_zero(s) + eps), s
 
         return adagrad_
 

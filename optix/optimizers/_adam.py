@@ -99,9 +99,9 @@ def scale_by_adam(
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * _tree.abs_sq(g)
             if v_max is None:
-                return step_size * m / (jnp.sqrt(v + eps_root) + eps), m, v
+                return step_size * m / (_tree.sqrt_flat_at_zero(v + eps_root) + eps), m, v
             v_max = jnp.maximum(v_max, v)
-            return step_size * m / (jnp.sqrt(v_max + eps_root) + eps), m, v, v_max
+            return step_size * m / (_tree.sqrt_flat_at_zero(v_max + eps_root) + eps), m, v, v_max
 
         return adam
 

@@ -104,7 +104,7 @@ def scale_by_adan(
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * d
             n = b3 * n + (1 - b3) * _tree.abs_sq(g + b2 * d)
-            u = (m * c1 + v * c2) / (jnp.sqrt(n * c3 + eps_root) + eps)
+            u = (m * c1 + v * c2) / (_tree.sqrt_flat_at_zero(n * c3 + eps_root) + eps)
             return u, m, v, n, g
 
         return adan

@@ -101,7 +101,12 @@ def scale_by_ademamix(
             m1 = b1 * m1 + (1 - b1) * g
             m2 = b3 * m2 + (1 - b3) * g
             nu = b2 * nu + (1 - b2) * _tree.abs_sq(g)
-            return (m1 * c1 + alpha * m2) / (jnp.sqrt(nu * c2 + eps_root) + eps), m1, m2, nu
+            return (
+                (m1 * c1 + alpha * m2) / (_tree.sqrt_flat_at_zero(nu * c2 + eps_root) + eps),
+                m1,
+                m2,
+                nu,
+            )
 
         return ademamix
 

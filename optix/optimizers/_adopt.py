@@ -119,7 +119,7 @@ def scale_by_adopt(
         eps, c = h.eps, h.clip_value if clipping else None
 
         def adopt(g, m, v):
-            normed = g / jnp.maximum(jnp.sqrt(v), eps)
+            normed = g / jnp.maximum(_tree.sqrt_flat_at_zero(v), eps)
             if c is not None:
                 normed = jnp.clip(normed, -c, c)
             m = b1 * m + (1 - b1) * normed

@@ -129,7 +129,7 @@ def scale_by_dog(
     _validate.check_positive("init_step", value)
 
     def step(h, state, updates, params):
-        dist = jnp.sqrt(_sq_dist(state.params0, params))
+        dist = _tree.sqrt_flat_at_zero(_sq_dist(state.params0, params))
         if kind == "distance":
             r_eps = h.init_step
         elif kind == "heuristic":
@@ -246,7 +246,7 @@ def scale_by_dowg(
         sq_dist = _sq_dist(state.params0, params)
         estim = jnp.maximum(jnp.maximum(state.estim_sq_dist, sq_dist), floor)
         weighted = state.weighted_sum_sq_grads + estim * _sum_sq(updates)
-        return estim / (jnp.sqrt(weighted) + h.eps), estim, weighted
+        return estim / (_tree.sqrt_flat_at_zero(weighted) + h.eps), estim, weighted
 
     return _distance_over_gradients("scale_by_dowg", ScaleByDowgState, Hyperparams(**specs), step)
 

@@ -93,7 +93,7 @@ def scale_by_nadam(
         def nadam(g, m, v):
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * _tree.abs_sq(g)
-            return (coef_g * g + coef_m * m) / (jnp.sqrt(v) + eps), m, v
+            return (coef_g * g + coef_m * m) / (_tree.sqrt_flat_at_zero(v) + eps), m, v
 
         updates, mu, nu = leafwise(nadam, updates, state.mu, state.nu)
         return updates, ScaleByNadamState(hyperparams, mu, nu, mu_product)

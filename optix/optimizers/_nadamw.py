@@ -97,7 +97,7 @@ def scale_by_nesterov_adam(
         def nesterov_adam(g, m, v):
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * _tree.abs_sq(g)
-            return (coef_m * m + coef_g * g) / (jnp.sqrt(v + eps_root) + eps), m, v
+            return (coef_m * m + coef_g * g) / (_tree.sqrt_flat_at_zero(v + eps_root) + eps), m, v
 
         return nesterov_adam
 

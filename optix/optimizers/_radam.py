@@ -109,7 +109,7 @@ def scale_by_radam(
         def radam(g, m, v):
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * _tree.abs_sq(g)
-            adaptive = adaptive_step * m / (jnp.sqrt(v) + eps)
+            adaptive = adaptive_step * m / (_tree.sqrt_flat_at_zero(v) + eps)
             return jnp.where(rectify, adaptive, inv_bc1 * m), m, v
 
         return radam

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax.numpy as jnp
 from jax.typing import ArrayLike
 from jax.typing import DTypeLike
 
@@ -84,7 +83,11 @@ def scale_by_rms(
         rho, eps = h.decay, h.eps
 
         def denom(var):
-            return jnp.sqrt(var + eps) if eps_in_sqrt else jnp.sqrt(var) + eps
+            return (
+                _tree.sqrt_flat_at_zero(var + eps)
+                if eps_in_sqrt
+                else _tree.sqrt_flat_at_zero(var) + eps
+            )
 
         def rms(g, nu):
             nu = rho * nu + (1 - rho) * _tree.abs_sq(g)

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
 
-import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree
@@ -78,7 +77,7 @@ def scale_by_simplified_ademamix(
         def simplified_ademamix(g, m, nu):
             m = b1 * m + g
             nu = b2 * nu + (1 - b2) * _tree.abs_sq(g)
-            return (m + alpha * g) / (jnp.sqrt(nu * c2 + eps_root) + eps), m, nu
+            return (m + alpha * g) / (_tree.sqrt_flat_at_zero(nu * c2 + eps_root) + eps), m, nu
 
         return simplified_ademamix
 
