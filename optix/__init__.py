@@ -149,6 +149,7 @@ from optix.transforms._scale import (
     scale_by_sign,
     scale_lr,
 )
+from optix.transforms._matrix_spec import MatrixSpec
 from optix.transforms._stddev import ScaleByStddevState, scale_by_stddev
 from optix.transforms._trust_ratio import ScaleByTrustRatioState, scale_by_trust_ratio
 from optix.transforms._zclip import ZclipState, zclip
@@ -238,6 +239,6 @@ __all__ = [
     "SkipNonfiniteState", "SkipSpikesState", "sm3", "soap", "SoapLeafState", "sophia", "state_get",
     "state_paths", "state_set", "stateless", "swa", "SwaState", "unpack", "Updates",
     "value_and_grad_from_state", "yogi", "zclip", "ZclipState", "zero_nans", "ZeroNansState",
-    "ZoomLinesearchInfo",
+    "ZoomLinesearchInfo", "MatrixSpec",
 ]
 # fmt: on
