@@ -257,3 +257,33 @@ def test_a_stacked_leaf_under_a_donating_jit_without_retracing(name):
         params, state = step(params, state, grads)
         assert all(x.is_deleted() for x in old)
     chex.assert_tree_all_finite(params)
+
+
+def test_adafactor_factors_each_matrix_of_a_stack_over_its_spec_axes(x64):
+    """With E the largest axis, the default factors over (E, d_out); a spec with ``batch_axes``
+    factors each expert over (d_in, d_out), as a separate (d_in, d_out) leaf would be."""
+    rng = np.random.default_rng(5)
+    p0 = jnp.asarray(rng.standard_normal((9, 4, 6)))
+    grads = _stream(rng, {"w": (9, 4, 6)}, 6)
+    make = lambda **kw: optix.adafactor(0.1, min_dim_size_to_factor=4, momentum=0.9, **kw)  # noqa: E731
+    spec = {"w": optix.MatrixSpec(batch_axes=(0,))}
+    tx = make(matrix_spec=spec)
+    state = tx.init({"w": p0})
+    assert [x.shape for x in jax.tree.leaves(state) if x.shape in ((9, 4), (9, 6))] == [
+        (9, 4),
+        (9, 6),
+    ]
+    # clipping and the param scale are per leaf, so compare the factored statistics' step alone
+    rms = optix.scale_by_factored_rms(min_dim_size_to_factor=4, matrix_spec=spec)
+    alone = optix.scale_by_factored_rms(min_dim_size_to_factor=4)
+    s, s1 = rms.init({"w": p0}), alone.init({str(i): p0[i] for i in range(9)})
+    for g in grads:
+        u, s = rms.update(g, s)
+        u1, s1 = alone.update({str(i): g["w"][i] for i in range(9)}, s1)
+        expected = np.stack([u1[str(i)] for i in range(9)])
+        np.testing.assert_allclose(u["w"], expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="'w'.*one fan-in and one fan-out axis"):
+        optix.scale_by_factored_rms(
+            matrix_spec={"w": optix.MatrixSpec(fan_in_axes=(0, 1), fan_out_axes=(2,))}
+        ).init({"w": p0})
+    assert _run(tx, {"w": p0}, grads)["w"].shape == (9, 4, 6)

@@ -156,7 +156,7 @@ def scale_by_shampoo(
     def diag_shape(lay):
         """The diagonal statistic of a leaf's matrices: ``(rows, cols)``, or ``(count, rows,
         cols)`` for a stack."""
-        return (lay.count, *lay.matrix) if lay.stacked else lay.matrix
+        return (lay.n_matrices, *lay.matrix) if lay.stacked else lay.matrix
 
     def leaf_init(p, lay):
         dtype = _tree.state_dtype(p.dtype, stat_dtype)
@@ -165,7 +165,7 @@ def scale_by_shampoo(
             return ShampooLeafState((), (), (), (), jnp.zeros(p.shape, dtype))
         groups, sides = layout
         pairs = list(zip(groups, sides, strict=True))
-        n = lambda g: lay.count * g.n_blocks  # noqa: E731  (matrices of the stack x blocks)
+        n = lambda g: lay.n_matrices * g.n_blocks  # noqa: E731  (matrices of the stack x blocks)
         zero = lambda g, k, on: jnp.zeros((n(g), k, k), dtype) if on else None  # noqa: E731
         eye = lambda g, k, on: stacked_eye(n(g), k, dtype) if on else None  # noqa: E731
         needs_diag = any(not any(s) for s in sides)
@@ -240,7 +240,7 @@ def scale_by_shampoo(
                 rights.append(right)
                 lroots.append(lroot)
                 rroots.append(rroot)
-            u = lay.from_stack(unstack_blocks(parts, groups, (lay.count,)))
+            u = lay.from_stack(unstack_blocks(parts, groups, (lay.n_matrices,)))
             new = ShampooLeafState(
                 tuple(lefts),
                 tuple(rights),

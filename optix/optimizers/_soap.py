@@ -160,7 +160,7 @@ def scale_by_soap(
         if layout is None:
             return SoapLeafState((), (), (), ())
         pairs = list(zip(*layout, strict=True))
-        n = lambda g: lay.count * g.n_blocks  # noqa: E731  (matrices of the stack x blocks)
+        n = lambda g: lay.n_matrices * g.n_blocks  # noqa: E731  (matrices of the stack x blocks)
         zero = lambda g, k, on: jnp.zeros((n(g), k, k), dtype) if on else None  # noqa: E731
         eye = lambda g, k, on: stacked_eye(n(g), k, dtype) if on else None  # noqa: E731
         return SoapLeafState(
@@ -254,8 +254,8 @@ def scale_by_soap(
                 rights.append(right)
                 lqs.append(ql if on_l else None)
                 rqs.append(qr if on_r else None)
-            u = lay.from_stack(unstack_blocks(parts, groups, (lay.count,)))
-            v_new = lay.from_stack(unstack_blocks(v_parts, groups, (lay.count,)))
+            u = lay.from_stack(unstack_blocks(parts, groups, (lay.n_matrices,)))
+            v_new = lay.from_stack(unstack_blocks(v_parts, groups, (lay.n_matrices,)))
             new_s = SoapLeafState(tuple(lefts), tuple(rights), tuple(lqs), tuple(rqs))
             return u, v_new, new_s
 

@@ -126,7 +126,7 @@ class MatrixLayout(NamedTuple):
         return bool(self.batch) or self.blocks != (1, 1)
 
     @property
-    def count(self) -> int:
+    def n_matrices(self) -> int:
         """The number of matrices in the stack."""
         return math.prod(self.shape[a] for a in self.batch) * self.blocks[0] * self.blocks[1]
 
@@ -147,9 +147,9 @@ class MatrixLayout(NamedTuple):
             x = jnp.transpose(x, perm)
         (bi, bo), (r, c) = self.blocks, self.matrix
         if (bi, bo) == (1, 1):
-            return x.reshape(self.count, r, c)
+            return x.reshape(self.n_matrices, r, c)
         x = x.reshape(-1, bi, r, bo, c).transpose(0, 1, 3, 2, 4)
-        return x.reshape(self.count, r, c)
+        return x.reshape(self.n_matrices, r, c)
 
     def from_stack(self, y: jax.Array) -> jax.Array:
         """The leaf whose :meth:`to_stack` is ``y``."""
@@ -263,10 +263,8 @@ def resolve_layout(
     return layout
 
 
-def leaf_layouts(
-    matrix_spec: Any, tree: Any, what: str, *, out_in: bool = False
-) -> list[MatrixLayout | None]:
-    """The :class:`MatrixLayout` of every leaf of ``tree`` (flattening order), from
+def leaf_specs(matrix_spec: Any, tree: Any, what: str) -> list[tuple[str, Any, MatrixSpec | None]]:
+    """``(path, leaf, spec or None)`` for every leaf of ``tree`` (flattening order), from
     ``matrix_spec``: None (defaults everywhere), a (prefix) tree of MatrixSpec or None, a
     function ``params -> tree``, or a dict of path patterns (leaves no pattern matches take the
     defaults; a pattern that matches no leaf is an error)."""
@@ -278,9 +276,17 @@ def leaf_layouts(
             matrix_spec, tree, f"{what} matrix_spec", default=lambda _: _DEFAULT
         )
         specs = [None if s is _DEFAULT else s for s in specs]
+    return [(path_str(p), x, s) for (p, x), s in zip(pairs, specs, strict=True)]
+
+
+def leaf_layouts(
+    matrix_spec: Any, tree: Any, what: str, *, out_in: bool = False
+) -> list[MatrixLayout | None]:
+    """The :class:`MatrixLayout` of every leaf of ``tree`` (flattening order), from
+    ``matrix_spec`` as :func:`leaf_specs` reads it."""
     return [
-        resolve_layout(s, tuple(x.shape), path_str(p), what, out_in=out_in)
-        for (p, x), s in zip(pairs, specs, strict=True)
+        resolve_layout(s, tuple(x.shape), path, what, out_in=out_in)
+        for path, x, s in leaf_specs(matrix_spec, tree, what)
     ]
 
 
