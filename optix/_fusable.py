@@ -23,7 +23,8 @@ _ELEMENTWISE: weakref.WeakSet = weakref.WeakSet()
 
 
 def mark_elementwise(tx: GradientTransformation) -> GradientTransformation:
-    """Declare ``tx`` elementwise (see the module docstring) and return it unchanged."""
+    """Declare ``tx`` elementwise (see the module docstring) and return it unchanged.
+    """
     try:
         _ELEMENTWISE.add(tx.update)
     except TypeError:  # an update that cannot be weakly referenced stays unmarked
@@ -32,7 +33,8 @@ def mark_elementwise(tx: GradientTransformation) -> GradientTransformation:
 
 
 def is_elementwise(tx: Any) -> bool:
-    """Whether ``tx`` was declared elementwise with :func:`mark_elementwise`."""
+    """Whether ``tx`` was declared elementwise with :func:`mark_elementwise`.
+    """
     try:
         return getattr(tx, "update", None) in _ELEMENTWISE
     except TypeError:

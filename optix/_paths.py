@@ -100,7 +100,8 @@ def positions(tree: Any) -> list[tuple[tuple[str, ...], Any]]:
 
 
 def leaf_paths(tree: Any) -> list[str]:
-    """The path of every leaf of ``tree``, in flattening order (nnx ``value`` segments dropped)."""
+    """The path of every leaf of ``tree``, in flattening order (nnx ``value`` segments dropped).
+    """
     return ["/".join(p) or "<root>" for p, x in positions(tree) if x is not None]
 
 
