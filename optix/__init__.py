@@ -149,6 +149,7 @@ from optix.transforms._scale import (
     scale_by_sign,
     scale_lr,
 )
+from optix.transforms._matrix_spec import MatrixSpec
 from optix.transforms._stddev import ScaleByStddevState, scale_by_stddev
 from optix.transforms._trust_ratio import ScaleByTrustRatioState, scale_by_trust_ratio
 from optix.transforms._zclip import ZclipState, zclip
@@ -248,5 +249,6 @@ __all__ = [
     "hypergradient_descent", "HypergradientDescentState",
     "ZoomLinesearchInfo", "kahan_summation", "KahanSummationState", "stochastic_rounding",
     "StochasticRoundingState",
+    "MatrixSpec",
 ]
 # fmt: on

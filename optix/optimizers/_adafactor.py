@@ -37,6 +37,8 @@ from optix._toolkit import transform
 from optix.optimizers._adafactor_parts import adafactor_momentum
 from optix.optimizers._adafactor_parts import scale_by_param_block_rms
 from optix.transforms._blockclip import clip_by_block_rms
+from optix.transforms._matrix_spec import leaf_specs
+from optix.transforms._matrix_spec import resolve_layout
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 
@@ -81,6 +83,7 @@ def scale_by_factored_rms(
     factored: bool = True,
     min_dim_size_to_factor: int = 128,
     nu_dtype: DTypeLike | None = None,
+    matrix_spec: Any = None,
 ) -> GradientTransformation:
     r"""Divide by the root of a (factored) running mean of squared gradients, as in Adafactor.
 
@@ -105,6 +108,12 @@ def scale_by_factored_rms(
       factored: factor large leaves (False: never).
       min_dim_size_to_factor: the second-largest axis a factored leaf needs.
       nu_dtype: dtype of the statistics (default: the param's real dtype widened to at least float32).
+      matrix_spec: which two axes a leaf is factored over, as :class:`optix.MatrixSpec` per leaf
+        (a tree, a function of the params, or path patterns; other leaves keep the largest two
+        axes): ``d1`` its one fan-in axis and ``d0`` its one fan-out axis, every other axis a
+        batch axis (each matrix of a stack keeps its own row and column means, as with the
+        default). Factored when both sides have at least ``min_dim_size_to_factor`` elements;
+        a spec whose batch axes leave no matrix keeps the full ``V``.
 
     Example:
       >>> import optix
@@ -116,17 +125,35 @@ def scale_by_factored_rms(
     _validate.check_int("min_dim_size_to_factor", min_dim_size_to_factor, 1)
     spec = Hyperparams(decay_rate=decay_rate, decay_offset=decay_offset, eps=eps)
 
-    def dims(x):
-        return factored_dims(tuple(x.shape), factored, min_dim_size_to_factor)
+    def dims_of(tree):
+        """``(d1, d0)`` or None per leaf of ``tree`` (flattening order)."""
+        out = []
+        for path, x, ms in leaf_specs(matrix_spec, tree, "`scale_by_factored_rms`"):
+            if ms is None:
+                out.append(factored_dims(tuple(x.shape), factored, min_dim_size_to_factor))
+                continue
+            lay = resolve_layout(ms, tuple(x.shape), path, "`scale_by_factored_rms`")
+            if lay is None:  # the batch axes leave no matrix: the full V
+                out.append(None)
+                continue
+            if len(lay.fan_in) != 1 or len(lay.fan_out) != 1 or lay.blocks != (1, 1):
+                raise ValueError(
+                    f"`scale_by_factored_rms`: leaf '{path}' of shape {tuple(x.shape)}: Adafactor "
+                    "factors over one fan-in and one fan-out axis (the others are batch axes, "
+                    f"and no blocks), got {ms}"
+                )
+            d1, d0 = lay.fan_in[0], lay.fan_out[0]
+            big = min(x.shape[d1], x.shape[d0]) >= min_dim_size_to_factor
+            out.append((d1, d0) if factored and big else None)
+        return out
 
     def init(params):
         _validate.check_float_leaves(params, "`scale_by_factored_rms` params")
         params = _tree.as_arrays(params)
         _tree.check_state_dtype("nu_dtype", nu_dtype)
 
-        def stats(p):
+        def stats(p, fd):
             dt = _tree.real_dtype(_tree.state_dtype(p.dtype, nu_dtype))
-            fd = dims(p)
             if fd is None:  # (1,) placeholders, one buffer each (a donated state must not alias)
                 return (
                     jnp.zeros((1,), dt),
@@ -139,7 +166,9 @@ def scale_by_factored_rms(
             return row, col, jnp.zeros((1,), dt)
 
         leaves, treedef = jax.tree.flatten(params)
-        cols = list(zip(*[stats(p) for p in leaves], strict=True)) or [(), (), ()]
+        fds = dims_of(params)
+        cols = list(zip(*[stats(p, fd) for p, fd in zip(leaves, fds, strict=True)], strict=True))
+        cols = cols or [(), (), ()]
         rows, columns, full = (treedef.unflatten(list(c)) for c in cols)
         return ScaleByFactoredRmsState(spec.init(), rows, columns, full)
 
@@ -158,9 +187,11 @@ def scale_by_factored_rms(
         k = jnp.maximum((h.t - 1).astype(c.dtype) - h.decay_offset + 1, 1)
         beta = 1 - k ** (-c)
 
+        fds = iter(dims_of(updates))  # leafwise runs over the leaves in flattening order
+
         def adafactor(g, row, col, v):
             sq = _tree.abs_sq(g) + eps
-            fd = dims(g)
+            fd = next(fds)
             if fd is None:
                 v = beta * v + (1 - beta) * sq
                 return g * jax.lax.rsqrt(v), row, col, v
@@ -198,6 +229,7 @@ def adafactor(
     eps_scale: NonNegative = 1e-3,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
+    matrix_spec: Any = None,
 ) -> GradientTransformation:
     r"""Adafactor: factored second moments, update clipping and a step relative to the params.
 
@@ -246,6 +278,8 @@ def adafactor(
       weight_decay_mask: which params decay; default all.
       eps_scale: ``epsilon_2``, the smallest param scale (1e-3).
       mu_dtype: dtype of the momentum buffer; nu_dtype: of the second-moment statistics.
+      matrix_spec: the two axes each leaf is factored over (see :func:`scale_by_factored_rms`);
+        the update clipping and the param scale stay per leaf.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -267,6 +301,7 @@ def adafactor(
             factored=factored,
             min_dim_size_to_factor=min_dim_size_to_factor,
             nu_dtype=nu_dtype,
+            matrix_spec=matrix_spec,
         )
     ]
     if clipping_threshold is not None:

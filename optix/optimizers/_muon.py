@@ -31,15 +31,14 @@ from optix._toolkit import HyperparamState
 from optix._toolkit import NonNegative
 from optix._toolkit import NonNegativeOrNone
 from optix._toolkit import checked
-from optix._toolkit import leafwise
 from optix._toolkit import transform
 from optix.optimizers._adam import scale_by_adam
 from optix.transforms._matrix import NS_COEFFS
 from optix.transforms._matrix import Coeffs
 from optix.transforms._matrix import coeff_steps
 from optix.transforms._matrix import decayed_weights
-from optix.transforms._matrix import matrix_view
 from optix.transforms._matrix import newton_schulz
+from optix.transforms._matrix_spec import layout_tree
 from optix.transforms._scale import scale_lr
 from optix.wrappers._partition import PartitionState
 from optix.wrappers._partition import partition
@@ -66,6 +65,7 @@ def scale_by_muon(
     scale_mode: Literal["original", "match_rms_adamw", "none"] = "original",
     rms_scale: NonNegative = 0.2,
     mu_dtype: DTypeLike | None = None,
+    matrix_spec: Any = None,
 ) -> GradientTransformation:
     r"""Orthogonalise the momentum of each matrix-shaped leaf with Newton-Schulz (Muon).
 
@@ -76,8 +76,11 @@ def scale_by_muon(
         u_t = s \cdot \mathrm{NS}_k(\tilde B_t)
 
     with ``NS_k`` :func:`~optix.transforms._matrix.newton_schulz`. Complex leaves are orthogonalised with the conjugate
-    transpose (``U S V^H -> U S' V^H``). Leaves of 3 or more dimensions (conv kernels) are
-    orthogonalised as a 2-D view (see ``layout``) and reshaped back. Every leaf must have
+    transpose (``U S V^H -> U S' V^H``). Which axes of a leaf form the matrix is its
+    :class:`optix.MatrixSpec` (``matrix_spec``): a 2-D leaf is one matrix (see ``layout``), a 4-D
+    conv kernel is orthogonalised as a 2-D view and reshaped back, a leaf with batch axes (a
+    scanned layer stack, an expert stack) as that many independent matrices, each with its own
+    norm and scale ``s``; a leaf of 3 or 5+ axes needs a spec. Every leaf must have
     ``ndim >= 2``: :func:`optix.muon` routes the others to AdamW.
 
     Conventions: the momentum is the EMA of Jordan's code and torch.optim.Muon, with no bias
@@ -102,6 +105,10 @@ def scale_by_muon(
         ``consistent_rms``); ``"none"``: 1.
       rms_scale: the factor >= 0 of ``"match_rms_adamw"`` (0.2 matches AdamW's update RMS).
       mu_dtype: dtype of the momentum buffer; default: the param's dtype widened to at least float32.
+      matrix_spec: the :class:`optix.MatrixSpec` of each leaf: a tree of them (a prefix of the
+        params; None: the default), a function of the params, or a dict of path patterns such
+        as ``{"layers/**": optix.MatrixSpec(batch_axes=(0,))}`` (other leaves: the defaults).
+        ``fan_in`` and ``fan_out`` of the scale ``s`` are the sides of each (block) matrix.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -126,6 +133,7 @@ def scale_by_muon(
     spec = Hyperparams(beta=beta, eps=eps, **extra)
 
     def check_leaves(params):
+        """The layout of each leaf (a tree), after checking that every leaf is a float matrix."""
         _validate.check_float_leaves(params, "`scale_by_muon` params")
         for path, leaf in jax.tree_util.tree_leaves_with_path(params):
             if leaf.ndim < 2:
@@ -134,6 +142,19 @@ def scale_by_muon(
                     f"'{_keypath.path_str(path)}' has shape {leaf.shape}. Use `optix.muon`, which "
                     "sends such leaves to AdamW."
                 )
+        what = "`scale_by_muon`"
+        layouts = layout_tree(matrix_spec, params, what, out_in=layout == "out_in")
+        flat = jax.tree.structure(params).flatten_up_to(layouts)
+        for (path, leaf), lay in zip(
+            jax.tree_util.tree_leaves_with_path(params), flat, strict=True
+        ):
+            if lay is None and leaf.size:
+                raise ValueError(
+                    f"{what}: the MatrixSpec of leaf '{_keypath.path_str(path)}' of shape "
+                    f"{leaf.shape} leaves no matrix (its batch axes leave fewer than two axes); "
+                    "label it 'adam' (`optix.muon(..., labels=...)`) or name its fan axes"
+                )
+        return layouts
 
     def init(params):
         check_leaves(params)
@@ -142,27 +163,34 @@ def scale_by_muon(
     def update(updates, state, params=None, **extra):
         del params, extra
         _validate.check_updates(updates, state.mu, "scale_by_muon")
-        check_leaves(updates)
+        layouts = check_leaves(updates)
         h, hyperparams = spec.step(state.hyperparams)
         beta, eps, t = h.beta, h.eps, h.t
         bc_now = _tree.bias_correction(beta, t) if bias_correction else 1
         bc_next = _tree.bias_correction(beta, t + 1) if bias_correction else 1
 
-        def muon(g, m):
+        def muon(g, m, lay):
             m = beta * m + (1 - beta) * g
             x = beta * m / bc_next + (1 - beta) * g / bc_now if nesterov else m / bc_now
-            rows, cols = matrix_view(g.shape, layout)
-            o = newton_schulz(x.reshape(rows, cols), ns_steps, ns_coeffs, eps, eps_mode=eps_mode)
-            fan_out, fan_in = (cols, rows) if layout == "in_out" else (rows, cols)
+            if lay is None:  # no elements: nothing to orthogonalise
+                return x, m
+            # (count, fan_in, fan_out): one matrix per batch index and block
+            o = newton_schulz(lay.to_stack(x), ns_steps, ns_coeffs, eps, eps_mode=eps_mode)
+            fan_in, fan_out = lay.matrix
             if o.size == 0:  # nothing to scale, and ``fan_in`` may be 0
                 pass
             elif scale_mode == "original":
                 o = o * math.sqrt(max(1.0, fan_out / fan_in))
             elif scale_mode == "match_rms_adamw":
                 o = o * (h.rms_scale * math.sqrt(max(fan_in, fan_out)))
-            return o.reshape(g.shape), m
+            return lay.from_stack(o), m
 
-        updates, mu = leafwise(muon, updates, state.mu)
+        def leaf(g, m, lay):
+            # leafwise's casts, by hand: the layouts enter the per-leaf math without being state
+            u, m_new = muon(_tree.upcast(g), _tree.upcast(m), lay)
+            return u.astype(g.dtype), m_new.astype(m.dtype)
+
+        updates, mu = _tree.map_leaves(leaf, updates, state.mu, layouts, n_out=2)
         return updates, ScaleByMuonState(hyperparams, mu)
 
     return GradientTransformation(init, update)
@@ -270,6 +298,7 @@ def muon(
     adam_eps: NonNegative = 1e-8,
     adam_weight_decay: NonNegative = 0.0,
     mu_dtype: DTypeLike | None = None,
+    matrix_spec: Any = None,
 ) -> GradientTransformation:
     r"""Muon for matrix (and conv) weights, AdamW for everything else.
 
@@ -280,7 +309,8 @@ def muon(
 
     for each leaf labelled ``"muon"`` (see :func:`scale_by_muon` for ``NS`` and the scale ``s``);
     each leaf labelled ``"adam"`` takes an AdamW step with the ``adam_*`` settings. By default a
-    leaf is ``"muon"`` when ``ndim >= 2`` (conv kernels are orthogonalised as 2-D views) and
+    leaf is ``"muon"`` when ``ndim >= 2`` (conv kernels are orthogonalised as 2-D views, stacks of
+    matrices as independent matrices given their ``matrix_spec``) and
     ``"adam"`` otherwise; embeddings and output heads are matrices that Muon's authors leave to
     AdamW: label them with ``labels={"embed/**": "adam", ...}``. The state has both branches
     even when no leaf takes one of them (that branch holds no buffers and is left alone), so its
@@ -308,6 +338,10 @@ def muon(
       ns_steps, ns_coeffs, nesterov, bias_correction, eps_mode, layout, scale_mode: see
         :func:`scale_by_muon`.
       rms_scale, mu_dtype: see :func:`scale_by_muon`.
+      matrix_spec: which axes of each ``"muon"`` leaf form its matrices: :class:`optix.MatrixSpec`
+        per leaf, as a tree, a function or path patterns (see :func:`scale_by_muon`). A stacked
+        leaf ``(L, d_in, d_out)`` (scanned layers, experts) has no default and needs one, e.g.
+        ``{"layers/**": optix.MatrixSpec(batch_axes=(0,))}``.
       adam_learning_rate: a separate rate for the AdamW branch; default: ``learning_rate``.
       adam_b1, adam_b2, adam_eps, adam_weight_decay: the AdamW branch's settings.
 
@@ -340,6 +374,7 @@ def muon(
             scale_mode=scale_mode,
             rms_scale=rms_scale,
             mu_dtype=mu_dtype,
+            matrix_spec=matrix_spec,
         ),
         *decayed_weights(weight_decay, mask),
     ]

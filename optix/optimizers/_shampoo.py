@@ -38,11 +38,11 @@ from optix.transforms._matrix import decayed_weights
 from optix.transforms._matrix import inverse_root
 from optix.transforms._matrix import leaf_layout
 from optix.transforms._matrix import matmul
-from optix.transforms._matrix import matrix_shape
 from optix.transforms._matrix import stack_blocks
 from optix.transforms._matrix import stacked_eye
 from optix.transforms._matrix import transpose
 from optix.transforms._matrix import unstack_blocks
+from optix.transforms._matrix_spec import layout_tree
 from optix.transforms._scale import scale_lr
 
 _SHAPELESS = object()  # a reference leaf whose shape :func:`check_leaf_shapes` checks instead
@@ -81,6 +81,7 @@ def scale_by_shampoo(
     graft_eps: NonNegative = 1e-8,
     graft_b2: Beta = 0.999,
     stat_dtype: DTypeLike | None = None,
+    matrix_spec: Any = None,
 ) -> GradientTransformation:
     r"""Precondition each matrix on both sides by inverse fourth roots of gradient statistics.
 
@@ -88,8 +89,11 @@ def scale_by_shampoo(
         L_t = L_{t-1} + G_t G_t^T, \quad R_t = R_{t-1} + G_t^T G_t, \quad
         u_t = (L_t + \epsilon I)^{-1/4} \, G_t \, (R_t + \epsilon I)^{-1/4}
 
-    (Algorithm 1 of the paper, whose ``L_0 = eps I``). Leaves with 3 or more axes are
-    preconditioned as ``(prod(shape[:-1]), shape[-1])`` matrices. Each matrix is cut into blocks of
+    (Algorithm 1 of the paper, whose ``L_0 = eps I``). Which axes of a leaf form ``G`` is its
+    :class:`optix.MatrixSpec`: a 2-D leaf ``(in, out)`` is one matrix, a conv kernel ``(h, w, in,
+    out)`` the ``(h*w*in, out)`` matrix; a leaf with batch axes (scanned layers, experts) is that
+    many independent matrices, each with its own ``L``, ``R`` and roots (stacked in the state like
+    blocks); a leaf of 3 or 5+ axes needs a spec. Each matrix is cut into blocks of
     at most ``block_size`` per side, each block with its own ``L`` and ``R``; a block side longer
     than ``max_precond_dim`` gets no factor, and the other side's root becomes ``-1/2`` (the
     exponent is ``-1/(2k)`` with ``k`` the number of preconditioned sides, as in the paper's
@@ -104,7 +108,7 @@ def scale_by_shampoo(
     changes nothing measurable, in float32 it keeps noise directions from being amplified; keep
     ``eps`` well above ``1e-7 * max eigenvalue`` when running in float32.
 
-    With ``graft``, each leaf's update keeps Shampoo's direction but takes the norm of a simpler
+    With ``graft``, each leaf's update (each matrix's, for a stack) keeps Shampoo's direction but takes the norm of a simpler
     optimizer's update (layer-wise grafting, Agarwal et al. 2020): ``"adagrad"``
     (``g / (sqrt(sum g^2) + graft_eps)``) or ``"adam"`` (Adam's bias-corrected second moment
     without momentum, ``g / (sqrt(v_hat) + graft_eps)``).
@@ -120,6 +124,9 @@ def scale_by_shampoo(
       graft_eps, graft_b2: the grafted optimizer's ``eps`` >= 0 and (Adam) second-moment decay in
         [0, 1).
       stat_dtype: dtype of the statistics and roots; default: the compute dtype (>= float32).
+      matrix_spec: the :class:`optix.MatrixSpec` of each leaf of 2+ axes: a tree of them (a
+        prefix of the params; None: the default), a function of the params, or a dict of path
+        patterns such as ``{"experts/**": optix.MatrixSpec(batch_axes=(0,))}``.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -143,28 +150,37 @@ def scale_by_shampoo(
     spec = Hyperparams(**specs)
     is_leaf_state = lambda x: isinstance(x, ShampooLeafState)  # noqa: E731
 
-    def leaf_init(p):
+    def layouts_of(tree):
+        return layout_tree(matrix_spec, tree, "`scale_by_shampoo`")
+
+    def diag_shape(lay):
+        """The diagonal statistic of a leaf's matrices: ``(rows, cols)``, or ``(count, rows,
+        cols)`` for a stack."""
+        return (lay.n_matrices, *lay.matrix) if lay.stacked else lay.matrix
+
+    def leaf_init(p, lay):
         dtype = _tree.state_dtype(p.dtype, stat_dtype)
-        layout = leaf_layout(p.shape, block_size, max_precond_dim)
+        layout = leaf_layout(lay, block_size, max_precond_dim)
         if layout is None:
             return ShampooLeafState((), (), (), (), jnp.zeros(p.shape, dtype))
         groups, sides = layout
         pairs = list(zip(groups, sides, strict=True))
-        zero = lambda g, n, on: jnp.zeros((g.n_blocks, n, n), dtype) if on else None  # noqa: E731
-        eye = lambda g, n, on: stacked_eye(g.n_blocks, n, dtype) if on else None  # noqa: E731
+        n = lambda g: lay.n_matrices * g.n_blocks  # noqa: E731  (matrices of the stack x blocks)
+        zero = lambda g, k, on: jnp.zeros((n(g), k, k), dtype) if on else None  # noqa: E731
+        eye = lambda g, k, on: stacked_eye(n(g), k, dtype) if on else None  # noqa: E731
         needs_diag = any(not any(s) for s in sides)
         return ShampooLeafState(
             tuple(zero(g, g.size_r, s[0]) for g, s in pairs),
             tuple(zero(g, g.size_c, s[1]) for g, s in pairs),
             tuple(eye(g, g.size_r, s[0]) for g, s in pairs),
             tuple(eye(g, g.size_c, s[1]) for g, s in pairs),
-            jnp.zeros(matrix_shape(p.shape), dtype) if needs_diag else None,
+            jnp.zeros(diag_shape(lay), dtype) if needs_diag else None,
         )
 
     def init(params):
         params = _tree.as_arrays(params)
         check_real_leaves(params, "scale_by_shampoo")
-        leaves = jax.tree.map(leaf_init, params)
+        leaves = _tree.map_leaves(leaf_init, params, layouts_of(params))
         nu = None
         if graft != "none":
             nu = _tree.moments_like(params)
@@ -175,21 +191,31 @@ def scale_by_shampoo(
         shapeless = jax.tree.map(lambda _: _SHAPELESS, state.leaves, is_leaf=is_leaf_state)
         _validate.check_updates(updates, shapeless, "scale_by_shampoo")
         check_real_leaves(updates, "scale_by_shampoo")
-        check_leaf_shapes(updates, state.leaves, leaf_init, is_leaf_state, "scale_by_shampoo")
+        layouts = layouts_of(updates)
+        check_leaf_shapes(
+            updates,
+            state.leaves,
+            leaf_init,
+            is_leaf_state,
+            "scale_by_shampoo",
+            jax.tree.structure(updates).flatten_up_to(layouts),
+        )
         h, hyperparams = spec.step(state.hyperparams)
         decay, damp = h.stat_decay, h.eps
         refresh = (h.t - 1) % precondition_frequency == 0  # on steps 1, 1 + f, 1 + 2f, ...
 
-        def precondition(g, s):
+        def precondition(g, s, lay):
             gc = _tree.upcast(g)
-            layout = leaf_layout(g.shape, block_size, max_precond_dim)
+            layout = leaf_layout(lay, block_size, max_precond_dim)
             if layout is None:
                 stat = accumulate(s.diag, gc * gc, decay)  # diagonal AdaGrad
                 u = gc / jnp.sqrt(stat.astype(gc.dtype) + damp)
                 return u, ShampooLeafState((), (), (), (), stat.astype(s.diag.dtype))
             groups, sides = layout
-            gm = gc.reshape(matrix_shape(g.shape))
-            diag = None if s.diag is None else accumulate(s.diag, gm * gm, decay)
+            gm = lay.to_stack(gc)  # (count, rows, cols): one matrix per batch index and block
+            diag = None
+            if s.diag is not None:
+                diag = accumulate(s.diag, (gm * gm).reshape(s.diag.shape), decay)
             parts, lefts, rights, lroots, rroots = [], [], [], [], []
             # each group's blocks stacked: one batched eigh per group, whatever the block count
             for i, (group, (on_l, on_r)) in enumerate(zip(groups, sides, strict=True)):
@@ -207,13 +233,14 @@ def scale_by_shampoo(
                     rroot = new_root(refresh, right, s.right_root[i], p, damp)
                     gb = matmul(gb, rroot.astype(gb.dtype))
                 if diag is not None and not (on_l or on_r):
-                    gb = gb / jnp.sqrt(stack_blocks(diag, group).astype(gb.dtype) + damp)
+                    d_blk = stack_blocks(diag.reshape(gm.shape), group)
+                    gb = gb / jnp.sqrt(d_blk.astype(gb.dtype) + damp)
                 parts.append(gb)
                 lefts.append(left)
                 rights.append(right)
                 lroots.append(lroot)
                 rroots.append(rroot)
-            u = unstack_blocks(parts, groups).reshape(g.shape)
+            u = lay.from_stack(unstack_blocks(parts, groups, (lay.n_matrices,)))
             new = ShampooLeafState(
                 tuple(lefts),
                 tuple(rights),
@@ -223,12 +250,12 @@ def scale_by_shampoo(
             )
             return u, new
 
-        def plain(g, s):
-            u, new = precondition(g, s)
+        def plain(g, s, lay):
+            u, new = precondition(g, s, lay)
             return u.astype(g.dtype), new
 
-        def grafted(g, s, v):
-            u, new = precondition(g, s)
+        def grafted(g, s, lay, v):
+            u, new = precondition(g, s, lay)
             gc = _tree.upcast(g)
             if graft == "adagrad":
                 v_new = v + gc * gc
@@ -237,17 +264,24 @@ def scale_by_shampoo(
                 v_new = h.graft_b2 * v + (1 - h.graft_b2) * gc * gc
                 v_hat = v_new / _tree.bias_correction(h.graft_b2, h.t)
             base = gc / (jnp.sqrt(v_hat) + h.graft_eps)
-            u_norm = jnp.sqrt(jnp.sum(u * u))
-            ratio = jnp.sqrt(jnp.sum(base * base)) / jnp.where(u_norm > 0, u_norm, 1)
-            return (u * ratio).astype(g.dtype), new, v_new.astype(v.dtype)
+            stacked = lay is not None and lay.stacked  # each matrix of a stack on its own
+            if stacked:
+                u, base = lay.to_stack(u), lay.to_stack(base)
+            axes = (-2, -1) if stacked else None
+            u_norm = jnp.sqrt(jnp.sum(u * u, axis=axes, keepdims=stacked))
+            ratio = jnp.sqrt(jnp.sum(base * base, axis=axes, keepdims=stacked))
+            u = u * (ratio / jnp.where(u_norm > 0, u_norm, 1))
+            if stacked:
+                u = lay.from_stack(u)
+            return u.astype(g.dtype), new, v_new.astype(v.dtype)
 
         # map_leaves, not leafwise: each leaf's state is a ShampooLeafState of block stacks
         if graft == "none":
-            updates, leaves = _tree.map_leaves(plain, updates, state.leaves, n_out=2)
+            updates, leaves = _tree.map_leaves(plain, updates, state.leaves, layouts, n_out=2)
             nu = None
         else:
             updates, leaves, nu = _tree.map_leaves(
-                grafted, updates, state.leaves, state.graft, n_out=3
+                grafted, updates, state.leaves, layouts, state.graft, n_out=3
             )
         return updates, ScaleByShampooState(hyperparams, leaves, nu)
 
@@ -281,6 +315,7 @@ def shampoo(
     graft_eps: NonNegative = 1e-8,
     graft_b2: Beta = 0.999,
     stat_dtype: DTypeLike | None = None,
+    matrix_spec: Any = None,
 ) -> GradientTransformation:
     r"""Shampoo: each matrix preconditioned on both sides by inverse fourth roots of its statistics.
 
@@ -303,7 +338,9 @@ def shampoo(
       learning_rate: ``eta`` >= 0, or a schedule.
       eps, stat_decay, precondition_frequency, block_size, max_precond_dim: see
         :func:`scale_by_shampoo`.
-      graft, graft_eps, graft_b2, stat_dtype: see :func:`scale_by_shampoo`.
+      graft, graft_eps, graft_b2, stat_dtype, matrix_spec: see :func:`scale_by_shampoo`; a
+        stacked leaf ``(L, d_in, d_out)`` needs a spec, e.g.
+        ``matrix_spec={"layers/**": optix.MatrixSpec(batch_axes=(0,))}``.
       momentum: heavy-ball momentum in [0, 1) on the preconditioned step (0: none).
       weight_decay: decoupled decay ``lambda`` (multiplied by the learning rate).
       mask: which params decay: a tree of bools, a function or path patterns.
@@ -338,6 +375,7 @@ def shampoo(
             graft_eps=graft_eps,
             graft_b2=graft_b2,
             stat_dtype=stat_dtype,
+            matrix_spec=matrix_spec,
         ),
         *moment,
         *decayed_weights(weight_decay, mask),

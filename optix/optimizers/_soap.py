@@ -33,11 +33,11 @@ from optix.transforms._matrix import check_real_leaves
 from optix.transforms._matrix import decayed_weights
 from optix.transforms._matrix import leaf_layout
 from optix.transforms._matrix import matmul
-from optix.transforms._matrix import matrix_shape
 from optix.transforms._matrix import stack_blocks
 from optix.transforms._matrix import stacked_eye
 from optix.transforms._matrix import transpose
 from optix.transforms._matrix import unstack_blocks
+from optix.transforms._matrix_spec import layout_tree
 from optix.transforms._scale import scale_lr
 
 
@@ -95,6 +95,7 @@ def scale_by_soap(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
     stat_dtype: DTypeLike | None = None,
+    matrix_spec: Any = None,
 ) -> GradientTransformation:
     r"""Adam in the slowly changing eigenbasis of Shampoo's statistics (SOAP).
 
@@ -112,9 +113,11 @@ def scale_by_soap(
     one power-iteration step and a QR decomposition, ``Q <- QR(L Q)`` (the paper's Algorithm 4),
     after ordering the columns by ``q^T L q`` and permuting ``V`` to match, as in the authors'
     code. As there, the very first step only gathers ``L`` and ``R`` and computes the first bases
-    by ``eigh``; its update is zero, and ``t`` counts the steps after it. Leaves with 3 or more
-    axes are rotated as ``(prod(shape[:-1]), shape[-1])`` matrices (the authors' code rotates
-    every axis of a tensor); matrices can be cut into blocks of at most ``block_size`` per side,
+    by ``eigh``; its update is zero, and ``t`` counts the steps after it. Which axes of a leaf
+    form ``G`` is its :class:`optix.MatrixSpec`: a 2-D leaf ``(in, out)`` is one matrix, a conv
+    kernel ``(h, w, in, out)`` the ``(h*w*in, out)`` matrix (the authors' code rotates every axis
+    of a tensor); a leaf with batch axes (scanned layers, experts) is that many independent
+    matrices, each with its own statistics and bases; a leaf of 3 or 5+ axes needs a spec. Matrices can be cut into blocks of at most ``block_size`` per side,
     each with its own bases; a block side longer than ``max_precond_dim`` is not rotated; scalar
     and 1-D leaves take plain Adam (also with the first step skipped). Blocks of one shape are
     stacked and share one batched ``eigh`` or QR, so the compiled step does not grow with the
@@ -130,6 +133,9 @@ def scale_by_soap(
       max_precond_dim: block sides longer than this keep the identity basis.
       mu_dtype, nu_dtype: dtypes of ``M`` and ``V``; default: the param's dtype widened to at least float32.
       stat_dtype: dtype of ``L``, ``R`` and the bases; default: the compute dtype (>= float32).
+      matrix_spec: the :class:`optix.MatrixSpec` of each leaf of 2+ axes: a tree of them (a
+        prefix of the params; None: the default), a function of the params, or a dict of path
+        patterns such as ``{"experts/**": optix.MatrixSpec(batch_axes=(0,))}``.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -145,14 +151,18 @@ def scale_by_soap(
     spec = Hyperparams(b1=b1, b2=b2, eps=eps, **extra)
     is_leaf_state = lambda x: isinstance(x, SoapLeafState)  # noqa: E731
 
-    def leaf_init(p):
+    def layouts_of(tree):
+        return layout_tree(matrix_spec, tree, "`scale_by_soap`")
+
+    def leaf_init(p, lay):
         dtype = _tree.state_dtype(p.dtype, stat_dtype)
-        layout = leaf_layout(p.shape, block_size, max_precond_dim)
+        layout = leaf_layout(lay, block_size, max_precond_dim)
         if layout is None:
             return SoapLeafState((), (), (), ())
         pairs = list(zip(*layout, strict=True))
-        zero = lambda g, n, on: jnp.zeros((g.n_blocks, n, n), dtype) if on else None  # noqa: E731
-        eye = lambda g, n, on: stacked_eye(g.n_blocks, n, dtype) if on else None  # noqa: E731
+        n = lambda g: lay.n_matrices * g.n_blocks  # noqa: E731  (matrices of the stack x blocks)
+        zero = lambda g, k, on: jnp.zeros((n(g), k, k), dtype) if on else None  # noqa: E731
+        eye = lambda g, k, on: stacked_eye(n(g), k, dtype) if on else None  # noqa: E731
         return SoapLeafState(
             tuple(zero(g, g.size_r, s[0]) for g, s in pairs),
             tuple(zero(g, g.size_c, s[1]) for g, s in pairs),
@@ -167,7 +177,7 @@ def scale_by_soap(
             spec.init(),
             _tree.moments_like(params, mu_dtype, name="mu_dtype"),
             _tree.moments_like(params, nu_dtype, name="nu_dtype"),
-            jax.tree.map(leaf_init, params),
+            _tree.map_leaves(leaf_init, params, layouts_of(params)),
         )
 
     def update(updates, state, params=None, **extra):
@@ -180,6 +190,7 @@ def scale_by_soap(
             "updates",
             "the `scale_by_soap` state",
         )
+        layouts = layouts_of(updates)
         h, hyperparams = spec.step(state.hyperparams)
         b1, b2, eps = h.b1, h.b2, h.eps
         beta_s = h.get("shampoo_beta", b2)
@@ -195,24 +206,24 @@ def scale_by_soap(
             v_new = b2 * v + (1 - b2) * gp * gp
             return step_size * mp / (_tree.sqrt_flat_at_zero(v_new) + eps), v_new
 
-        def leaf(g, m, v, s):
+        def leaf(g, m, v, s, lay):
             # whole matrices when ZeRO splits the state over explicit mesh axes
             g, m, v, s = jax.tree.map(_tree.unsplit, (g, m, v, s))
             gc = _tree.upcast(g)
             m_new = b1 * m + (1 - b1) * gc
-            layout = leaf_layout(g.shape, block_size, max_precond_dim)
+            layout = leaf_layout(lay, block_size, max_precond_dim)
             if layout is None:
                 u, v_new = adam(gc, m_new, v)
                 new_s = s
             else:
-                u, v_new, new_s = rotated(gc, m_new, v, s, *layout)
+                u, v_new, new_s = rotated(gc, m_new, v, s, lay, *layout)
             u = jnp.where(first, 0, u)
             m_new, v_new = jnp.where(first, m, m_new), jnp.where(first, v, v_new)
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype), new_s
 
-        def rotated(gc, m_new, v, s, groups, sides):
-            shape = matrix_shape(gc.shape)
-            gm, mm, vm = gc.reshape(shape), m_new.reshape(shape), v.reshape(shape)
+        def rotated(gc, m_new, v, s, lay, groups, sides):
+            # (count, rows, cols): one matrix per batch index and block
+            gm, mm, vm = lay.to_stack(gc), lay.to_stack(m_new), lay.to_stack(v)
             parts, v_parts, lefts, rights, lqs, rqs = [], [], [], [], [], []
             # each group's blocks stacked: one batched eigh/QR per group, whatever the block count
             for i, (group, (on_l, on_r)) in enumerate(zip(groups, sides, strict=True)):
@@ -243,8 +254,8 @@ def scale_by_soap(
                 rights.append(right)
                 lqs.append(ql if on_l else None)
                 rqs.append(qr if on_r else None)
-            u = unstack_blocks(parts, groups).reshape(gc.shape)
-            v_new = unstack_blocks(v_parts, groups).reshape(gc.shape)
+            u = lay.from_stack(unstack_blocks(parts, groups, (lay.n_matrices,)))
+            v_new = lay.from_stack(unstack_blocks(v_parts, groups, (lay.n_matrices,)))
             new_s = SoapLeafState(tuple(lefts), tuple(rights), tuple(lqs), tuple(rqs))
             return u, v_new, new_s
 
@@ -266,7 +277,7 @@ def scale_by_soap(
         # map_leaves, not leafwise: each leaf's state is a SoapLeafState of block stacks, and the
         # leaves are gathered whole (unsplit) before the casts
         updates, mu, nu, leaves = _tree.map_leaves(
-            leaf, updates, state.mu, state.nu, state.leaves, n_out=4
+            leaf, updates, state.mu, state.nu, state.leaves, layouts, n_out=4
         )
         return updates, ScaleBySoapState(hyperparams, mu, nu, leaves)
 
@@ -289,6 +300,7 @@ def soap(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
     stat_dtype: DTypeLike | None = None,
+    matrix_spec: Any = None,
 ) -> GradientTransformation:
     r"""SOAP: AdamW run in the eigenbasis of Shampoo's preconditioner, refreshed every few steps.
 
@@ -310,7 +322,9 @@ def soap(
       learning_rate: ``eta`` >= 0, or a schedule (the authors use 3e-3).
       b1, b2, eps, shampoo_beta, precondition_frequency, block_size, max_precond_dim: see
         :func:`scale_by_soap`.
-      mu_dtype, nu_dtype, stat_dtype: see :func:`scale_by_soap`.
+      mu_dtype, nu_dtype, stat_dtype, matrix_spec: see :func:`scale_by_soap`; a stacked leaf
+        ``(L, d_in, d_out)`` needs a spec, e.g.
+        ``matrix_spec={"layers/**": optix.MatrixSpec(batch_axes=(0,))}``.
       weight_decay: decoupled decay ``lambda`` (multiplied by the learning rate).
       mask: which params decay: a tree of bools, a function or path patterns.
 
@@ -342,6 +356,7 @@ def soap(
             mu_dtype=mu_dtype,
             nu_dtype=nu_dtype,
             stat_dtype=stat_dtype,
+            matrix_spec=matrix_spec,
         ),
         *decayed_weights(weight_decay, mask),
         scale_lr(learning_rate),

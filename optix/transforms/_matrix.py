@@ -27,6 +27,7 @@ from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import ScalarOrSchedule
 from optix._keypath import path_str
+from optix.transforms._matrix_spec import MatrixLayout
 from optix.transforms._regularize import add_decayed_weights
 
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -42,12 +43,6 @@ def check_real_leaves(tree: Any, transform: str) -> None:
     """Float, non-complex leaves only (the eigendecompositions here are real symmetric)."""
     _validate.check_float_leaves(tree, f"`{transform}` params")
     _validate.check_real_leaves(tree, transform)
-
-
-def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """The matrix a leaf of ``ndim >= 2`` is preconditioned as: all leading axes merged,
-    ``(prod(shape[:-1]), shape[-1])`` (a flax conv kernel ``(h, w, in, out)`` is ``(h*w*in, out)``)."""
-    return math.prod(shape[:-1]), shape[-1]
 
 
 class BlockGroup(NamedTuple):
@@ -88,24 +83,31 @@ def block_groups(shape: tuple[int, int], block_size: int | None) -> list[BlockGr
 
 
 def stack_blocks(x: jax.Array, group: BlockGroup) -> jax.Array:
-    """The ``(n_blocks, size_r, size_c)`` stack of ``group``'s blocks of the matrix ``x``, row-major."""
+    """The ``(n_blocks, size_r, size_c)`` stack of ``group``'s blocks of the matrix ``x``,
+    row-major; for a stack of matrices ``x`` (``(count, rows, cols)``), the blocks of each matrix
+    in turn, ``(count * n_blocks, size_r, size_c)``."""
     r0, nr, rs, c0, nc, cs = group
-    sub = x[r0 : r0 + nr * rs, c0 : c0 + nc * cs]
-    return sub.reshape(nr, rs, nc, cs).transpose(0, 2, 1, 3).reshape(nr * nc, rs, cs)
+    sub = x[..., r0 : r0 + nr * rs, c0 : c0 + nc * cs]
+    sub = sub.reshape(*sub.shape[:-2], nr, rs, nc, cs)
+    return jnp.moveaxis(sub, -2, -3).reshape(-1, rs, cs)
 
 
-def unstack_blocks(stacks: list[jax.Array], groups: list[BlockGroup]) -> jax.Array:
-    """The matrix whose blocks are ``stacks`` (one stack per group, as :func:`stack_blocks`)."""
+def unstack_blocks(
+    stacks: list[jax.Array], groups: list[BlockGroup], lead: tuple[int, ...] = ()
+) -> jax.Array:
+    """The matrix whose blocks are ``stacks`` (one stack per group, as :func:`stack_blocks`), or
+    the ``(*lead, rows, cols)`` stack of matrices when the blocks came from such a stack."""
     pieces = {
-        (g.row0, g.col0): s.reshape(g.rows, g.cols, g.size_r, g.size_c)
-        .transpose(0, 2, 1, 3)
-        .reshape(g.rows * g.size_r, g.cols * g.size_c)
+        (g.row0, g.col0): jnp.moveaxis(
+            s.reshape(*lead, g.rows, g.cols, g.size_r, g.size_c), -2, -3
+        ).reshape(*lead, g.rows * g.size_r, g.cols * g.size_c)
         for s, g in zip(stacks, groups, strict=True)
     }
     row_starts = sorted({g.row0 for g in groups})
     col_starts = sorted({g.col0 for g in groups})
     return jnp.concatenate(
-        [jnp.concatenate([pieces[r, c] for c in col_starts], axis=1) for r in row_starts], axis=0
+        [jnp.concatenate([pieces[r, c] for c in col_starts], axis=-1) for r in row_starts],
+        axis=-2,
     )
 
 
@@ -142,13 +144,14 @@ def accumulate(stat: jax.Array, outer: jax.Array, decay: jax.Array) -> jax.Array
 
 
 def leaf_layout(
-    shape: tuple[int, ...], block_size: int | None, max_precond_dim: int
+    layout: MatrixLayout | None, block_size: int | None, max_precond_dim: int
 ) -> tuple[list[BlockGroup], list[tuple[bool, bool]]] | None:
-    """(block groups, which sides each group preconditions) of a leaf, or None for a leaf with
-    fewer than two axes or no elements (those take the diagonal rule)."""
-    if len(shape) < 2 or math.prod(shape) == 0:
+    """(block groups, which sides each group preconditions) of each matrix of a leaf viewed as
+    ``layout`` (:func:`~optix.transforms._matrix_spec.resolve_layout`), or None for a leaf with no
+    layout (fewer than two axes) or no elements (those take the diagonal rule)."""
+    if layout is None or math.prod(layout.shape) == 0:
         return None
-    groups = block_groups(matrix_shape(shape), block_size)
+    groups = block_groups(layout.matrix, block_size)
     sides = [(g.size_r <= max_precond_dim, g.size_c <= max_precond_dim) for g in groups]
     return groups, sides
 
@@ -164,13 +167,17 @@ def check_layout_args(
     _validate.check_int("max_precond_dim", max_precond_dim, 0)
 
 
-def check_leaf_shapes(updates: Any, leaves: Any, leaf_init: Any, is_leaf: Any, what: str) -> None:
+def check_leaf_shapes(
+    updates: Any, leaves: Any, leaf_init: Any, is_leaf: Any, what: str, layouts: list
+) -> None:
     """Raise ``ValueError`` naming the first leaf of ``updates`` whose shape would give a state of
-    other shapes than the one in ``leaves`` (the per-leaf states, built by ``leaf_init``)."""
+    other shapes than the one in ``leaves`` (the per-leaf states, built by ``leaf_init(leaf,
+    layout)`` with the leaf's entry of ``layouts``)."""
     pairs, treedef = jax.tree_util.tree_flatten_with_path(updates)
     states = treedef.flatten_up_to(jax.tree.map(lambda s: [s], leaves, is_leaf=is_leaf))
-    for (path, g), (s,) in zip(pairs, states, strict=True):
-        want = jax.eval_shape(leaf_init, jax.ShapeDtypeStruct(g.shape, g.dtype))
+    for (path, g), (s,), lay in zip(pairs, states, layouts, strict=True):
+        struct = jax.ShapeDtypeStruct(g.shape, g.dtype)
+        want = jax.eval_shape(lambda x, lay=lay: leaf_init(x, lay), struct)
         shapes = lambda t: jax.tree.map(lambda x: tuple(x.shape), t)  # noqa: E731
         if jax.tree.structure(want) != jax.tree.structure(s) or shapes(want) != shapes(s):
             raise ValueError(
@@ -224,8 +231,12 @@ def newton_schulz(
     complex ``x``, ``X^H`` is the conjugate transpose (``X^T`` for a real one) and the result is
     ``U S' V^H``; a matrix with no elements comes back as it is.
 
+    A stack of matrices (``x`` of shape ``(count, rows, cols)``) is orthogonalised matrix by
+    matrix, each with its own norm.
+
     Args:
-      x: a 2-D real or complex array; math runs in its dtype (upcast it first for low precision).
+      x: a 2-D real or complex array, or a 3-D stack of them; math runs in its dtype (upcast it
+        first for low precision).
       steps: number of iterations.
       coeffs: one ``(a, b, c)`` triple for every step, or a list of ``steps`` triples.
       eps: guards the normalisation of an all-zero ``x``.
@@ -235,31 +246,22 @@ def newton_schulz(
     Reference: Jordan et al., `Muon: an optimizer for hidden layers in neural networks
     <https://kellerjordan.github.io/posts/muon/>`_, 2024.
     """
-    if x.ndim != 2:
-        raise ValueError(f"`newton_schulz` needs a 2-D array, got shape {x.shape}")
+    if x.ndim not in (2, 3):
+        raise ValueError(f"`newton_schulz` needs a 2-D array or a stack of them, got {x.shape}")
     triples = coeff_steps(coeffs, steps)
     x = _tree.unsplit(x)  # whole matrices when ZeRO splits the state over explicit mesh axes
     if x.size == 0:
         return x
-    tall = x.shape[0] > x.shape[1]
+    tall = x.shape[-2] > x.shape[-1]
     if tall:
-        x = x.T
-    norm = jnp.sqrt(jnp.sum(_tree.abs_sq(x)))
+        x = transpose(x)
+    norm = jnp.sqrt(jnp.sum(_tree.abs_sq(x), axis=(-2, -1), keepdims=True))
     denom = jnp.maximum(norm, eps) if eps_mode == "clamp" else norm + eps
     x = x / denom.astype(x.dtype)
     for a, b, c in triples:
-        gram = x @ jnp.conj(x).T  # X X^H (jnp.conj is the identity on real arrays)
+        gram = x @ jnp.conj(transpose(x))  # X X^H (jnp.conj is the identity on real arrays)
         x = a * x + (b * gram + c * (gram @ gram)) @ x
-    return x.T if tall else x
-
-
-def matrix_view(shape: tuple[int, ...], layout: str) -> tuple[int, int]:
-    """The 2-D shape a weight of ``shape`` is orthogonalised as: ``(rest, fan_out)`` for the
-    ``"in_out"`` layout (JAX/flax: ``(in, out)``, conv ``(..., in, out)``), ``(fan_out, rest)``
-    for ``"out_in"`` (torch: ``(out, in)``, conv ``(out, in, ...)``)."""
-    if layout == "in_out":
-        return math.prod(shape[:-1]), shape[-1]
-    return shape[0], math.prod(shape[1:])
+    return transpose(x) if tall else x
 
 
 def decayed_weights(
