@@ -104,6 +104,23 @@ def as_arrays(tree: Any) -> Any:
     return jax.tree.map(leaf, tree)
 
 
+def is_variable(x: Any) -> bool:
+    """Whether ``x`` is a flax ``nnx.Variable`` (duck-typed: optix does not import flax)."""
+    return hasattr(x, "get_value") and hasattr(x, "get_metadata")
+
+
+def unwrap_variables(tree: Any) -> Any:
+    """``tree`` with each ``nnx.Variable`` replaced by its value.
+
+    A transform whose per-param state is a node (a NamedTuple of block stacks, a tuple of
+    accumulators, a quantized array) builds it from unwrapped params: inside a Variable, such a
+    node would be stored back by ``nnx.Optimizer`` as a mapping of its fields after the first
+    step, a new structure that retraces the jitted step. Param-shaped arrays keep their Variables
+    (and so their metadata, such as sharding annotations).
+    """
+    return jax.tree.map(lambda x: x.get_value() if is_variable(x) else x, tree, is_leaf=is_variable)
+
+
 def zeros_shaped_like(shapes: Any) -> Any:
     """Zeros with the shapes and dtypes of a tree of ``jax.ShapeDtypeStruct`` (None kept)."""
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)

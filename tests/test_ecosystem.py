@@ -149,6 +149,53 @@ def test_nnx_optimizer_with_a_partition_matches_a_manual_step():
     )
 
 
+# Optimizers whose per-param state is a node (block stacks, tuples of accumulators, quantized
+# arrays), which nnx.Optimizer stores back as a mapping of its fields after each step.
+_NODE_STATES = {
+    "shampoo": lambda: optix.shampoo(1e-2, precondition_frequency=1),
+    "soap": lambda: optix.soap(1e-2, precondition_frequency=1),
+    "sm3": lambda: optix.sm3(1e-1),
+    "quantize_state(adam)": lambda: optix.quantize_state(optix.adam(1e-2), min_size=1),
+    "quantize_state(adam, bits=4)": lambda: optix.quantize_state(
+        optix.adam(1e-2), bits=4, min_size=1
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_NODE_STATES))
+def test_nnx_optimizer_with_node_states_matches_a_manual_step(name):
+    model, manual = _Net(nnx.Rngs(0)), _Net(nnx.Rngs(0))
+    tx = _NODE_STATES[name]()
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    params = nnx.as_pure(nnx.state(manual, nnx.Param))
+    opt_state = tx.init(params)
+    chex.clear_trace_counter()
+
+    @nnx.jit
+    @chex.assert_max_traces(n=1)
+    def step(model, optimizer):
+        optimizer.update(model, nnx.grad(_loss)(model))
+
+    # the same compiled math on both sides (these states round: eigenbases, quantization codes)
+    grads_of = nnx.jit(lambda m: nnx.as_pure(nnx.state(nnx.grad(_loss)(m), nnx.Param)))
+    manual_update = jax.jit(tx.update)
+    for _ in range(3):
+        step(model, optimizer)
+        updates, opt_state = manual_update(grads_of(manual), opt_state, params)
+        params = optix.apply_updates(params, updates)
+        nnx.update(manual, params)
+    got, want = _by_path(nnx.state(model, nnx.Param)), _by_path(nnx.state(manual, nnx.Param))
+    for path in want:
+        np.testing.assert_allclose(got[path], want[path], rtol=1e-5, atol=1e-7, err_msg=path)
+    # the same state under nnx: quantize_state quantizes the same leaves (under nnx it used to
+    # quantize none, silently), and every node type is kept
+    quantized = lambda x: isinstance(x, optix.QuantizedArray)  # noqa: E731
+    count = lambda s: sum(map(quantized, jax.tree.leaves(s, is_leaf=quantized)))  # noqa: E731
+    assert count(nnx.as_pure(optimizer.opt_state)) == count(opt_state)
+    assert count(opt_state) > 0 or not name.startswith("quantize")
+    assert jax.tree.structure(nnx.as_pure(optimizer.opt_state)) == jax.tree.structure(opt_state)
+
+
 def _nnx_adam():
     schedule = optix.schedules.warmup_cosine_decay(0.0, 1e-2, 2, 20)
     return optix.named_chain(adam=optix.adamw(schedule, weight_decay=0.1), ema=optix.param_ema(0.9))

@@ -179,8 +179,9 @@ def scale_by_shampoo(
 
     def init(params):
         params = _tree.as_arrays(params)
+        bare = _tree.unwrap_variables(params)  # per-leaf nodes never sit in a Variable
         check_real_leaves(params, "scale_by_shampoo")
-        leaves = _tree.map_leaves(leaf_init, params, layouts_of(params))
+        leaves = _tree.map_leaves(leaf_init, bare, layouts_of(bare))
         nu = None
         if graft != "none":
             nu = _tree.moments_like(params)

@@ -94,7 +94,7 @@ def scale_by_sm3(
     def init(params):
         params = _tree.as_arrays(params)
         _validate.check_float_leaves(params, "`scale_by_sm3` params")
-        nu = jax.tree.map(lambda p: _accumulators(p, nu_dtype), params)
+        nu = jax.tree.map(lambda p: _accumulators(p, nu_dtype), _tree.unwrap_variables(params))
         return ScaleBySm3State(
             spec.init(), _tree.moments_like(params, mu_dtype, name="mu_dtype"), nu
         )

@@ -172,12 +172,13 @@ def scale_by_soap(
 
     def init(params):
         params = _tree.as_arrays(params)
+        bare = _tree.unwrap_variables(params)  # per-leaf nodes never sit in a Variable
         check_real_leaves(params, "scale_by_soap")
         return ScaleBySoapState(
             spec.init(),
             _tree.moments_like(params, mu_dtype, name="mu_dtype"),
             _tree.moments_like(params, nu_dtype, name="nu_dtype"),
-            _tree.map_leaves(leaf_init, params, layouts_of(params)),
+            _tree.map_leaves(leaf_init, bare, layouts_of(bare)),
         )
 
     def update(updates, state, params=None, **extra):

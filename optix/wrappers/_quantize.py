@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optix import _keypath
+from optix import _tree
 from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import OptState
@@ -301,9 +302,16 @@ def quantize_state(
 
     def init(params):
         inner_state = inner.init(params)
-        shapes = _param_shapes(params)
-        pairs, treedef = jax.tree_util.tree_flatten_with_path(inner_state, is_leaf=_stop)
-        stored = [store(path, leaf, shapes) for path, leaf in pairs]
+        shapes = _param_shapes(_tree.unwrap_variables(params))  # nnx: paths without `.value`
+        # an nnx.Variable is a leaf here: a quantized array replaces the whole Variable, never
+        # sits inside one (see _tree.unwrap_variables)
+        stop = lambda x: _stop(x) or _tree.is_variable(x)  # noqa: E731
+        pairs, treedef = jax.tree_util.tree_flatten_with_path(inner_state, is_leaf=stop)
+        stored = []
+        for path, leaf in pairs:
+            value = leaf.get_value() if _tree.is_variable(leaf) else leaf
+            kept = store(path, value, shapes)
+            stored.append(kept if isinstance(kept, QuantizedArray) else leaf)
         return QuantizedState(treedef.unflatten(stored))
 
     def update(updates, state, params=None, **extra):
