@@ -5,7 +5,8 @@ Every public name of ``optix`` (``optix.__all__``) is put in exactly one group b
 appears in the docs without editing them. A name that no rule places raises
 :class:`UnclassifiedNameError`, which fails the docs build (``docs/conf.py`` calls
 :func:`groups`) and ``tests/test_docs.py``: add a rule here rather than leaving it out.
-``optix.schedules``, ``optix.sharding`` and ``optix.compare`` list their whole ``__all__``.
+``optix.schedules``, ``optix.sharding``, ``optix.toolkit`` and ``optix.compare`` list their
+``__all__`` (less the names ``optix`` itself documents).
 
 Imports only optix and the standard library, so the test runs without sphinx.
 """
@@ -104,6 +105,15 @@ GROUPS: tuple[Group, ...] = (
         "Shardings of the optimizer state and ZeRO-1 partitioning. See :doc:`/multi_device`.",
     ),
     Group(
+        "toolkit",
+        "Writing a transform (optix.toolkit)",
+        "optix.toolkit",
+        "What every optix transform is written with, for transforms of your own: ranges declared "
+        "in the signature and enforced at construction and by ``set_hyperparams``, "
+        "hyperparameters by name with one step counter, casting in one place, and ``per_leaf`` "
+        "for element-wise algorithms.",
+    ),
+    Group(
         "compare",
         "Benchmark (optix.compare)",
         "optix.compare",
@@ -112,7 +122,7 @@ GROUPS: tuple[Group, ...] = (
 )
 
 # Submodules of optix that have a group of their own (their names in optix.__all__ map there).
-_SUBMODULE_GROUPS = {"schedules": "schedules", "sharding": "sharding"}
+_SUBMODULE_GROUPS = {"schedules": "schedules", "sharding": "sharding", "toolkit": "toolkit"}
 _CORE_MODULES = {"optix._base", "optix._chain", "optix._apply", "typing", "collections.abc"}
 _STATE_MODULES = {"optix._hyperparams", "optix._state", "optix._checkpoint"}
 _PACKING_MODULES = {"optix._pack", "optix.wrappers._fuse", "optix.wrappers._quantize"}
@@ -173,8 +183,9 @@ def groups() -> dict[str, list[str]]:
             continue  # the submodule's own names fill its group below
         result[key].append(name)
     for group in GROUPS:
-        if group.module != "optix":
-            result[group.key] = list(importlib.import_module(group.module).__all__)
+        if group.module != "optix":  # less what optix itself documents (HyperparamState)
+            names = importlib.import_module(group.module).__all__
+            result[group.key] = [n for n in names if n not in optix.__all__]
     return {key: sorted(names, key=str.lower) for key, names in result.items()}
 
 
@@ -209,7 +220,7 @@ def write_pages(directory: str) -> list[str]:
                 "=============",
                 "",
                 "Generated from the code: every public name of ``optix``, ``optix.schedules``, "
-                "``optix.sharding`` and ``optix.compare``, in one group each "
+                "``optix.sharding``, ``optix.toolkit`` and ``optix.compare``, in one group each "
                 "(``docs/_api_groups.py``).",
                 "",
                 ".. toctree::",

@@ -6,7 +6,7 @@ Transforms produce directions; only :func:`scale_lr` turns a direction into a st
 ``-learning_rate``), and :func:`apply_updates` only adds.
 """
 
-from optix import schedules, sharding
+from optix import schedules, sharding, toolkit
 from optix._apply import apply_updates, incremental_update
 from optix._base import (
     EmptyState,
@@ -241,7 +241,7 @@ __all__ = [
     "ScaleByStddevState", "ScaleByTrustRatioState", "ScaleByYogiState",
     "ScaleByZoomLinesearchState", "ScaleLrState", "ScaleState", "Schedule", "schedule_free",
     "schedule_free_adamw", "schedule_free_eval_params", "schedule_free_sgd", "ScheduleFreeState",
-    "schedules", "set_hyperparams", "set_to_zero", "sgd", "shampoo", "ShampooLeafState", "sharding",
+    "schedules", "set_hyperparams", "set_to_zero", "sgd", "shampoo", "ShampooLeafState", "sharding", "toolkit",
     "sign_sgd", "signum", "simplified_ademamix", "skip_nonfinite", "skip_spikes",
     "SkipNonfiniteState", "SkipSpikesState", "sm3", "soap", "SoapLeafState", "sophia", "state_get",
     "state_paths", "state_set", "stateless", "swa", "SwaState", "unpack", "Updates",

@@ -202,7 +202,7 @@ _OWNER_RULES: dict[tuple[type, str], Callable[[str, Any], None]] = {}
 
 def register_rules(owner: type, **rules: Callable[[str, Any], None]) -> None:
     """Range checks that ``set_hyperparams`` applies to the hyperparameters of ``owner`` states.
-    Transforms declare them once, in their signature (:func:`optix._toolkit.transform` calls
+    Transforms declare them once, in their signature (:func:`optix.toolkit.transform` calls
     this); a name is checked per owner, so ``reduce_on_plateau``'s ``factor`` is not ``scale``'s."""
     for name, rule in rules.items():
         _OWNER_RULES[(owner, name)] = rule

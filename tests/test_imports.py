@@ -20,7 +20,7 @@ of its own layer:
    specs), ``optix._validate`` (argument and tree checks), ``optix._tree`` (the tree math every
    transform uses);
 2. **core**: every other ``optix/_*.py`` (hyperparameters, chain, apply_updates, state and
-   checkpoint tools, ...);
+   checkpoint tools, ...) and ``optix.toolkit`` (what every transform is written with);
 3. **schedules**: ``optix.schedules``;
 4. **transforms**: ``optix.transforms``, the building blocks (scaling, clipping, regularizers,
    line searches, and the ``scale_by_*`` of the algorithms not yet moved to ``optimizers``);
@@ -65,6 +65,10 @@ LAYERS = (
 )
 
 
+# Core modules with a public name: what a user writes a transform of their own with.
+CORE_PUBLIC = {"optix.toolkit"}
+
+
 def layer(module: str) -> str | None:
     """The layer of a module (dotted name), or None when no layer takes it."""
     parts = module.split(".")
@@ -76,7 +80,7 @@ def layer(module: str) -> str | None:
         return parts[1]
     if module in FOUNDATION:
         return "foundation"
-    if len(parts) == 2 and parts[1].startswith("_"):
+    if module in CORE_PUBLIC or (len(parts) == 2 and parts[1].startswith("_")):
         return "core"
     return None
 

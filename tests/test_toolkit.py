@@ -1,4 +1,4 @@
-"""The toolkit every transform is written with (optix/_toolkit.py): a hyperparameter's range is
+"""The toolkit every transform is written with (optix/toolkit.py): a hyperparameter's range is
 declared once, in the factory's signature, and enforced both when the factory is called and by
 ``set_hyperparams`` on a built state; ``leafwise`` keeps dtypes."""
 
@@ -12,11 +12,11 @@ import jax.numpy as jnp
 import pytest
 
 import optix
-from optix._toolkit import Beta
-from optix._toolkit import Hyperparams
-from optix._toolkit import leafwise
-from optix._toolkit import ranges
-from optix._toolkit import transform
+from optix.toolkit import Beta
+from optix.toolkit import Hyperparams
+from optix.toolkit import leafwise
+from optix.toolkit import ranges
+from optix.toolkit import transform
 
 _CANDIDATES = (-1.0, 1.0, 1.5, math.nan, math.inf, 0.0, 3.0)
 _GOOD = (0.5, 0.1, 1.0, 5.0, 0.0)
@@ -26,6 +26,7 @@ _INNER = {
     "optimizer": lambda: optix.sgd(0.1),
     "base_optimizer": lambda: optix.sgd(0.1),
     "base": optix.identity,
+    "inner": optix.identity,
     "tx": lambda: optix.sgd(0.1),
     "magnitude_tx": lambda: optix.sgd(0.1),
     "direction_tx": lambda: optix.sgd(0.1),

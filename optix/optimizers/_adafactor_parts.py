@@ -19,12 +19,12 @@ from optix import _tree
 from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
-from optix._toolkit import Beta
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import leafwise
-from optix._toolkit import transform
+from optix.toolkit import Beta
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import leafwise
+from optix.toolkit import transform
 from optix.transforms._common import hyperparams_only
 from optix.transforms._trust_ratio import leaf_norm
 

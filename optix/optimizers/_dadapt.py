@@ -26,12 +26,12 @@ from optix._base import Updates
 from optix._fusable import mark_elementwise
 from optix._hyperparams import Values
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Beta
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import Range
-from optix._toolkit import transform
+from optix.toolkit import Beta
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import Range
+from optix.toolkit import transform
 
 Mask = Any | Callable[[Params], Any] | None
 """Which params decay: a pytree of bools, a function ``params -> pytree of bools``, or None."""

@@ -12,11 +12,11 @@ import jax.numpy as jnp
 
 from optix import _tree
 from optix._base import GradientTransformation
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import checked
-from optix._toolkit import transform
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import checked
+from optix.toolkit import transform
 from optix.transforms._common import hyperparams_only
 from optix.transforms._trust_ratio import trust_ratio
 

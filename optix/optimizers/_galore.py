@@ -25,13 +25,13 @@ from optix._base import Updates
 from optix._chain import caller
 from optix._chain import chain
 from optix._chain import check_transform
-from optix._toolkit import Finite
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import checked
-from optix._toolkit import transform
 from optix.optimizers._adam import scale_by_adam
+from optix.toolkit import Finite
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import checked
+from optix.toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 

@@ -14,10 +14,10 @@ from jax.typing import DTypeLike
 from optix._base import GradientTransformation
 from optix._base import Params
 from optix._chain import chain
-from optix._toolkit import Beta
-from optix._toolkit import NonNegative
-from optix._toolkit import checked
 from optix.optimizers._adam import scale_by_adam
+from optix.toolkit import Beta
+from optix.toolkit import NonNegative
+from optix.toolkit import checked
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 from optix.transforms._trust_ratio import scale_by_trust_ratio

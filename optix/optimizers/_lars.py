@@ -12,10 +12,10 @@ from typing import Any
 from optix._base import GradientTransformation
 from optix._base import Params
 from optix._chain import chain
-from optix._toolkit import Beta
-from optix._toolkit import NonNegative
-from optix._toolkit import checked
 from optix.optimizers._sgd import scale_by_momentum
+from optix.toolkit import Beta
+from optix.toolkit import NonNegative
+from optix.toolkit import checked
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 from optix.transforms._trust_ratio import scale_by_trust_ratio

@@ -28,10 +28,10 @@ from optix._base import Params
 from optix._base import Updates
 from optix._chain import chain
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegativeOrNone
-from optix._toolkit import transform
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegativeOrNone
+from optix.toolkit import transform
 from optix.transforms._linesearch import scale_by_backtracking_linesearch
 from optix.transforms._scale import scale_lr
 from optix.transforms._zoom_linesearch import scale_by_zoom_linesearch

@@ -20,11 +20,11 @@ from optix._base import Params
 from optix._chain import caller
 from optix._chain import check_transform
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import Positive
-from optix._toolkit import transform
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import Positive
+from optix.toolkit import transform
 
 
 def _sum(tree: Any, fn: Any) -> jax.Array:

@@ -23,12 +23,12 @@ from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Beta
-from optix._toolkit import Finite
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import transform
+from optix.toolkit import Beta
+from optix.toolkit import Finite
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import transform
 
 
 def _vdot(a: Any, b: Any) -> jax.Array:

@@ -17,12 +17,12 @@ from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
 from optix._chain import chain
-from optix._toolkit import Beta
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import checked
-from optix._toolkit import transform
+from optix.toolkit import Beta
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import checked
+from optix.toolkit import transform
 from optix.transforms._scale import scale_lr
 
 

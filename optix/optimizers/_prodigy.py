@@ -18,12 +18,6 @@ from optix._base import GradientTransformation
 from optix._base import Params
 from optix._base import Updates
 from optix._fusable import mark_elementwise
-from optix._toolkit import Beta
-from optix._toolkit import BetaOrNone
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import transform
 from optix.optimizers._dadapt import InitialEstimate
 from optix.optimizers._dadapt import Mask
 from optix.optimizers._dadapt import adam_correction
@@ -32,6 +26,12 @@ from optix.optimizers._dadapt import decay_masks
 from optix.optimizers._dadapt import l1
 from optix.optimizers._dadapt import real_dot
 from optix.optimizers._dadapt import total
+from optix.toolkit import Beta
+from optix.toolkit import BetaOrNone
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import transform
 
 
 class ScaleByProdigyState(NamedTuple):

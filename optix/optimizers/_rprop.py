@@ -20,15 +20,15 @@ from optix._base import GradientTransformation
 from optix._base import ScalarOrSchedule
 from optix._base import Updates
 from optix._fusable import mark_elementwise
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import OpenFraction
-from optix._toolkit import Positive
-from optix._toolkit import Range
-from optix._toolkit import checked
-from optix._toolkit import leafwise
-from optix._toolkit import transform
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import OpenFraction
+from optix.toolkit import Positive
+from optix.toolkit import Range
+from optix.toolkit import checked
+from optix.toolkit import leafwise
+from optix.toolkit import transform
 
 
 class ScaleByRpropState(NamedTuple):

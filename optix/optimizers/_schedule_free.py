@@ -27,13 +27,13 @@ from optix._chain import caller
 from optix._chain import chain
 from optix._chain import check_transform
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Beta
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import OpenFraction
-from optix._toolkit import checked
-from optix._toolkit import transform
+from optix.toolkit import Beta
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import OpenFraction
+from optix.toolkit import checked
+from optix.toolkit import transform
 from optix.transforms._debiased_rms import scale_by_debiased_rms
 from optix.transforms._regularize import add_decayed_weights
 

@@ -31,14 +31,14 @@ from optix._base import Updates
 from optix._chain import caller
 from optix._chain import chain
 from optix._chain import check_transform
-from optix._toolkit import Beta
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import PositiveOrNone
-from optix._toolkit import checked
-from optix._toolkit import leafwise
-from optix._toolkit import transform
+from optix.toolkit import Beta
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import PositiveOrNone
+from optix.toolkit import checked
+from optix.toolkit import leafwise
+from optix.toolkit import transform
 from optix.transforms._regularize import add_decayed_weights
 from optix.transforms._scale import scale_lr
 

@@ -12,11 +12,11 @@ import jax.numpy as jnp
 from optix import _keypath
 from optix import _tree
 from optix._base import GradientTransformation
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import leafwise
-from optix._toolkit import transform
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import leafwise
+from optix.toolkit import transform
 from optix.transforms._common import hyperparams_only
 
 _DIV_EPS = 1e-6  # keeps max_norm / ||g|| finite; cannot engage unless ||g|| < 1e-6 < max_norm

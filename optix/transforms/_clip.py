@@ -9,12 +9,12 @@ import jax.numpy as jnp
 from optix import _tree
 from optix._base import GradientTransformation
 from optix._fusable import mark_elementwise
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import leafwise
-from optix._toolkit import multiply
-from optix._toolkit import transform
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import leafwise
+from optix.toolkit import multiply
+from optix.toolkit import transform
 from optix.transforms._common import hyperparams_only
 
 

@@ -9,11 +9,11 @@ from jax.typing import DTypeLike
 from optix import _tree
 from optix._base import GradientTransformation
 from optix._base import Updates
-from optix._toolkit import Beta
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import per_leaf
-from optix._toolkit import transform
+from optix.toolkit import Beta
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import per_leaf
+from optix.toolkit import transform
 
 
 class EmaState(NamedTuple):

@@ -24,14 +24,14 @@ from optix._base import GradientTransformation
 from optix._base import Params
 from optix._base import Updates
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import OpenFraction
-from optix._toolkit import Positive
-from optix._toolkit import multiply
-from optix._toolkit import transform
 from optix._tree import tree_inner
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import OpenFraction
+from optix.toolkit import Positive
+from optix.toolkit import multiply
+from optix.toolkit import transform
 
 
 def value_dtype(params: Params) -> jnp.dtype:

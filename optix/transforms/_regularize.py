@@ -17,10 +17,10 @@ from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Params
 from optix._fusable import mark_elementwise
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import transform
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import transform
 from optix.transforms._common import hyperparams_only
 
 

@@ -10,11 +10,11 @@ from jax.typing import ArrayLike
 
 from optix import _tree
 from optix._base import GradientTransformation
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import multiply
-from optix._toolkit import transform
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import multiply
+from optix.toolkit import transform
 from optix.transforms._common import hyperparams_only
 
 

@@ -10,11 +10,11 @@ import jax.numpy as jnp
 from optix import _tree
 from optix import _validate
 from optix._base import GradientTransformation
-from optix._toolkit import Beta
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import Positive
-from optix._toolkit import transform
+from optix.toolkit import Beta
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import Positive
+from optix.toolkit import transform
 
 _EPS = 1e-6
 

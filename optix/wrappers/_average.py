@@ -28,10 +28,10 @@ from optix._base import Updates
 from optix._hyperparams import hyperparam_dtype
 from optix._hyperparams import increment
 from optix._hyperparams import pure
-from optix._toolkit import Beta
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import transform
+from optix.toolkit import Beta
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import transform
 from optix.wrappers._lookahead import LookaheadState
 
 

@@ -12,10 +12,10 @@ from optix._base import GradientTransformation
 from optix._base import OptState
 from optix._chain import caller
 from optix._chain import check_transform
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import Positive
-from optix._toolkit import transform
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import Positive
+from optix.toolkit import transform
 
 
 class GraftState(NamedTuple):

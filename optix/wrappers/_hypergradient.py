@@ -16,12 +16,12 @@ from optix._base import Updates
 from optix._chain import caller
 from optix._chain import check_transform
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Finite
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import multiply
-from optix._toolkit import transform
+from optix.toolkit import Finite
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import multiply
+from optix.toolkit import transform
 
 
 class HypergradientDescentState(NamedTuple):

@@ -16,10 +16,10 @@ from optix._base import OptState
 from optix._base import Params
 from optix._chain import caller
 from optix._chain import check_transform
-from optix._toolkit import Fraction
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import transform
+from optix.toolkit import Fraction
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import transform
 
 
 class LookaheadState(NamedTuple):

@@ -13,12 +13,12 @@ from optix._base import OptState
 from optix._base import Updates
 from optix._chain import caller
 from optix._chain import check_transform
-from optix._toolkit import Beta
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import leafwise
-from optix._toolkit import transform
+from optix.toolkit import Beta
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import leafwise
+from optix.toolkit import transform
 
 
 class MarsState(NamedTuple):

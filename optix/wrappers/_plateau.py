@@ -11,12 +11,12 @@ import jax.numpy as jnp
 from optix import _validate
 from optix._base import GradientTransformation
 from optix._hyperparams import hyperparam_dtype
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import OpenFraction
-from optix._toolkit import multiply
-from optix._toolkit import transform
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import OpenFraction
+from optix.toolkit import multiply
+from optix.toolkit import transform
 
 
 class ReduceOnPlateauState(NamedTuple):

@@ -15,11 +15,11 @@ from optix._base import OptState
 from optix._base import Params
 from optix._chain import caller
 from optix._chain import check_transform
-from optix._toolkit import Hyperparams
-from optix._toolkit import HyperparamState
-from optix._toolkit import NonNegative
-from optix._toolkit import multiply
-from optix._toolkit import transform
+from optix.toolkit import Hyperparams
+from optix.toolkit import HyperparamState
+from optix.toolkit import NonNegative
+from optix.toolkit import multiply
+from optix.toolkit import transform
 from optix.transforms._common import hyperparams_only
 
 

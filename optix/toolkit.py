@@ -11,35 +11,41 @@ r"""What every transform is written with, so that its per-leaf math reads like t
   input in its compute dtype (at least float32) and casts the results back: the update to the
   gradient's dtype, each state leaf to its own dtype.
 
+- **A whole element-wise transform from its per-leaf rule.** :func:`per_leaf` does the rest:
+  the checks of params and updates, the step counter, the casts and the state.
+
 Example:
   A complete transform (momentum without dampening), written with the toolkit:
 
   >>> from typing import NamedTuple
   >>> import jax, jax.numpy as jnp, optix
-  >>> from optix._toolkit import Beta, Hyperparams, leafwise, transform
+  >>> from optix.toolkit import Beta, Hyperparams, per_leaf, transform
   >>> class TraceState(NamedTuple):
   ...     hyperparams: optix.HyperparamState
   ...     trace: optix.Updates
   >>> @transform(TraceState)
   ... def trace(decay: Beta = 0.9) -> optix.GradientTransformation:
-  ...     spec = Hyperparams(decay=decay)
-  ...     def init(params):
-  ...         return TraceState(spec.init(), jax.tree.map(jnp.zeros_like, params))
-  ...     def update(updates, state, params=None, **extra):
-  ...         h, hyperparams = spec.step(state.hyperparams)
+  ...     def rule(h):  # this step's values: h.decay, and h.t the step number
   ...         def leaf(g, b):
   ...             b = h.decay * b + g
   ...             return b, b
-  ...         updates, trace = leafwise(leaf, updates, state.trace)
-  ...         return updates, TraceState(hyperparams, trace)
-  ...     return optix.GradientTransformation(init, update)
+  ...         return leaf
+  ...     def init(params):
+  ...         return (jax.tree.map(jnp.zeros_like, params),)
+  ...     spec = Hyperparams(decay=decay)
+  ...     return per_leaf("trace", TraceState, spec, init=init, rule=rule)
   >>> tx = trace(0.5)
-  >>> tx.update(jnp.ones(2), tx.init(jnp.zeros(2)))[0]
+  >>> state = tx.init(jnp.zeros(2))
+  >>> tx.update(jnp.ones(2), state)[0]
   Array([1., 1.], dtype=float32)
   >>> trace(1.5)
   Traceback (most recent call last):
   ...
   ValueError: `decay` must be in [0, 1), got 1.5...
+  >>> optix.set_hyperparams(state, decay=1.5)
+  Traceback (most recent call last):
+  ...
+  ValueError: ...decay...
 """
 
 from __future__ import annotations
