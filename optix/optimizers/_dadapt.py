@@ -127,10 +127,9 @@ def dadapt_adamw(
     bias correction). As for :func:`optix.prodigy`, ``d`` is kept while ``||s_t||_1 = 0``, where
     optax produces NaN; ``bias_correction=False`` is the authors' default.
 
-    The result is the step ``x_{t+1} - x_t`` itself, minus sign and learning rate included: the
-    learning rate weights each gradient inside ``m_t`` and ``s_t`` (and so the estimate of
-    ``d``), so it cannot be applied afterwards by :func:`optix.scale_lr`. Chain gradient
-    transforms (clipping, say) in front of it; nothing that rescales belongs after it.
+    Like :func:`optix.prodigy`, it returns the whole step ``x_{t+1} - x_t`` (sign and learning
+    rate included), since the learning rate weights each gradient inside ``m_t`` and ``s_t``:
+    chain clipping and other gradient transforms before it, never a rescaling after it.
 
     Args:
       learning_rate: multiplier of the estimated step (>= 0), or a schedule.
