@@ -41,6 +41,9 @@ def _run_donating_step(tx, params, steps=2):
     """Init, check the buffers, then ``steps`` steps of a step donating params and state."""
     state = tx.init(params)
     _assert_fresh_buffers(state, params)
+    # a second init shares no buffer with the first: donating one state (a restarted run, two
+    # models with one optimizer) never deletes the other's keys or hyperparameters
+    _assert_fresh_buffers(tx.init(params), (params, state))
 
     def step(params, state, grads):
         updates, state = tx.update(grads, state, params, value=jnp.float32(1.0))

@@ -81,7 +81,7 @@ def hutchinson_hessian_diag(seed: Any = 0) -> GradientTransformation:
 
     def init(params):
         _validate.check_float_leaves(params, "`hutchinson_hessian_diag` params")
-        return HutchinsonState(key0)
+        return HutchinsonState(jnp.copy(key0))  # its own buffer: donation deletes it
 
     def update(updates, state, params=None, **extra):
         _validate.require_params(params, "hutchinson_hessian_diag")

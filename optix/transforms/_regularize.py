@@ -166,7 +166,7 @@ def add_noise(
 
     def init(params):
         _validate.check_float_leaves(params, "`add_noise` params")
-        return AddNoiseState(spec.init(), key)
+        return AddNoiseState(spec.init(), jnp.copy(key))  # its own: donation deletes it
 
     def update(updates, state, params=None, **extra):
         del params, extra
