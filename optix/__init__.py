@@ -90,6 +90,12 @@ from optix.optimizers._schedule_free import (
     schedule_free_sgd,
 )
 from optix.optimizers._sgd import ScaleByMomentumState, noisy_sgd, scale_by_momentum, sgd
+from optix.optimizers._psgd_kron import (
+    PsgdKronLeafState,
+    ScaleByPsgdKronState,
+    psgd_kron,
+    scale_by_psgd_kron,
+)
 from optix.optimizers._shampoo import (
     ScaleByShampooState,
     ShampooLeafState,
@@ -250,5 +256,6 @@ __all__ = [
     "ZoomLinesearchInfo", "kahan_summation", "KahanSummationState", "stochastic_rounding",
     "StochasticRoundingState",
     "MatrixSpec",
+    "psgd_kron", "scale_by_psgd_kron", "PsgdKronLeafState", "ScaleByPsgdKronState",
 ]
 # fmt: on

@@ -370,6 +370,14 @@ CASES: list[Case] = [
         {"learning_rate": 1e-2},
         lr=_lr(0.05, 0.02, 0.05),
     ),
+    Case(
+        "psgd_kron",
+        optix.psgd_kron,
+        {"learning_rate": 1e-2, "weight_decay": 1e-4},
+        supports_complex=False,  # real triangular factors (psgd_jax's kron takes complex; not here)
+        needs_params=True,
+        lr=_lr(0.01, 3e-3, 0.03),
+    ),
 ]
 
 BY_NAME = {case.name: case for case in CASES}

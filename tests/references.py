@@ -15,7 +15,8 @@ update is read back as ``new - old``); Shampoo and SOAP ``rtol = 1e-9, atol = 1e
 max|update|`` (eigendecompositions by different LAPACK drivers); ``optax.adafactor`` ``rtol =
 2e-6`` and ``optax.contrib.madgrad`` ``rtol = 1e-4`` (both round a schedule to float32; their
 float64 conventions are checked at the default tolerance against rebuilt chains and
-transcriptions). The reasons are in the docstrings of the behaviour tests of each optimizer.
+transcriptions); PSGD Kron ``rtol = 1e-8, atol = 1e-10 * max|update|`` (inverse of a triangular
+factor by LAPACK against a triangular solve; observed 2e-14). The reasons are in the docstrings of the behaviour tests of each optimizer.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from tests.reference import run_with_value
 from tests.transcriptions import NumpyDadaptAdam
 from tests.transcriptions import NumpyMadgrad
 from tests.transcriptions import NumpyProdigy
+from tests.transcriptions import NumpyPsgdKron
 from tests.transcriptions import Sm3Paper
 from tests.transcriptions import adan_paper
 from tests.transcriptions import cosine_schedule
@@ -1103,6 +1105,40 @@ _SOAP = {
 }
 
 
+# PSGD Kron: psgd_jax's ``kron`` transcribed in NumPy (inverse by LAPACK instead of a triangular
+# solve, so agreement is to rounding of the factors' updates: rtol 1e-8), fed the same probes.
+_PSGD_KRON = {
+    "defaults": ({}, {}),
+    "decay-every3-diag-notrust": (
+        dict(
+            weight_decay=1e-2,
+            mask=decay_mask,
+            precond_update_every=3,
+            max_size_triangular=3,
+            trust_region_scale=None,
+            precond_lr=0.3,
+            init_scale=0.5,
+            seed=4,
+        ),
+        dict(
+            weight_decay=1e-2,
+            mask=decay_mask,
+            every=3,
+            max_size=3,
+            trust=None,
+            precond_lr=0.3,
+            init_scale=0.5,
+            seed=4,
+        ),
+    ),
+    "no-momentum-min-ndim3": (
+        dict(b1=0.0, min_ndim_triangular=3, seed=1),
+        dict(b1=0.0, min_ndim=3, seed=1),
+    ),
+}
+_PSGD_RTOL, _PSGD_ATOL_REL = 1e-8, 1e-10
+
+
 # ---------------------------------------------------------------------------------------------
 # The registry
 # ---------------------------------------------------------------------------------------------
@@ -1278,6 +1314,20 @@ REFERENCES: list[Reference] = [
         fixtures=("x64_callbacks",),
         rtol=EIG_RTOL,
         atol_rel=EIG_ATOL_REL,
+    ),
+    *_entries(
+        "numpy",
+        "psgd_jax kron (Li 2018), transcribed",
+        {
+            f"psgd_kron-{name}": (
+                lambda kw=ours_kw: optix.psgd_kron(0.05, **kw),
+                lambda kw=ref_kw: NumpyPsgdKron(0.05, **kw),
+            )
+            for name, (ours_kw, ref_kw) in _PSGD_KRON.items()
+        },
+        fixtures=("x64_callbacks",),
+        rtol=_PSGD_RTOL,
+        atol_rel=_PSGD_ATOL_REL,
     ),
 ]
 

@@ -159,6 +159,7 @@ _NODE_STATES = {
     "quantize_state(adam, bits=4)": lambda: optix.quantize_state(
         optix.adam(1e-2), bits=4, min_size=1
     ),
+    "psgd_kron": lambda: optix.psgd_kron(1e-2),
 }
 
 

@@ -517,3 +517,176 @@ def separable_objective(p):
     return sum(
         jnp.sum(SEPARABLE_CURVATURE[k] * p[k] ** 2 + 0.1 * p[k] ** 4) for k in SEPARABLE_CURVATURE
     )
+
+
+# --- PSGD Kron (psgd_jax's ``kron``, Xi-Lin Li 2018) -------------------------------------------
+
+
+def _np_norm_lower_bound(a):
+    """psgd's lower bound of a Hermitian matrix's spectral norm, both of its branches."""
+    big = np.max(np.abs(a))
+    if big == 0:
+        return 0.0
+    a = a / big
+    sq = a * a
+    col, row = sq.sum(axis=0), sq.sum(axis=1)
+    i, j = int(np.argmax(col)), int(np.argmax(row))
+    if col[i] > row[j]:
+        x = a[:, i] @ a
+        return big * np.linalg.norm((x / np.linalg.norm(x)) @ a.T)
+    x = a @ a[j, :]
+    return big * np.linalg.norm(a.T @ (x / np.linalg.norm(x)))
+
+
+def _np_mode(x, axis, m):
+    """``x`` with the matrix ``m`` applied along ``axis`` (``x_(axis) <- m @ x_(axis)``)."""
+    return np.moveaxis(np.tensordot(m, x, axes=([1], [axis])), 0, axis)
+
+
+def _np_psgd_fit(qs, g, v, lr):
+    """One preconditioner update of psgd_jax's ``kron`` (``_update_precond`` with ``_conjB``)."""
+    tiny = np.finfo(np.float64).tiny
+    if g.ndim == 0:
+        (q,) = qs
+        a, b = q * g, v / q
+        t1, t2 = a * a, b * b
+        return [q - lr * (t1 - t2) * q / (np.abs(t1 + t2) + tiny)]
+    a, b = g, v
+    for i, q in enumerate(qs):
+        if q.ndim == 1:
+            shape = [1] * g.ndim
+            shape[i] = -1
+            a, b = a * q.reshape(shape), b / q.reshape(shape)
+        else:
+            a = _np_mode(a, i, q)
+            # B = V along axis i times inv(Q)^T: X @ inv(Q) on the unfolding
+            b = _np_mode(b, i, np.linalg.inv(q).T)
+    out = []
+    for i, q in enumerate(qs):
+        others = [k for k in range(g.ndim) if k != i]
+        if q.ndim == 1:
+            t1 = np.sum(a * a, axis=tuple(others))
+            t2 = np.sum(b * b, axis=tuple(others))
+            out.append(q - lr * (t1 - t2) * q / (np.max(np.abs(t1 + t2)) + tiny))
+        else:
+            t1 = np.tensordot(a, a, axes=(others, others))
+            t2 = np.tensordot(b, b, axes=(others, others))
+            step = np.triu(t1 - t2) * lr / (_np_norm_lower_bound(t1 + t2) + tiny)
+            out.append(q - step @ q)
+    return out
+
+
+def _np_psgd_precond(qs, g):
+    if g.ndim == 0:
+        return qs[0] * qs[0] * g
+    u = g
+    for i, q in enumerate(qs):
+        if q.ndim == 1:
+            shape = [1] * g.ndim
+            shape[i] = -1
+            u = u * (q * q).reshape(shape)
+        else:
+            u = _np_mode(u, i, q.T @ q)
+    return u
+
+
+def _np_balance(qs):
+    if len(qs) < 2:
+        return qs
+    norms = np.array([np.max(np.abs(q)) for q in qs])
+    gmean = np.prod(norms) ** (1 / len(qs))
+    return [q * (gmean / n) for q, n in zip(qs, norms, strict=True)]
+
+
+class NumpyPsgdKron:
+    """psgd_jax's ``kron`` (``scale_by_kron`` + decoupled decay + learning rate) in NumPy, with
+    the preconditioner updated every ``every`` steps and rebalanced every 100 steps (optix's
+    deterministic schedule). The probes are drawn in JAX with ``optix.noise_key(PRNGKey(seed), t,
+    i)`` (the documented draw) and handed to the NumPy step with the gradients."""
+
+    def __init__(
+        self,
+        lr,
+        b1=0.9,
+        weight_decay=0.0,
+        mask=None,
+        *,
+        precond_lr=0.1,
+        init_scale=1.0,
+        max_size=8192,
+        min_ndim=2,
+        every=1,
+        trust=1.5,
+        seed=0,
+    ):
+        self.lr, self.b1, self.wd, self.mask = lr, b1, weight_decay, mask
+        self.plr, self.init_scale, self.max_size, self.min_ndim = (
+            precond_lr,
+            init_scale,
+            max_size,
+            min_ndim,
+        )
+        self.every, self.trust, self.key = every, trust, jax.random.PRNGKey(seed)
+
+    def _init_np(self, params):
+        state = {"t": np.zeros(())}
+        for k, p in params.items():
+            state[k + "/mu"] = np.zeros(p.shape)
+            if p.ndim == 0:
+                state[k + "/Q0"] = np.asarray(self.init_scale, np.float64)
+                continue
+            scale = self.init_scale ** (1 / p.ndim)
+            for i, n in enumerate(p.shape):
+                diag = n == 1 or n > self.max_size or p.ndim < self.min_ndim
+                state[f"{k}/Q{i}"] = scale * (np.ones(n) if diag else np.eye(n))
+        return state
+
+    def init(self, params):
+        return jax.tree.map(jnp.asarray, self._init_np(jax.tree.map(np.asarray, params)))
+
+    def _update_np(self, grads, probes, state, params):
+        s = dict(state)
+        t = int(s["t"]) + 1
+        mask = self.mask(params) if self.mask is not None else {k: True for k in grads}
+        out = {}
+        for k, g in grads.items():
+            n_q = max(g.ndim, 1)
+            qs = [s[f"{k}/Q{i}"] for i in range(n_q)]
+            if self.b1 > 0:
+                s[k + "/mu"] = self.b1 * s[k + "/mu"] + (1 - self.b1) * g
+                m = s[k + "/mu"] / (1 - self.b1**t)
+            else:
+                m = g
+            if (t - 1) % self.every == 0:
+                if t % 100 == 0:
+                    qs = _np_balance(qs)
+                qs = _np_psgd_fit(qs, m, probes[k], self.plr)
+            u = _np_psgd_precond(qs, m)
+            if self.trust is not None:
+                x = u / self.trust
+                u = self.trust * (0.1 * np.sign(x) * np.log(np.abs(x) + 1) + 0.9 * np.tanh(x))
+            if self.wd and mask[k]:
+                u = u + self.wd * params[k]
+            out[k] = -self.lr * u
+            for i, q in enumerate(qs):
+                s[f"{k}/Q{i}"] = q
+        s["t"] = np.asarray(float(t))
+        return out, s
+
+    def update(self, grads, state, params=None):
+        step = state["t"].astype(jnp.int32)
+        leaves, treedef = jax.tree.flatten(grads)
+        probes = treedef.unflatten(
+            [
+                jax.random.normal(optix.noise_key(self.key, step, i), g.shape, g.dtype)
+                for i, g in enumerate(leaves)
+            ]
+        )
+        shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), (grads, state))
+
+        def call(g, v, s, p):
+            as_np = lambda t: jax.tree.map(lambda x: np.array(x, np.float64), t)  # noqa: E731
+            u, s = self._update_np(as_np(g), as_np(v), as_np(s), as_np(p))
+            return jax.tree.map(np.asarray, u), jax.tree.map(np.asarray, s)
+
+        return jax.pure_callback(call, shapes, grads, probes, state, params)
