@@ -57,6 +57,7 @@ from tests.transcriptions import cosine_schedule
 from tests.transcriptions import decay_mask
 from tests.transcriptions import masked_paper_adan
 from tests.transcriptions import numpy_cosine_schedule
+from tests.transcriptions import numpy_muon
 from tests.transcriptions import numpy_shampoo
 from tests.transcriptions import numpy_soap
 from tests.transcriptions import optax_adafactor_f64
@@ -1278,6 +1279,18 @@ REFERENCES: list[Reference] = [
         fixtures=("x64_callbacks",),
         rtol=EIG_RTOL,
         atol_rel=EIG_ATOL_REL,
+    ),
+    *_entries(
+        "numpy",
+        "Muon with Polar Express, Algorithm 1 (Amsel et al. 2025)",
+        {
+            "muon-polar_express": (
+                lambda: optix.muon(0.02, orthogonalize="polar_express"),
+                lambda: numpy_muon(0.02),
+            ),
+        },
+        fixtures=("x64_callbacks",),
+        seed=12,
     ),
 ]
 

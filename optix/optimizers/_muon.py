@@ -38,10 +38,72 @@ from optix.transforms._matrix import Coeffs
 from optix.transforms._matrix import coeff_steps
 from optix.transforms._matrix import decayed_weights
 from optix.transforms._matrix import newton_schulz
+from optix.transforms._matrix import polar_express
 from optix.transforms._matrix_spec import layout_tree
 from optix.transforms._scale import scale_lr
 from optix.wrappers._partition import PartitionState
 from optix.wrappers._partition import partition
+
+Orthogonalize = str | Callable[[jax.Array], jax.Array]
+ORTHOGONALIZERS = ("newton_schulz", "polar_express", "aol", "schatten")
+
+
+def orthogonalizer(
+    orthogonalize: Orthogonalize,
+    ns_steps: int = 5,
+    ns_coeffs: Coeffs = NS_COEFFS,
+    eps_mode: Literal["clamp", "add"] = "clamp",
+) -> Callable[[jax.Array, Any], jax.Array]:
+    r"""The orthogonaliser ``(stack, eps) -> stack`` that ``orthogonalize`` names.
+
+    ``"newton_schulz"``, ``"aol"`` and ``"schatten"`` run ``ns_steps`` Newton-Schulz steps of
+    ``ns_coeffs`` (Frobenius normalisation, or optax's AOL / Schatten-4 preconditioning);
+    ``"polar_express"`` runs ``ns_steps`` steps of the Polar Express schedule
+    (:func:`~optix.transforms._matrix.polar_express_coeffs`); a callable maps the stack
+    ``(count, fan_in, fan_out)`` to an array of the same shape and is checked for it when traced.
+
+    Reference: Amsel et al., `The Polar Express <https://arxiv.org/abs/2505.16932>`_, 2025.
+    """
+    if callable(orthogonalize):
+        fn = orthogonalize
+
+        def user(x, eps):
+            del eps
+            out = fn(x)
+            shape = getattr(out, "shape", None)
+            if shape is None or tuple(shape) != tuple(x.shape):
+                raise ValueError(
+                    f"`orthogonalize`: the callable {fn!r} must return an array shaped like its "
+                    f"input stack {tuple(x.shape)} (count, fan_in, fan_out), got "
+                    f"{shape if shape is None else tuple(shape)}"
+                )
+            return out
+
+        return user
+    if not isinstance(orthogonalize, str) or orthogonalize not in ORTHOGONALIZERS:
+        raise ValueError(
+            f"`orthogonalize` must be one of {ORTHOGONALIZERS} or a callable "
+            f"(stack (count, fan_in, fan_out) -> same shape), got {orthogonalize!r}"
+        )
+    coeff_steps(ns_coeffs, ns_steps)  # checks both
+    if orthogonalize == "polar_express":
+        if coeff_steps(ns_coeffs, ns_steps) != coeff_steps(NS_COEFFS, ns_steps):
+            raise ValueError(
+                "`ns_coeffs` applies to Newton-Schulz; `orthogonalize='polar_express'` uses the "
+                "paper's schedule: leave `ns_coeffs` at its default (or pass that schedule as "
+                "`ns_coeffs` with orthogonalize='newton_schulz')"
+            )
+        return lambda x, eps: polar_express(x, ns_steps, eps, eps_mode=eps_mode)
+    pre: Literal["frobenius", "aol", "schatten"] = (
+        "aol"
+        if orthogonalize == "aol"
+        else "schatten"
+        if orthogonalize == "schatten"
+        else "frobenius"
+    )
+    return lambda x, eps: newton_schulz(
+        x, ns_steps, ns_coeffs, eps, eps_mode=eps_mode, preconditioning=pre
+    )
 
 
 class ScaleByMuonState(NamedTuple):
@@ -66,6 +128,7 @@ def scale_by_muon(
     rms_scale: NonNegative = 0.2,
     mu_dtype: DTypeLike | None = None,
     matrix_spec: Any = None,
+    orthogonalize: Orthogonalize = "newton_schulz",
 ) -> GradientTransformation:
     r"""Orthogonalise the momentum of each matrix-shaped leaf with Newton-Schulz (Muon).
 
@@ -73,9 +136,10 @@ def scale_by_muon(
         B_t = \beta B_{t-1} + (1-\beta) G_t, \quad
         \tilde B_t = \begin{cases}(1-\beta) G_t + \beta B_t & \text{nesterov}\\
         B_t & \text{otherwise}\end{cases}, \quad
-        u_t = s \cdot \mathrm{NS}_k(\tilde B_t)
+        u_t = s \cdot \mathrm{orth}(\tilde B_t)
 
-    with ``NS_k`` :func:`~optix.transforms._matrix.newton_schulz`. Complex leaves are orthogonalised with the conjugate
+    with ``orth`` the orthogonaliser chosen by ``orthogonalize``: by default ``NS_k``,
+    :func:`~optix.transforms._matrix.newton_schulz` with ``ns_steps`` steps of ``ns_coeffs``. Complex leaves are orthogonalised with the conjugate
     transpose (``U S V^H -> U S' V^H``). Which axes of a leaf form the matrix is its
     :class:`optix.MatrixSpec` (``matrix_spec``): a 2-D leaf is one matrix (see ``layout``), a 4-D
     conv kernel is orthogonalised as a 2-D view and reshaped back, a leaf with batch axes (a
@@ -109,17 +173,33 @@ def scale_by_muon(
         params; None: the default), a function of the params, or a dict of path patterns such
         as ``{"layers/**": optix.MatrixSpec(batch_axes=(0,))}`` (other leaves: the defaults).
         ``fan_in`` and ``fan_out`` of the scale ``s`` are the sides of each (block) matrix.
+      orthogonalize: how the momentum is orthogonalised; each applies to every matrix of the
+        stack ``(count, fan_in, fan_out)`` separately (see :func:`~optix.optimizers._muon.orthogonalizer`):
+
+        - ``"newton_schulz"`` (default): ``ns_steps`` steps of ``ns_coeffs`` (one triple or one
+          per step: any schedule) after dividing by the Frobenius norm;
+        - ``"polar_express"``: Polar Express (Amsel et al., `arXiv:2505.16932
+          <https://arxiv.org/abs/2505.16932>`_, 2025), ``ns_steps`` steps of the paper's
+          optimal degree-5 schedule with its safety factor 1.01 (``ns_coeffs`` must be left
+          at its default);
+        - ``"aol"``, ``"schatten"``: Newton-Schulz with ``ns_coeffs``, the Frobenius
+          normalisation replaced by optax.contrib.muon's ``preconditioning`` of that name
+          (AOL row scaling, or the Schatten-4 norm);
+        - a callable ``(x) -> y`` on a stack ``x`` of shape ``(count, fan_in, fan_out)`` (float32
+          or wider) returning an array of the same shape, e.g. an exact polar factor by SVD. It
+          is traced inside the step (it must be jittable); ``eps``, ``ns_steps`` and
+          ``ns_coeffs`` do not apply.
 
     Example:
       >>> import jax.numpy as jnp, optix
-      >>> tx = optix.chain(optix.scale_by_muon(), optix.scale_lr(0.02))
+      >>> tx = optix.chain(optix.scale_by_muon(orthogonalize="polar_express"), optix.scale_lr(0.02))
       >>> state = tx.init({"w": jnp.zeros((4, 3))})
 
     Reference: Jordan et al., `Muon: an optimizer for hidden layers in neural networks
     <https://kellerjordan.github.io/posts/muon/>`_, 2024; Liu et al., `Muon is scalable for LLM
     training <https://arxiv.org/abs/2502.16982>`_, 2025 (the RMS-matching scale).
     """
-    coeff_steps(ns_coeffs, ns_steps)
+    orth = orthogonalizer(orthogonalize, ns_steps, ns_coeffs, eps_mode)
     _tree.check_state_dtype("mu_dtype", mu_dtype)
     if eps_mode not in ("clamp", "add"):
         raise ValueError(f"`eps_mode` must be 'clamp' or 'add', got {eps_mode!r}")
@@ -175,7 +255,7 @@ def scale_by_muon(
             if lay is None:  # no elements: nothing to orthogonalise
                 return x, m
             # (count, fan_in, fan_out): one matrix per batch index and block
-            o = newton_schulz(lay.to_stack(x), ns_steps, ns_coeffs, eps, eps_mode=eps_mode)
+            o = orth(lay.to_stack(x), eps)
             fan_in, fan_out = lay.matrix
             if o.size == 0:  # nothing to scale, and ``fan_in`` may be 0
                 pass
@@ -299,6 +379,7 @@ def muon(
     adam_weight_decay: NonNegative = 0.0,
     mu_dtype: DTypeLike | None = None,
     matrix_spec: Any = None,
+    orthogonalize: Orthogonalize = "newton_schulz",
 ) -> GradientTransformation:
     r"""Muon for matrix (and conv) weights, AdamW for everything else.
 
@@ -338,6 +419,9 @@ def muon(
       ns_steps, ns_coeffs, nesterov, bias_correction, eps_mode, layout, scale_mode: see
         :func:`scale_by_muon`.
       rms_scale, mu_dtype: see :func:`scale_by_muon`.
+      orthogonalize: ``"newton_schulz"`` (default), ``"polar_express"`` (Amsel et al. 2025),
+        ``"aol"``, ``"schatten"`` or a callable on a stack of matrices; see
+        :func:`scale_by_muon`.
       matrix_spec: which axes of each ``"muon"`` leaf form its matrices: :class:`optix.MatrixSpec`
         per leaf, as a tree, a function or path patterns (see :func:`scale_by_muon`). A stacked
         leaf ``(L, d_in, d_out)`` (scanned layers, experts) has no default and needs one, e.g.
@@ -375,6 +459,7 @@ def muon(
             rms_scale=rms_scale,
             mu_dtype=mu_dtype,
             matrix_spec=matrix_spec,
+            orthogonalize=orthogonalize,
         ),
         *decayed_weights(weight_decay, mask),
     ]
