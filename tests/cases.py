@@ -370,6 +370,13 @@ CASES: list[Case] = [
         {"learning_rate": 1e-2},
         lr=_lr(0.05, 0.02, 0.05),
     ),
+    Case(
+        "normuon",
+        optix.normuon,
+        {"learning_rate": 0.02, "weight_decay": 1e-4},
+        needs_params=True,
+        lr=_lr(0.02, 0.02, 0.05),
+    ),
 ]
 
 BY_NAME = {case.name: case for case in CASES}

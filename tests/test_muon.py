@@ -463,3 +463,45 @@ def test_muon_orthogonalisers_treat_a_stack_as_independent_matrices(x64, name):
     got = orth(x, 1e-7)
     for i in range(3):
         np.testing.assert_allclose(got[i], orth(x[i][None], 1e-7)[0], rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------
+# NorMuon (its step-by-step check is the registry's numpy:normuon entries)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_normuon_stack_equals_independent_matrices_and_out_in_transposes(x64):
+    """A (3, 8, 5) stack with batch_axes=(0,) equals three 2-D runs over 20 steps; with
+    layout="out_in" the neurons are the rows, so a transposed run gives the transposed updates."""
+    rng = np.random.default_rng(7)
+    grads = [rng.standard_normal((3, 8, 5)) for _ in range(20)]
+    spec = {"w": optix.MatrixSpec(batch_axes=(0,))}
+    stacked = optix.scale_by_normuon(b2=0.9, matrix_spec=spec)
+    single = optix.scale_by_normuon(b2=0.9)
+    out_in = optix.scale_by_normuon(b2=0.9, layout="out_in")
+    s = stacked.init({"w": jnp.zeros((3, 8, 5))})
+    singles = [single.init({"w": jnp.zeros((8, 5))}) for _ in range(3)]
+    s_t = out_in.init({"w": jnp.zeros((5, 8))})
+    assert s.nu["w"].shape == (3, 1, 5) and s_t.nu["w"].shape == (1, 1, 5)
+    for g in grads:
+        u, s = stacked.update({"w": jnp.asarray(g)}, s)
+        for i in range(3):
+            ui, singles[i] = single.update({"w": jnp.asarray(g[i])}, singles[i])
+            np.testing.assert_allclose(u["w"][i], ui["w"], rtol=1e-6, atol=1e-12)
+        ut, s_t = out_in.update({"w": jnp.asarray(g[0].T)}, s_t)
+        np.testing.assert_allclose(ut["w"].T, u["w"][0], rtol=1e-6, atol=1e-12)
+        # every matrix's update has RMS rms_scale = 0.2
+        np.testing.assert_allclose(jnp.sqrt(jnp.mean(u["w"] ** 2, axis=(1, 2))), 0.2, rtol=1e-9)
+
+
+def test_normuon_zero_gradient_gives_a_zero_update_and_errors_name_arguments():
+    tx = optix.normuon(0.1, orthogonalize="polar_express")
+    params = {"w": jnp.ones((4, 3))}
+    u, _ = tx.update({"w": jnp.zeros((4, 3))}, tx.init(params), params)
+    assert bool(jnp.all(u["w"] == 0))
+    with pytest.raises(ValueError, match="`orthogonalize`"):
+        optix.normuon(0.1, orthogonalize="qr")
+    with pytest.raises(ValueError, match="b2"):
+        optix.normuon(0.1, b2=1.5)
+    with pytest.raises(ValueError, match="scale_by_normuon"):
+        optix.scale_by_normuon().init({"b": jnp.zeros(3)})

@@ -312,6 +312,51 @@ def numpy_muon(lr, beta=0.95, eps=1e-7, b1=0.9, b2=0.999, adam_eps=1e-8, orthogo
     return NumpyTransform(init, update)
 
 
+def numpy_normuon(lr, beta=0.95, b2=0.95, eps=1e-8, rms=0.2, weight_decay=0.0):
+    """NorMuon, Algorithm 1 of Li et al. 2025 (arXiv:2510.05491), on (in, out) matrices: neurons
+    are columns (the paper's rows of an (out, in) weight); Newton-Schulz with Jordan's quintic.
+    AdamW without decay elsewhere."""
+
+    def ns(g, steps=5, eps_ns=1e-7):
+        a, b, c = 3.4445, -4.7750, 2.0315
+        x = g.T if g.shape[0] > g.shape[1] else g
+        x = x / max(np.linalg.norm(x), eps_ns)
+        for _ in range(steps):
+            gram = x @ x.T
+            x = a * x + b * (gram @ x) + c * (gram @ (gram @ x))
+        return x.T if g.shape[0] > g.shape[1] else x
+
+    def init(params):
+        state = {"t": np.zeros(())}
+        for k, p in params.items():
+            state[k + "/m"], state[k + "/v"] = np.zeros(p.shape), np.zeros(p.shape)
+            if p.ndim == 2:
+                state[k + "/v"] = np.zeros(p.shape[1])
+        return state
+
+    def update(grads, state, params):
+        s = dict(state)
+        t = int(s["t"]) + 1
+        out = {}
+        for k, g in grads.items():
+            if g.ndim == 2:
+                m = s[k + "/m"] = beta * s[k + "/m"] + (1 - beta) * g
+                o = ns(m)
+                v = s[k + "/v"] = b2 * s[k + "/v"] + (1 - b2) * np.mean(o * o, axis=0)
+                o = o / (np.sqrt(v)[None, :] + eps)
+                norm = np.linalg.norm(o)
+                step = rms * math.sqrt(g.size) / norm * o if norm > 0 else 0 * o
+                out[k] = -lr * (step + weight_decay * params[k])
+            else:
+                m = s[k + "/m"] = 0.9 * s[k + "/m"] + 0.1 * g
+                v = s[k + "/v"] = 0.999 * s[k + "/v"] + 0.001 * g * g
+                out[k] = -lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        s["t"] = np.asarray(float(t))
+        return out, s
+
+    return NumpyTransform(init, update)
+
+
 def _np_splits(dim, block_size):
     if block_size is None or dim <= block_size:
         return [(0, dim)]
