@@ -159,6 +159,8 @@ _NODE_STATES = {
     "quantize_state(adam, bits=4)": lambda: optix.quantize_state(
         optix.adam(1e-2), bits=4, min_size=1
     ),
+    # NorMuon's per-neuron second moment sits at its param's path with another shape
+    "normuon": lambda: optix.normuon(1e-2, orthogonalize="polar_express"),
 }
 
 
