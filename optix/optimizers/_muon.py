@@ -162,13 +162,13 @@ def scale_by_muon(
         u_t = s \cdot \mathrm{orth}(\tilde B_t)
 
     with ``orth`` the orthogonaliser chosen by ``orthogonalize``: by default ``NS_k``,
-    :func:`~optix.transforms._matrix.newton_schulz` with ``ns_steps`` steps of ``ns_coeffs``. Complex leaves are orthogonalised with the conjugate
-    transpose (``U S V^H -> U S' V^H``). Which axes of a leaf form the matrix is its
-    :class:`optix.MatrixSpec` (``matrix_spec``): a 2-D leaf is one matrix (see ``layout``), a 4-D
-    conv kernel is orthogonalised as a 2-D view and reshaped back, a leaf with batch axes (a
-    scanned layer stack, an expert stack) as that many independent matrices, each with its own
-    norm and scale ``s``; a leaf of 3 or 5+ axes needs a spec. Every leaf must have
-    ``ndim >= 2``: :func:`optix.muon` routes the others to AdamW.
+    :func:`~optix.transforms._matrix.newton_schulz` with ``ns_steps`` steps of ``ns_coeffs``.
+    Complex leaves are orthogonalised with the conjugate transpose (``U S V^H -> U S' V^H``). Which
+    axes of a leaf form the matrix is its :class:`optix.MatrixSpec` (``matrix_spec``): a 2-D leaf is
+    one matrix (see ``layout``), a 4-D conv kernel is orthogonalised as a 2-D view and reshaped
+    back, a leaf with batch axes (a scanned layer stack, an expert stack) as that many independent
+    matrices, each with its own norm and scale ``s``; a leaf of 3 or 5+ axes needs a spec. Every
+    leaf must have ``ndim >= 2``: :func:`optix.muon` routes the others to AdamW.
 
     Conventions: the momentum is the EMA of Jordan's code and torch.optim.Muon, with no bias
     correction by default; ``bias_correction=True`` is optax.contrib.muon's form (``B_t`` divided
@@ -197,7 +197,8 @@ def scale_by_muon(
         as ``{"layers/**": optix.MatrixSpec(batch_axes=(0,))}`` (other leaves: the defaults).
         ``fan_in`` and ``fan_out`` of the scale ``s`` are the sides of each (block) matrix.
       orthogonalize: how the momentum is orthogonalised; each applies to every matrix of the
-        stack ``(count, fan_in, fan_out)`` separately (see :func:`~optix.optimizers._muon.orthogonalizer`):
+        stack ``(count, fan_in, fan_out)`` separately (see
+        :func:`~optix.optimizers._muon.orthogonalizer`):
 
         - ``"newton_schulz"`` (default): ``ns_steps`` steps of ``ns_coeffs`` (one triple or one
           per step: any schedule) after dividing by the Frobenius norm;

@@ -272,12 +272,13 @@ def newton_schulz(
     result is ``U S' V^H``; a matrix with no elements comes back as it is.
 
     ``preconditioning`` replaces the Frobenius normalisation (optax.contrib.muon's options of the
-    same names, after Boissin et al., `Turbo-Muon <https://arxiv.org/abs/2512.04632>`_, 2025):
-    ``"aol"`` scales row ``i`` of ``X`` by ``d_i^{-1/2}`` with ``d_i = \sum_j |(X X^H)_{ij}|``
-    (the "almost orthogonal layer" rescaling; by Schur's test the result has spectral norm <= 1,
-    and it is often much closer to 1 than after a Frobenius normalisation); ``"schatten"`` divides ``X``
-    by its Schatten-4 norm ``\|X X^H\|_F^{1/2}``. Both reuse the Gram matrix ``X X^H`` in the
-    first step, so they cost no extra product. ``norm_scale`` applies to ``"frobenius"`` only.
+    same names, after Boissin et al.'s Turbo-Muon, 2025): ``"aol"`` scales row ``i`` of ``X`` by
+    ``d_i^{-1/2}`` with ``d_i = \sum_j |(X X^H)_{ij}|`` (the "almost orthogonal layer" rescaling;
+    by Schur's test the result has spectral norm <= 1, and it is often much closer to 1 than after
+    a Frobenius normalisation); ``"schatten"`` divides ``X`` by its Schatten-4 norm
+    ``\|X X^H\|_F^{1/2}``. Both reuse the Gram matrix ``X X^H`` in the first step, so they cost no
+    extra product; ``eps`` then guards the row sums ``d_i`` or ``\|X X^H\|_F``. ``norm_scale``
+    applies to ``"frobenius"`` only.
 
     A stack of matrices (``x`` of shape ``(count, rows, cols)``) is orthogonalised matrix by
     matrix, each with its own norm.
