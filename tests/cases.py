@@ -378,6 +378,13 @@ CASES: list[Case] = [
         needs_params=True,
         lr=_lr(0.01, 3e-3, 0.03),
     ),
+    Case(
+        "normuon",
+        optix.normuon,
+        {"learning_rate": 0.02, "weight_decay": 1e-4},
+        needs_params=True,
+        lr=_lr(0.02, 0.02, 0.05),
+    ),
 ]
 
 BY_NAME = {case.name: case for case in CASES}

@@ -59,6 +59,8 @@ from tests.transcriptions import cosine_schedule
 from tests.transcriptions import decay_mask
 from tests.transcriptions import masked_paper_adan
 from tests.transcriptions import numpy_cosine_schedule
+from tests.transcriptions import numpy_muon
+from tests.transcriptions import numpy_normuon
 from tests.transcriptions import numpy_shampoo
 from tests.transcriptions import numpy_soap
 from tests.transcriptions import optax_adafactor_f64
@@ -1328,6 +1330,34 @@ REFERENCES: list[Reference] = [
         fixtures=("x64_callbacks",),
         rtol=_PSGD_RTOL,
         atol_rel=_PSGD_ATOL_REL,
+    ),
+    *_entries(
+        "numpy",
+        "Muon with Polar Express, Algorithm 1 (Amsel et al. 2025)",
+        {
+            "muon-polar_express": (
+                lambda: optix.muon(0.02, orthogonalize="polar_express"),
+                lambda: numpy_muon(0.02),
+            ),
+        },
+        fixtures=("x64_callbacks",),
+        seed=12,
+    ),
+    *_entries(
+        "numpy",
+        "NorMuon, Algorithm 1 (Li et al. 2025)",
+        {
+            "normuon": (
+                lambda: optix.normuon(0.02),
+                lambda: numpy_normuon(0.02),
+            ),
+            "normuon-decay-b2": (
+                lambda: optix.normuon(0.02, b2=0.9, weight_decay=0.1),
+                lambda: numpy_normuon(0.02, b2=0.9, weight_decay=0.1),
+            ),
+        },
+        fixtures=("x64_callbacks",),
+        seed=13,
     ),
 ]
 

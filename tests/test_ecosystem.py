@@ -160,6 +160,8 @@ _NODE_STATES = {
         optix.adam(1e-2), bits=4, min_size=1
     ),
     "psgd_kron": lambda: optix.psgd_kron(1e-2),
+    # NorMuon's per-neuron second moment sits at its param's path with another shape
+    "normuon": lambda: optix.normuon(1e-2, orthogonalize="polar_express"),
 }
 
 

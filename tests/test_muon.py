@@ -305,3 +305,203 @@ def test_muon_labels_ndim_rule_with_pattern_override():
 
     tree = {"w": jnp.zeros((3, 2)), "b": jnp.zeros(2), "emb": jnp.zeros((9, 2))}
     assert muon_labels(tree, {"emb": "adam"}) == {"b": "adam", "emb": "adam", "w": "muon"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Orthogonalisers: Polar Express, AOL / Schatten preconditioning, a user's callable
+# ---------------------------------------------------------------------------------------------
+
+
+def _test_matrix(rng, shape, cond=None):
+    a = rng.standard_normal(shape)
+    if cond is None:
+        return a
+    u, _, vt = np.linalg.svd(a, full_matrices=False)
+    return (u * np.logspace(0, -math.log10(cond), min(shape))) @ vt
+
+
+def _max_sigma_error(o):
+    s = np.linalg.svd(np.asarray(o.astype(jnp.float32), np.float64), compute_uv=False)
+    return float(np.max(np.abs(s - 1)))
+
+
+@pytest.mark.parametrize("shape", [(64, 32), (128, 128), (256, 64)])
+@pytest.mark.parametrize("cond", [None, 1e2, 1e3])
+def test_muon_polar_express_in_bfloat16_is_no_worse_than_jordan_coefficients(shape, cond):
+    """Five steps on a bfloat16 matrix: max |sigma - 1| (singular values in float64) is at most
+    the default coefficients'. Observed: 0.18-0.76 against 0.34-0.87."""
+    from optix.transforms._matrix import polar_express
+
+    x = jnp.asarray(_test_matrix(np.random.default_rng(len(shape) + shape[0]), shape, cond))
+    x = x.astype(jnp.bfloat16)
+    pe, ns = polar_express(x), newton_schulz(x)
+    assert pe.dtype == jnp.bfloat16
+    assert _max_sigma_error(pe) <= _max_sigma_error(ns)
+
+
+def test_muon_polar_express_iteration_equals_a_numpy_transcription(x64):
+    from optix.transforms._matrix import polar_express
+    from optix.transforms._matrix import polar_express_coeffs
+    from tests.transcriptions import numpy_polar_express
+
+    rng = np.random.default_rng(5)
+    for shape, steps in [((6, 9), 5), ((12, 5), 5), ((8, 8), 10), ((7, 3), 2)]:
+        for cond in (None, 1e3):
+            a = _test_matrix(rng, shape, cond)
+            got = np.asarray(polar_express(jnp.asarray(a), steps))
+            np.testing.assert_allclose(got, numpy_polar_express(a, steps), rtol=0, atol=1e-10)
+    # ten steps converge to the polar factor U V^T
+    a = _test_matrix(rng, (10, 6), 100.0)
+    u, _, vt = np.linalg.svd(a, full_matrices=False)
+    np.testing.assert_allclose(polar_express(jnp.asarray(a), 10), u @ vt, atol=1e-8)
+    # the schedule: the paper's triples over (1.01, 1.01^3, 1.01^5), then the last one unscaled
+    c = polar_express_coeffs(9)
+    assert c[0] == pytest.approx(
+        (8.28721201814563 / 1.01, -23.595886519098837 / 1.01**3, 17.300387312530933 / 1.01**5),
+        rel=1e-15,
+    )
+    assert c[7:] == [(1.875, -1.25, 0.375)] * 2
+
+
+def test_muon_aol_and_schatten_preconditionings_match_their_definitions(x64):
+    """optax's ``preconditioning="aol"/"schatten"``: the first step's X and X X^T rescaled
+    (rows by (sum_j |X X^T|_ij)^{-1/2}; by the Schatten-4 norm), no Frobenius normalisation."""
+    rng = np.random.default_rng(2)
+    a, b, c = 3.4445, -4.7750, 2.0315
+    for shape in [(5, 8), (9, 4)]:
+        g = rng.standard_normal(shape)
+        x = g.T if shape[0] > shape[1] else g
+        gram = x @ x.T
+        d = 1 / np.sqrt(np.abs(gram).sum(axis=1))
+        aol = [d[:, None] * x, d[:, None] * gram * d[None, :]]
+        s4 = np.sqrt(np.linalg.norm(gram))
+        schatten = [x / s4, gram / s4**2]
+        for name, (x1, g1) in [("aol", aol), ("schatten", schatten)]:
+            y = a * x1 + (b * g1 + c * g1 @ g1) @ x1
+            for _ in range(4):
+                gg = y @ y.T
+                y = a * y + (b * gg + c * gg @ gg) @ y
+            want = y.T if shape[0] > shape[1] else y
+            got = newton_schulz(jnp.asarray(g), preconditioning=name)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+            # and through muon: the first update is s * orth(0.05 g) (Nesterov, EMA)
+            tx = optix.scale_by_muon(orthogonalize=name)
+            u, _ = tx.update({"w": jnp.asarray(g)}, tx.init({"w": jnp.asarray(g)}))
+            scale = math.sqrt(max(1.0, shape[1] / shape[0]))
+            np.testing.assert_allclose(
+                u["w"],
+                scale * np.asarray(newton_schulz(jnp.asarray(0.0975 * g), preconditioning=name)),
+                rtol=1e-10,
+            )
+
+
+def _exact_polar(x):
+    u, _, vh = jnp.linalg.svd(x, full_matrices=False)
+    return u @ vh
+
+
+def test_muon_takes_a_user_orthogonaliser_under_jit_on_a_stacked_leaf(x64):
+    """An exact polar factor by SVD, on a (3, 6, 4) stack with batch_axes=(0,): each matrix's
+    update is s * U V^T of its own Nesterov momentum, jitted and donated, traced once."""
+    import chex
+
+    rng = np.random.default_rng(3)
+    params = {"w": jnp.asarray(rng.standard_normal((3, 6, 4))), "b": jnp.zeros(4)}
+    calls = []
+
+    def orth(x):
+        calls.append(x.shape)
+        return _exact_polar(x)
+
+    tx = optix.muon(
+        0.1,
+        orthogonalize=orth,
+        matrix_spec={"w": optix.MatrixSpec(batch_axes=(0,))},
+        scale_mode="none",
+    )
+    state = tx.init(params)
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step(params, state, g):
+        u, state = tx.update(g, state, params)
+        return optax.apply_updates(params, u), state, u
+
+    step = jax.jit(step, donate_argnums=(0, 1))
+    mom = np.zeros((3, 6, 4))
+    for _ in range(3):
+        g = {"w": jnp.asarray(rng.standard_normal((3, 6, 4))), "b": jnp.ones(4)}
+        params, state, u = step(params, state, g)
+        mom = 0.95 * mom + 0.05 * np.asarray(g["w"])
+        nest = 0.95 * mom + 0.05 * np.asarray(g["w"])
+        for i in range(3):
+            uu, _, vt = np.linalg.svd(nest[i], full_matrices=False)
+            np.testing.assert_allclose(u["w"][i], -0.1 * uu @ vt, rtol=1e-9, atol=1e-12)
+    assert calls == [(3, 6, 4)]  # one stack of three matrices, traced once
+
+
+def test_muon_orthogonalize_errors_name_the_argument():
+    with pytest.raises(ValueError, match="`orthogonalize` must be one of"):
+        optix.muon(0.02, orthogonalize="svd")
+    with pytest.raises(ValueError, match="`orthogonalize` must be one of"):
+        optix.scale_by_muon(orthogonalize=3)
+    with pytest.raises(ValueError, match="ns_coeffs"):
+        optix.muon(0.02, orthogonalize="polar_express", ns_coeffs=(2.0, -1.5, 0.5))
+    tx = optix.muon(0.02, orthogonalize=lambda x: x[..., :2])
+    params = {"w": jnp.ones((4, 3))}
+    with pytest.raises(ValueError, match="`orthogonalize`.*shaped like its input stack"):
+        tx.update(params, tx.init(params), params)
+
+
+@pytest.mark.parametrize("name", ["newton_schulz", "polar_express", "aol", "schatten"])
+def test_muon_orthogonalisers_treat_a_stack_as_independent_matrices(x64, name):
+    from optix.optimizers._muon import orthogonalizer
+
+    orth = orthogonalizer(name)
+    x = jnp.asarray(np.random.default_rng(4).standard_normal((3, 7, 5)))
+    x = x * jnp.asarray([1.0, 1e-3, 50.0])[:, None, None]
+    got = orth(x, 1e-7)
+    for i in range(3):
+        np.testing.assert_allclose(got[i], orth(x[i][None], 1e-7)[0], rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------
+# NorMuon (its step-by-step check is the registry's numpy:normuon entries)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_normuon_stack_equals_independent_matrices_and_out_in_transposes(x64):
+    """A (3, 8, 5) stack with batch_axes=(0,) equals three 2-D runs over 20 steps; with
+    layout="out_in" the neurons are the rows, so a transposed run gives the transposed updates."""
+    rng = np.random.default_rng(7)
+    grads = [rng.standard_normal((3, 8, 5)) for _ in range(20)]
+    spec = {"w": optix.MatrixSpec(batch_axes=(0,))}
+    stacked = optix.scale_by_normuon(b2=0.9, matrix_spec=spec)
+    single = optix.scale_by_normuon(b2=0.9)
+    out_in = optix.scale_by_normuon(b2=0.9, layout="out_in")
+    s = stacked.init({"w": jnp.zeros((3, 8, 5))})
+    singles = [single.init({"w": jnp.zeros((8, 5))}) for _ in range(3)]
+    s_t = out_in.init({"w": jnp.zeros((5, 8))})
+    assert s.nu["w"].shape == (3, 1, 5) and s_t.nu["w"].shape == (1, 1, 5)
+    for g in grads:
+        u, s = stacked.update({"w": jnp.asarray(g)}, s)
+        for i in range(3):
+            ui, singles[i] = single.update({"w": jnp.asarray(g[i])}, singles[i])
+            np.testing.assert_allclose(u["w"][i], ui["w"], rtol=1e-6, atol=1e-12)
+        ut, s_t = out_in.update({"w": jnp.asarray(g[0].T)}, s_t)
+        np.testing.assert_allclose(ut["w"].T, u["w"][0], rtol=1e-6, atol=1e-12)
+        # every matrix's update has RMS rms_scale = 0.2
+        np.testing.assert_allclose(jnp.sqrt(jnp.mean(u["w"] ** 2, axis=(1, 2))), 0.2, rtol=1e-9)
+
+
+def test_normuon_zero_gradient_gives_a_zero_update_and_errors_name_arguments():
+    tx = optix.normuon(0.1, orthogonalize="polar_express")
+    params = {"w": jnp.ones((4, 3))}
+    u, _ = tx.update({"w": jnp.zeros((4, 3))}, tx.init(params), params)
+    assert bool(jnp.all(u["w"] == 0))
+    with pytest.raises(ValueError, match="`orthogonalize`"):
+        optix.normuon(0.1, orthogonalize="qr")
+    with pytest.raises(ValueError, match="b2"):
+        optix.normuon(0.1, b2=1.5)
+    with pytest.raises(ValueError, match="scale_by_normuon"):
+        optix.scale_by_normuon().init({"b": jnp.zeros(3)})

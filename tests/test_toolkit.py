@@ -103,7 +103,10 @@ def test_construction_checks_each_declared_range(name, fn, declared):
 
 
 # Factories that take only some plain params: the params they are initialised with instead.
-_PARAMS = {"scale_by_muon": {"w": jnp.ones((3, 2))}}  # matrices only (muon routes vectors to Adam)
+_PARAMS = {  # matrices only (muon routes vectors to Adam)
+    "scale_by_muon": {"w": jnp.ones((3, 2))},
+    "scale_by_normuon": {"w": jnp.ones((3, 2))},
+}
 
 
 @pytest.mark.parametrize("name, fn, declared", DECLARED, ids=[d[0] for d in DECLARED])

@@ -253,6 +253,110 @@ def optax_muon(lr, **kw):
     )
 
 
+# Polar Express, Algorithm 1 of Amsel, Persson, Musco & Gower 2025 (arXiv:2505.16932): the
+# published degree-5 triples; all but the last are evaluated at x / 1.01 (the safety factor).
+_PE_TRIPLES = [
+    (8.28721201814563, -23.595886519098837, 17.300387312530933),
+    (4.107059111542203, -2.9478499167379106, 0.5448431082926601),
+    (3.9486908534822946, -2.908902115962949, 0.5518191394370137),
+    (3.3184196573706015, -2.488488024314874, 0.51004894012372),
+    (2.300652019954817, -1.6689039845747493, 0.4188073119525673),
+    (1.891301407787398, -1.2679958271945868, 0.37680408948524835),
+    (1.8750014808534479, -1.2500016453999487, 0.3750001645474248),
+    (1.875, -1.25, 0.375),
+]
+
+
+def numpy_polar_express(g, steps=5, eps=1e-7):
+    """Algorithm 1 in float64 NumPy, with eps clamping the scaled norm (optix's default)."""
+    safe = [(a / 1.01, b / 1.01**3, c / 1.01**5) for a, b, c in _PE_TRIPLES[:-1]]
+    schedule = [*safe, *[_PE_TRIPLES[-1]] * steps][:steps]
+    x = g.T if g.shape[0] > g.shape[1] else g
+    x = x / max(1.01 * np.linalg.norm(x), eps)
+    for a, b, c in schedule:
+        gram = x @ x.T
+        x = a * x + b * (gram @ x) + c * (gram @ (gram @ x))
+    return x.T if g.shape[0] > g.shape[1] else x
+
+
+def numpy_muon(lr, beta=0.95, eps=1e-7, b1=0.9, b2=0.999, adam_eps=1e-8, orthogonalize=None):
+    """Muon (Jordan's EMA momentum, Nesterov, scale sqrt(max(1, fan_out / fan_in)) on (in, out)
+    matrices) with the orthogonaliser ``orthogonalize(x)``; AdamW without decay elsewhere."""
+    orthogonalize = orthogonalize or numpy_polar_express
+
+    def init(params):
+        state = {"t": np.zeros(())}
+        for k, p in params.items():
+            state[k + "/m"], state[k + "/v"] = np.zeros(p.shape), np.zeros(p.shape)
+        return state
+
+    def update(grads, state, params):
+        s = dict(state)
+        t = int(s["t"]) + 1
+        out = {}
+        for k, g in grads.items():
+            m = s[k + "/m"]
+            if g.ndim == 2:
+                m = beta * m + (1 - beta) * g
+                o = orthogonalize(beta * m + (1 - beta) * g)
+                out[k] = -lr * math.sqrt(max(1.0, g.shape[1] / g.shape[0])) * o
+            else:
+                m = b1 * m + (1 - b1) * g
+                v = s[k + "/v"] = b2 * s[k + "/v"] + (1 - b2) * g * g
+                mhat, vhat = m / (1 - b1**t), v / (1 - b2**t)
+                out[k] = -lr * mhat / (np.sqrt(vhat) + adam_eps)
+            s[k + "/m"] = m
+        s["t"] = np.asarray(float(t))
+        return out, s
+
+    return NumpyTransform(init, update)
+
+
+def numpy_normuon(lr, beta=0.95, b2=0.95, eps=1e-8, rms=0.2, weight_decay=0.0):
+    """NorMuon, Algorithm 1 of Li et al. 2025 (arXiv:2510.05491), on (in, out) matrices: neurons
+    are columns (the paper's rows of an (out, in) weight); Newton-Schulz with Jordan's quintic.
+    AdamW without decay elsewhere."""
+
+    def ns(g, steps=5, eps_ns=1e-7):
+        a, b, c = 3.4445, -4.7750, 2.0315
+        x = g.T if g.shape[0] > g.shape[1] else g
+        x = x / max(np.linalg.norm(x), eps_ns)
+        for _ in range(steps):
+            gram = x @ x.T
+            x = a * x + b * (gram @ x) + c * (gram @ (gram @ x))
+        return x.T if g.shape[0] > g.shape[1] else x
+
+    def init(params):
+        state = {"t": np.zeros(())}
+        for k, p in params.items():
+            state[k + "/m"], state[k + "/v"] = np.zeros(p.shape), np.zeros(p.shape)
+            if p.ndim == 2:
+                state[k + "/v"] = np.zeros(p.shape[1])
+        return state
+
+    def update(grads, state, params):
+        s = dict(state)
+        t = int(s["t"]) + 1
+        out = {}
+        for k, g in grads.items():
+            if g.ndim == 2:
+                m = s[k + "/m"] = beta * s[k + "/m"] + (1 - beta) * g
+                o = ns(m)
+                v = s[k + "/v"] = b2 * s[k + "/v"] + (1 - b2) * np.mean(o * o, axis=0)
+                o = o / (np.sqrt(v)[None, :] + eps)
+                norm = np.linalg.norm(o)
+                step = rms * math.sqrt(g.size) / norm * o if norm > 0 else 0 * o
+                out[k] = -lr * (step + weight_decay * params[k])
+            else:
+                m = s[k + "/m"] = 0.9 * s[k + "/m"] + 0.1 * g
+                v = s[k + "/v"] = 0.999 * s[k + "/v"] + 0.001 * g * g
+                out[k] = -lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        s["t"] = np.asarray(float(t))
+        return out, s
+
+    return NumpyTransform(init, update)
+
+
 def _np_splits(dim, block_size):
     if block_size is None or dim <= block_size:
         return [(0, dim)]

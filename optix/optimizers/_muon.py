@@ -15,6 +15,7 @@ from typing import Literal
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _keypath
@@ -38,10 +39,94 @@ from optix.transforms._matrix import Coeffs
 from optix.transforms._matrix import coeff_steps
 from optix.transforms._matrix import decayed_weights
 from optix.transforms._matrix import newton_schulz
+from optix.transforms._matrix import polar_express
 from optix.transforms._matrix_spec import layout_tree
 from optix.transforms._scale import scale_lr
 from optix.wrappers._partition import PartitionState
 from optix.wrappers._partition import partition
+
+Orthogonalize = str | Callable[[jax.Array], jax.Array]
+ORTHOGONALIZERS = ("newton_schulz", "polar_express", "aol", "schatten")
+
+
+def orthogonalizer(
+    orthogonalize: Orthogonalize,
+    ns_steps: int = 5,
+    ns_coeffs: Coeffs = NS_COEFFS,
+    eps_mode: Literal["clamp", "add"] = "clamp",
+) -> Callable[[jax.Array, Any], jax.Array]:
+    r"""The orthogonaliser ``(stack, eps) -> stack`` that ``orthogonalize`` names.
+
+    ``"newton_schulz"``, ``"aol"`` and ``"schatten"`` run ``ns_steps`` Newton-Schulz steps of
+    ``ns_coeffs`` (Frobenius normalisation, or optax's AOL / Schatten-4 preconditioning);
+    ``"polar_express"`` runs ``ns_steps`` steps of the Polar Express schedule
+    (:func:`~optix.transforms._matrix.polar_express_coeffs`); a callable maps the stack
+    ``(count, fan_in, fan_out)`` to an array of the same shape and is checked for it when traced.
+
+    Reference: Amsel et al., `The Polar Express <https://arxiv.org/abs/2505.16932>`_, 2025.
+    """
+    if callable(orthogonalize):
+        fn = orthogonalize
+
+        def user(x, eps):
+            del eps
+            out = fn(x)
+            shape = getattr(out, "shape", None)
+            if shape is None or tuple(shape) != tuple(x.shape):
+                raise ValueError(
+                    f"`orthogonalize`: the callable {fn!r} must return an array shaped like its "
+                    f"input stack {tuple(x.shape)} (count, fan_in, fan_out), got "
+                    f"{shape if shape is None else tuple(shape)}"
+                )
+            return out
+
+        return user
+    if not isinstance(orthogonalize, str) or orthogonalize not in ORTHOGONALIZERS:
+        raise ValueError(
+            f"`orthogonalize` must be one of {ORTHOGONALIZERS} or a callable "
+            f"(stack (count, fan_in, fan_out) -> same shape), got {orthogonalize!r}"
+        )
+    coeff_steps(ns_coeffs, ns_steps)  # checks both
+    if orthogonalize == "polar_express":
+        if coeff_steps(ns_coeffs, ns_steps) != coeff_steps(NS_COEFFS, ns_steps):
+            raise ValueError(
+                "`ns_coeffs` applies to Newton-Schulz; `orthogonalize='polar_express'` uses the "
+                "paper's schedule: leave `ns_coeffs` at its default (or pass that schedule as "
+                "`ns_coeffs` with orthogonalize='newton_schulz')"
+            )
+        return lambda x, eps: polar_express(x, ns_steps, eps, eps_mode=eps_mode)
+    pre: Literal["frobenius", "aol", "schatten"] = (
+        "aol"
+        if orthogonalize == "aol"
+        else "schatten"
+        if orthogonalize == "schatten"
+        else "frobenius"
+    )
+    return lambda x, eps: newton_schulz(
+        x, ns_steps, ns_coeffs, eps, eps_mode=eps_mode, preconditioning=pre
+    )
+
+
+def _matrix_layouts(params: Any, what: str, matrix_spec: Any, out_in: bool) -> Any:
+    """The layout of each leaf (a tree), after checking that every leaf is a float matrix."""
+    _validate.check_float_leaves(params, f"{what} params")
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if leaf.ndim < 2:
+            raise ValueError(
+                f"{what} needs leaves with ndim >= 2; leaf "
+                f"'{_keypath.path_str(path)}' has shape {leaf.shape}. Use `optix.muon`, which "
+                "sends such leaves to AdamW."
+            )
+    layouts = layout_tree(matrix_spec, params, what, out_in=out_in)
+    flat = jax.tree.structure(params).flatten_up_to(layouts)
+    for (path, leaf), lay in zip(jax.tree_util.tree_leaves_with_path(params), flat, strict=True):
+        if lay is None and leaf.size:
+            raise ValueError(
+                f"{what}: the MatrixSpec of leaf '{_keypath.path_str(path)}' of shape "
+                f"{leaf.shape} leaves no matrix (its batch axes leave fewer than two axes); "
+                "label it 'adam' (`optix.muon(..., labels=...)`) or name its fan axes"
+            )
+    return layouts
 
 
 class ScaleByMuonState(NamedTuple):
@@ -66,6 +151,7 @@ def scale_by_muon(
     rms_scale: NonNegative = 0.2,
     mu_dtype: DTypeLike | None = None,
     matrix_spec: Any = None,
+    orthogonalize: Orthogonalize = "newton_schulz",
 ) -> GradientTransformation:
     r"""Orthogonalise the momentum of each matrix-shaped leaf with Newton-Schulz (Muon).
 
@@ -73,15 +159,16 @@ def scale_by_muon(
         B_t = \beta B_{t-1} + (1-\beta) G_t, \quad
         \tilde B_t = \begin{cases}(1-\beta) G_t + \beta B_t & \text{nesterov}\\
         B_t & \text{otherwise}\end{cases}, \quad
-        u_t = s \cdot \mathrm{NS}_k(\tilde B_t)
+        u_t = s \cdot \mathrm{orth}(\tilde B_t)
 
-    with ``NS_k`` :func:`~optix.transforms._matrix.newton_schulz`. Complex leaves are orthogonalised with the conjugate
-    transpose (``U S V^H -> U S' V^H``). Which axes of a leaf form the matrix is its
-    :class:`optix.MatrixSpec` (``matrix_spec``): a 2-D leaf is one matrix (see ``layout``), a 4-D
-    conv kernel is orthogonalised as a 2-D view and reshaped back, a leaf with batch axes (a
-    scanned layer stack, an expert stack) as that many independent matrices, each with its own
-    norm and scale ``s``; a leaf of 3 or 5+ axes needs a spec. Every leaf must have
-    ``ndim >= 2``: :func:`optix.muon` routes the others to AdamW.
+    with ``orth`` the orthogonaliser chosen by ``orthogonalize``: by default ``NS_k``,
+    :func:`~optix.transforms._matrix.newton_schulz` with ``ns_steps`` steps of ``ns_coeffs``.
+    Complex leaves are orthogonalised with the conjugate transpose (``U S V^H -> U S' V^H``). Which
+    axes of a leaf form the matrix is its :class:`optix.MatrixSpec` (``matrix_spec``): a 2-D leaf is
+    one matrix (see ``layout``), a 4-D conv kernel is orthogonalised as a 2-D view and reshaped
+    back, a leaf with batch axes (a scanned layer stack, an expert stack) as that many independent
+    matrices, each with its own norm and scale ``s``; a leaf of 3 or 5+ axes needs a spec. Every
+    leaf must have ``ndim >= 2``: :func:`optix.muon` routes the others to AdamW.
 
     Conventions: the momentum is the EMA of Jordan's code and torch.optim.Muon, with no bias
     correction by default; ``bias_correction=True`` is optax.contrib.muon's form (``B_t`` divided
@@ -109,17 +196,34 @@ def scale_by_muon(
         params; None: the default), a function of the params, or a dict of path patterns such
         as ``{"layers/**": optix.MatrixSpec(batch_axes=(0,))}`` (other leaves: the defaults).
         ``fan_in`` and ``fan_out`` of the scale ``s`` are the sides of each (block) matrix.
+      orthogonalize: how the momentum is orthogonalised; each applies to every matrix of the
+        stack ``(count, fan_in, fan_out)`` separately (see
+        :func:`~optix.optimizers._muon.orthogonalizer`):
+
+        - ``"newton_schulz"`` (default): ``ns_steps`` steps of ``ns_coeffs`` (one triple or one
+          per step: any schedule) after dividing by the Frobenius norm;
+        - ``"polar_express"``: Polar Express (Amsel et al., `arXiv:2505.16932
+          <https://arxiv.org/abs/2505.16932>`_, 2025), ``ns_steps`` steps of the paper's
+          optimal degree-5 schedule with its safety factor 1.01 (``ns_coeffs`` must be left
+          at its default);
+        - ``"aol"``, ``"schatten"``: Newton-Schulz with ``ns_coeffs``, the Frobenius
+          normalisation replaced by optax.contrib.muon's ``preconditioning`` of that name
+          (AOL row scaling, or the Schatten-4 norm);
+        - a callable ``(x) -> y`` on a stack ``x`` of shape ``(count, fan_in, fan_out)`` (float32
+          or wider) returning an array of the same shape, e.g. an exact polar factor by SVD. It
+          is traced inside the step (it must be jittable); ``eps``, ``ns_steps`` and
+          ``ns_coeffs`` do not apply.
 
     Example:
       >>> import jax.numpy as jnp, optix
-      >>> tx = optix.chain(optix.scale_by_muon(), optix.scale_lr(0.02))
+      >>> tx = optix.chain(optix.scale_by_muon(orthogonalize="polar_express"), optix.scale_lr(0.02))
       >>> state = tx.init({"w": jnp.zeros((4, 3))})
 
     Reference: Jordan et al., `Muon: an optimizer for hidden layers in neural networks
     <https://kellerjordan.github.io/posts/muon/>`_, 2024; Liu et al., `Muon is scalable for LLM
     training <https://arxiv.org/abs/2502.16982>`_, 2025 (the RMS-matching scale).
     """
-    coeff_steps(ns_coeffs, ns_steps)
+    orth = orthogonalizer(orthogonalize, ns_steps, ns_coeffs, eps_mode)
     _tree.check_state_dtype("mu_dtype", mu_dtype)
     if eps_mode not in ("clamp", "add"):
         raise ValueError(f"`eps_mode` must be 'clamp' or 'add', got {eps_mode!r}")
@@ -134,27 +238,7 @@ def scale_by_muon(
 
     def check_leaves(params):
         """The layout of each leaf (a tree), after checking that every leaf is a float matrix."""
-        _validate.check_float_leaves(params, "`scale_by_muon` params")
-        for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-            if leaf.ndim < 2:
-                raise ValueError(
-                    f"`scale_by_muon` needs leaves with ndim >= 2; leaf "
-                    f"'{_keypath.path_str(path)}' has shape {leaf.shape}. Use `optix.muon`, which "
-                    "sends such leaves to AdamW."
-                )
-        what = "`scale_by_muon`"
-        layouts = layout_tree(matrix_spec, params, what, out_in=layout == "out_in")
-        flat = jax.tree.structure(params).flatten_up_to(layouts)
-        for (path, leaf), lay in zip(
-            jax.tree_util.tree_leaves_with_path(params), flat, strict=True
-        ):
-            if lay is None and leaf.size:
-                raise ValueError(
-                    f"{what}: the MatrixSpec of leaf '{_keypath.path_str(path)}' of shape "
-                    f"{leaf.shape} leaves no matrix (its batch axes leave fewer than two axes); "
-                    "label it 'adam' (`optix.muon(..., labels=...)`) or name its fan axes"
-                )
-        return layouts
+        return _matrix_layouts(params, "`scale_by_muon`", matrix_spec, layout == "out_in")
 
     def init(params):
         check_leaves(params)
@@ -175,7 +259,7 @@ def scale_by_muon(
             if lay is None:  # no elements: nothing to orthogonalise
                 return x, m
             # (count, fan_in, fan_out): one matrix per batch index and block
-            o = newton_schulz(lay.to_stack(x), ns_steps, ns_coeffs, eps, eps_mode=eps_mode)
+            o = orth(lay.to_stack(x), eps)
             fan_in, fan_out = lay.matrix
             if o.size == 0:  # nothing to scale, and ``fan_in`` may be 0
                 pass
@@ -299,6 +383,7 @@ def muon(
     adam_weight_decay: NonNegative = 0.0,
     mu_dtype: DTypeLike | None = None,
     matrix_spec: Any = None,
+    orthogonalize: Orthogonalize = "newton_schulz",
 ) -> GradientTransformation:
     r"""Muon for matrix (and conv) weights, AdamW for everything else.
 
@@ -338,6 +423,9 @@ def muon(
       ns_steps, ns_coeffs, nesterov, bias_correction, eps_mode, layout, scale_mode: see
         :func:`scale_by_muon`.
       rms_scale, mu_dtype: see :func:`scale_by_muon`.
+      orthogonalize: ``"newton_schulz"`` (default), ``"polar_express"`` (Amsel et al. 2025),
+        ``"aol"``, ``"schatten"`` or a callable on a stack of matrices; see
+        :func:`scale_by_muon`.
       matrix_spec: which axes of each ``"muon"`` leaf form its matrices: :class:`optix.MatrixSpec`
         per leaf, as a tree, a function or path patterns (see :func:`scale_by_muon`). A stacked
         leaf ``(L, d_in, d_out)`` (scanned layers, experts) has no default and needs one, e.g.
@@ -373,6 +461,210 @@ def muon(
             layout=layout,
             scale_mode=scale_mode,
             rms_scale=rms_scale,
+            mu_dtype=mu_dtype,
+            matrix_spec=matrix_spec,
+            orthogonalize=orthogonalize,
+        ),
+        *decayed_weights(weight_decay, mask),
+    ]
+    adam_tx = [
+        scale_by_adam(adam_b1, adam_b2, adam_eps, mu_dtype=mu_dtype),
+        *decayed_weights(adam_weight_decay, mask),
+    ]
+    labels_of = lambda tree: muon_labels(tree, labels)  # noqa: E731
+    if adam_learning_rate is None:
+        branches = {"muon": chain(*muon_tx), "adam": chain(*adam_tx)}
+        return chain(_partition_present(branches, labels_of), scale_lr(learning_rate))
+    branches = {
+        "muon": chain(*muon_tx, scale_lr(learning_rate)),
+        "adam": chain(*adam_tx, scale_lr(adam_learning_rate)),
+    }
+    return _partition_present(branches, labels_of)
+
+
+class ScaleByNorMuonState(NamedTuple):
+    """State of :func:`scale_by_normuon`: hyperparameters, momentum, per-neuron second moments."""
+
+    hyperparams: HyperparamState  # beta, b2, eps, ns_eps, rms_scale
+    mu: Updates  # momentum buffer, an EMA of the gradients, shaped like the params
+    nu: Updates  # per leaf (count, 1, fan_out): EMA of each neuron's mean squared update
+
+
+@transform(ScaleByNorMuonState)
+def scale_by_normuon(
+    beta: Beta = 0.95,
+    b2: Beta = 0.95,
+    eps: NonNegative = 1e-8,
+    *,
+    ns_eps: NonNegative = 1e-7,
+    rms_scale: NonNegative = 0.2,
+    ns_steps: int = 5,
+    ns_coeffs: Coeffs = NS_COEFFS,
+    orthogonalize: Orthogonalize = "newton_schulz",
+    nesterov: bool = False,
+    layout: Literal["in_out", "out_in"] = "in_out",
+    mu_dtype: DTypeLike | None = None,
+    matrix_spec: Any = None,
+) -> GradientTransformation:
+    r"""Muon followed by a per-neuron Adam-style normalisation (NorMuon).
+
+    For each matrix (``m = fan_in`` rows by ``n = fan_out`` neurons in the default layout):
+
+    .. math::
+        M_t = \beta M_{t-1} + (1-\beta) G_t, \quad O_t = \mathrm{orth}(M_t), \quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2)\,\mathrm{mean}_{\text{fan-in}}(|O_t|^2), \\
+        \hat O_t = O_t \oslash (\sqrt{v_t} + \epsilon), \quad
+        u_t = \frac{\rho \sqrt{m n}}{\|\hat O_t\|_F}\,\hat O_t
+
+    (``v_t`` has one entry per output neuron, broadcast over its fan-in; ``u_t = 0`` when
+    ``\hat O_t = 0``). The update's RMS is ``rho`` (0.2: AdamW's, as in the paper), so learning
+    rates carry over from Muon with ``scale_mode="match_rms_adamw"``. ``orth`` is any of
+    :func:`scale_by_muon`'s orthogonalisers; momentum without Nesterov and without bias
+    correction, and ``v`` without bias correction, as in the paper's algorithm. A neuron is an
+    output unit: the ``fan_out`` axis of the ``(fan_in, fan_out)`` matrix of each leaf (the rows
+    of a torch ``(out, in)`` weight with ``layout="out_in"``).
+
+    Args:
+      beta: momentum decay ``beta`` (the paper's ``beta_1``).
+      b2: decay of the per-neuron second moment.
+      eps: ``epsilon`` of the normalisation.
+      ns_eps: guards the orthogonaliser's normalisation (:func:`scale_by_muon`'s ``eps``).
+      rms_scale: ``rho``, the update's RMS.
+      ns_steps, ns_coeffs, orthogonalize, nesterov, layout, mu_dtype, matrix_spec: as in
+        :func:`scale_by_muon`.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> tx = optix.scale_by_normuon()
+      >>> state = tx.init({"w": jnp.zeros((4, 3))})
+      >>> u, state = tx.update({"w": jnp.eye(4, 3)}, state)
+      >>> bool(jnp.allclose(jnp.sqrt(jnp.mean(u["w"] ** 2)), 0.2))
+      True
+
+    Reference: Li, Liu, Liang, Chen & Zhao, `NorMuon: Making Muon more efficient and scalable
+    <https://arxiv.org/abs/2510.05491>`_, 2025.
+    """
+    orth = orthogonalizer(orthogonalize, ns_steps, ns_coeffs)
+    _tree.check_state_dtype("mu_dtype", mu_dtype)
+    if layout not in ("in_out", "out_in"):
+        raise ValueError(f"`layout` must be 'in_out' or 'out_in', got {layout!r}")
+    spec = Hyperparams(beta=beta, b2=b2, eps=eps, ns_eps=ns_eps, rms_scale=rms_scale)
+    what = "`scale_by_normuon`"
+
+    def layouts_of(params):
+        return _matrix_layouts(params, what, matrix_spec, layout == "out_in")
+
+    def init(params):
+        layouts = layouts_of(params)
+        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+
+        def nu_leaf(m, lay):
+            if lay is None:
+                return jnp.zeros((0, 1, 0), _tree.real_dtype(m.dtype))
+            stack = jax.eval_shape(lay.to_stack, jax.ShapeDtypeStruct(m.shape, m.dtype))
+            count, _, fan_out = stack.shape
+            return jnp.zeros((count, 1, fan_out), _tree.real_dtype(m.dtype))
+
+        nu = _tree.map_leaves(nu_leaf, mu, layouts)
+        return ScaleByNorMuonState(spec.init(), mu, nu)
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        _validate.check_updates(updates, state.mu, "scale_by_normuon")
+        layouts = layouts_of(updates)
+        h, hyperparams = spec.step(state.hyperparams)
+
+        def leaf(g, m, v, lay):
+            g32, m32, v32 = _tree.upcast(g), _tree.upcast(m), _tree.upcast(v)
+            m32 = h.beta * m32 + (1 - h.beta) * g32
+            x = h.beta * m32 + (1 - h.beta) * g32 if nesterov else m32
+            if lay is None or x.size == 0:
+                return x.astype(g.dtype), m32.astype(m.dtype), v
+            o = orth(lay.to_stack(x), h.ns_eps)
+            fan_in, fan_out = lay.matrix
+            v32 = h.b2 * v32 + (1 - h.b2) * jnp.mean(_tree.abs_sq(o), axis=-2, keepdims=True)
+            o = o / (jnp.sqrt(v32) + h.eps).astype(o.dtype)
+            norm = jnp.sqrt(jnp.sum(_tree.abs_sq(o), axis=(-2, -1), keepdims=True))
+            factor = h.rms_scale * math.sqrt(fan_in * fan_out) / jnp.where(norm > 0, norm, 1)
+            o = o * factor.astype(o.dtype)
+            return lay.from_stack(o).astype(g.dtype), m32.astype(m.dtype), v32.astype(v.dtype)
+
+        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, layouts, n_out=3)
+        return updates, ScaleByNorMuonState(hyperparams, mu, nu)
+
+    return GradientTransformation(init, update)
+
+
+@checked
+def normuon(
+    learning_rate: NonNegative,
+    beta: Beta = 0.95,
+    b2: Beta = 0.95,
+    eps: NonNegative = 1e-8,
+    weight_decay: NonNegative = 0.0,
+    mask: Any | Callable[[Params], Any] | None = None,
+    *,
+    labels: Any = None,
+    ns_eps: NonNegative = 1e-7,
+    rms_scale: NonNegative = 0.2,
+    ns_steps: int = 5,
+    ns_coeffs: Coeffs = NS_COEFFS,
+    orthogonalize: Orthogonalize = "newton_schulz",
+    nesterov: bool = False,
+    layout: Literal["in_out", "out_in"] = "in_out",
+    adam_learning_rate: NonNegativeOrNone = None,
+    adam_b1: Beta = 0.9,
+    adam_b2: Beta = 0.999,
+    adam_eps: NonNegative = 1e-8,
+    adam_weight_decay: NonNegative = 0.0,
+    mu_dtype: DTypeLike | None = None,
+    matrix_spec: Any = None,
+) -> GradientTransformation:
+    r"""NorMuon for matrix (and conv) weights, AdamW for everything else.
+
+    .. math::
+        W_t = W_{t-1} - \eta \big(u_t + \lambda W_{t-1}\big)
+
+    with ``u_t`` :func:`scale_by_normuon`'s neuron-normalised orthogonal update (RMS
+    ``rms_scale``) for each leaf labelled ``"muon"``; the others take an AdamW step with the
+    ``adam_*`` settings. Labels, ``matrix_spec`` and the state's two branches as in
+    :func:`optix.muon` (the Muon branch's state is a :class:`ScaleByNorMuonState`).
+
+    Args:
+      learning_rate: ``eta`` >= 0, or a schedule (shared by both branches unless
+        ``adam_learning_rate`` is given).
+      beta, b2, eps: momentum decay, per-neuron second-moment decay and its ``epsilon``.
+      weight_decay: decoupled decay ``lambda`` of the NorMuon branch (``W -= eta lambda W``).
+      mask: which params decay (both branches).
+      labels: ``"muon"``/``"adam"`` per leaf, as in :func:`optix.muon`.
+      ns_eps, rms_scale, ns_steps, ns_coeffs, orthogonalize, nesterov, layout, mu_dtype,
+        matrix_spec: see :func:`scale_by_normuon`.
+      adam_learning_rate, adam_b1, adam_b2, adam_eps, adam_weight_decay: the AdamW branch.
+
+    Example:
+      >>> import jax.numpy as jnp, optix
+      >>> params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+      >>> tx = optix.normuon(0.02, orthogonalize="polar_express")
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({"w": jnp.eye(4, 3), "b": jnp.ones(3)}, state, params)
+      >>> updates["b"]
+      Array([-0.02, -0.02, -0.02], dtype=float32)
+
+    Reference: Li, Liu, Liang, Chen & Zhao, `NorMuon: Making Muon more efficient and scalable
+    <https://arxiv.org/abs/2510.05491>`_, 2025.
+    """
+    muon_tx = [
+        scale_by_normuon(
+            beta,
+            b2,
+            eps,
+            ns_eps=ns_eps,
+            rms_scale=rms_scale,
+            ns_steps=ns_steps,
+            ns_coeffs=ns_coeffs,
+            orthogonalize=orthogonalize,
+            nesterov=nesterov,
+            layout=layout,
             mu_dtype=mu_dtype,
             matrix_spec=matrix_spec,
         ),
