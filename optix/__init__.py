@@ -68,7 +68,7 @@ from optix.optimizers._madgrad import ScaleByMadgradState, madgrad, scale_by_mad
 from optix.optimizers._mechanize import MechanizeState, mechanize
 from optix.optimizers._momo import MomoAdamState, MomoState, momo, momo_adam
 from optix.optimizers._muon import ScaleByMuonState, muon, scale_by_muon
-from optix.optimizers._muon import ScaleByNorMuonState, normuon, scale_by_normuon
+from optix.optimizers._normuon import ScaleByNorMuonState, normuon, scale_by_normuon
 from optix.optimizers._nadam import ScaleByNadamState, nadam, scale_by_nadam
 from optix.optimizers._nadamw import ScaleByNesterovAdamState, nadamw, scale_by_nesterov_adam
 from optix.optimizers._novograd import ScaleByNovogradState, novograd, scale_by_novograd

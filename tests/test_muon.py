@@ -31,7 +31,7 @@ import pytest
 
 import optix
 from optix.optimizers._muon import muon_labels
-from optix.transforms._matrix import newton_schulz
+from optix.transforms._orthogonalize import newton_schulz
 from tests.reference import N_STEPS
 from tests.reference import matrix_streams
 from tests.reference import run_against_torch
@@ -330,7 +330,7 @@ def _max_sigma_error(o):
 def test_muon_polar_express_in_bfloat16_is_no_worse_than_jordan_coefficients(shape, cond):
     """Five steps on a bfloat16 matrix: max |sigma - 1| (singular values in float64) is at most
     the default coefficients'. Observed: 0.18-0.76 against 0.34-0.87."""
-    from optix.transforms._matrix import polar_express
+    from optix.transforms._orthogonalize import polar_express
 
     x = jnp.asarray(_test_matrix(np.random.default_rng(len(shape) + shape[0]), shape, cond))
     x = x.astype(jnp.bfloat16)
@@ -340,8 +340,8 @@ def test_muon_polar_express_in_bfloat16_is_no_worse_than_jordan_coefficients(sha
 
 
 def test_muon_polar_express_iteration_equals_a_numpy_transcription(x64):
-    from optix.transforms._matrix import polar_express
-    from optix.transforms._matrix import polar_express_coeffs
+    from optix.transforms._orthogonalize import polar_express
+    from optix.transforms._orthogonalize import polar_express_coeffs
     from tests.transcriptions import numpy_polar_express
 
     rng = np.random.default_rng(5)

@@ -15,7 +15,6 @@ from typing import Literal
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _keypath
@@ -34,80 +33,18 @@ from optix.toolkit import NonNegative
 from optix.toolkit import NonNegativeOrNone
 from optix.toolkit import checked
 from optix.toolkit import transform
-from optix.transforms._matrix import NS_COEFFS
-from optix.transforms._matrix import Coeffs
-from optix.transforms._matrix import coeff_steps
 from optix.transforms._matrix import decayed_weights
-from optix.transforms._matrix import newton_schulz
-from optix.transforms._matrix import polar_express
 from optix.transforms._matrix_spec import layout_tree
+from optix.transforms._orthogonalize import NS_COEFFS
+from optix.transforms._orthogonalize import Coeffs
+from optix.transforms._orthogonalize import Orthogonalize
+from optix.transforms._orthogonalize import orthogonalizer
 from optix.transforms._scale import scale_lr
 from optix.wrappers._partition import PartitionState
 from optix.wrappers._partition import partition
 
-Orthogonalize = str | Callable[[jax.Array], jax.Array]
-ORTHOGONALIZERS = ("newton_schulz", "polar_express", "aol", "schatten")
 
-
-def orthogonalizer(
-    orthogonalize: Orthogonalize,
-    ns_steps: int = 5,
-    ns_coeffs: Coeffs = NS_COEFFS,
-    eps_mode: Literal["clamp", "add"] = "clamp",
-) -> Callable[[jax.Array, Any], jax.Array]:
-    r"""The orthogonaliser ``(stack, eps) -> stack`` that ``orthogonalize`` names.
-
-    ``"newton_schulz"``, ``"aol"`` and ``"schatten"`` run ``ns_steps`` Newton-Schulz steps of
-    ``ns_coeffs`` (Frobenius normalisation, or optax's AOL / Schatten-4 preconditioning);
-    ``"polar_express"`` runs ``ns_steps`` steps of the Polar Express schedule
-    (:func:`~optix.transforms._matrix.polar_express_coeffs`); a callable maps the stack
-    ``(count, fan_in, fan_out)`` to an array of the same shape and is checked for it when traced.
-
-    Reference: Amsel et al., `The Polar Express <https://arxiv.org/abs/2505.16932>`_, 2025.
-    """
-    if callable(orthogonalize):
-        fn = orthogonalize
-
-        def user(x, eps):
-            del eps
-            out = fn(x)
-            shape = getattr(out, "shape", None)
-            if shape is None or tuple(shape) != tuple(x.shape):
-                raise ValueError(
-                    f"`orthogonalize`: the callable {fn!r} must return an array shaped like its "
-                    f"input stack {tuple(x.shape)} (count, fan_in, fan_out), got "
-                    f"{shape if shape is None else tuple(shape)}"
-                )
-            return out
-
-        return user
-    if not isinstance(orthogonalize, str) or orthogonalize not in ORTHOGONALIZERS:
-        raise ValueError(
-            f"`orthogonalize` must be one of {ORTHOGONALIZERS} or a callable "
-            f"(stack (count, fan_in, fan_out) -> same shape), got {orthogonalize!r}"
-        )
-    coeff_steps(ns_coeffs, ns_steps)  # checks both
-    if orthogonalize == "polar_express":
-        if coeff_steps(ns_coeffs, ns_steps) != coeff_steps(NS_COEFFS, ns_steps):
-            raise ValueError(
-                "`ns_coeffs` applies to Newton-Schulz; `orthogonalize='polar_express'` uses the "
-                "paper's schedule: leave `ns_coeffs` at its default (or pass that schedule as "
-                "`ns_coeffs` with orthogonalize='newton_schulz')"
-            )
-        return lambda x, eps: polar_express(x, ns_steps, eps, eps_mode=eps_mode)
-    pre: Literal["frobenius", "aol", "schatten"] = (
-        "aol"
-        if orthogonalize == "aol"
-        else "schatten"
-        if orthogonalize == "schatten"
-        else "frobenius"
-    )
-    return lambda x, eps: newton_schulz(
-        x, ns_steps, ns_coeffs, eps, eps_mode=eps_mode, preconditioning=pre
-    )
-
-
-def _matrix_layouts(params: Any, what: str, matrix_spec: Any, out_in: bool) -> Any:
+def matrix_layouts(params: Any, what: str, matrix_spec: Any, out_in: bool) -> Any:
     """The layout of each leaf (a tree), after checking that every leaf is a float matrix."""
     _validate.check_float_leaves(params, f"{what} params")
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
@@ -238,7 +175,7 @@ def scale_by_muon(
 
     def check_leaves(params):
         """The layout of each leaf (a tree), after checking that every leaf is a float matrix."""
-        return _matrix_layouts(params, "`scale_by_muon`", matrix_spec, layout == "out_in")
+        return matrix_layouts(params, "`scale_by_muon`", matrix_spec, layout == "out_in")
 
     def init(params):
         check_leaves(params)
@@ -359,6 +296,27 @@ def _partition_present(
     return GradientTransformation(init, update)
 
 
+def matrices_and_the_rest(
+    matrix_tx: list[GradientTransformation],
+    adam_tx: list[GradientTransformation],
+    labels: Any,
+    learning_rate: Any,
+    adam_learning_rate: Any,
+) -> GradientTransformation:
+    """``matrix_tx`` on the leaves :func:`muon_labels` calls ``"muon"``, ``adam_tx`` on the
+    others, each branch scaled by ``learning_rate`` (the AdamW branch by ``adam_learning_rate``
+    when given): the alias of every Muon-family optimizer."""
+    labels_of = lambda tree: muon_labels(tree, labels)  # noqa: E731
+    if adam_learning_rate is None:
+        branches = {"muon": chain(*matrix_tx), "adam": chain(*adam_tx)}
+        return chain(_partition_present(branches, labels_of), scale_lr(learning_rate))
+    branches = {
+        "muon": chain(*matrix_tx, scale_lr(learning_rate)),
+        "adam": chain(*adam_tx, scale_lr(adam_learning_rate)),
+    }
+    return _partition_present(branches, labels_of)
+
+
 @checked
 def muon(
     learning_rate: NonNegative,
@@ -471,215 +429,4 @@ def muon(
         scale_by_adam(adam_b1, adam_b2, adam_eps, mu_dtype=mu_dtype),
         *decayed_weights(adam_weight_decay, mask),
     ]
-    labels_of = lambda tree: muon_labels(tree, labels)  # noqa: E731
-    if adam_learning_rate is None:
-        branches = {"muon": chain(*muon_tx), "adam": chain(*adam_tx)}
-        return chain(_partition_present(branches, labels_of), scale_lr(learning_rate))
-    branches = {
-        "muon": chain(*muon_tx, scale_lr(learning_rate)),
-        "adam": chain(*adam_tx, scale_lr(adam_learning_rate)),
-    }
-    return _partition_present(branches, labels_of)
-
-
-class ScaleByNorMuonState(NamedTuple):
-    """State of :func:`scale_by_normuon`: hyperparameters, momentum, per-neuron second moments."""
-
-    hyperparams: HyperparamState  # beta, b2, eps, ns_eps, rms_scale
-    mu: Updates  # momentum buffer, an EMA of the gradients, shaped like the params
-    nu: Updates  # per leaf (count, 1, fan_out): EMA of each neuron's mean squared update
-
-
-@transform(ScaleByNorMuonState)
-def scale_by_normuon(
-    beta: Beta = 0.95,
-    b2: Beta = 0.95,
-    eps: NonNegative = 1e-8,
-    *,
-    ns_eps: NonNegative = 1e-7,
-    rms_scale: NonNegative = 0.2,
-    ns_steps: int = 5,
-    ns_coeffs: Coeffs = NS_COEFFS,
-    orthogonalize: Orthogonalize = "newton_schulz",
-    nesterov: bool = False,
-    layout: Literal["in_out", "out_in"] = "in_out",
-    mu_dtype: DTypeLike | None = None,
-    matrix_spec: Any = None,
-) -> GradientTransformation:
-    r"""Muon followed by a per-neuron Adam-style normalisation (NorMuon).
-
-    For each matrix (``m = fan_in`` rows by ``n = fan_out`` neurons in the default layout):
-
-    .. math::
-        M_t = \beta M_{t-1} + (1-\beta) G_t, \quad O_t = \mathrm{orth}(M_t), \quad
-        v_t = \beta_2 v_{t-1} + (1-\beta_2)\,\mathrm{mean}_{\text{fan-in}}(|O_t|^2), \\
-        \hat O_t = O_t \oslash (\sqrt{v_t} + \epsilon), \quad
-        u_t = \frac{\rho \sqrt{m n}}{\|\hat O_t\|_F}\,\hat O_t
-
-    (``v_t`` has one entry per output neuron, broadcast over its fan-in; ``u_t = 0`` when
-    ``\hat O_t = 0``). The update's RMS is ``rho`` (0.2: AdamW's, as in the paper), so learning
-    rates carry over from Muon with ``scale_mode="match_rms_adamw"``. ``orth`` is any of
-    :func:`scale_by_muon`'s orthogonalisers; momentum without Nesterov and without bias
-    correction, and ``v`` without bias correction, as in the paper's algorithm. A neuron is an
-    output unit: the ``fan_out`` axis of the ``(fan_in, fan_out)`` matrix of each leaf (the rows
-    of a torch ``(out, in)`` weight with ``layout="out_in"``).
-
-    Args:
-      beta: momentum decay ``beta`` (the paper's ``beta_1``).
-      b2: decay of the per-neuron second moment.
-      eps: ``epsilon`` of the normalisation.
-      ns_eps: guards the orthogonaliser's normalisation (:func:`scale_by_muon`'s ``eps``).
-      rms_scale: ``rho``, the update's RMS.
-      ns_steps, ns_coeffs, orthogonalize, nesterov, layout, mu_dtype, matrix_spec: as in
-        :func:`scale_by_muon`.
-
-    Example:
-      >>> import jax.numpy as jnp, optix
-      >>> tx = optix.scale_by_normuon()
-      >>> state = tx.init({"w": jnp.zeros((4, 3))})
-      >>> u, state = tx.update({"w": jnp.eye(4, 3)}, state)
-      >>> bool(jnp.allclose(jnp.sqrt(jnp.mean(u["w"] ** 2)), 0.2))
-      True
-
-    Reference: Li, Liu, Liang, Chen & Zhao, `NorMuon: Making Muon more efficient and scalable
-    <https://arxiv.org/abs/2510.05491>`_, 2025.
-    """
-    orth = orthogonalizer(orthogonalize, ns_steps, ns_coeffs)
-    _tree.check_state_dtype("mu_dtype", mu_dtype)
-    if layout not in ("in_out", "out_in"):
-        raise ValueError(f"`layout` must be 'in_out' or 'out_in', got {layout!r}")
-    spec = Hyperparams(beta=beta, b2=b2, eps=eps, ns_eps=ns_eps, rms_scale=rms_scale)
-    what = "`scale_by_normuon`"
-
-    def layouts_of(params):
-        return _matrix_layouts(params, what, matrix_spec, layout == "out_in")
-
-    def init(params):
-        layouts = layouts_of(params)
-        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
-
-        def nu_leaf(m, lay):
-            if lay is None:
-                return jnp.zeros((0, 1, 0), _tree.real_dtype(m.dtype))
-            stack = jax.eval_shape(lay.to_stack, jax.ShapeDtypeStruct(m.shape, m.dtype))
-            count, _, fan_out = stack.shape
-            return jnp.zeros((count, 1, fan_out), _tree.real_dtype(m.dtype))
-
-        nu = _tree.map_leaves(nu_leaf, mu, layouts)
-        return ScaleByNorMuonState(spec.init(), mu, nu)
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        _validate.check_updates(updates, state.mu, "scale_by_normuon")
-        layouts = layouts_of(updates)
-        h, hyperparams = spec.step(state.hyperparams)
-
-        def leaf(g, m, v, lay):
-            g32, m32, v32 = _tree.upcast(g), _tree.upcast(m), _tree.upcast(v)
-            m32 = h.beta * m32 + (1 - h.beta) * g32
-            x = h.beta * m32 + (1 - h.beta) * g32 if nesterov else m32
-            if lay is None or x.size == 0:
-                return x.astype(g.dtype), m32.astype(m.dtype), v
-            o = orth(lay.to_stack(x), h.ns_eps)
-            fan_in, fan_out = lay.matrix
-            v32 = h.b2 * v32 + (1 - h.b2) * jnp.mean(_tree.abs_sq(o), axis=-2, keepdims=True)
-            o = o / (jnp.sqrt(v32) + h.eps).astype(o.dtype)
-            norm = jnp.sqrt(jnp.sum(_tree.abs_sq(o), axis=(-2, -1), keepdims=True))
-            factor = h.rms_scale * math.sqrt(fan_in * fan_out) / jnp.where(norm > 0, norm, 1)
-            o = o * factor.astype(o.dtype)
-            return lay.from_stack(o).astype(g.dtype), m32.astype(m.dtype), v32.astype(v.dtype)
-
-        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, layouts, n_out=3)
-        return updates, ScaleByNorMuonState(hyperparams, mu, nu)
-
-    return GradientTransformation(init, update)
-
-
-@checked
-def normuon(
-    learning_rate: NonNegative,
-    beta: Beta = 0.95,
-    b2: Beta = 0.95,
-    eps: NonNegative = 1e-8,
-    weight_decay: NonNegative = 0.0,
-    mask: Any | Callable[[Params], Any] | None = None,
-    *,
-    labels: Any = None,
-    ns_eps: NonNegative = 1e-7,
-    rms_scale: NonNegative = 0.2,
-    ns_steps: int = 5,
-    ns_coeffs: Coeffs = NS_COEFFS,
-    orthogonalize: Orthogonalize = "newton_schulz",
-    nesterov: bool = False,
-    layout: Literal["in_out", "out_in"] = "in_out",
-    adam_learning_rate: NonNegativeOrNone = None,
-    adam_b1: Beta = 0.9,
-    adam_b2: Beta = 0.999,
-    adam_eps: NonNegative = 1e-8,
-    adam_weight_decay: NonNegative = 0.0,
-    mu_dtype: DTypeLike | None = None,
-    matrix_spec: Any = None,
-) -> GradientTransformation:
-    r"""NorMuon for matrix (and conv) weights, AdamW for everything else.
-
-    .. math::
-        W_t = W_{t-1} - \eta \big(u_t + \lambda W_{t-1}\big)
-
-    with ``u_t`` :func:`scale_by_normuon`'s neuron-normalised orthogonal update (RMS
-    ``rms_scale``) for each leaf labelled ``"muon"``; the others take an AdamW step with the
-    ``adam_*`` settings. Labels, ``matrix_spec`` and the state's two branches as in
-    :func:`optix.muon` (the Muon branch's state is a :class:`ScaleByNorMuonState`).
-
-    Args:
-      learning_rate: ``eta`` >= 0, or a schedule (shared by both branches unless
-        ``adam_learning_rate`` is given).
-      beta, b2, eps: momentum decay, per-neuron second-moment decay and its ``epsilon``.
-      weight_decay: decoupled decay ``lambda`` of the NorMuon branch (``W -= eta lambda W``).
-      mask: which params decay (both branches).
-      labels: ``"muon"``/``"adam"`` per leaf, as in :func:`optix.muon`.
-      ns_eps, rms_scale, ns_steps, ns_coeffs, orthogonalize, nesterov, layout, mu_dtype,
-        matrix_spec: see :func:`scale_by_normuon`.
-      adam_learning_rate, adam_b1, adam_b2, adam_eps, adam_weight_decay: the AdamW branch.
-
-    Example:
-      >>> import jax.numpy as jnp, optix
-      >>> params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
-      >>> tx = optix.normuon(0.02, orthogonalize="polar_express")
-      >>> state = tx.init(params)
-      >>> updates, state = tx.update({"w": jnp.eye(4, 3), "b": jnp.ones(3)}, state, params)
-      >>> updates["b"]
-      Array([-0.02, -0.02, -0.02], dtype=float32)
-
-    Reference: Li, Liu, Liang, Chen & Zhao, `NorMuon: Making Muon more efficient and scalable
-    <https://arxiv.org/abs/2510.05491>`_, 2025.
-    """
-    muon_tx = [
-        scale_by_normuon(
-            beta,
-            b2,
-            eps,
-            ns_eps=ns_eps,
-            rms_scale=rms_scale,
-            ns_steps=ns_steps,
-            ns_coeffs=ns_coeffs,
-            orthogonalize=orthogonalize,
-            nesterov=nesterov,
-            layout=layout,
-            mu_dtype=mu_dtype,
-            matrix_spec=matrix_spec,
-        ),
-        *decayed_weights(weight_decay, mask),
-    ]
-    adam_tx = [
-        scale_by_adam(adam_b1, adam_b2, adam_eps, mu_dtype=mu_dtype),
-        *decayed_weights(adam_weight_decay, mask),
-    ]
-    labels_of = lambda tree: muon_labels(tree, labels)  # noqa: E731
-    if adam_learning_rate is None:
-        branches = {"muon": chain(*muon_tx), "adam": chain(*adam_tx)}
-        return chain(_partition_present(branches, labels_of), scale_lr(learning_rate))
-    branches = {
-        "muon": chain(*muon_tx, scale_lr(learning_rate)),
-        "adam": chain(*adam_tx, scale_lr(adam_learning_rate)),
-    }
-    return _partition_present(branches, labels_of)
+    return matrices_and_the_rest(muon_tx, adam_tx, labels, learning_rate, adam_learning_rate)
