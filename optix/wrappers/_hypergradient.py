@@ -16,7 +16,6 @@ from optix._base import Updates
 from optix._chain import caller
 from optix._chain import check_transform
 from optix._hyperparams import hyperparam_dtype
-from optix.toolkit import Finite
 from optix.toolkit import Hyperparams
 from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
@@ -48,7 +47,7 @@ def _real_dot(a: Any, b: Any) -> jax.Array:
 @transform(HypergradientDescentState)
 def hypergradient_descent(
     inner: GradientTransformation,
-    learning_rate: Finite,
+    learning_rate: NonNegative,
     hyper_lr: NonNegative,
     *,
     multiplicative: bool = False,
@@ -93,7 +92,7 @@ def hypergradient_descent(
 
     Args:
       inner: the transform making the direction ``d_t`` (without a learning rate or its sign).
-      learning_rate: ``alpha_0``, the initial learning rate (a number: the wrapper adapts it).
+      learning_rate: ``alpha_0`` >= 0, the initial learning rate (a number: the wrapper adapts it).
       hyper_lr: ``beta`` >= 0, the hypergradient step size, or a schedule. 0 keeps the rate
         fixed: then the wrapper is ``chain(inner, scale_lr(learning_rate))``.
       multiplicative: use the multiplicative rule instead of the additive one.
