@@ -168,6 +168,8 @@ OPTAX: dict[str, Counterpart] = {
 NOT_COMPARABLE: dict[str, str] = {
     "shampoo": "not in optax",
     "soap": "not in optax",
+    "normuon": "not in optax (optax.contrib has muon, not NorMuon)",
+    "psgd_kron": "not in optax",
     "sophia": "the registry case estimates the Hessian from squared gradients; optax's sophia "
     "needs an objective (obj_fn) for its Hutchinson estimator",
 }
