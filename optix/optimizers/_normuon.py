@@ -194,8 +194,8 @@ def normuon(
       weight_decay: decoupled decay ``lambda`` of the NorMuon branch (``W -= eta lambda W``).
       mask: which params decay (both branches).
       labels: ``"muon"``/``"adam"`` per leaf, as in :func:`optix.muon`.
-      ns_eps, rms_scale, ns_steps, ns_coeffs, orthogonalize, nesterov, layout, mu_dtype,
-        matrix_spec: see :func:`scale_by_normuon`.
+      ns_eps, rms_scale, ns_steps, ns_coeffs, orthogonalize, nesterov, layout, mu_dtype, matrix_spec: see
+        :func:`scale_by_normuon`.
       adam_learning_rate, adam_b1, adam_b2, adam_eps, adam_weight_decay: the AdamW branch.
 
     Example:

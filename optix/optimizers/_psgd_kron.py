@@ -385,8 +385,8 @@ def psgd_kron(
       b1: momentum ``beta_1`` in [0, 1) (0: none).
       weight_decay: decoupled decay ``lambda`` (multiplied by the learning rate).
       mask: which params decay: a tree of bools, a function or path patterns.
-      precond_lr, init_scale, max_size_triangular, min_ndim_triangular, precond_update_every,
-        trust_region_scale, seed, precond_dtype: see :func:`scale_by_psgd_kron`.
+      precond_lr, init_scale, max_size_triangular, min_ndim_triangular, precond_update_every, trust_region_scale, seed, precond_dtype: see
+        :func:`scale_by_psgd_kron`.
       mu_dtype: dtype of the momentum; default: the param's dtype widened to at least float32.
 
     Example:
