@@ -30,7 +30,7 @@ import optax
 import pytest
 
 import optix
-from optix.optimizers._muon import muon_labels
+from optix.optimizers._muon_family import muon_labels
 from optix.transforms._orthogonalize import newton_schulz
 from tests.reference import N_STEPS
 from tests.reference import matrix_streams
@@ -301,7 +301,7 @@ def test_optax_map_params_finds_the_params_in_muons_state(params):
 
 
 def test_muon_labels_ndim_rule_with_pattern_override():
-    from optix.optimizers._muon import muon_labels
+    from optix.optimizers._muon_family import muon_labels
 
     tree = {"w": jnp.zeros((3, 2)), "b": jnp.zeros(2), "emb": jnp.zeros((9, 2))}
     assert muon_labels(tree, {"emb": "adam"}) == {"b": "adam", "emb": "adam", "w": "muon"}

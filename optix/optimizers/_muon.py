@@ -14,18 +14,15 @@ from typing import Any
 from typing import Literal
 from typing import NamedTuple
 
-import jax
 from jax.typing import DTypeLike
 
-from optix import _keypath
-from optix import _paths
 from optix import _tree
 from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Params
 from optix._base import Updates
-from optix._chain import chain
-from optix.optimizers._adam import scale_by_adam
+from optix.optimizers._muon_family import matrices_and_the_rest
+from optix.optimizers._muon_family import matrix_layouts
 from optix.toolkit import Beta
 from optix.toolkit import Hyperparams
 from optix.toolkit import HyperparamState
@@ -34,36 +31,10 @@ from optix.toolkit import NonNegativeOrNone
 from optix.toolkit import checked
 from optix.toolkit import transform
 from optix.transforms._matrix import decayed_weights
-from optix.transforms._matrix_spec import layout_tree
 from optix.transforms._orthogonalize import NS_COEFFS
 from optix.transforms._orthogonalize import Coeffs
 from optix.transforms._orthogonalize import Orthogonalize
 from optix.transforms._orthogonalize import orthogonalizer
-from optix.transforms._scale import scale_lr
-from optix.wrappers._partition import PartitionState
-from optix.wrappers._partition import partition
-
-
-def matrix_layouts(params: Any, what: str, matrix_spec: Any, out_in: bool) -> Any:
-    """The layout of each leaf (a tree), after checking that every leaf is a float matrix."""
-    _validate.check_float_leaves(params, f"{what} params")
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        if leaf.ndim < 2:
-            raise ValueError(
-                f"{what} needs leaves with ndim >= 2; leaf "
-                f"'{_keypath.path_str(path)}' has shape {leaf.shape}. Use `optix.muon`, which "
-                "sends such leaves to AdamW."
-            )
-    layouts = layout_tree(matrix_spec, params, what, out_in=out_in)
-    flat = jax.tree.structure(params).flatten_up_to(layouts)
-    for (path, leaf), lay in zip(jax.tree_util.tree_leaves_with_path(params), flat, strict=True):
-        if lay is None and leaf.size:
-            raise ValueError(
-                f"{what}: the MatrixSpec of leaf '{_keypath.path_str(path)}' of shape "
-                f"{leaf.shape} leaves no matrix (its batch axes leave fewer than two axes); "
-                "label it 'adam' (`optix.muon(..., labels=...)`) or name its fan axes"
-            )
-    return layouts
 
 
 class ScaleByMuonState(NamedTuple):
@@ -135,7 +106,7 @@ def scale_by_muon(
         ``fan_in`` and ``fan_out`` of the scale ``s`` are the sides of each (block) matrix.
       orthogonalize: how the momentum is orthogonalised; each applies to every matrix of the
         stack ``(count, fan_in, fan_out)`` separately (see
-        :func:`~optix.optimizers._muon.orthogonalizer`):
+        :func:`~optix.transforms._orthogonalize.orthogonalizer`):
 
         - ``"newton_schulz"`` (default): ``ns_steps`` steps of ``ns_coeffs`` (one triple or one
           per step: any schedule) after dividing by the Frobenius norm;
@@ -215,106 +186,6 @@ def scale_by_muon(
         return updates, ScaleByMuonState(hyperparams, mu)
 
     return GradientTransformation(init, update)
-
-
-_MUON_LABELS = ("muon", "adam")
-
-
-def muon_labels(tree: Any, labels: Any = None) -> Any:
-    """The ``"muon"``/``"adam"`` label of each leaf of ``tree``, as a tree shaped like it.
-
-    By default a leaf with ``ndim >= 2`` is ``"muon"`` and any other leaf ``"adam"``. ``labels``
-    overrides this: a tree of labels, a function ``params -> tree of labels``, or a dict of path
-    patterns (first match wins; a leaf no pattern matches keeps the default rule), for example
-    ``{"embed/**": "adam", "head/**": "adam"}``.
-    """
-    pairs = jax.tree_util.tree_leaves_with_path(tree)
-    rule = ["muon" if len(leaf.shape) >= 2 else "adam" for _, leaf in pairs]
-    if labels is None:
-        values = rule
-    else:  # leaves no pattern matches (or a partial tree leaves out) keep the ndim rule
-        default = lambda x: "muon" if len(x.shape) >= 2 else "adam"  # noqa: E731
-        values = _paths.resolve_leaves(labels, tree, "`muon` labels", default=default)
-    for (path, leaf), value in zip(pairs, values, strict=True):
-        if value not in _MUON_LABELS:
-            raise ValueError(
-                f"`muon` labels: leaf '{_keypath.path_str(path)}' has label {value!r}; "
-                "labels must be 'muon' or 'adam'"
-            )
-        if value == "muon" and len(leaf.shape) < 2:
-            raise ValueError(
-                f"`muon` labels: leaf '{_keypath.path_str(path)}' of shape {leaf.shape} is "
-                "labelled 'muon', but Muon needs ndim >= 2; label it 'adam'"
-            )
-    return jax.tree.unflatten(jax.tree.structure(tree), values)
-
-
-def _partition_present(
-    transforms: dict[str, GradientTransformation], labels_of: Callable[[Any], Any]
-) -> GradientTransformation:
-    """:func:`partition` over the labels present in the tree, with a state for every label.
-
-    A label no leaf carries (a model without matrices, or with nothing but matrices, or an empty
-    tree) keeps the state its transform builds on a tree of ``None`` and is left alone by
-    ``update``. So the state's structure depends on the tree's structure alone, never on which
-    labels its leaves take: ``optax.tree.map_params`` (whose stand-in params have no leaves)
-    finds the params in it."""
-
-    def split(tree):
-        labels = labels_of(tree)
-        present = set(jax.tree.leaves(labels))
-        inner = {k: v for k, v in transforms.items() if k in present}
-        return (partition(inner, labels) if inner else None), present
-
-    def init(params):
-        params = _tree.as_arrays(params)
-        present_tx, present = split(params)
-        states = {} if present_tx is None else dict(present_tx.init(params).inner_states)
-        nothing = jax.tree.map(lambda _: None, params)
-        for label, tx in transforms.items():
-            if label not in present:
-                states[label] = tx.init(nothing)
-        return PartitionState(states)
-
-    def update(updates, state, params=None, **extra):
-        if not (
-            isinstance(state, PartitionState)
-            and isinstance(state.inner_states, dict)
-            and sorted(state.inner_states) == sorted(transforms)
-        ):
-            raise ValueError(
-                f"`muon` expected a PartitionState with inner states for {sorted(transforms)}; "
-                "was it built by this optimizer's init?"
-            )
-        present_tx, present = split(updates if params is None else params)
-        if present_tx is None:
-            return updates, state
-        inner = PartitionState({k: s for k, s in state.inner_states.items() if k in present})
-        updates, inner = present_tx.update(updates, inner, params, **extra)
-        return updates, PartitionState({**state.inner_states, **inner.inner_states})
-
-    return GradientTransformation(init, update)
-
-
-def matrices_and_the_rest(
-    matrix_tx: list[GradientTransformation],
-    adam_tx: list[GradientTransformation],
-    labels: Any,
-    learning_rate: Any,
-    adam_learning_rate: Any,
-) -> GradientTransformation:
-    """``matrix_tx`` on the leaves :func:`muon_labels` calls ``"muon"``, ``adam_tx`` on the
-    others, each branch scaled by ``learning_rate`` (the AdamW branch by ``adam_learning_rate``
-    when given): the alias of every Muon-family optimizer."""
-    labels_of = lambda tree: muon_labels(tree, labels)  # noqa: E731
-    if adam_learning_rate is None:
-        branches = {"muon": chain(*matrix_tx), "adam": chain(*adam_tx)}
-        return chain(_partition_present(branches, labels_of), scale_lr(learning_rate))
-    branches = {
-        "muon": chain(*matrix_tx, scale_lr(learning_rate)),
-        "adam": chain(*adam_tx, scale_lr(adam_learning_rate)),
-    }
-    return _partition_present(branches, labels_of)
 
 
 @checked
@@ -425,8 +296,5 @@ def muon(
         ),
         *decayed_weights(weight_decay, mask),
     ]
-    adam_tx = [
-        scale_by_adam(adam_b1, adam_b2, adam_eps, mu_dtype=mu_dtype),
-        *decayed_weights(adam_weight_decay, mask),
-    ]
-    return matrices_and_the_rest(muon_tx, adam_tx, labels, learning_rate, adam_learning_rate)
+    adam = (adam_learning_rate, adam_b1, adam_b2, adam_eps, adam_weight_decay)
+    return matrices_and_the_rest(muon_tx, labels, learning_rate, mask, mu_dtype, adam)

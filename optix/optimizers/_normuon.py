@@ -22,9 +22,8 @@ from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Params
 from optix._base import Updates
-from optix.optimizers._adam import scale_by_adam
-from optix.optimizers._muon import matrices_and_the_rest
-from optix.optimizers._muon import matrix_layouts
+from optix.optimizers._muon_family import matrices_and_the_rest
+from optix.optimizers._muon_family import matrix_layouts
 from optix.toolkit import Beta
 from optix.toolkit import Hyperparams
 from optix.toolkit import HyperparamState
@@ -227,8 +226,5 @@ def normuon(
         ),
         *decayed_weights(weight_decay, mask),
     ]
-    adam_tx = [
-        scale_by_adam(adam_b1, adam_b2, adam_eps, mu_dtype=mu_dtype),
-        *decayed_weights(adam_weight_decay, mask),
-    ]
-    return matrices_and_the_rest(muon_tx, adam_tx, labels, learning_rate, adam_learning_rate)
+    adam = (adam_learning_rate, adam_b1, adam_b2, adam_eps, adam_weight_decay)
+    return matrices_and_the_rest(muon_tx, labels, learning_rate, mask, mu_dtype, adam)
