@@ -16,6 +16,7 @@ The same code runs on one host with several devices and on a multi-host cluster 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -31,10 +32,18 @@ from optix._base import GradientTransformation
 from optix._chain import caller
 from optix._tree import has_explicit_axes
 from optix._tree import match_layout
+from optix.transforms._distribute import distributing
 
 LeafSharding = Callable[[Any, Sharding], Sharding]
 
-__all__ = ["constrain_leaf", "replicated", "state_shardings", "zero", "zero_spec"]
+__all__ = [
+    "constrain_leaf",
+    "distribute_matrices",
+    "replicated",
+    "state_shardings",
+    "zero",
+    "zero_spec",
+]
 
 
 def _is_array(x: Any) -> bool:
@@ -246,7 +255,9 @@ def state_shardings(
     return _walk(abstract, shapes, param_shardings, fallback, leaf_sharding)
 
 
-def zero(tx: GradientTransformation, mesh: Mesh, axis: str = "data") -> GradientTransformation:
+def zero(
+    tx: GradientTransformation, mesh: Mesh, axis: str = "data", *, split_matrix_work: bool = True
+) -> GradientTransformation:
     """``tx`` with its state partitioned over the data-parallel ``axis`` of ``mesh`` (ZeRO-1).
 
     ``init`` and ``update`` constrain the state to :func:`state_shardings` with ``zero_axis=axis``
@@ -255,10 +266,16 @@ def zero(tx: GradientTransformation, mesh: Mesh, axis: str = "data") -> Gradient
     layout changes. Use it on replicated (data-parallel) params; for params that are themselves
     sharded, pass ``state_shardings(..., zero_axis=axis)`` to ``jit`` instead.
 
+    With ``split_matrix_work`` (the default), the matrix optimizers inside ``tx`` (Muon, NorMuon,
+    Shampoo, SOAP) also split their per-matrix work over ``axis``, as
+    :func:`distribute_matrices` does: each device orthogonalises or decomposes only its share of
+    the matrices, and the results are gathered.
+
     Args:
       tx: the optimizer.
       mesh: the device mesh.
       axis: the mesh axis the batch is split over.
+      split_matrix_work: split the matrix optimizers' per-matrix work over ``axis`` too.
     Returns:
       A transform with the same state structure as ``tx``.
     Example:
@@ -290,7 +307,8 @@ def zero(tx: GradientTransformation, mesh: Mesh, axis: str = "data") -> Gradient
         return constrain(tx.init(params), params)
 
     def update(updates, state, params=None, **extra):
-        new_updates, state = call(updates, state, params, extra)
+        with distributing(mesh, (axis,)) if split_matrix_work else contextlib.nullcontext():
+            new_updates, state = call(updates, state, params, extra)
         if explicit:
             # Explicit axes make the layout part of the type: the split state would leave the
             # updates split too, so give them back the layout the gradients came in.
@@ -298,3 +316,74 @@ def zero(tx: GradientTransformation, mesh: Mesh, axis: str = "data") -> Gradient
         return new_updates, constrain(state, new_updates)
 
     return GradientTransformation(init, update)
+
+
+def distribute_matrices(
+    tx: GradientTransformation, mesh: Mesh, axis: str | tuple[str, ...] | None = None
+) -> GradientTransformation:
+    r"""``tx`` with the per-matrix work of its matrix optimizers split over the devices of
+    ``mesh``: each device computes only the matrices it owns.
+
+    Muon, NorMuon, Shampoo and SOAP see every matrix leaf as a ``(count, rows, cols)`` stack of
+    independent matrices (batch indices and blocks included) and run a Newton-Schulz iteration,
+    an eigendecomposition or an inverse root on each. Without this wrapper every device gathers
+    every matrix and repeats all of that work. Inside ``update`` (traced in ``jax.jit``) the
+    matrices of one shape are stacked across leaves, the stack is padded to a multiple of the
+    number of devices on ``axis`` and split over them on the matrix index, each device runs the
+    batched computation on its slice, and the results are gathered, replicated. Each matrix is
+    computed exactly as on one device, so the numbers are those of ``tx`` (up to the last bits
+    a different batching of the same products may change); the per-device floating-point work of
+    the matrices falls to about ``1/N``, for an all-gather of the results.
+
+    Use it for tensor-parallel (sharded) params, or for replicated params whose state stays
+    replicated; :func:`zero` already does it for ZeRO. On a mesh with explicit axes the updates
+    come back in the gradients' layout and the state in its own. Transforms without matrix work
+    are unchanged.
+
+    Args:
+      tx: the optimizer.
+      mesh: the device mesh.
+      axis: the mesh axis (or axes) whose devices share the work; None: every axis of ``mesh``.
+    Returns:
+      A transform with the same state as ``tx``.
+    Example:
+      >>> import jax, jax.numpy as jnp, optix
+      >>> mesh = jax.make_mesh((1,), ("model",))
+      >>> tx = optix.sharding.distribute_matrices(optix.muon(0.02), mesh)
+      >>> params = {"w": jnp.ones((4, 3))}
+      >>> state = tx.init(params)
+      >>> with jax.set_mesh(mesh):
+      ...     updates, state = jax.jit(tx.update)({"w": jnp.eye(4, 3)}, state, params)
+      >>> updates["w"].shape
+      (4, 3)
+
+    Reference: Anil et al., `Scalable second order optimization for deep learning
+    <https://arxiv.org/abs/2002.09018>`_, 2020 (each preconditioner computed on one device);
+    Ahn et al., `Dion: distributed orthonormalized updates <https://arxiv.org/abs/2504.05295>`_,
+    2025.
+    """
+    if not isinstance(mesh, Mesh):
+        raise TypeError(
+            f"distribute_matrices: `mesh` must be a jax.sharding.Mesh, got {type(mesh).__name__}."
+        )
+    axes = tuple(mesh.axis_names) if axis is None else (axis,) if isinstance(axis, str) else axis
+    bad = [a for a in axes if a not in mesh.shape]
+    if not axes or bad:
+        raise ValueError(
+            f"distribute_matrices: axis={axis!r} names no axis of the mesh "
+            f"{tuple(mesh.axis_names)}."
+        )
+    call = caller(tx)
+    explicit = has_explicit_axes(mesh)
+
+    def update(updates, state, params=None, **extra):
+        with distributing(mesh, tuple(axes)):
+            new_updates, new_state = call(updates, state, params, extra)
+        if explicit:
+            # the results come back replicated: give the updates and the state back the layout
+            # they came in (the layout is part of the type on explicit axes)
+            new_updates = jax.tree.map(match_layout, new_updates, updates)
+            new_state = jax.tree.map(match_layout, new_state, state)
+        return new_updates, new_state
+
+    return GradientTransformation(tx.init, update)

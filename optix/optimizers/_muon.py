@@ -14,6 +14,7 @@ from typing import Any
 from typing import Literal
 from typing import NamedTuple
 
+import jax
 from jax.typing import DTypeLike
 
 from optix import _tree
@@ -30,6 +31,7 @@ from optix.toolkit import NonNegative
 from optix.toolkit import NonNegativeOrNone
 from optix.toolkit import checked
 from optix.toolkit import transform
+from optix.transforms._distribute import map_stacks
 from optix.transforms._matrix import decayed_weights
 from optix.transforms._orthogonalize import NS_COEFFS
 from optix.transforms._orthogonalize import Coeffs
@@ -161,28 +163,41 @@ def scale_by_muon(
         bc_now = _tree.bias_correction(beta, t) if bias_correction else 1
         bc_next = _tree.bias_correction(beta, t + 1) if bias_correction else 1
 
-        def muon(g, m, lay):
+        def momentum(g, m):
+            g, m = _tree.upcast(g), _tree.upcast(m)
             m = beta * m + (1 - beta) * g
             x = beta * m / bc_next + (1 - beta) * g / bc_now if nesterov else m / bc_now
-            if lay is None:  # no elements: nothing to orthogonalise
-                return x, m
-            # (count, fan_in, fan_out): one matrix per batch index and block
-            o = orth(lay.to_stack(x), eps)
+            return x, m
+
+        def scale(o, lay):
             fan_in, fan_out = lay.matrix
             if o.size == 0:  # nothing to scale, and ``fan_in`` may be 0
-                pass
-            elif scale_mode == "original":
-                o = o * math.sqrt(max(1.0, fan_out / fan_in))
-            elif scale_mode == "match_rms_adamw":
-                o = o * (h.rms_scale * math.sqrt(max(fan_in, fan_out)))
-            return lay.from_stack(o), m
+                return o
+            if scale_mode == "original":
+                return o * math.sqrt(max(1.0, fan_out / fan_in))
+            if scale_mode == "match_rms_adamw":
+                return o * (h.rms_scale * math.sqrt(max(fan_in, fan_out)))
+            return o
 
-        def leaf(g, m, lay):
-            # leafwise's casts, by hand: the layouts enter the per-leaf math without being state
-            u, m_new = muon(_tree.upcast(g), _tree.upcast(m), lay)
-            return u.astype(g.dtype), m_new.astype(m.dtype)
-
-        updates, mu = _tree.map_leaves(leaf, updates, state.mu, layouts, n_out=2)
+        # leafwise's casts, by hand: the layouts enter the per-leaf math without being state
+        xs, mu = _tree.map_leaves(momentum, updates, state.mu, n_out=2)
+        # every leaf's (count, fan_in, fan_out) stack, one matrix per batch index and block (none
+        # for a leaf without elements), orthogonalised matrix by matrix; under a distribution
+        # each device computes only its share of them
+        x_leaves, treedef = jax.tree.flatten(xs)
+        lays = treedef.flatten_up_to(layouts)
+        with jax.numpy_dtype_promotion("standard"):
+            stacks = [
+                None if lay is None else lay.to_stack(x)
+                for x, lay in zip(x_leaves, lays, strict=True)
+            ]
+            orthed = map_stacks(orth, stacks, (eps,))
+            us = [
+                x if lay is None else lay.from_stack(scale(o, lay))
+                for x, o, lay in zip(x_leaves, orthed, lays, strict=True)
+            ]
+        updates = jax.tree.map(lambda u, g: u.astype(g.dtype), treedef.unflatten(us), updates)
+        mu = jax.tree.map(lambda m, old: m.astype(old.dtype), mu, state.mu)
         return updates, ScaleByMuonState(hyperparams, mu)
 
     return GradientTransformation(init, update)

@@ -31,6 +31,7 @@ from optix.toolkit import NonNegative
 from optix.toolkit import NonNegativeOrNone
 from optix.toolkit import checked
 from optix.toolkit import transform
+from optix.transforms._distribute import map_stacks
 from optix.transforms._matrix import decayed_weights
 from optix.transforms._orthogonalize import NS_COEFFS
 from optix.transforms._orthogonalize import Coeffs
@@ -130,13 +131,16 @@ def scale_by_normuon(
         layouts = layouts_of(updates)
         h, hyperparams = spec.step(state.hyperparams)
 
-        def leaf(g, m, v, lay):
-            g32, m32, v32 = _tree.upcast(g), _tree.upcast(m), _tree.upcast(v)
+        def momentum(g, m):
+            g32, m32 = _tree.upcast(g), _tree.upcast(m)
             m32 = h.beta * m32 + (1 - h.beta) * g32
             x = h.beta * m32 + (1 - h.beta) * g32 if nesterov else m32
-            if lay is None or x.size == 0:
+            return x, m32
+
+        def leaf(g, x, m32, m, v, lay, o):
+            if o is None:
                 return x.astype(g.dtype), m32.astype(m.dtype), v
-            o = orth(lay.to_stack(x), h.ns_eps)
+            v32 = _tree.upcast(v)
             fan_in, fan_out = lay.matrix
             v32 = h.b2 * v32 + (1 - h.b2) * jnp.mean(_tree.abs_sq(o), axis=-2, keepdims=True)
             o = o / (jnp.sqrt(v32) + h.eps).astype(o.dtype)
@@ -145,7 +149,20 @@ def scale_by_normuon(
             o = o * factor.astype(o.dtype)
             return lay.from_stack(o).astype(g.dtype), m32.astype(m.dtype), v32.astype(v.dtype)
 
-        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, layouts, n_out=3)
+        xs, ms = _tree.map_leaves(momentum, updates, state.mu, n_out=2)
+        # each leaf's (count, fan_in, fan_out) stack orthogonalised matrix by matrix; under a
+        # distribution each device computes only its share of the matrices
+        x_leaves, treedef = jax.tree.flatten(xs)
+        lays = treedef.flatten_up_to(layouts)
+        with jax.numpy_dtype_promotion("standard"):
+            stacks = [
+                None if lay is None or x.size == 0 else lay.to_stack(x)
+                for x, lay in zip(x_leaves, lays, strict=True)
+            ]
+            orthed = treedef.unflatten(map_stacks(orth, stacks, (h.ns_eps,)))
+        updates, mu, nu = _tree.map_leaves(
+            leaf, updates, xs, ms, state.mu, state.nu, layouts, orthed, n_out=3
+        )
         return updates, ScaleByNorMuonState(hyperparams, mu, nu)
 
     return GradientTransformation(init, update)

@@ -30,6 +30,7 @@ from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
 from optix.toolkit import checked
 from optix.toolkit import transform
+from optix.transforms._distribute import map_matrices
 from optix.transforms._matrix import accumulate
 from optix.transforms._matrix import check_layout_args
 from optix.transforms._matrix import check_leaf_shapes
@@ -205,58 +206,61 @@ def scale_by_shampoo(
         decay, damp = h.stat_decay, h.eps
         refresh = (h.t - 1) % precondition_frequency == 0  # on steps 1, 1 + f, 1 + 2f, ...
 
-        def precondition(g, s, lay):
+        def prepare(g, s, lay):
+            """The leaf's matrix jobs (one per group of equal blocks) and what :func:`finish`
+            needs; a leaf without a layout takes diagonal AdaGrad here and has no job."""
             gc = _tree.upcast(g)
             layout = leaf_layout(lay, block_size, max_precond_dim)
             if layout is None:
                 stat = accumulate(s.diag, gc * gc, decay)  # diagonal AdaGrad
                 u = gc / jnp.sqrt(stat.astype(gc.dtype) + damp)
-                return u, ShampooLeafState((), (), (), (), stat.astype(s.diag.dtype))
+                return [], (u, ShampooLeafState((), (), (), (), stat.astype(s.diag.dtype)))
             groups, sides = layout
             gm = lay.to_stack(gc)  # (count, rows, cols): one matrix per batch index and block
             diag = None
             if s.diag is not None:
                 diag = accumulate(s.diag, (gm * gm).reshape(s.diag.shape), decay)
-            parts, lefts, rights, lroots, rroots = [], [], [], [], []
+            jobs = []
             # each group's blocks stacked: one batched eigh per group, whatever the block count
             for i, (group, (on_l, on_r)) in enumerate(zip(groups, sides, strict=True)):
-                g_blk = gb = stack_blocks(gm, group)
-                p = 2 * (on_l + on_r)
-                left = right = lroot = rroot = None
-                if on_l:
-                    left = accumulate(s.left[i], matmul(g_blk, transpose(g_blk)), decay)
-                    left = left.astype(s.left[i].dtype)
-                    lroot = new_root(refresh, left, s.left_root[i], p, damp)
-                    gb = matmul(lroot.astype(gb.dtype), gb)
-                if on_r:
-                    right = accumulate(s.right[i], matmul(transpose(g_blk), g_blk), decay)
-                    right = right.astype(s.right[i].dtype)
-                    rroot = new_root(refresh, right, s.right_root[i], p, damp)
-                    gb = matmul(gb, rroot.astype(gb.dtype))
+                d_blk = None
                 if diag is not None and not (on_l or on_r):
                     d_blk = stack_blocks(diag.reshape(gm.shape), group)
-                    gb = gb / jnp.sqrt(d_blk.astype(gb.dtype) + damp)
-                parts.append(gb)
-                lefts.append(left)
-                rights.append(right)
-                lroots.append(lroot)
-                rroots.append(rroot)
-            u = lay.from_stack(unstack_blocks(parts, groups, (lay.n_matrices,)))
+                arrays = (stack_blocks(gm, group), s.left[i], s.right[i])
+                roots = (s.left_root[i], s.right_root[i])
+                jobs.append(((on_l, on_r), (*arrays, *roots, d_blk)))
+            return jobs, (lay, groups, diag, s.diag)
+
+        def finish(context, results):
+            """The leaf's update and state from its jobs' results."""
+            if not results:
+                return context
+            lay, groups, diag, old_diag = context
+            parts, lefts, rights, lroots, rroots = zip(*results, strict=True)
+            u = lay.from_stack(unstack_blocks(list(parts), groups, (lay.n_matrices,)))
             new = ShampooLeafState(
-                tuple(lefts),
-                tuple(rights),
-                tuple(lroots),
-                tuple(rroots),
-                None if diag is None else diag.astype(s.diag.dtype),
+                lefts, rights, lroots, rroots, None if diag is None else diag.astype(old_diag.dtype)
             )
             return u, new
 
-        def plain(g, s, lay):
-            u, new = precondition(g, s, lay)
-            return u.astype(g.dtype), new
+        # the matrix work of every leaf, one job per group of equal blocks; under a distribution
+        # each device computes only its share of the blocks
+        g_leaves, treedef = jax.tree.flatten(updates)
+        s_leaves = treedef.flatten_up_to(state.leaves)
+        with jax.numpy_dtype_promotion("standard"):
+            prepared = [
+                prepare(g, s, lay)
+                for g, s, lay in zip(
+                    g_leaves, s_leaves, treedef.flatten_up_to(layouts), strict=True
+                )
+            ]
+            jobs = [job for leaf_jobs, _ in prepared for job in leaf_jobs]
+            done = iter(map_matrices(precondition_block, jobs, (decay, damp, refresh)))
+            finished = [finish(c, [next(done) for _ in leaf_jobs]) for leaf_jobs, c in prepared]
+        preconditioned = treedef.unflatten([u for u, _ in finished])
+        leaves = treedef.unflatten([new for _, new in finished])
 
-        def grafted(g, s, lay, v):
-            u, new = precondition(g, s, lay)
+        def grafted(g, u, lay, v):
             gc = _tree.upcast(g)
             if graft == "adagrad":
                 v_new = v + gc * gc
@@ -274,17 +278,36 @@ def scale_by_shampoo(
             u = u * (ratio / jnp.where(u_norm > 0, u_norm, 1))
             if stacked:
                 u = lay.from_stack(u)
-            return u.astype(g.dtype), new, v_new.astype(v.dtype)
+            return u.astype(g.dtype), v_new.astype(v.dtype)
 
-        # map_leaves, not leafwise: each leaf's state is a ShampooLeafState of block stacks
         if graft == "none":
-            updates, leaves = _tree.map_leaves(plain, updates, state.leaves, layouts, n_out=2)
+            updates = jax.tree.map(lambda u, g: u.astype(g.dtype), preconditioned, updates)
             nu = None
         else:
-            updates, leaves, nu = _tree.map_leaves(
-                grafted, updates, state.leaves, layouts, state.graft, n_out=3
+            updates, nu = _tree.map_leaves(
+                grafted, updates, preconditioned, layouts, state.graft, n_out=2
             )
         return updates, ScaleByShampooState(hyperparams, leaves, nu)
+
+    def precondition_block(sides, arrays, decay, damp, refresh):
+        """One group of equal blocks (stacked on the leading axis): its statistics, roots and
+        preconditioned blocks. ``sides``: which sides are preconditioned; ``d_blk``: the
+        diagonal statistic of blocks with neither."""
+        on_l, on_r = sides
+        g_blk, left, right, lroot, rroot, d_blk = arrays
+        gb = g_blk
+        p = 2 * (on_l + on_r)
+        if on_l:
+            left = accumulate(left, matmul(g_blk, transpose(g_blk)), decay).astype(left.dtype)
+            lroot = new_root(refresh, left, lroot, p, damp)
+            gb = matmul(lroot.astype(gb.dtype), gb)
+        if on_r:
+            right = accumulate(right, matmul(transpose(g_blk), g_blk), decay).astype(right.dtype)
+            rroot = new_root(refresh, right, rroot, p, damp)
+            gb = matmul(gb, rroot.astype(gb.dtype))
+        if d_blk is not None:
+            gb = gb / jnp.sqrt(d_blk.astype(gb.dtype) + damp)
+        return gb, left, right, lroot, rroot
 
     def new_root(refresh, stat, old_root, p, damp):
         """``(stat + damp I)^{-1/p}`` on a refresh step, else the root kept from the last one."""

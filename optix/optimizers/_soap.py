@@ -27,6 +27,7 @@ from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
 from optix.toolkit import checked
 from optix.toolkit import transform
+from optix.transforms._distribute import map_matrices
 from optix.transforms._matrix import accumulate
 from optix.transforms._matrix import check_layout_args
 from optix.transforms._matrix import check_real_leaves
@@ -80,6 +81,56 @@ def _power_qr(stat: jax.Array, basis: jax.Array) -> tuple[jax.Array, jax.Array]:
     sorted_basis = jnp.take_along_axis(basis, order[:, None, :], axis=-1)
     q, _ = jnp.linalg.qr(matmul(stat, sorted_basis))
     return q, order
+
+
+def _adam(gp, mp, v, b2, eps, step_size, beta_s, mode):
+    """Adam on a (rotated) gradient ``gp`` and first moment ``mp``."""
+    del beta_s, mode
+    v_new = b2 * v + (1 - b2) * gp * gp
+    return step_size * mp / (_tree.sqrt_flat_at_zero(v_new) + eps), v_new
+
+
+def _rotated_adam(sides, arrays, *consts):
+    """One group of equal blocks (stacked on the leading axis): Adam in the eigenbases of the
+    statistics, then the statistics and bases updated. ``sides``: which sides are rotated."""
+    on_l, on_r = sides
+    gb, mb, vb, left, right, ql, qr = arrays
+    beta_s, mode = consts[3], consts[4]
+    gp, mp = gb, mb
+    if on_l:
+        gp, mp = matmul(transpose(ql), gp), matmul(transpose(ql), mp)
+    if on_r:
+        gp, mp = matmul(gp, qr), matmul(mp, qr)
+    n, vb_new = _adam(gp, mp, vb, *consts)
+    if on_l:
+        n = matmul(ql, n)
+    if on_r:
+        n = matmul(n, transpose(qr))
+    if on_l:
+        left = accumulate(left, matmul(gb, transpose(gb)), beta_s).astype(ql.dtype)
+        ql, vb_new = _new_basis(mode, left, ql, vb_new, 1)
+    if on_r:
+        right = accumulate(right, matmul(transpose(gb), gb), beta_s).astype(qr.dtype)
+        qr, vb_new = _new_basis(mode, right, qr, vb_new, 2)
+    return n, vb_new, left, right, ql, qr
+
+
+def _new_basis(mode, stat, basis, v, axis):
+    """Mode 0: the basis kept; 1: the first basis, by ``eigh``; 2: a refresh by power iteration
+    and QR, with the block's rows (``axis`` 1) or columns (2) of ``v`` in the new order."""
+
+    def keep():
+        return basis, v
+
+    def first_basis():
+        return _eigh_basis(stat).astype(basis.dtype), v
+
+    def refresh():
+        q, order = _power_qr(stat, basis)
+        index = order[:, :, None] if axis == 1 else order[:, None, :]
+        return q.astype(basis.dtype), jnp.take_along_axis(v, index, axis=axis)
+
+    return jax.lax.switch(mode, [keep, first_basis, refresh])
 
 
 @transform(ScaleBySoapState)
@@ -202,83 +253,56 @@ def scale_by_soap(
         # 0: keep the bases, 1: first bases by eigh, 2: refresh by power iteration + QR
         mode = jnp.where(first, 1, jnp.where(count % precondition_frequency == 0, 2, 0))
 
-        def adam(gp, mp, v):
-            """Adam on a (rotated) gradient ``gp`` and first moment ``mp``."""
-            v_new = b2 * v + (1 - b2) * gp * gp
-            return step_size * mp / (_tree.sqrt_flat_at_zero(v_new) + eps), v_new
+        consts = (b2, eps, step_size, beta_s, mode)
 
-        def leaf(g, m, v, s, lay):
+        def prepare(g, m, v, s, lay):
+            """The leaf's first moment, its matrix jobs (one per group of equal blocks) and
+            what :func:`finish` needs; a leaf without a layout takes plain Adam here."""
             # whole matrices when ZeRO splits the state over explicit mesh axes
             g, m, v, s = jax.tree.map(_tree.unsplit, (g, m, v, s))
             gc = _tree.upcast(g)
             m_new = b1 * m + (1 - b1) * gc
             layout = leaf_layout(lay, block_size, max_precond_dim)
             if layout is None:
-                u, v_new = adam(gc, m_new, v)
-                new_s = s
+                u, v_new = _adam(gc, m_new, v, *consts)
+                return [], (g, m, v, m_new, (u, v_new, s))
+            groups, sides = layout
+            # (count, rows, cols): one matrix per batch index and block
+            gm, mm, vm = lay.to_stack(gc), lay.to_stack(m_new), lay.to_stack(v)
+            jobs = []
+            # each group's blocks stacked: one batched eigh/QR per group, whatever the block count
+            for i, (group, on) in enumerate(zip(groups, sides, strict=True)):
+                gb, mb, vb = (stack_blocks(x, group) for x in (gm, mm, vm))
+                stats = (s.left[i], s.right[i], s.left_basis[i], s.right_basis[i])
+                jobs.append((on, (gb, mb, vb, *stats)))
+            return jobs, (g, m, v, m_new, (lay, groups))
+
+        def finish(context, results):
+            """The leaf's update, moments and state from its jobs' results."""
+            g, m, v, m_new, rest = context
+            if results:
+                lay, groups = rest
+                parts, v_parts, lefts, rights, lqs, rqs = zip(*results, strict=True)
+                u = lay.from_stack(unstack_blocks(list(parts), groups, (lay.n_matrices,)))
+                v_new = lay.from_stack(unstack_blocks(list(v_parts), groups, (lay.n_matrices,)))
+                new_s = SoapLeafState(lefts, rights, lqs, rqs)
             else:
-                u, v_new, new_s = rotated(gc, m_new, v, s, lay, *layout)
+                u, v_new, new_s = rest
             u = jnp.where(first, 0, u)
             m_new, v_new = jnp.where(first, m, m_new), jnp.where(first, v, v_new)
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype), new_s
 
-        def rotated(gc, m_new, v, s, lay, groups, sides):
-            # (count, rows, cols): one matrix per batch index and block
-            gm, mm, vm = lay.to_stack(gc), lay.to_stack(m_new), lay.to_stack(v)
-            parts, v_parts, lefts, rights, lqs, rqs = [], [], [], [], [], []
-            # each group's blocks stacked: one batched eigh/QR per group, whatever the block count
-            for i, (group, (on_l, on_r)) in enumerate(zip(groups, sides, strict=True)):
-                gb, mb, vb = (stack_blocks(x, group) for x in (gm, mm, vm))
-                ql, qr = s.left_basis[i], s.right_basis[i]
-                gp, mp = gb, mb
-                if on_l:
-                    gp, mp = matmul(transpose(ql), gp), matmul(transpose(ql), mp)
-                if on_r:
-                    gp, mp = matmul(gp, qr), matmul(mp, qr)
-                n, vb_new = adam(gp, mp, vb)
-                if on_l:
-                    n = matmul(ql, n)
-                if on_r:
-                    n = matmul(n, transpose(qr))
-                parts.append(n)
-                left = right = None
-                if on_l:
-                    left = accumulate(s.left[i], matmul(gb, transpose(gb)), beta_s)
-                    left = left.astype(ql.dtype)
-                    ql, vb_new = new_basis(mode, left, ql, vb_new, 1)
-                if on_r:
-                    right = accumulate(s.right[i], matmul(transpose(gb), gb), beta_s)
-                    right = right.astype(qr.dtype)
-                    qr, vb_new = new_basis(mode, right, qr, vb_new, 2)
-                v_parts.append(vb_new)
-                lefts.append(left)
-                rights.append(right)
-                lqs.append(ql if on_l else None)
-                rqs.append(qr if on_r else None)
-            u = lay.from_stack(unstack_blocks(parts, groups, (lay.n_matrices,)))
-            v_new = lay.from_stack(unstack_blocks(v_parts, groups, (lay.n_matrices,)))
-            new_s = SoapLeafState(tuple(lefts), tuple(rights), tuple(lqs), tuple(rqs))
-            return u, v_new, new_s
-
-        def new_basis(mode, stat, basis, v, axis):
-            def keep():
-                return basis, v
-
-            def first_basis():
-                return _eigh_basis(stat).astype(basis.dtype), v
-
-            def refresh():
-                q, order = _power_qr(stat, basis)
-                # the block's rows (axis 1) or columns (axis 2) of V, in the new basis order
-                index = order[:, :, None] if axis == 1 else order[:, None, :]
-                return q.astype(basis.dtype), jnp.take_along_axis(v, index, axis=axis)
-
-            return jax.lax.switch(mode, [keep, first_basis, refresh])
-
-        # map_leaves, not leafwise: each leaf's state is a SoapLeafState of block stacks, and the
-        # leaves are gathered whole (unsplit) before the casts
-        updates, mu, nu, leaves = _tree.map_leaves(
-            leaf, updates, state.mu, state.nu, state.leaves, layouts, n_out=4
+        # the matrix work of every leaf, one job per group of equal blocks; under a distribution
+        # each device computes only its share of the blocks
+        g_leaves, treedef = jax.tree.flatten(updates)
+        rest = [treedef.flatten_up_to(t) for t in (state.mu, state.nu, state.leaves, layouts)]
+        with jax.numpy_dtype_promotion("standard"):
+            prepared = [prepare(*args) for args in zip(g_leaves, *rest, strict=True)]
+            jobs = [job for leaf_jobs, _ in prepared for job in leaf_jobs]
+            done = iter(map_matrices(_rotated_adam, jobs, consts))
+            finished = [finish(c, [next(done) for _ in leaf_jobs]) for leaf_jobs, c in prepared]
+        updates, mu, nu, leaves = (
+            treedef.unflatten(list(col)) for col in zip(*finished, strict=True)
         )
         return updates, ScaleBySoapState(hyperparams, mu, nu, leaves)
 

@@ -1,0 +1,149 @@
+r"""The matrix work of a step, split over the devices of a mesh axis: each device computes only the
+matrices it owns, and the results are gathered.
+
+Muon, Shampoo and SOAP view every leaf as a ``(count, rows, cols)`` stack of independent matrices
+(:class:`~optix.transforms._matrix_spec.MatrixLayout`, blocks included) and run an iteration or a
+decomposition on each. Under data parallelism (ZeRO) or tensor parallelism every device would
+gather every matrix and repeat all of that work. :func:`map_matrices` is the one place the matrix
+optimizers hand that work to: with no distribution in force (the default) it runs each job as it
+is, the single-device program unchanged; inside :func:`distributing` it stacks the jobs of one
+shape, pads the stack to a multiple of the axis size, splits it over the axis on the matrix index,
+runs the batched computation (so XLA gives each device only its slice of the matrices) and gathers
+the results, replicated. Each matrix's numbers are the same either way, since the jobs treat their
+matrices independently. :func:`optix.sharding.zero` and :func:`optix.sharding.distribute_matrices`
+set the distribution while the wrapped ``update`` is traced.
+
+Reference: Anil et al., `Scalable second order optimization for deep learning
+<https://arxiv.org/abs/2002.09018>`_, 2020 (preconditioners computed on the devices that own
+them); Ahn et al., `Dion: distributed orthonormalized updates <https://arxiv.org/abs/2504.05295>`_,
+2025.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from collections.abc import Callable
+from collections.abc import Hashable
+from collections.abc import Iterator
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
+
+from optix._tree import has_explicit_axes
+
+
+class Distribution(NamedTuple):
+    """The mesh and the axes (one or several of its axes) whose devices share the matrix work."""
+
+    mesh: Mesh
+    axes: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        """The number of devices the work is split over."""
+        return math.prod(self.mesh.shape[a] for a in self.axes)
+
+
+_CURRENT: contextvars.ContextVar[Distribution | None] = contextvars.ContextVar(
+    "optix_matrix_distribution", default=None
+)
+
+
+@contextlib.contextmanager
+def distributing(mesh: Mesh, axes: tuple[str, ...]) -> Iterator[None]:
+    """While tracing inside this context, :func:`map_matrices` splits its work over ``axes``."""
+    token = _CURRENT.set(Distribution(mesh, axes))
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def _signature(key: Hashable, arrays: Any) -> Hashable:
+    leaves, treedef = jax.tree.flatten(arrays)
+    return key, treedef, tuple((tuple(x.shape[1:]), jnp.dtype(x.dtype)) for x in leaves)
+
+
+def map_matrices(
+    fn: Callable[..., Any],
+    jobs: Sequence[tuple[Hashable, Any]],
+    consts: tuple[Any, ...] = (),
+) -> list[Any]:
+    """``[fn(key, arrays, *consts) for key, arrays in jobs]``, with the work split over the devices
+    of the :func:`distributing` context when one is in force.
+
+    Every array of a job's ``arrays`` (a pytree) has the same leading length, the number of its
+    matrices, and ``fn`` must treat those matrices independently, returning a pytree of arrays
+    with the same leading length. ``key`` (hashable) holds the static choices that change
+    ``fn``'s program; jobs of equal key, structure, trailing shapes and dtypes are computed as one
+    stack. ``fn`` must not close over traced values: pass them in ``consts`` (a mesh with
+    explicit axes is switched to automatic ones for the work, and traced values from outside
+    would not mix).
+    """
+    dist = _CURRENT.get()
+    if dist is None or dist.size == 1 or not jobs:
+        return [fn(key, arrays, *consts) for key, arrays in jobs]
+    groups: dict[Hashable, list[int]] = {}
+    for i, (key, arrays) in enumerate(jobs):
+        groups.setdefault(_signature(key, arrays), []).append(i)
+    results: list[Any] = [None] * len(jobs)
+    for members in groups.values():
+        key = jobs[members[0]][0]
+        parts = [jobs[i][1] for i in members]
+        counts = [jax.tree.leaves(p)[0].shape[0] for p in parts]
+        stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
+        out = _split_work(dist, lambda a, *c, key=key: fn(key, a, *c), stacked, consts)
+        start = 0
+        for i, n in zip(members, counts, strict=True):
+            results[i] = jax.tree.map(lambda y, s=start, n=n: y[s : s + n], out)
+            start += n
+    return results
+
+
+def _split_work(dist: Distribution, fn: Callable[..., Any], arrays: Any, consts: tuple) -> Any:
+    """``fn(arrays, *consts)`` with the leading (matrix) axis of ``arrays`` split over the
+    devices of ``dist``: padded to a multiple of their number with copies of its first matrices
+    (real inputs, so no decomposition meets a degenerate one), each device running ``fn`` on its
+    own slice (``shard_map``: custom calls such as ``eigh`` stay local too), and the results
+    gathered, replicated, without the padding."""
+    count = jax.tree.leaves(arrays)[0].shape[0]
+    padded = -(-count // dist.size) * dist.size
+    if padded != count:
+        index = jnp.arange(padded) % count
+        arrays = jax.tree.map(lambda x: x[index], arrays)
+    split = NamedSharding(dist.mesh, PartitionSpec(dist.axes))
+    whole = NamedSharding(dist.mesh, PartitionSpec())
+    arrays = jax.tree.map(lambda x: _constrain(x, split), arrays)
+    consts = jax.tree.map(lambda x: _constrain(jnp.asarray(x), whole), consts)
+    out = jax.shard_map(
+        lambda a, c: fn(a, *c),
+        mesh=dist.mesh,
+        in_specs=(split.spec, whole.spec),
+        out_specs=split.spec,
+    )(arrays, consts)
+    return jax.tree.map(lambda y: _constrain(y, whole)[:count], out)
+
+
+def _constrain(x: jax.Array, sharding: NamedSharding) -> jax.Array:
+    """``x`` laid out as ``sharding``: a reshard on explicit mesh axes, a constraint otherwise."""
+    if has_explicit_axes(sharding.mesh):
+        return jax.sharding.reshard(x, sharding)
+    return jax.lax.with_sharding_constraint(x, sharding)
+
+
+def map_stacks(
+    fn: Callable[..., jax.Array], stacks: Sequence[jax.Array | None], consts: tuple[Any, ...] = ()
+) -> list[jax.Array | None]:
+    """``fn(stack, *consts)`` for each stack that is not None (None stays None), through
+    :func:`map_matrices`: one program for every stack, such as an orthogonaliser."""
+    jobs = [(None, s) for s in stacks if s is not None]
+    done = iter(map_matrices(lambda _, s, *c: fn(s, *c), jobs, consts))
+    return [None if s is None else next(done) for s in stacks]
