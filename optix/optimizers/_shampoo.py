@@ -209,7 +209,8 @@ def scale_by_shampoo(
         def prepare(g, s, lay):
             """The leaf's matrix jobs (one per group of equal blocks) and what :func:`finish`
             needs; a leaf without a layout takes diagonal AdaGrad here and has no job."""
-            gc = _tree.upcast(g)
+            # whole matrices when a mesh with explicit axes splits the leaf (tensor parallelism)
+            gc = _tree.unsplit(_tree.upcast(g))
             layout = leaf_layout(lay, block_size, max_precond_dim)
             if layout is None:
                 stat = accumulate(s.diag, gc * gc, decay)  # diagonal AdaGrad

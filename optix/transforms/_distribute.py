@@ -99,6 +99,10 @@ def map_matrices(
         key = jobs[members[0]][0]
         parts = [jobs[i][1] for i in members]
         counts = [jax.tree.leaves(p)[0].shape[0] for p in parts]
+        if len(parts) > 1 and has_explicit_axes(dist.mesh):
+            # explicit axes type the layout: the parts are made whole (alike) to be joined
+            whole = NamedSharding(dist.mesh, PartitionSpec())
+            parts = jax.tree.map(lambda x: _constrain(x, whole), parts)
         stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
         out = _split_work(dist, lambda a, *c, key=key: fn(key, a, *c), stacked, consts)
         start = 0
