@@ -1,6 +1,8 @@
-"""Per-device optimizer-state memory and step time, data-parallel, plain vs ZeRO-1.
+"""Per-device optimizer-state memory and step time, data-parallel, plain vs ZeRO-1; with
+``--matrix``, the per-device flops of the matrix optimizers' work, repeated vs split over devices.
 
 Run:  python benchmarks/sharding.py [--devices 8] [--repeats 20]
+      python benchmarks/sharding.py --matrix [--devices 8] [--size 64] [--count 16]
 
 On a CPU-only machine it re-executes itself with ``--xla_force_host_platform_device_count`` so
 that it sees ``--devices`` virtual devices (they share the host's cores: step times show the cost
@@ -8,6 +10,13 @@ of the extra collectives, not a speed-up). On GPUs/TPUs it uses the real devices
 count (1, 2, 4, ... up to ``--devices``) it trains an MLP with Adam on a batch split over the
 devices, with the optimizer state either replicated ("plain") or split over the data axis
 ("zero", :func:`optix.sharding.state_shardings` with ``zero_axis``).
+
+``--matrix`` compiles one update step of Muon, NorMuon, Shampoo (blocks of half the side) and SOAP
+on ``--count`` matrices of ``--size`` x ``--size`` (all but four as 2-D leaves, four as one
+stacked leaf) and reads the per-device flops from the compiled step's cost analysis: ZeRO with the
+matrix work repeated on every device (``split_matrix_work=False``) vs split (the default), and
+params split over a model axis without and with :func:`optix.sharding.distribute_matrices`. On CPU
+the eigendecompositions are LAPACK custom calls the cost analysis does not count.
 """
 
 from __future__ import annotations
@@ -33,12 +42,18 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--matrix", action="store_true", help="matrix-work flops instead")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--count", type=int, default=16)
     args = parser.parse_args()
 
     import jax
 
     if jax.default_backend() == "cpu" and jax.device_count() < args.devices:
         _reexec_with_devices(args.devices)
+    if args.matrix:
+        matrix_flops(args.devices, args.size, args.count)
+        return
     import jax.numpy as jnp
     import numpy as np
     from jax.sharding import NamedSharding
@@ -109,6 +124,51 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
             ms = 1e3 * statistics.median(times)
             print(f"{n:>7} {layout:>6} {per_device / 1024:>17.1f} {ms:>9.2f}")
+
+
+def matrix_flops(devices: int, size: int, count: int) -> None:
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    import optix
+    from optix.sharding import distribute_matrices
+    from optix.sharding import zero
+
+    spec = {"s": optix.MatrixSpec(batch_axes=(0,))}
+    params = {f"w{i}": jnp.ones((size, size)) for i in range(count - 4)}
+    params["s"] = jnp.ones((4, size, size))
+    params["b"] = jnp.ones((size,))
+    optimizers = {
+        "muon": optix.muon(0.02, matrix_spec=spec),
+        "normuon": optix.normuon(0.02, matrix_spec=spec),
+        "shampoo": optix.shampoo(0.1, matrix_spec=spec, block_size=size // 2),
+        "soap": optix.soap(0.01, matrix_spec=spec, precondition_frequency=1),
+    }
+    data = jax.make_mesh((devices,), ("data",), devices=jax.devices()[:devices])
+    model = jax.make_mesh((devices,), ("model",), devices=jax.devices()[:devices])
+
+    def flops(tx, mesh, params):
+        with jax.set_mesh(mesh):
+            state = jax.jit(tx.init)(params)
+            step = jax.jit(lambda p, s, g: tx.update(g, s, p)).lower(params, state, params)
+            return step.compile().cost_analysis()["flops"]
+
+    replicated = jax.device_put(params, NamedSharding(data, P()))
+    split = {
+        k: jax.device_put(x, NamedSharding(model, P(*[None] * (x.ndim - 1), "model")))
+        for k, x in params.items()
+    }
+    print(f"{count} matrices of {size} x {size} on {devices} devices; MFLOP per device per step")
+    print(f"{'optimizer':>9} {'layout':>13} {'repeated':>9} {'split':>9} {'ratio':>6}")
+    for name, tx in optimizers.items():
+        for layout, mesh, p, off, on in (
+            ("zero", data, replicated, zero(tx, data, split_matrix_work=False), zero(tx, data)),
+            ("model-split", model, split, tx, distribute_matrices(tx, model)),
+        ):
+            a, b = flops(off, mesh, p), flops(on, mesh, p)
+            print(f"{name:>9} {layout:>13} {a / 1e6:>9.2f} {b / 1e6:>9.2f} {b / a:>6.3f}")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,8 @@ GROUPS: tuple[Group, ...] = (
         "sharding",
         "Sharding (optix.sharding)",
         "optix.sharding",
-        "Shardings of the optimizer state and ZeRO-1 partitioning. See :doc:`/multi_device`.",
+        "Shardings of the optimizer state, ZeRO-1 partitioning, and the matrix optimizers' work "
+        "split over devices. See :doc:`/multi_device`.",
     ),
     Group(
         "toolkit",

@@ -1,4 +1,5 @@
-"""Optimizer state on many devices: shardings for the state, and ZeRO-1 state partitioning.
+"""Optimizers on many devices: shardings for the state, ZeRO-1 state partitioning, and the
+matrix optimizers' work split over devices.
 
 An optimizer state mirrors the params: each moment buffer (``mu``, ``nu``, accumulators, slow or
 averaged weights) is a tree shaped like the params, possibly with ``None`` holes where a mask or a
@@ -9,6 +10,11 @@ nothing is allocated) and gives each buffer leaf the sharding of its param; ever
 replicated over the mesh. With ``zero_axis`` the buffers are also split across the data-parallel
 axis (ZeRO stage 1): each device holds ``1/N`` of the optimizer state while params stay replicated.
 :func:`zero` wraps a transform so that its state is constrained to that layout inside ``jit``.
+
+The matrix optimizers (Muon, NorMuon, Shampoo, SOAP) repeat their per-matrix work (Newton-Schulz,
+eigendecompositions, inverse roots) on every device unless told otherwise: :func:`zero` (by
+default) and :func:`distribute_matrices` split it over a mesh axis, so that each device computes
+only the matrices it owns and the results are gathered.
 
 The same code runs on one host with several devices and on a multi-host cluster after
 ``jax.distributed.initialize()``: shardings name mesh axes, not devices.

@@ -8,8 +8,8 @@ gather every matrix and repeat all of that work. :func:`map_matrices` is the one
 optimizers hand that work to: with no distribution in force (the default) it runs each job as it
 is, the single-device program unchanged; inside :func:`distributing` it stacks the jobs of one
 shape, pads the stack to a multiple of the axis size, splits it over the axis on the matrix index,
-runs the batched computation (so XLA gives each device only its slice of the matrices) and gathers
-the results, replicated. Each matrix's numbers are the same either way, since the jobs treat their
+runs the batched computation on each device's slice (``jax.shard_map``, so decompositions that
+are custom calls stay local too) and gathers the results, replicated. Each matrix's numbers are the same either way, since the jobs treat their
 matrices independently. :func:`optix.sharding.zero` and :func:`optix.sharding.distribute_matrices`
 set the distribution while the wrapped ``update`` is traced.
 
@@ -84,9 +84,8 @@ def map_matrices(
     matrices, and ``fn`` must treat those matrices independently, returning a pytree of arrays
     with the same leading length. ``key`` (hashable) holds the static choices that change
     ``fn``'s program; jobs of equal key, structure, trailing shapes and dtypes are computed as one
-    stack. ``fn`` must not close over traced values: pass them in ``consts`` (a mesh with
-    explicit axes is switched to automatic ones for the work, and traced values from outside
-    would not mix).
+    stack. ``fn`` must not close over traced values: pass them in ``consts`` (replicated to every
+    device; ``shard_map`` cannot close over values laid out on explicit mesh axes).
     """
     dist = _CURRENT.get()
     if dist is None or dist.size == 1 or not jobs:
@@ -95,13 +94,13 @@ def map_matrices(
     for i, (key, arrays) in enumerate(jobs):
         groups.setdefault(_signature(key, arrays), []).append(i)
     results: list[Any] = [None] * len(jobs)
+    whole = NamedSharding(dist.mesh, PartitionSpec())
     for members in groups.values():
         key = jobs[members[0]][0]
         parts = [jobs[i][1] for i in members]
         counts = [jax.tree.leaves(p)[0].shape[0] for p in parts]
         if len(parts) > 1 and has_explicit_axes(dist.mesh):
             # explicit axes type the layout: the parts are made whole (alike) to be joined
-            whole = NamedSharding(dist.mesh, PartitionSpec())
             parts = jax.tree.map(lambda x: _constrain(x, whole), parts)
         stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
         out = _split_work(dist, lambda a, *c, key=key: fn(key, a, *c), stacked, consts)
