@@ -32,6 +32,7 @@ from optix.toolkit import NonNegative
 from optix.toolkit import Positive
 from optix.toolkit import checked
 from optix.toolkit import transform
+from optix.transforms._distribute import map_each
 from optix.transforms._ema import ema
 from optix.transforms._matrix import check_real_leaves
 from optix.transforms._matrix import decayed_weights
@@ -314,34 +315,44 @@ def scale_by_psgd_kron(
         leaves, treedef = jax.tree.flatten(updates)
         states = treedef.flatten_up_to(state.leaves)
 
-        def leaf(i, g, s):
+        def check(i, g, s):
             sizes = tuple(q.shape[0] for q in s.factors if q.ndim)
             if sizes != g.shape:
                 raise ValueError(
                     f"`scale_by_psgd_kron`: leaf {i} has shape {g.shape} but its state was built "
                     f"for shape {sizes}; was the state initialised with the same params?"
                 )
-            gc = _tree.upcast(g)
-            factors = tuple(q.astype(gc.dtype) for q in s.factors)
+            return (i, g, s.factors)
+
+        def leaf(_, arrays, key, step, do_balance, precond_lr, due):
+            i, g, old = arrays
+            # whole leaves and factors when a mesh with explicit axes splits them (ZeRO, tensor
+            # parallelism): the refit and the kept factors must have one layout
+            gc = _tree.unsplit(_tree.upcast(g))
+            factors = tuple(_tree.unsplit(q.astype(gc.dtype)) for q in old)
 
             def refit(factors):
                 factors = jax.lax.cond(do_balance, balance, lambda f: f, factors)
-                v = _probe(state.key, step, i, gc.shape, gc.dtype)
-                return fit(factors, gc, v, h.precond_lr.astype(gc.dtype))
+                v = _probe(key, step, i, gc.shape, gc.dtype)
+                return fit(factors, gc, v, precond_lr.astype(gc.dtype))
 
             if precond_update_every == 1:
                 factors = refit(factors)
             else:
-                due = (h.t - 1) % precond_update_every == 0
                 factors = jax.lax.cond(due, refit, lambda f: f, factors)
             u = trust_region(precondition(factors, gc))
             new = PsgdKronLeafState(
-                tuple(q.astype(old.dtype) for q, old in zip(factors, s.factors, strict=True))
+                tuple(q.astype(q_old.dtype) for q, q_old in zip(factors, old, strict=True))
             )
             return u.astype(g.dtype), new
 
+        # one job per leaf; under a distribution each device fits the factors of its share of
+        # the leaves (those of one shape batched together)
+        jobs = [(None, check(i, g, s)) for i, (g, s) in enumerate(zip(leaves, states, strict=True))]
+        due = (h.t - 1) % precond_update_every == 0
+        consts = (state.key, step, do_balance, h.precond_lr, due)
         with jax.numpy_dtype_promotion("standard"):
-            outs = [leaf(i, g, s) for i, (g, s) in enumerate(zip(leaves, states, strict=True))]
+            outs = map_each(leaf, jobs, consts)
         new_updates = treedef.unflatten([u for u, _ in outs])
         new_leaves = treedef.unflatten([s for _, s in outs])
         return new_updates, ScaleByPsgdKronState(hyperparams, state.key, new_leaves)

@@ -150,3 +150,20 @@ def map_stacks(
     jobs = [(None, s) for s in stacks if s is not None]
     done = iter(map_matrices(lambda _, s, *c: fn(s, *c), jobs, consts))
     return [None if s is None else next(done) for s in stacks]
+
+
+def map_each(
+    fn: Callable[..., Any], jobs: Sequence[tuple[Hashable, Any]], consts: tuple[Any, ...] = ()
+) -> list[Any]:
+    """``[fn(key, arrays, *consts) for key, arrays in jobs]`` for an ``fn`` written for one item
+    (its ``arrays`` without a leading matrix axis, Python scalars allowed): under a distribution,
+    the items of one key and shape are batched with ``jax.vmap`` and split over the devices by
+    :func:`map_matrices`; otherwise each is called as it is."""
+    if _CURRENT.get() is None:
+        return [fn(key, arrays, *consts) for key, arrays in jobs]
+
+    def batched(key, arrays, *c):
+        return jax.vmap(lambda a: fn(key, a, *c))(arrays)
+
+    lead = [(key, jax.tree.map(lambda x: jnp.asarray(x)[None], arrays)) for key, arrays in jobs]
+    return [jax.tree.map(lambda y: y[0], out) for out in map_matrices(batched, lead, consts)]
