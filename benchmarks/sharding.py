@@ -11,9 +11,9 @@ count (1, 2, 4, ... up to ``--devices``) it trains an MLP with Adam on a batch s
 devices, with the optimizer state either replicated ("plain") or split over the data axis
 ("zero", :func:`optix.sharding.state_shardings` with ``zero_axis``).
 
-``--matrix`` compiles one update step of Muon, NorMuon, Shampoo (blocks of half the side) and SOAP
-on ``--count`` matrices of ``--size`` x ``--size`` (all but four as 2-D leaves, four as one
-stacked leaf) and reads the per-device flops from the compiled step's cost analysis: ZeRO with the
+``--matrix`` compiles one update step of Muon, NorMuon, Shampoo (blocks of half the side), SOAP
+and PSGD Kron on ``--count`` matrices of ``--size`` x ``--size`` (all but four as 2-D leaves, four
+as one stacked leaf; for PSGD Kron, all 2-D) and reads the per-device flops from the compiled step's cost analysis: ZeRO with the
 matrix work repeated on every device (``split_matrix_work=False``) vs split (the default), and
 params split over a model axis without and with :func:`optix.sharding.distribute_matrices`. On CPU
 the eigendecompositions are LAPACK custom calls the cost analysis does not count.
@@ -145,7 +145,11 @@ def matrix_flops(devices: int, size: int, count: int) -> None:
         "normuon": optix.normuon(0.02, matrix_spec=spec),
         "shampoo": optix.shampoo(0.1, matrix_spec=spec, block_size=size // 2),
         "soap": optix.soap(0.01, matrix_spec=spec, precondition_frequency=1),
+        "psgd_kron": optix.psgd_kron(0.01),
     }
+    # psgd_kron takes leaves of at most two axes: the stack as four 2-D leaves
+    flat = {k: v for k, v in params.items() if k != "s"}
+    flat.update({f"x{i}": jnp.ones((size, size)) for i in range(4)})
     data = jax.make_mesh((devices,), ("data",), devices=jax.devices()[:devices])
     model = jax.make_mesh((devices,), ("model",), devices=jax.devices()[:devices])
 
@@ -155,14 +159,18 @@ def matrix_flops(devices: int, size: int, count: int) -> None:
             step = jax.jit(lambda p, s, g: tx.update(g, s, p)).lower(params, state, params)
             return step.compile().cost_analysis()["flops"]
 
-    replicated = jax.device_put(params, NamedSharding(data, P()))
-    split = {
-        k: jax.device_put(x, NamedSharding(model, P(*[None] * (x.ndim - 1), "model")))
-        for k, x in params.items()
-    }
+    def layouts(params):
+        replicated = jax.device_put(params, NamedSharding(data, P()))
+        split = {
+            k: jax.device_put(x, NamedSharding(model, P(*[None] * (x.ndim - 1), "model")))
+            for k, x in params.items()
+        }
+        return replicated, split
+
     print(f"{count} matrices of {size} x {size} on {devices} devices; MFLOP per device per step")
     print(f"{'optimizer':>9} {'layout':>13} {'repeated':>9} {'split':>9} {'ratio':>6}")
     for name, tx in optimizers.items():
+        replicated, split = layouts(flat if name == "psgd_kron" else params)
         for layout, mesh, p, off, on in (
             ("zero", data, replicated, zero(tx, data, split_matrix_work=False), zero(tx, data)),
             ("model-split", model, split, tx, distribute_matrices(tx, model)),

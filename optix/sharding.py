@@ -11,10 +11,10 @@ replicated over the mesh. With ``zero_axis`` the buffers are also split across t
 axis (ZeRO stage 1): each device holds ``1/N`` of the optimizer state while params stay replicated.
 :func:`zero` wraps a transform so that its state is constrained to that layout inside ``jit``.
 
-The matrix optimizers (Muon, NorMuon, Shampoo, SOAP) repeat their per-matrix work (Newton-Schulz,
-eigendecompositions, inverse roots) on every device unless told otherwise: :func:`zero` (by
-default) and :func:`distribute_matrices` split it over a mesh axis, so that each device computes
-only the matrices it owns and the results are gathered.
+The matrix optimizers (Muon, NorMuon, Shampoo, SOAP, PSGD Kron) repeat their per-matrix work
+(Newton-Schulz, eigendecompositions, inverse roots, factor fits) on every device unless told
+otherwise: :func:`zero` (by default) and :func:`distribute_matrices` split it over a mesh axis, so
+that each device computes only the matrices it owns and the results are gathered.
 
 The same code runs on one host with several devices and on a multi-host cluster after
 ``jax.distributed.initialize()``: shardings name mesh axes, not devices.
@@ -273,7 +273,7 @@ def zero(
     sharded, pass ``state_shardings(..., zero_axis=axis)`` to ``jit`` instead.
 
     With ``split_matrix_work`` (the default), the matrix optimizers inside ``tx`` (Muon, NorMuon,
-    Shampoo, SOAP) also split their per-matrix work over ``axis``, as
+    Shampoo, SOAP, PSGD Kron) also split their per-matrix work over ``axis``, as
     :func:`distribute_matrices` does: each device orthogonalises or decomposes only its share of
     the matrices, and the results are gathered.
 
@@ -331,15 +331,15 @@ def distribute_matrices(
     ``mesh``: each device computes only the matrices it owns.
 
     Muon, NorMuon, Shampoo and SOAP see every matrix leaf as a ``(count, rows, cols)`` stack of
-    independent matrices (batch indices and blocks included) and run a Newton-Schulz iteration,
-    an eigendecomposition or an inverse root on each. Without this wrapper every device gathers
-    every matrix and repeats all of that work. Inside ``update`` (traced in ``jax.jit``) the
-    matrices of one shape are stacked across leaves, the stack is padded to a multiple of the
-    number of devices on ``axis`` and split over them on the matrix index, each device runs the
-    batched computation on its slice, and the results are gathered, replicated. Each matrix is
-    computed exactly as on one device, so the numbers are those of ``tx`` (up to the last bits
-    a different batching of the same products may change); the per-device floating-point work of
-    the matrices falls to about ``1/N``, for an all-gather of the results.
+    independent matrices (batch indices and blocks included) and run a Newton-Schulz iteration, an
+    eigendecomposition or an inverse root on each; PSGD Kron fits the factors of each leaf. Without
+    this wrapper every device gathers every matrix and repeats all of that work. Inside ``update``
+    (traced in ``jax.jit``) the matrices of one shape are stacked across leaves, the stack is padded
+    to a multiple of the number of devices on ``axis`` and split over them on the matrix index, each
+    device runs the batched computation on its slice, and the results are gathered, replicated. Each
+    matrix is computed exactly as on one device, so the numbers are those of ``tx`` (up to the last
+    bits a different batching of the same products may change); the per-device floating-point work
+    of the matrices falls to about ``1/N``, for an all-gather of the results.
 
     Use it for tensor-parallel (sharded) params, or for replicated params whose state stays
     replicated; :func:`zero` already does it for ZeRO. On a mesh with explicit axes the updates

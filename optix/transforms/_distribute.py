@@ -3,15 +3,18 @@ matrices it owns, and the results are gathered.
 
 Muon, Shampoo and SOAP view every leaf as a ``(count, rows, cols)`` stack of independent matrices
 (:class:`~optix.transforms._matrix_spec.MatrixLayout`, blocks included) and run an iteration or a
-decomposition on each. Under data parallelism (ZeRO) or tensor parallelism every device would
-gather every matrix and repeat all of that work. :func:`map_matrices` is the one place the matrix
-optimizers hand that work to: with no distribution in force (the default) it runs each job as it
-is, the single-device program unchanged; inside :func:`distributing` it stacks the jobs of one
-shape, pads the stack to a multiple of the axis size, splits it over the axis on the matrix index,
-runs the batched computation on each device's slice (``jax.shard_map``, so decompositions that
-are custom calls stay local too) and gathers the results, replicated. Each matrix's numbers are the same either way, since the jobs treat their
-matrices independently. :func:`optix.sharding.zero` and :func:`optix.sharding.distribute_matrices`
-set the distribution while the wrapped ``update`` is traced.
+decomposition on each. Under data parallelism (ZeRO) or tensor parallelism every device would gather
+every matrix and repeat all of that work. :func:`map_matrices` is the one place the matrix
+optimizers hand that work to: with no distribution in force (the default) it runs each job as it is,
+the single-device program unchanged; inside :func:`distributing` it stacks the jobs of one shape,
+pads the stack to a multiple of the axis size, splits it over the axis on the matrix index, runs the
+batched computation on each device's slice (``jax.shard_map``, so decompositions that are custom
+calls stay local too) and gathers the results, replicated. Each matrix's numbers are the same either
+way, since the jobs treat their matrices independently. Work written for one item (PSGD Kron's
+factor fit of a leaf) goes through :func:`map_each`, which batches the items with ``jax.vmap``
+when it splits them. :func:`optix.sharding.zero` and
+:func:`optix.sharding.distribute_matrices` set the distribution while the wrapped ``update`` is
+traced.
 
 Reference: Anil et al., `Scalable second order optimization for deep learning
 <https://arxiv.org/abs/2002.09018>`_, 2020 (preconditioners computed on the devices that own
