@@ -15,7 +15,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 from jax.typing import ArrayLike
 from jax.typing import DTypeLike
 
@@ -33,6 +32,11 @@ from optix.toolkit import Positive
 from optix.toolkit import checked
 from optix.toolkit import transform
 from optix.transforms._ema import ema
+from optix.transforms._kron_factors import balance
+from optix.transforms._kron_factors import fit
+from optix.transforms._kron_factors import init_factors
+from optix.transforms._kron_factors import precondition
+from optix.transforms._kron_factors import trust_region
 from optix.transforms._matrix import check_real_leaves
 from optix.transforms._matrix import decayed_weights
 from optix.transforms._scale import scale_lr
@@ -64,68 +68,6 @@ def _probe(key: jax.Array, step: Any, leaf_index: int, shape: tuple, dtype: Any)
     dtype."""
     k = jax.random.fold_in(jax.random.fold_in(key, step), leaf_index)
     return jax.random.normal(k, shape, dtype)
-
-
-def _is_diagonal(shape: tuple, max_size_triangular: int, min_ndim_triangular: int) -> list[bool]:
-    """Which axes of a leaf get a diagonal factor (the rest: an upper-triangular one)."""
-    return [n == 1 or n > max_size_triangular or len(shape) < min_ndim_triangular for n in shape]
-
-
-def _along(
-    x: jax.Array, axis: int, fn: Callable[[jax.Array, jax.Array], jax.Array], q: jax.Array
-) -> jax.Array:
-    """``fn(q, X)`` on ``x`` unfolded along ``axis`` (an ``(n, rest)`` matrix ``X``), folded
-    back."""
-    moved = jnp.moveaxis(x, axis, 0)
-    out = fn(q, moved.reshape(moved.shape[0], -1)).reshape(moved.shape)
-    return jnp.moveaxis(out, 0, axis)
-
-
-def _times(q: jax.Array, m: jax.Array) -> jax.Array:
-    return q @ m
-
-
-def _inverse_transpose_times(q: jax.Array, m: jax.Array) -> jax.Array:
-    """``Q^{-T} m`` for an upper-triangular ``Q``, by a triangular solve."""
-    return solve_triangular(q, m, trans="T", lower=False)
-
-
-def _gram_times(q: jax.Array, m: jax.Array) -> jax.Array:
-    return q.T @ (q @ m)
-
-
-def _scale_axis(x: jax.Array, axis: int, d: jax.Array) -> jax.Array:
-    """``x`` times the diagonal ``d`` along ``axis``."""
-    shape = [1] * x.ndim
-    shape[axis] = d.shape[0]
-    return x * d.reshape(shape)
-
-
-def _gram(x: jax.Array, axis: int, diagonal: bool) -> jax.Array:
-    """The contraction of ``x`` with itself over every axis but ``axis``: ``X_(i) X_(i)^T`` of
-    the mode-``i`` unfolding, or just its diagonal."""
-    m = jnp.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
-    if diagonal:
-        return jnp.sum(m * m, axis=1)
-    return m @ m.T
-
-
-def _spectral_norm_lower_bound(s: jax.Array) -> jax.Array:
-    r"""A cheap lower bound on the spectral norm of a symmetric PSD matrix ``S``, as psgd uses
-    it: with ``r`` the row of ``S`` of largest norm, ``\|S x\|`` for ``x = S r / \|S r\|`` (one
-    step of power iteration from ``r``); ``S`` is scaled by ``max|S|`` first, for range."""
-    big = jnp.max(jnp.abs(s))
-    safe = jnp.where(big > 0, big, 1)
-    a = s / safe
-    r = a[jnp.argmax(jnp.sum(a * a, axis=1))]
-    x = a @ r
-    nx = jnp.linalg.norm(x)
-    x = x / jnp.where(nx > 0, nx, 1)
-    return jnp.where(big > 0, big * jnp.linalg.norm(a @ x), 0)
-
-
-def _tiny(x: jax.Array) -> jax.Array:
-    return x + jnp.finfo(x.dtype).tiny
 
 
 @transform(ScaleByPsgdKronState)
@@ -226,16 +168,9 @@ def scale_by_psgd_kron(
 
     def leaf_init(p):
         dtype = _tree.state_dtype(p.dtype, precond_dtype)
-        shape = jnp.shape(p)
-        if not shape:
-            return PsgdKronLeafState((jnp.full((), q0, dtype),))
-        scale = q0 ** (1 / len(shape))
-        diag = _is_diagonal(shape, max_size_triangular, min_ndim_triangular)
+        shape = tuple(jnp.shape(p))
         return PsgdKronLeafState(
-            tuple(
-                jnp.full((n,), scale, dtype) if d else scale * jnp.eye(n, dtype=dtype)
-                for n, d in zip(shape, diag, strict=True)
-            )
+            init_factors(shape, q0, dtype, max_size_triangular, min_ndim_triangular)
         )
 
     def init(params):
@@ -246,57 +181,6 @@ def scale_by_psgd_kron(
         # a fresh buffer per init: a donated state must not take the transform's own key with it
         fresh_key = jnp.array(key, copy=True)
         return ScaleByPsgdKronState(spec.init(), fresh_key, jax.tree.map(leaf_init, bare))
-
-    def balance(factors):
-        if len(factors) < 2:
-            return factors
-        norms = jnp.stack([jnp.max(jnp.abs(q)) for q in factors])
-        gmean = jnp.prod(norms) ** (1 / len(factors))
-        return tuple(q * (gmean / n) for q, n in zip(factors, norms, strict=True))
-
-    def fit(factors, g, v, lr):
-        """One PSGD step of the factors towards whitening ``g``, probed by ``v``."""
-        if g.ndim == 0:
-            (q,) = factors
-            a, b = q * g, v / q
-            aa, bb = a * a, b * b
-            return (q - lr * (aa - bb) * q / _tiny(jnp.abs(aa + bb)),)
-        a, b = g, v
-        for i, q in enumerate(factors):
-            if q.ndim == 1:
-                a, b = _scale_axis(a, i, q), _scale_axis(b, i, 1 / q)
-            else:
-                a = _along(a, i, _times, q)
-                b = _along(b, i, _inverse_transpose_times, q)
-        new = []
-        for i, q in enumerate(factors):
-            diagonal = q.ndim == 1
-            aa, bb = _gram(a, i, diagonal), _gram(b, i, diagonal)
-            if diagonal:
-                new.append(q - lr * (aa - bb) * q / _tiny(jnp.max(jnp.abs(aa + bb))))
-            else:
-                step = jnp.triu(aa - bb) / _tiny(_spectral_norm_lower_bound(aa + bb))
-                new.append(q - lr * step @ q)
-        return tuple(new)
-
-    def precondition(factors, g):
-        """``Q^T Q g``, each factor along its axis."""
-        if g.ndim == 0:
-            (q,) = factors
-            return q * q * g
-        u = g
-        for i, q in enumerate(factors):
-            if q.ndim == 1:
-                u = _scale_axis(u, i, q * q)
-            else:
-                u = _along(u, i, _gram_times, q)
-        return u
-
-    def trust_region(u):
-        if trust_region_scale is None:
-            return u
-        x = u / trust_region_scale
-        return trust_region_scale * (0.1 * jnp.sign(x) * jnp.log1p(jnp.abs(x)) + 0.9 * jnp.tanh(x))
 
     def update(updates, state, params=None, **extra):
         del params, extra
@@ -334,7 +218,7 @@ def scale_by_psgd_kron(
             else:
                 due = (h.t - 1) % precond_update_every == 0
                 factors = jax.lax.cond(due, refit, lambda f: f, factors)
-            u = trust_region(precondition(factors, gc))
+            u = trust_region(precondition(factors, gc), trust_region_scale)
             new = PsgdKronLeafState(
                 tuple(q.astype(old.dtype) for q, old in zip(factors, s.factors, strict=True))
             )
