@@ -22,6 +22,7 @@ MAKERS = {
         0.1, block_size=32, precondition_frequency=3, graft="adam", momentum=0.9, **kw
     ),
     "soap": lambda **kw: optix.soap(3e-3, block_size=32, precondition_frequency=3, **kw),
+    "psgd_kron": lambda **kw: optix.psgd_kron(1e-2, weight_decay=1e-3, **kw),
 }
 NAMES = list(MAKERS)
 
@@ -157,8 +158,9 @@ def test_muon_out_in_layout_sets_the_default_sides():
         lambda: optix.scale_by_muon(),
         lambda: optix.shampoo(0.1),
         lambda: optix.soap(0.1),
+        lambda: optix.psgd_kron(0.1),
     ],
-    ids=["muon", "scale_by_muon", "shampoo", "soap"],
+    ids=["muon", "scale_by_muon", "shampoo", "soap", "psgd_kron"],
 )
 @pytest.mark.parametrize("shape", [(4, 6, 5), (2, 2, 2, 2, 2)])
 def test_a_leaf_of_ambiguous_layout_is_an_error_naming_it(make, shape):
@@ -170,7 +172,7 @@ def test_a_leaf_of_ambiguous_layout_is_an_error_naming_it(make, shape):
 def test_a_stack_without_elements_needs_no_spec():
     """Nothing is computed on a leaf with no elements, so its layout is never asked for."""
     params = {"e": jnp.ones((2, 0, 3)), "w": jnp.ones((3, 2))}
-    for tx in (optix.muon(0.1), optix.shampoo(0.1), optix.soap(0.1)):
+    for tx in (optix.muon(0.1), optix.shampoo(0.1), optix.soap(0.1), optix.psgd_kron(0.1)):
         state = tx.init(params)
         u, _ = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
         assert u["e"].shape == (2, 0, 3)
