@@ -21,6 +21,19 @@ MAKERS = {
     "shampoo": lambda **kw: optix.shampoo(
         0.1, block_size=32, precondition_frequency=3, graft="adam", momentum=0.9, **kw
     ),
+    # eps 1e-3: a first step's rotated gradient is diagonal up to round-off, which X / (|X| + eps)
+    # scales by |G| / eps (see tests/references.py): batched and single runs round differently
+    "shampoo_eigenvalue_corrected": lambda **kw: optix.shampoo(
+        0.1,
+        eps=1e-3,
+        block_size=32,
+        precondition_frequency=3,
+        stat_decay=0.95,
+        graft="sgd",
+        momentum=0.9,
+        preconditioner="eigenvalue_corrected",
+        **kw,
+    ),
     "soap": lambda **kw: optix.soap(3e-3, block_size=32, precondition_frequency=3, **kw),
     "psgd_kron": lambda **kw: optix.psgd_kron(1e-2, weight_decay=1e-3, **kw),
 }
