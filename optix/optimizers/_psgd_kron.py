@@ -66,12 +66,10 @@ class ScaleByPsgdKronState(NamedTuple):
     leaves: Updates  # a PsgdKronLeafState per leaf
 
 
-def _probe(key: jax.Array, step: Any, leaf_index: int, shape: tuple, dtype: Any) -> jax.Array:
-    """The random probe ``v`` of one leaf at one step of :func:`scale_by_psgd_kron`:
-    ``jax.random.normal(optix.noise_key(key, step, leaf_index), shape, dtype)`` (the same key
-    derivation as :func:`optix.add_noise`), ``step`` 0-based, ``dtype`` the leaf's compute
-    dtype."""
-    k = jax.random.fold_in(jax.random.fold_in(key, step), leaf_index)
+def _probe(key: jax.Array, step: Any, index: Any, shape: tuple, dtype: Any) -> jax.Array:
+    """The probe ``v`` of array ``index`` (a leaf, or one matrix of a stack) at 0-based ``step``:
+    ``jax.random.normal(optix.noise_key(key, step, index), shape, dtype)`` (as add_noise)."""
+    k = jax.random.fold_in(jax.random.fold_in(key, step), index)
     return jax.random.normal(k, shape, dtype)
 
 
