@@ -133,7 +133,7 @@ def scale_by_shampoo(
       max_precond_dim: block sides longer than this get no preconditioner.
       graft: ``"none"``, ``"sgd"``, ``"adagrad"``, ``"rmsprop"`` or ``"adam"``.
       graft_eps, graft_b2: the grafted optimizer's ``eps`` >= 0 and (RMSprop, Adam) second-moment
-        decay in [0, 1).
+        decay in [0, 1) (Distributed Shampoo's defaults: 0.99 for RMSprop, 0.999 for Adam).
       stat_dtype: dtype of the statistics and roots; default: the compute dtype (>= float32).
       matrix_spec: the :class:`optix.MatrixSpec` of each leaf of 2+ axes: a tree of them (a
         prefix of the params; None: the default), a function of the params, or a dict of path
