@@ -259,6 +259,10 @@ def monitor(
       >>> {k: round(float(v), 4) for k, v in optix.metrics(state).items()}
       {'grad_norm': 13.0, 'update_norm': 1.3, 'param_norm': 1.4142, 'update_param_ratio': 0.9192,
        'skipped_steps': 0.0, 'grad_norm/bias': 12.0, 'update_norm/bias': 1.2}
+      >>> tx = optix.monitor(optix.sgd(0.1), metrics=("grad_norm", "skipped_steps"))
+      >>> _, state = tx.update(grads, tx.init(params), params)
+      >>> sorted(optix.metrics(state))
+      ['grad_norm', 'skipped_steps']
 
     Reference: the ratio of update to parameter norm is the quantity LARS controls per layer:
     You, Gitman & Ginsburg, `Large batch training of convolutional networks
@@ -351,9 +355,10 @@ def metrics(state: Any) -> dict[str, jax.Array]:
     r"""The metrics recorded by every :func:`optix.monitor` inside a (nested) optimizer state.
 
     Names: ``grad_norm``, ``update_norm``, ``param_norm``, ``update_param_ratio``,
-    ``skipped_steps``, ``clipped_grad_norm`` (with a ``clip``), and for each group ``grad_norm/<group>`` and ``update_norm/<group>``
-    (see :class:`MonitorState` for their definitions, :math:`\|g\|, \|u\|, \|\theta\|,
-    \|u\|/\|\theta\|`). With several monitors in one state, each name is prefixed by the path of
+    ``skipped_steps``, ``clipped_grad_norm`` (with a ``clip``), and for each group
+    ``grad_norm/<group>`` and ``update_norm/<group>``, each only where the monitor's ``metrics``
+    records it (see :class:`MonitorState` for their definitions, :math:`\|g\|, \|u\|,
+    \|\theta\|, \|u\|/\|\theta\|`). With several monitors in one state, each name is prefixed by the path of
     its monitor's state (``"0/grad_norm"``). The values are scalar arrays (``skipped_steps`` is
     int32), also for an ``nnx.Optimizer``'s ``opt_state``, whose arrays sit in ``nnx.Variable``
     wrappers; the function works inside ``jit``. A state without a monitor gives ``{}``.
