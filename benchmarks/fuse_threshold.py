@@ -9,7 +9,11 @@ state, grads)`` jitted with params and state donated:
 - ``fuse``: ``optix.fuse(tx)`` with its default ``pack_below`` (leaves below it packed, the others
   updated as they are);
 - ``fuse all``: ``optix.fuse(tx, pack_below=None)``, every leaf packed (``fuse`` before the
-  threshold existed).
+  threshold existed);
+- ``floor``: not an optimizer but the least work any packed Adam does when it takes and gives
+  back the user's tree: concatenate the gradients, Adam's moments as two flat buffers (no bias
+  correction), and one slice per leaf added to its param. Its ratios bound what ``fuse`` can
+  reach on this backend.
 
 Part ``sweep``: a fixed number of params split into equal leaves, for leaf sizes from a few
 hundred elements to a few hundred thousand. Where ``fuse all`` stops beating ``optix`` is where
@@ -57,7 +61,33 @@ VARIANTS: dict[str, Callable[[Callable[[], Any], Callable[[], Any]], Any]] = {
     "optix": lambda mine, theirs: mine(),
     "fuse": lambda mine, theirs: optix.fuse(mine()),
     "fuse all": lambda mine, theirs: optix.fuse(mine(), pack_below=None),
+    "floor": lambda mine, theirs: packed_floor(),
 }
+
+
+def packed_floor() -> optax.GradientTransformation:
+    """The ``floor`` variant: Adam's moments (without bias correction) as two flat buffers fed by
+    the concatenated gradients, and the update cut back into leaves: the pack and unpack of any
+    fused Adam step around one flat kernel."""
+
+    def init(params):
+        n = sum(x.size for x in jax.tree.leaves(params))
+        return jnp.zeros(n, jnp.float32), jnp.zeros(n, jnp.float32)
+
+    def update(updates, state, params=None):
+        leaves, treedef = jax.tree.flatten(updates)
+        g = jnp.concatenate([x.ravel() for x in leaves])
+        m = 0.9 * state[0] + 0.1 * g
+        v = 0.999 * state[1] + 0.001 * g * g
+        u = -1e-3 * m / (jnp.sqrt(v) + 1e-8)
+        out, offset = [], 0
+        for x in leaves:
+            out.append(u[offset : offset + x.size].reshape(x.shape))
+            offset += x.size
+        return treedef.unflatten(out), (m, v)
+
+    return optax.GradientTransformation(init, update)
+
 
 # mode -> (sweep total params, sweep leaf sizes)
 SWEEP = {

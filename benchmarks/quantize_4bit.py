@@ -28,7 +28,6 @@ Run: ``python benchmarks/quantize_4bit.py [--steps 2000] [--tiny]``
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +37,7 @@ import optix
 from benchmarks.quantized_state import _mlp
 from benchmarks.quantized_state import diabetes_rff
 from benchmarks.quantized_state import digits_mlp
+from benchmarks.quantized_state import run_scan
 
 
 def teacher_mlp():
@@ -91,25 +91,8 @@ def quantized_bytes_per_param(state) -> float | None:
 
 
 def train(task, tx, steps):
-    params, loss, _ = task()
-    value_and_grad = jax.value_and_grad(loss)
-
-    def body(carry, _):
-        p, s = carry
-        value, g = value_and_grad(p)
-        u, s = tx.update(g, s, p)
-        return (optix.apply_updates(p, u), s), value
-
-    @jax.jit
-    def run(p, s):
-        (p, s), curve = jax.lax.scan(body, (p, s), None, length=steps)
-        return loss(p), curve
-
-    state = tx.init(params)
-    start = time.perf_counter()
-    final, curve = run(params, state)
-    final = float(final)
-    return final, np.asarray(curve), time.perf_counter() - start, quantized_bytes_per_param(state)
+    final, curve, seconds, state = run_scan(task, tx, steps)
+    return final, curve, seconds, quantized_bytes_per_param(state)
 
 
 def main(argv=None):

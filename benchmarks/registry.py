@@ -167,6 +167,7 @@ OPTAX: dict[str, Counterpart] = {
 # registry case name -> why it has no optax counterpart to time against.
 NOT_COMPARABLE: dict[str, str] = {
     "shampoo": "not in optax",
+    "shampoo_eigenvalue_corrected": "not in optax",
     "soap": "not in optax",
     "normuon": "not in optax (optax.contrib has muon, not NorMuon)",
     "psgd_kron": "not in optax",

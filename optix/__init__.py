@@ -97,6 +97,11 @@ from optix.optimizers._psgd_kron import (
     psgd_kron,
     scale_by_psgd_kron,
 )
+from optix.optimizers._shampoo_eigen import (
+    EigenShampooLeafState,
+    ScaleByEigenShampooState,
+    scale_by_eigenvalue_corrected_shampoo,
+)
 from optix.optimizers._shampoo import (
     ScaleByShampooState,
     ShampooLeafState,
@@ -258,6 +263,7 @@ __all__ = [
     "StochasticRoundingState",
     "MatrixSpec",
     "psgd_kron", "scale_by_psgd_kron", "PsgdKronLeafState", "ScaleByPsgdKronState",
+    "scale_by_eigenvalue_corrected_shampoo", "EigenShampooLeafState", "ScaleByEigenShampooState",
     "normuon", "scale_by_normuon", "ScaleByNorMuonState",
 ]
 # fmt: on

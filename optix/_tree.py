@@ -196,13 +196,19 @@ def _sqrt_flat_at_zero_jvp(primals, tangents):
 
 
 def _norm_sq(x: jax.Array) -> jax.Array:
-    """``|x|^2`` for a norm, written ``|x| |x|`` (the same bits as ``x * x``) so that XLA does not
-    merge it with an optimizer's own ``g * g``: merged, the squares of every gradient leaf are
-    written to memory for the two readers instead of being summed where they are computed."""
+    """``|x|^2`` for a norm, written ``|x| |x|`` (the same bits as ``x * x``). XLA's simplifier
+    turns it back into ``x * x`` (jax 0.10), which common-subexpression elimination then merges
+    with an optimizer's own ``g * g``; :func:`optix.monitor` keeps its squares apart itself."""
     if jnp.iscomplexobj(x):
         return abs_sq(x)
     magnitude = jnp.abs(x)
     return magnitude * magnitude
+
+
+def sq_norm(x: jax.Array) -> jax.Array:
+    """``sum |x_i|^2`` over one leaf, accumulated in at least float32."""
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.sum(_norm_sq(upcast(x)))
 
 
 def global_norm(tree: Any) -> jax.Array:
@@ -211,8 +217,15 @@ def global_norm(tree: Any) -> jax.Array:
     leaves = jax.tree.leaves(tree)
     if not leaves:
         return jnp.zeros([], stored_dtype())
+    return norm_of_sq_norms([sq_norm(x) for x in leaves])
+
+
+def norm_of_sq_norms(sq_norms: list[jax.Array]) -> jax.Array:
+    """The L2 norm of leaves whose :func:`sq_norm` are ``sq_norms`` (0 for none)."""
+    if not sq_norms:
+        return jnp.zeros([], stored_dtype())
     with jax.numpy_dtype_promotion("standard"):
-        total = sum(jnp.sum(_norm_sq(upcast(x))) for x in leaves)
+        total = sum(sq_norms)
     # The sum of per-leaf sums goes straight into the root and nowhere else: XLA copies a chain of
     # cheap scalar ops into every consumer, so a compare on ``total`` read by each leaf's update
     # would copy the whole n-leaf sum into n kernels (compile time quadratic in the leaf count).

@@ -259,6 +259,22 @@ CASES: list[Case] = [
         lr=_lr(0.1, 0.3, 0.3),
     ),
     Case(
+        "shampoo_eigenvalue_corrected",
+        optix.shampoo,
+        {
+            "learning_rate": 0.1,
+            "precondition_frequency": 2,
+            "block_size": 2,
+            "preconditioner": "eigenvalue_corrected",
+            "graft": "rmsprop",
+        },
+        supports_complex=False,
+        state_follows_params=False,
+        # Adam-like scaling in the eigenbasis of a rank-deficient statistic (as SOAP)
+        order_sensitive=True,
+        lr=_lr(0.1, 0.3, 0.3),
+    ),
+    Case(
         "soap",
         optix.soap,
         {"learning_rate": 1e-2, "weight_decay": 1e-4, "precondition_frequency": 2},

@@ -59,6 +59,7 @@ from tests.transcriptions import cosine_schedule
 from tests.transcriptions import decay_mask
 from tests.transcriptions import masked_paper_adan
 from tests.transcriptions import numpy_cosine_schedule
+from tests.transcriptions import numpy_eigenvalue_corrected_shampoo
 from tests.transcriptions import numpy_muon
 from tests.transcriptions import numpy_normuon
 from tests.transcriptions import numpy_shampoo
@@ -1087,7 +1088,47 @@ _SHAMPOO = {
         {"block_size": 3, "max_precond_dim": 2},
         {"block_size": 3, "max_dim": 2},
     ),
+    "graft-sgd-freq2": (  # eps 1e-4: the step-1 statistics are rank-deficient (see above)
+        {"precondition_frequency": 2, "graft": "sgd", "eps": 1e-4},
+        {"freq": 2, "graft": "sgd", "eps": 1e-4},
+    ),
+    "graft-rmsprop-ema": (
+        {"stat_decay": 0.9, "graft": "rmsprop", "graft_b2": 0.99},
+        {"stat_decay": 0.9, "graft": "rmsprop", "graft_b2": 0.99},
+    ),
 }
+
+# Eigenvalue-corrected Shampoo (``shampoo(preconditioner="eigenvalue_corrected")``), on shapes
+# whose statistics are full rank from the first step (square blocks; a one-sided block whose
+# preconditioned side is the short one): a null-space direction of a rank-deficient factor carries
+# a round-off component of the gradient that ``X / (sqrt(D) + eps)`` scales up to a full step, so
+# two LAPACK drivers disagree there (the reason SOAP's authors skip its first step). Even at full
+# rank the first step is ill-conditioned: ``X = Q_L^T G Q_R`` is then G's singular values, its
+# off-diagonal entries round-off (~1e-16 |G|), and ``X / (|X| + eps)`` scales them by |G| / eps;
+# the two implementations differ there by up to 2e-9 of max|u| at eps = 1e-8 (1e-15 on later
+# steps), hence ``rtol = 1e-7, atol = 1e-8 * max|u|`` for these entries.
+ESHAMPOO_RTOL, ESHAMPOO_ATOL_REL = 1e-7, 1e-8
+_ESHAMPOO = {
+    "sum": ({}, {}),
+    "soap-like-freq3": (
+        {"stat_decay": 0.95, "eps": 1e-8, "precondition_frequency": 3},
+        {"stat_decay": 0.95, "eps": 1e-8, "freq": 3},
+    ),
+    "blocks2-graft-adam": (
+        {"block_size": 2, "stat_decay": 0.99, "graft": "adam", "precondition_frequency": 2},
+        {"block_size": 2, "stat_decay": 0.99, "graft": "adam", "freq": 2},
+    ),
+}
+ESHAMPOO_SHAPES = {"scalar": (), "vector": (6,), "square": (4, 4), "six": (6, 6)}
+# ``max_precond_dim=3``: the (3, 5) leaf keeps its left factor only (full rank: 5 columns), the
+# (4, 4) leaf none (the diagonal rule in the standard basis)
+_ESHAMPOO_ONE_SIDE = {
+    "one-side-graft-sgd": (
+        {"max_precond_dim": 3, "graft": "sgd", "stat_decay": 0.9},
+        {"max_dim": 3, "graft": "sgd", "stat_decay": 0.9},
+    ),
+}
+ESHAMPOO_ONE_SIDE_SHAPES = {"vector": (6,), "square": (4, 4), "wide": (3, 5)}
 
 
 _SOAP = {
@@ -1302,6 +1343,40 @@ REFERENCES: list[Reference] = [
         fixtures=("x64_callbacks",),
         rtol=EIG_RTOL,
         atol_rel=EIG_ATOL_REL,
+    ),
+    *_entries(
+        "numpy",
+        "Eigenvalue-corrected Shampoo (George et al. 2018; Distributed Shampoo), transcribed",
+        {
+            f"shampoo-eigenvalue-corrected-{name}": (
+                lambda kw=ours_kw: optix.shampoo(0.1, preconditioner="eigenvalue_corrected", **kw),
+                lambda kw=ref_kw: numpy_eigenvalue_corrected_shampoo(0.1, **kw),
+            )
+            for name, (ours_kw, ref_kw) in _ESHAMPOO.items()
+        },
+        run_on_shapes,
+        seed=12,
+        shapes=ESHAMPOO_SHAPES,
+        fixtures=("x64_callbacks",),
+        rtol=ESHAMPOO_RTOL,
+        atol_rel=ESHAMPOO_ATOL_REL,
+    ),
+    *_entries(
+        "numpy",
+        "Eigenvalue-corrected Shampoo (George et al. 2018; Distributed Shampoo), transcribed",
+        {
+            f"shampoo-eigenvalue-corrected-{name}": (
+                lambda kw=ours_kw: optix.shampoo(0.1, preconditioner="eigenvalue_corrected", **kw),
+                lambda kw=ref_kw: numpy_eigenvalue_corrected_shampoo(0.1, **kw),
+            )
+            for name, (ours_kw, ref_kw) in _ESHAMPOO_ONE_SIDE.items()
+        },
+        run_on_shapes,
+        seed=13,
+        shapes=ESHAMPOO_ONE_SIDE_SHAPES,
+        fixtures=("x64_callbacks",),
+        rtol=ESHAMPOO_RTOL,
+        atol_rel=ESHAMPOO_ATOL_REL,
     ),
     *_entries(
         "numpy",

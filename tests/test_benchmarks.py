@@ -148,5 +148,5 @@ def test_fuse_threshold_runs_at_tiny_sizes_and_prints_its_tables():
         if len(cells) == 10
     }
     for tree in ["small leaves", "flat"]:
-        for variant in ["optax", "optix", "fuse", "fuse all"]:
+        for variant in ["optax", "optix", "fuse", "fuse all", "floor"]:
             assert (tree, variant) in rows, out.stdout

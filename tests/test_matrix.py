@@ -30,7 +30,7 @@ def test_matrix_optimizers_reject_complex_and_bad_options():
     with pytest.raises(TypeError, match="precondition_frequency"):
         optix.scale_by_shampoo(precondition_frequency=2.5)
     with pytest.raises(ValueError, match="graft"):
-        optix.scale_by_shampoo(graft="sgd")
+        optix.scale_by_shampoo(graft="lion")
     with pytest.raises(ValueError, match="stat_decay"):
         optix.scale_by_shampoo(stat_decay=1.5)
     with pytest.raises(ValueError, match="shampoo_beta"):

@@ -14,13 +14,28 @@ import numpy as np
 import pytest
 
 import optix
+from optix.optimizers._muon_family import muon_labels
 
 MAKERS = {
     "muon": lambda **kw: optix.muon(0.02, weight_decay=0.01, **kw),
     "shampoo": lambda **kw: optix.shampoo(
         0.1, block_size=32, precondition_frequency=3, graft="adam", momentum=0.9, **kw
     ),
+    # eps 1e-3: a first step's rotated gradient is diagonal up to round-off, which X / (|X| + eps)
+    # scales by |G| / eps (see tests/references.py): batched and single runs round differently
+    "shampoo_eigenvalue_corrected": lambda **kw: optix.shampoo(
+        0.1,
+        eps=1e-3,
+        block_size=32,
+        precondition_frequency=3,
+        stat_decay=0.95,
+        graft="sgd",
+        momentum=0.9,
+        preconditioner="eigenvalue_corrected",
+        **kw,
+    ),
     "soap": lambda **kw: optix.soap(3e-3, block_size=32, precondition_frequency=3, **kw),
+    "psgd_kron": lambda **kw: optix.psgd_kron(1e-2, weight_decay=1e-3, **kw),
 }
 NAMES = list(MAKERS)
 
@@ -156,8 +171,9 @@ def test_muon_out_in_layout_sets_the_default_sides():
         lambda: optix.scale_by_muon(),
         lambda: optix.shampoo(0.1),
         lambda: optix.soap(0.1),
+        lambda: optix.psgd_kron(0.1),
     ],
-    ids=["muon", "scale_by_muon", "shampoo", "soap"],
+    ids=["muon", "scale_by_muon", "shampoo", "soap", "psgd_kron"],
 )
 @pytest.mark.parametrize("shape", [(4, 6, 5), (2, 2, 2, 2, 2)])
 def test_a_leaf_of_ambiguous_layout_is_an_error_naming_it(make, shape):
@@ -169,7 +185,7 @@ def test_a_leaf_of_ambiguous_layout_is_an_error_naming_it(make, shape):
 def test_a_stack_without_elements_needs_no_spec():
     """Nothing is computed on a leaf with no elements, so its layout is never asked for."""
     params = {"e": jnp.ones((2, 0, 3)), "w": jnp.ones((3, 2))}
-    for tx in (optix.muon(0.1), optix.shampoo(0.1), optix.soap(0.1)):
+    for tx in (optix.muon(0.1), optix.shampoo(0.1), optix.soap(0.1), optix.psgd_kron(0.1)):
         state = tx.init(params)
         u, _ = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
         assert u["e"].shape == (2, 0, 3)
@@ -198,9 +214,37 @@ def test_spec_errors_name_the_leaf(spec, error, match):
         assert "'stack'" in str(info.value)
 
 
-def test_muon_refuses_a_stack_of_vectors():
+@pytest.mark.parametrize("make", [optix.muon, optix.normuon], ids=["muon", "normuon"])
+def test_muon_labels_a_stack_of_vectors_adam_by_its_spec(make, x64):
+    """The biases ``(L, d)`` that a ``"layers/**"`` spec leaves without a matrix take AdamW by
+    default, exactly as with the label written out; a ``"muon"`` label on them is an error."""
+    rng = np.random.default_rng(6)
+    shapes = {"layers": {"w": (3, 8, 4), "b": (3, 4)}, "head": (4, 2), "bias": (2,)}
+    params = jax.tree.map(
+        lambda s: jnp.asarray(rng.standard_normal(s)),
+        shapes,
+        is_leaf=lambda x: isinstance(x, tuple),
+    )
+    grads = [jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape)), params)] * 3
+    spec = {"layers/**": optix.MatrixSpec(batch_axes=(0,))}
+    labels = muon_labels(params, None, spec)
+    assert labels == {"layers": {"w": "muon", "b": "adam"}, "head": "muon", "bias": "adam"}
+    by_default = _run(make(0.02, matrix_spec=spec), params, grads)
+    written = _run(make(0.02, matrix_spec=spec, labels={"layers/b": "adam"}), params, grads)
+    chex.assert_trees_all_equal(by_default, written)
+    # the AdamW step: 3 steps of the same gradient move each entry by 3 * lr * sign(g)
+    np.testing.assert_allclose(
+        by_default["layers"]["b"] - params["layers"]["b"],
+        -3 * 0.02 * np.sign(grads[0]["layers"]["b"]),
+        rtol=1e-6,
+    )
+    with pytest.raises(ValueError, match="'layers/b'.*labelled 'muon'.*leaves no matrix"):
+        make(0.1, matrix_spec=spec, labels={"layers/b": "muon"}).init(params)
+
+
+def test_scale_by_muon_refuses_a_stack_of_vectors():
     params = {"layers": {"b": jnp.zeros((3, 4))}}
-    tx = optix.muon(0.1, matrix_spec={"layers/**": optix.MatrixSpec(batch_axes=(0,))})
+    tx = optix.scale_by_muon(matrix_spec={"layers/**": optix.MatrixSpec(batch_axes=(0,))})
     with pytest.raises(ValueError, match="'layers/b'.*leaves no matrix.*'adam'"):
         tx.init(params)
 
@@ -232,8 +276,7 @@ def test_a_stacked_leaf_under_a_donating_jit_without_retracing(name):
         "head": jnp.ones((4, 2)),
     }
     spec = {"layers/**": optix.MatrixSpec(batch_axes=(0,))}
-    kw = {"labels": {"layers/b": "adam"}} if name == "muon" else {}
-    tx = MAKERS[name](matrix_spec=spec, **kw)
+    tx = MAKERS[name](matrix_spec=spec)
     state = tx.init(params)
     shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
     abstract = jax.eval_shape(tx.init, shapes)

@@ -210,3 +210,90 @@ def test_clip_records_the_norm_before_and_after_clipping():
     assert "clipped_grad_norm" not in optix.metrics(optix.monitor(optix.sgd(0.1)).init(params))
     with pytest.raises(TypeError, match="clip"):
         optix.monitor(optix.sgd(0.1), clip=0.5)
+
+
+def test_metrics_records_only_the_names_asked_for():
+    tx = optix.monitor(optix.adamw(1e-2, weight_decay=0.1), groups=GROUPS, metrics=["grad_norm"])
+    params, grads = _params(), _grads()
+    updates, state = tx.update(grads, tx.init(params), params)
+    got = optix.metrics(state)
+    assert set(got) == {"grad_norm"} | {f"grad_norm/{g}" for g in GROUPS}
+    np.testing.assert_allclose(got["grad_norm"], optax.tree.norm(grads), rtol=1e-6)
+    want_enc = _norm(_leaves(grads, "encoder/w"))
+    np.testing.assert_allclose(got["grad_norm/encoder"], want_enc, rtol=1e-6)
+    for field in ("update_norm", "param_norm", "update_param_ratio", "skipped_steps"):
+        assert getattr(state, field) is None
+    assert state.group_update_norms is None and state.clipped_grad_norm is None
+
+
+def test_ratio_alone_records_the_ratio_alone():
+    tx = optix.monitor(optix.sgd(0.1), metrics="update_param_ratio")
+    params, grads = _params(), _grads()
+    updates, state = tx.update(grads, tx.init(params), params)
+    got = optix.metrics(state)
+    assert set(got) == {"update_param_ratio"}
+    want = _norm(jax.tree.leaves(updates)) / _norm(jax.tree.leaves(params))
+    np.testing.assert_allclose(got["update_param_ratio"], want, rtol=1e-6)
+
+
+def test_update_norms_alone_per_group():
+    tx = optix.monitor(optix.sgd(0.1), groups={"bias": "**/b"}, metrics=("update_norm",))
+    params, grads = _params(), _grads()
+    updates, state = tx.update(grads, tx.init(params), params)
+    got = optix.metrics(state)
+    assert set(got) == {"update_norm", "update_norm/bias"}
+    np.testing.assert_allclose(got["update_norm/bias"], 0.1 * _norm([grads["head"]["b"]]))
+    assert state.grad_norm is None and state.group_grad_norms is None
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [("grad_norm",), ("param_norm",), ("update_norm",), ("skipped_steps",), None],
+)
+def test_updates_are_the_inner_transforms_bit_for_bit(metrics):
+    """Whatever is recorded, the updates are exactly those of ``tx`` alone (a zero gradient
+    entry keeps its ``-0.0``), jitted with donated params and state."""
+    inner = optix.sgd(0.1)
+    tx = optix.monitor(inner, metrics=metrics)
+    grads = _grads()
+    grads["head"]["b"] = jnp.array([0.0, -2.0])
+    want, _ = inner.update(grads, inner.init(_params()), _params())
+
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return updates, optix.apply_updates(params, updates), state
+
+    params = _params()
+    updates, _, _ = jax.jit(step, donate_argnums=(0, 1))(params, tx.init(params), grads)
+    for got_leaf, want_leaf in zip(jax.tree.leaves(updates), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(got_leaf, want_leaf)
+        np.testing.assert_array_equal(np.signbit(got_leaf), np.signbit(want_leaf))
+    assert np.signbit(updates["head"]["b"][0])
+
+
+def test_bad_metrics_are_errors_naming_them():
+    with pytest.raises(ValueError, match=r"'grad_nrom'"):
+        optix.monitor(optix.sgd(0.1), metrics=("grad_norm", "grad_nrom"))
+    with pytest.raises(ValueError, match="empty"):
+        optix.monitor(optix.sgd(0.1), metrics=())
+    with pytest.raises(TypeError, match="metrics"):
+        optix.monitor(optix.sgd(0.1), metrics=[3])
+    with pytest.raises(ValueError, match=r"'clipped_grad_norm'.*`clip`"):
+        optix.monitor(optix.sgd(0.1), metrics=("clipped_grad_norm",))
+    with pytest.raises(ValueError, match="groups"):
+        optix.monitor(optix.sgd(0.1), groups={"b": "**/b"}, metrics=("param_norm",))
+
+
+def test_clip_with_metrics_subset():
+    clip = optix.clip_by_global_norm(0.5)
+    tx = optix.monitor(optix.sgd(0.1), clip=clip, metrics=("clipped_grad_norm", "grad_norm"))
+    params, grads = _params(), _grads()
+    _, state = tx.update(grads, tx.init(params), params)
+    got = optix.metrics(state)
+    assert set(got) == {"grad_norm", "clipped_grad_norm"}
+    np.testing.assert_allclose(got["clipped_grad_norm"], 0.5, rtol=1e-6)
+    tx = optix.monitor(optix.sgd(0.1), clip=clip, metrics=("grad_norm",))
+    updates, state = tx.update(grads, tx.init(params), params)
+    assert set(optix.metrics(state)) == {"grad_norm"}
+    assert state.clipped_grad_norm is None
+    np.testing.assert_allclose(_norm(jax.tree.leaves(updates)), 0.05, rtol=1e-6)  # still clipped

@@ -89,10 +89,38 @@ def test_the_fitted_preconditioner_whitens_the_gradient():
     np.testing.assert_allclose(second, 1.0, rtol=0.3)
 
 
-def test_leaves_of_more_than_two_axes_are_refused_by_path():
-    params = {"conv": jnp.zeros((3, 3, 2, 4))}
-    with pytest.raises(ValueError, match=r"\['conv'\].*4 axes"):
-        optix.psgd_kron(1e-3).init(params)
+def test_a_conv_kernel_is_its_matrix_view_and_a_cube_needs_a_spec():
+    """A 4-D kernel ``(h, w, in, out)`` is preconditioned as the matrix ``(h w in, out)`` (the
+    MatrixSpec default); a 3-D leaf without a spec is an error naming its path."""
+    rng = np.random.default_rng(1)
+    g = jnp.asarray(rng.standard_normal((3, 3, 2, 4)), jnp.float32)
+    tx = optix.scale_by_psgd_kron()
+    state = tx.init({"conv": g})
+    assert [q.shape for q in state.leaves["conv"].factors] == [(18, 18), (4, 4)]
+    u = tx.update({"conv": g}, state)[0]["conv"]
+    flat = tx.update({"conv": g.reshape(18, 4)}, tx.init({"conv": g.reshape(18, 4)}))[0]["conv"]
+    np.testing.assert_allclose(u, flat.reshape(g.shape), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"'layers/w'.*3 axes.*matrix_spec"):
+        optix.psgd_kron(1e-3).init({"layers": {"w": jnp.zeros((2, 3, 4))}})
+
+
+def test_a_stack_of_biases_is_so_many_vectors():
+    """A spec that leaves the biases ``(L, d)`` of a layer stack no matrix makes them L vectors,
+    each with its diagonal factor, stepped as L separate ``(d,)`` leaves."""
+    rng = np.random.default_rng(2)
+    spec = {"b": optix.MatrixSpec(batch_axes=(1,))}
+    tx = optix.scale_by_psgd_kron(matrix_spec=spec)
+    alone = optix.scale_by_psgd_kron()
+    b0 = jnp.zeros((5, 3))
+    state, s1 = tx.init({"b": b0}), alone.init({str(i): b0[:, i] for i in range(3)})
+    assert [q.shape for q in state.leaves["b"].factors] == [(3, 5)]
+    for _ in range(4):
+        g = jnp.asarray(rng.standard_normal((5, 3)))
+        u, state = tx.update({"b": g}, state)
+        u1, s1 = alone.update({str(i): g[:, i] for i in range(3)}, s1)
+        np.testing.assert_allclose(
+            u["b"], np.stack([u1[str(i)] for i in range(3)], axis=1), rtol=1e-6
+        )
 
 
 def test_bad_settings_are_refused():

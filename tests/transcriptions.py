@@ -377,6 +377,93 @@ def _np_root(stat, eps, p):
     return (q * lam ** (-1.0 / p)) @ q.T
 
 
+def _np_graft(graft, s, key, g, u, t, graft_eps, graft_b2):
+    """``u`` with the Frobenius norm of the grafted optimizer's step (Agarwal et al. 2020; the
+    grafts of Distributed Shampoo); its second moment is ``s[key]``."""
+    if graft == "none":
+        return u
+    if graft == "sgd":
+        base = g
+    elif graft == "adagrad":
+        s[key] = s[key] + g * g
+        base = g / (np.sqrt(s[key]) + graft_eps)
+    elif graft == "rmsprop":  # no bias correction
+        s[key] = graft_b2 * s[key] + (1 - graft_b2) * g * g
+        base = g / (np.sqrt(s[key]) + graft_eps)
+    else:  # adam: the bias-corrected second moment, no momentum
+        s[key] = graft_b2 * s[key] + (1 - graft_b2) * g * g
+        base = g / (np.sqrt(s[key] / (1 - graft_b2**t)) + graft_eps)
+    norm = np.linalg.norm(u)
+    return u * (np.linalg.norm(base) / norm if norm > 0 else 0.0)
+
+
+def numpy_eigenvalue_corrected_shampoo(
+    lr,
+    eps=1e-6,
+    stat_decay=1.0,
+    freq=1,
+    block_size=None,
+    max_dim=1024,
+    graft="none",
+    graft_eps=1e-8,
+    graft_b2=0.999,
+):
+    """Eigenvalue-corrected Shampoo (George et al. 2018; Distributed Shampoo's
+    ``EigenvalueCorrectedShampooPreconditionerConfig``): per block, ``L`` and ``R`` as in Shampoo,
+    their eigenvectors refreshed on steps 1, 1 + f, ..., and Adam's (AdaGrad's at
+    ``stat_decay = 1``) diagonal second moment ``D`` of the rotated gradient
+    ``Q_L^T G Q_R``; ``u = Q_L [X / (sqrt(D / c) + eps)] Q_R^T``."""
+    sd = stat_decay
+
+    def acc(old, new):
+        return old + new if sd == 1.0 else sd * old + (1 - sd) * new
+
+    def init(params):
+        state = {"t": np.zeros(())}
+        for k, p in params.items():
+            state[k + "/graft"] = np.zeros(p.shape)
+            state[k + "/D"] = np.zeros(p.shape)  # blocks tile the matrix: D of each block in place
+            if p.ndim == 2:
+                for i, (r, c) in enumerate(_np_blocks(p.shape, block_size)):
+                    m, n = r.stop - r.start, c.stop - c.start
+                    state[f"{k}/L{i}"], state[f"{k}/R{i}"] = np.zeros((m, m)), np.zeros((n, n))
+                    state[f"{k}/QL{i}"], state[f"{k}/QR{i}"] = np.eye(m), np.eye(n)
+        return state
+
+    def update(grads, state, params):
+        s = {k: np.array(v) for k, v in state.items()}
+        t = int(s["t"]) + 1
+        refresh = (t - 1) % freq == 0
+        c = 1.0 - sd**t if sd < 1.0 else 1.0
+        out = {}
+        for k, g in grads.items():
+            d = s[k + "/D"]
+            if g.ndim < 2:
+                d[...] = acc(d, g * g)
+                u = g / (np.sqrt(d / c) + eps)
+            else:
+                u = np.zeros_like(g)
+                for i, b in enumerate(_np_blocks(g.shape, block_size)):
+                    gb = g[b]
+                    ql, qr = s[f"{k}/QL{i}"], s[f"{k}/QR{i}"]
+                    if gb.shape[0] <= max_dim:
+                        s[f"{k}/L{i}"] = acc(s[f"{k}/L{i}"], gb @ gb.T)
+                        if refresh:
+                            ql = s[f"{k}/QL{i}"] = np.linalg.eigh(s[f"{k}/L{i}"])[1]
+                    if gb.shape[1] <= max_dim:
+                        s[f"{k}/R{i}"] = acc(s[f"{k}/R{i}"], gb.T @ gb)
+                        if refresh:
+                            qr = s[f"{k}/QR{i}"] = np.linalg.eigh(s[f"{k}/R{i}"])[1]
+                    x = ql.T @ gb @ qr  # the gradient in the eigenbasis (identity if a side is off)
+                    d[b] = acc(d[b], x * x)
+                    u[b] = ql @ (x / (np.sqrt(d[b] / c) + eps)) @ qr.T
+            out[k] = -lr * _np_graft(graft, s, k + "/graft", g, u, t, graft_eps, graft_b2)
+        s["t"] = np.asarray(float(t))
+        return out, s
+
+    return NumpyTransform(init, update)
+
+
 def numpy_shampoo(
     lr,
     eps=1e-6,
@@ -432,16 +519,7 @@ def numpy_shampoo(
                     if not (on_l or on_r):
                         ub = gb / np.sqrt(s[k + "/diag"][b] + eps)
                     u[b] = ub
-            if graft == "adagrad":
-                s[k + "/graft"] = s[k + "/graft"] + g * g
-                base = g / (np.sqrt(s[k + "/graft"]) + graft_eps)
-            elif graft == "adam":
-                s[k + "/graft"] = graft_b2 * s[k + "/graft"] + (1 - graft_b2) * g * g
-                base = g / (np.sqrt(s[k + "/graft"] / (1 - graft_b2**t)) + graft_eps)
-            if graft != "none":
-                norm = np.linalg.norm(u)
-                u = u * (np.linalg.norm(base) / norm if norm > 0 else 0.0)
-            out[k] = -lr * u
+            out[k] = -lr * _np_graft(graft, s, k + "/graft", g, u, t, graft_eps, graft_b2)
         s["t"] = np.asarray(float(t))
         return out, s
 

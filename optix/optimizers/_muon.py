@@ -238,9 +238,10 @@ def muon(
 
     for each leaf labelled ``"muon"`` (see :func:`scale_by_muon` for ``NS`` and the scale ``s``);
     each leaf labelled ``"adam"`` takes an AdamW step with the ``adam_*`` settings. By default a
-    leaf is ``"muon"`` when ``ndim >= 2`` (conv kernels are orthogonalised as 2-D views, stacks of
-    matrices as independent matrices given their ``matrix_spec``) and
-    ``"adam"`` otherwise; embeddings and output heads are matrices that Muon's authors leave to
+    leaf is ``"muon"`` when it holds a matrix: ``ndim >= 2`` (conv kernels are orthogonalised
+    as 2-D views, stacks of matrices as independent matrices given their ``matrix_spec``), and for
+    a leaf given a ``matrix_spec``, when its spec leaves a matrix (a stack's biases ``(L, d)``
+    under ``MatrixSpec(batch_axes=(0,))`` hold none); it is ``"adam"`` otherwise; embeddings and output heads are matrices that Muon's authors leave to
     AdamW: label them with ``labels={"embed/**": "adam", ...}``. The state has both branches
     even when no leaf takes one of them (that branch holds no buffers and is left alone), so its
     structure depends only on the params tree's. Complex matrices are orthogonalised with the
@@ -263,7 +264,8 @@ def muon(
         0).
       mask: which params decay (both branches): a tree of bools, a function or path patterns.
       labels: ``"muon"``/``"adam"`` per leaf: a tree, a function of the params, or path patterns
-        (leaves no pattern matches keep the ``ndim >= 2`` rule). See :func:`muon_labels`.
+        (leaves no pattern matches keep the default rule above). A ``"muon"`` label on a leaf
+        that holds no matrix is an error.
       ns_steps, ns_coeffs, nesterov, bias_correction, eps_mode, layout, scale_mode: see
         :func:`scale_by_muon`.
       rms_scale, mu_dtype: see :func:`scale_by_muon`.
@@ -312,4 +314,6 @@ def muon(
         *decayed_weights(weight_decay, mask),
     ]
     adam = (adam_learning_rate, adam_b1, adam_b2, adam_eps, adam_weight_decay)
-    return matrices_and_the_rest(muon_tx, labels, learning_rate, mask, mu_dtype, adam)
+    return matrices_and_the_rest(
+        muon_tx, labels, learning_rate, mask, mu_dtype, adam, matrix_spec, layout == "out_in"
+    )

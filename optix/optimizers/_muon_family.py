@@ -24,6 +24,8 @@ from optix._chain import chain
 from optix.optimizers._adam import scale_by_adam
 from optix.transforms._matrix import decayed_weights
 from optix.transforms._matrix_spec import layout_tree
+from optix.transforms._matrix_spec import leaf_specs
+from optix.transforms._matrix_spec import resolve_layout
 from optix.transforms._scale import scale_lr
 from optix.wrappers._partition import PartitionState
 from optix.wrappers._partition import partition
@@ -54,22 +56,36 @@ def matrix_layouts(params: Any, what: str, matrix_spec: Any, out_in: bool) -> An
 _MUON_LABELS = ("muon", "adam")
 
 
-def muon_labels(tree: Any, labels: Any = None) -> Any:
+def muon_labels(
+    tree: Any, labels: Any = None, matrix_spec: Any = None, out_in: bool = False
+) -> Any:
     """The ``"muon"``/``"adam"`` label of each leaf of ``tree``, as a tree shaped like it.
 
-    By default a leaf with ``ndim >= 2`` is ``"muon"`` and any other leaf ``"adam"``. ``labels``
+    By default a leaf is ``"muon"`` when it holds a matrix and ``"adam"`` otherwise: a leaf
+    ``matrix_spec`` leaves out holds one when ``ndim >= 2``, a leaf it gives an
+    :class:`optix.MatrixSpec` when its spec leaves a matrix (the biases ``(L, d)`` of a layer
+    stack under ``MatrixSpec(batch_axes=(0,))`` hold none, so they are ``"adam"``). ``labels``
     overrides this: a tree of labels, a function ``params -> tree of labels``, or a dict of path
     patterns (first match wins; a leaf no pattern matches keeps the default rule), for example
-    ``{"embed/**": "adam", "head/**": "adam"}``.
+    ``{"embed/**": "adam", "head/**": "adam"}``. A leaf labelled ``"muon"`` that holds no matrix
+    is an error naming it.
     """
     pairs = jax.tree_util.tree_leaves_with_path(tree)
-    rule = ["muon" if len(leaf.shape) >= 2 else "adam" for _, leaf in pairs]
+    specs = leaf_specs(matrix_spec, tree, "`muon`")
+
+    def holds_matrix(path: str, leaf: Any, spec: Any) -> bool:
+        if spec is None:
+            return len(leaf.shape) >= 2
+        return resolve_layout(spec, tuple(leaf.shape), path, "`muon`", out_in=out_in) is not None
+
+    rule = ["muon" if holds_matrix(*s) else "adam" for s in specs]
     if labels is None:
         values = rule
-    else:  # leaves no pattern matches (or a partial tree leaves out) keep the ndim rule
-        default = lambda x: "muon" if len(x.shape) >= 2 else "adam"  # noqa: E731
-        values = _paths.resolve_leaves(labels, tree, "`muon` labels", default=default)
-    for (path, leaf), value in zip(pairs, values, strict=True):
+    else:  # leaves no pattern matches (or a partial tree leaves out) keep the default rule
+        unset = object()
+        given = _paths.resolve_leaves(labels, tree, "`muon` labels", default=lambda _: unset)
+        values = [r if v is unset else v for v, r in zip(given, rule, strict=True)]
+    for (path, leaf), value, r in zip(pairs, values, rule, strict=True):
         if value not in _MUON_LABELS:
             raise ValueError(
                 f"`muon` labels: leaf '{_keypath.path_str(path)}' has label {value!r}; "
@@ -79,6 +95,12 @@ def muon_labels(tree: Any, labels: Any = None) -> Any:
             raise ValueError(
                 f"`muon` labels: leaf '{_keypath.path_str(path)}' of shape {leaf.shape} is "
                 "labelled 'muon', but Muon needs ndim >= 2; label it 'adam'"
+            )
+        if value == "muon" and r == "adam":
+            raise ValueError(
+                f"`muon` labels: leaf '{_keypath.path_str(path)}' of shape {leaf.shape} is "
+                "labelled 'muon', but its MatrixSpec leaves no matrix (its batch axes leave "
+                "fewer than two axes); label it 'adam' or name its fan axes"
             )
     return jax.tree.unflatten(jax.tree.structure(tree), values)
 
@@ -137,16 +159,19 @@ def matrices_and_the_rest(
     mask: Any,
     mu_dtype: Any,
     adam: tuple[Any, Any, Any, Any, Any],
+    matrix_spec: Any = None,
+    out_in: bool = False,
 ) -> GradientTransformation:
     """``matrix_tx`` on the leaves :func:`muon_labels` calls ``"muon"``, AdamW on the others: the
     alias of every Muon-family optimizer.
 
     ``adam`` is ``(learning_rate, b1, b2, eps, weight_decay)`` of the AdamW branch (its decay
     masked by ``mask``, its moments in ``mu_dtype``). Each branch is scaled by ``learning_rate``,
-    the AdamW branch by its own rate when that is not None."""
+    the AdamW branch by its own rate when that is not None. ``matrix_spec`` and ``out_in`` (the
+    matrix transform's) decide the default label of each leaf."""
     adam_learning_rate, b1, b2, eps, weight_decay = adam
     adam_tx = [scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype), *decayed_weights(weight_decay, mask)]
-    labels_of = lambda tree: muon_labels(tree, labels)  # noqa: E731
+    labels_of = lambda tree: muon_labels(tree, labels, matrix_spec, out_in)  # noqa: E731
     if adam_learning_rate is None:
         branches = {"muon": chain(*matrix_tx), "adam": chain(*adam_tx)}
         return chain(_partition_present(branches, labels_of), scale_lr(learning_rate))

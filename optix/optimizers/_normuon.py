@@ -244,4 +244,6 @@ def normuon(
         *decayed_weights(weight_decay, mask),
     ]
     adam = (adam_learning_rate, adam_b1, adam_b2, adam_eps, adam_weight_decay)
-    return matrices_and_the_rest(muon_tx, labels, learning_rate, mask, mu_dtype, adam)
+    return matrices_and_the_rest(
+        muon_tx, labels, learning_rate, mask, mu_dtype, adam, matrix_spec, layout == "out_in"
+    )

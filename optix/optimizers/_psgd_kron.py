@@ -9,13 +9,13 @@ Evan Walters' psgd_jax (https://github.com/evanatyourservice/psgd_jax, ``psgd_ja
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 from jax.typing import ArrayLike
 from jax.typing import DTypeLike
 
@@ -34,12 +34,21 @@ from optix.toolkit import checked
 from optix.toolkit import transform
 from optix.transforms._distribute import map_each
 from optix.transforms._ema import ema
+from optix.transforms._kron_factors import balance
+from optix.transforms._kron_factors import fit
+from optix.transforms._kron_factors import init_factors
+from optix.transforms._kron_factors import precondition
+from optix.transforms._kron_factors import trust_region
 from optix.transforms._matrix import check_real_leaves
 from optix.transforms._matrix import decayed_weights
+from optix.transforms._matrix_spec import MatrixLayout
+from optix.transforms._matrix_spec import leaf_specs
+from optix.transforms._matrix_spec import resolve_layout
 from optix.transforms._scale import scale_lr
 
 _SHAPELESS = object()  # a reference leaf without a shape: the factors are checked per leaf
 _BALANCE_EVERY = 100  # steps between rebalancings of a leaf's factors (a no-op on Q^T Q)
+_WHAT = "`scale_by_psgd_kron`"
 
 
 class PsgdKronLeafState(NamedTuple):
@@ -58,75 +67,53 @@ class ScaleByPsgdKronState(NamedTuple):
     leaves: Updates  # a PsgdKronLeafState per leaf
 
 
-def _probe(key: jax.Array, step: Any, leaf_index: int, shape: tuple, dtype: Any) -> jax.Array:
-    """The random probe ``v`` of one leaf at one step of :func:`scale_by_psgd_kron`:
-    ``jax.random.normal(optix.noise_key(key, step, leaf_index), shape, dtype)`` (the same key
-    derivation as :func:`optix.add_noise`), ``step`` 0-based, ``dtype`` the leaf's compute
-    dtype."""
-    k = jax.random.fold_in(jax.random.fold_in(key, step), leaf_index)
+def _probe(key: jax.Array, step: Any, index: Any, shape: tuple, dtype: Any) -> jax.Array:
+    """The probe ``v`` of array ``index`` (a leaf, or one matrix of a stack) at 0-based ``step``:
+    ``jax.random.normal(optix.noise_key(key, step, index), shape, dtype)`` (as add_noise)."""
+    k = jax.random.fold_in(jax.random.fold_in(key, step), index)
     return jax.random.normal(k, shape, dtype)
 
 
-def _is_diagonal(shape: tuple, max_size_triangular: int, min_ndim_triangular: int) -> list[bool]:
-    """Which axes of a leaf get a diagonal factor (the rest: an upper-triangular one)."""
-    return [n == 1 or n > max_size_triangular or len(shape) < min_ndim_triangular for n in shape]
+class _View(NamedTuple):
+    """A leaf seen as the arrays PSGD preconditions, its *cores*: the leaf itself (``layout`` and
+    ``perm`` unset), one matrix (``stacked`` False), or a ``(n, *core)`` stack of matrices, or
+    of vectors or scalars (a stack of biases: ``perm`` moves its batch axes first)."""
+
+    stacked: bool
+    n: int
+    core: tuple[int, ...]
+    layout: MatrixLayout | None = None
+    perm: tuple[int, ...] = ()
+
+    def to_cores(self, x: jax.Array) -> jax.Array:
+        if self.layout is not None:
+            stack = self.layout.to_stack(x)
+            return stack if self.stacked else stack[0]
+        if self.perm:
+            return jnp.transpose(x, self.perm).reshape((self.n, *self.core))
+        return x
+
+    def from_cores(self, y: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        if self.layout is not None:
+            return self.layout.from_stack(y if self.stacked else y[None])
+        if self.perm:
+            y = y.reshape(tuple(shape[a] for a in self.perm))
+            return jnp.transpose(y, tuple(self.perm.index(a) for a in range(len(shape))))
+        return y
 
 
-def _along(
-    x: jax.Array, axis: int, fn: Callable[[jax.Array, jax.Array], jax.Array], q: jax.Array
-) -> jax.Array:
-    """``fn(q, X)`` on ``x`` unfolded along ``axis`` (an ``(n, rest)`` matrix ``X``), folded
-    back."""
-    moved = jnp.moveaxis(x, axis, 0)
-    out = fn(q, moved.reshape(moved.shape[0], -1)).reshape(moved.shape)
-    return jnp.moveaxis(out, 0, axis)
-
-
-def _times(q: jax.Array, m: jax.Array) -> jax.Array:
-    return q @ m
-
-
-def _inverse_transpose_times(q: jax.Array, m: jax.Array) -> jax.Array:
-    """``Q^{-T} m`` for an upper-triangular ``Q``, by a triangular solve."""
-    return solve_triangular(q, m, trans="T", lower=False)
-
-
-def _gram_times(q: jax.Array, m: jax.Array) -> jax.Array:
-    return q.T @ (q @ m)
-
-
-def _scale_axis(x: jax.Array, axis: int, d: jax.Array) -> jax.Array:
-    """``x`` times the diagonal ``d`` along ``axis``."""
-    shape = [1] * x.ndim
-    shape[axis] = d.shape[0]
-    return x * d.reshape(shape)
-
-
-def _gram(x: jax.Array, axis: int, diagonal: bool) -> jax.Array:
-    """The contraction of ``x`` with itself over every axis but ``axis``: ``X_(i) X_(i)^T`` of
-    the mode-``i`` unfolding, or just its diagonal."""
-    m = jnp.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
-    if diagonal:
-        return jnp.sum(m * m, axis=1)
-    return m @ m.T
-
-
-def _spectral_norm_lower_bound(s: jax.Array) -> jax.Array:
-    r"""A cheap lower bound on the spectral norm of a symmetric PSD matrix ``S``, as psgd uses
-    it: with ``r`` the row of ``S`` of largest norm, ``\|S x\|`` for ``x = S r / \|S r\|`` (one
-    step of power iteration from ``r``); ``S`` is scaled by ``max|S|`` first, for range."""
-    big = jnp.max(jnp.abs(s))
-    safe = jnp.where(big > 0, big, 1)
-    a = s / safe
-    r = a[jnp.argmax(jnp.sum(a * a, axis=1))]
-    x = a @ r
-    nx = jnp.linalg.norm(x)
-    x = x / jnp.where(nx > 0, nx, 1)
-    return jnp.where(big > 0, big * jnp.linalg.norm(a @ x), 0)
-
-
-def _tiny(x: jax.Array) -> jax.Array:
-    return x + jnp.finfo(x.dtype).tiny
+def _view(spec: Any, shape: tuple[int, ...], path: str) -> _View:
+    """The cores of a leaf of ``shape`` under its :class:`optix.MatrixSpec` ``spec`` (None: the
+    2-D and 4-D defaults; a leaf of 3 or 5+ axes without a spec is an error naming ``path``)."""
+    lay = resolve_layout(spec, shape, path, _WHAT)
+    if lay is not None:
+        return _View(lay.stacked, lay.n_matrices, lay.matrix, lay)
+    batch = () if spec is None else tuple(a % len(shape) for a in spec.batch_axes)
+    if not batch or not math.prod(shape):
+        return _View(False, 1, shape)
+    rest = tuple(a for a in range(len(shape)) if a not in batch)
+    count = math.prod(shape[a] for a in batch)
+    return _View(True, count, tuple(shape[a] for a in rest), None, batch + rest)
 
 
 @transform(ScaleByPsgdKronState)
@@ -140,6 +127,7 @@ def scale_by_psgd_kron(
     trust_region_scale: float | None = 1.5,
     seed: Any = 0,
     precond_dtype: DTypeLike | None = None,
+    matrix_spec: Any = None,
 ) -> GradientTransformation:
     r"""Precondition each leaf by ``P = Q^T Q``, with ``Q`` a Kronecker product of one factor per
     axis fitted by PSGD's gradient-whitening criterion.
@@ -170,11 +158,25 @@ def scale_by_psgd_kron(
     settings, except that the preconditioner is updated on every ``precond_update_every``-th step
     (on steps 1, 1 + f, ...) instead of with an annealed probability, and the rebalancing runs
     every 100 steps instead of with probability 0.01 per update: both deterministic, so a run is
-    a pure function of its seed and its inputs. The probe of leaf ``i`` (in ``jax.tree``
-    flattening order) at 0-based step ``t`` is ``jax.random.normal(optix.noise_key(key, t, i),
-    shape, dtype)`` in the leaf's compute dtype, ``key`` the raw PRNG key data in the state.
+    a pure function of its seed and its inputs (see below for the probes); and psgd_jax gives a
+    leaf of more than two axes one factor per axis, where optix asks for its matrix view.
 
-    Leaves of more than two axes raise an error (use a 2-D view of them, or another optimizer).
+    Which axes of a leaf form a matrix is its :class:`optix.MatrixSpec` (``matrix_spec``), as for
+    :func:`optix.muon` and :func:`optix.shampoo`: a 2-D leaf is one matrix, a 4-D conv kernel
+    ``(h, w, in, out)`` the matrix ``(h w in, out)``, a leaf with batch axes (a scanned layer
+    stack, an expert stack) that many independent matrices, and a leaf of 3 or 5+ axes without a
+    spec an error naming it. Each matrix of a stack has its own factors (stacked on a leading
+    axis of the leaf's state), its own probe and its own rebalancing, exactly as if it were a
+    separate 2-D leaf; a stack the spec leaves without a matrix (the biases ``(L, d)`` of a layer
+    stack) is that many separate vectors, each with its diagonal factor. Scalars and vectors
+    without a spec are preconditioned as they are.
+
+    The probes are deterministic: number the arrays PSGD preconditions in ``jax.tree``
+    flattening order of the leaves, a leaf counting as one array and a stack as its matrices (or
+    vectors) one by one in stack order (batch index, then block); the probe of array ``i`` at
+    0-based step ``t`` is ``jax.random.normal(optix.noise_key(key, t, i), shape, dtype)`` in the
+    leaf's compute dtype, ``key`` the raw PRNG key data in the state. So a ``(4, m, n)`` stack
+    with ``batch_axes=(0,)`` takes the very steps of four ``(m, n)`` leaves in its place.
 
     Args:
       precond_lr: ``eta_Q`` > 0, the step size of the factors (psgd's default 0.1).
@@ -185,6 +187,9 @@ def scale_by_psgd_kron(
       trust_region_scale: ``s`` of the trust region; None: no trust region.
       seed: an int or a PRNG key, for the probes.
       precond_dtype: dtype of the factors; default: the compute dtype (>= float32).
+      matrix_spec: the :class:`optix.MatrixSpec` of each leaf: a tree of them (a prefix of the
+        params; None: the default), a function of the params, or a dict of path patterns such
+        as ``{"layers/**": optix.MatrixSpec(batch_axes=(0,))}`` (other leaves: the defaults).
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -215,89 +220,28 @@ def scale_by_psgd_kron(
     key = _validate.raw_key(seed)
     spec = Hyperparams(precond_lr=precond_lr)
 
-    def check_ndim(tree):
-        for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
-            if jnp.ndim(x) > 2:
-                raise ValueError(
-                    f"`scale_by_psgd_kron`: leaf '{jax.tree_util.keystr(path)}' has "
-                    f"{jnp.ndim(x)} axes {jnp.shape(x)}; psgd_kron preconditions scalars, "
-                    "vectors and matrices only. Reshape it to a matrix in the model, or give "
-                    "it another optimizer (optix.partition)."
-                )
+    def views(tree):
+        return [
+            _view(sp, tuple(jnp.shape(x)), path)
+            for path, x, sp in leaf_specs(matrix_spec, tree, _WHAT)
+        ]
 
-    def leaf_init(p):
+    def leaf_init(p, view):
         dtype = _tree.state_dtype(p.dtype, precond_dtype)
-        shape = jnp.shape(p)
-        if not shape:
-            return PsgdKronLeafState((jnp.full((), q0, dtype),))
-        scale = q0 ** (1 / len(shape))
-        diag = _is_diagonal(shape, max_size_triangular, min_ndim_triangular)
-        return PsgdKronLeafState(
-            tuple(
-                jnp.full((n,), scale, dtype) if d else scale * jnp.eye(n, dtype=dtype)
-                for n, d in zip(shape, diag, strict=True)
-            )
-        )
+        factors = init_factors(view.core, q0, dtype, max_size_triangular, min_ndim_triangular)
+        if view.stacked:  # one set of factors per core, stacked on a leading axis
+            factors = tuple(jnp.broadcast_to(q, (view.n, *q.shape)) for q in factors)
+        return PsgdKronLeafState(factors)
 
     def init(params):
         params = _tree.as_arrays(params)
         bare = _tree.unwrap_variables(params)  # per-leaf nodes never sit in a Variable
         check_real_leaves(bare, "scale_by_psgd_kron")
-        check_ndim(bare)
+        leaves, treedef = jax.tree.flatten(bare)
+        states = [leaf_init(p, v) for p, v in zip(leaves, views(bare), strict=True)]
         # a fresh buffer per init: a donated state must not take the transform's own key with it
         fresh_key = jnp.array(key, copy=True)
-        return ScaleByPsgdKronState(spec.init(), fresh_key, jax.tree.map(leaf_init, bare))
-
-    def balance(factors):
-        if len(factors) < 2:
-            return factors
-        norms = jnp.stack([jnp.max(jnp.abs(q)) for q in factors])
-        gmean = jnp.prod(norms) ** (1 / len(factors))
-        return tuple(q * (gmean / n) for q, n in zip(factors, norms, strict=True))
-
-    def fit(factors, g, v, lr):
-        """One PSGD step of the factors towards whitening ``g``, probed by ``v``."""
-        if g.ndim == 0:
-            (q,) = factors
-            a, b = q * g, v / q
-            aa, bb = a * a, b * b
-            return (q - lr * (aa - bb) * q / _tiny(jnp.abs(aa + bb)),)
-        a, b = g, v
-        for i, q in enumerate(factors):
-            if q.ndim == 1:
-                a, b = _scale_axis(a, i, q), _scale_axis(b, i, 1 / q)
-            else:
-                a = _along(a, i, _times, q)
-                b = _along(b, i, _inverse_transpose_times, q)
-        new = []
-        for i, q in enumerate(factors):
-            diagonal = q.ndim == 1
-            aa, bb = _gram(a, i, diagonal), _gram(b, i, diagonal)
-            if diagonal:
-                new.append(q - lr * (aa - bb) * q / _tiny(jnp.max(jnp.abs(aa + bb))))
-            else:
-                step = jnp.triu(aa - bb) / _tiny(_spectral_norm_lower_bound(aa + bb))
-                new.append(q - lr * step @ q)
-        return tuple(new)
-
-    def precondition(factors, g):
-        """``Q^T Q g``, each factor along its axis."""
-        if g.ndim == 0:
-            (q,) = factors
-            return q * q * g
-        u = g
-        for i, q in enumerate(factors):
-            if q.ndim == 1:
-                u = _scale_axis(u, i, q * q)
-            else:
-                u = _along(u, i, _gram_times, q)
-        return u
-
-    def trust_region(u):
-        if trust_region_scale is None:
-            return u
-        x = u / trust_region_scale
-        return trust_region_scale * (0.1 * jnp.sign(x) * jnp.log1p(jnp.abs(x)) + 0.9 * jnp.tanh(x))
+        return ScaleByPsgdKronState(spec.init(), fresh_key, treedef.unflatten(states))
 
     def update(updates, state, params=None, **extra):
         del params, extra
@@ -308,51 +252,78 @@ def scale_by_psgd_kron(
             "scale_by_psgd_kron",
         )
         check_real_leaves(updates, "scale_by_psgd_kron")
-        check_ndim(updates)
         h, hyperparams = spec.step(state.hyperparams)
         step = h.t - 1  # 0-based: the probes' step
         do_balance = h.t % _BALANCE_EVERY == 0
         leaves, treedef = jax.tree.flatten(updates)
         states = treedef.flatten_up_to(state.leaves)
+        leaf_views = views(updates)
+        # the probe index of each leaf's first core: the cores of a stack count one by one
+        firsts = [0]
+        for view in leaf_views:
+            firsts.append(firsts[-1] + view.n)
 
-        def check(i, g, s):
-            sizes = tuple(q.shape[0] for q in s.factors if q.ndim)
-            if sizes != g.shape:
+        def check(i, g, s, view):
+            expected = jax.eval_shape(lambda: leaf_init(g, view)).factors
+            if tuple(q.shape for q in s.factors) != tuple(q.shape for q in expected):
                 raise ValueError(
-                    f"`scale_by_psgd_kron`: leaf {i} has shape {g.shape} but its state was built "
-                    f"for shape {sizes}; was the state initialised with the same params?"
+                    f"`scale_by_psgd_kron`: leaf {i} of shape {g.shape} does not match its state "
+                    f"(factors {[q.shape for q in s.factors]}, expected "
+                    f"{[q.shape for q in expected]}); was the state initialised with the same "
+                    "params and matrix_spec?"
                 )
-            return (i, g, s.factors)
 
-        def leaf(_, arrays, key, step, do_balance, precond_lr, due):
-            i, g, old = arrays
+        def leaf(view, arrays, key, step, do_balance, precond_lr, due):
+            first, g, old = arrays
             # whole leaves and factors when a mesh with explicit axes splits them (ZeRO, tensor
             # parallelism): the refit and the kept factors must have one layout
             gc = _tree.unsplit(_tree.upcast(g))
+            cores = view.to_cores(gc)
             factors = tuple(_tree.unsplit(q.astype(gc.dtype)) for q in old)
+            lr = precond_lr.astype(gc.dtype)
 
             def refit(factors):
-                factors = jax.lax.cond(do_balance, balance, lambda f: f, factors)
-                v = _probe(key, step, i, gc.shape, gc.dtype)
-                return fit(factors, gc, v, precond_lr.astype(gc.dtype))
+                if not view.stacked:
+                    factors = jax.lax.cond(do_balance, balance, lambda f: f, factors)
+                    return fit(factors, cores, _probe(key, step, first, view.core, gc.dtype), lr)
+
+                def one(f, c, j):
+                    f = jax.lax.cond(do_balance, balance, lambda f: f, f)
+                    return fit(f, c, _probe(key, step, first + j, view.core, gc.dtype), lr)
+
+                return jax.vmap(one)(factors, cores, jnp.arange(view.n))
 
             if precond_update_every == 1:
                 factors = refit(factors)
             else:
                 factors = jax.lax.cond(due, refit, lambda f: f, factors)
-            u = trust_region(precondition(factors, gc))
+            u = (
+                jax.vmap(precondition)(factors, cores)
+                if view.stacked
+                else precondition(factors, cores)
+            )
+            u = trust_region(view.from_cores(u, g.shape), trust_region_scale)
             new = PsgdKronLeafState(
                 tuple(q.astype(q_old.dtype) for q, q_old in zip(factors, old, strict=True))
             )
             return u.astype(g.dtype), new
 
-        # one job per leaf; under a distribution each device fits the factors of its share of
-        # the leaves (those of one shape batched together)
-        jobs = [(None, check(i, g, s)) for i, (g, s) in enumerate(zip(leaves, states, strict=True))]
+        # one job per leaf with elements; under a distribution each device fits the factors of
+        # its share of the leaves (those of one view and shape batched together)
+        jobs, owners = [], []
+        for i, (g, s, view, first) in enumerate(
+            zip(leaves, states, leaf_views, firsts[:-1], strict=True)
+        ):
+            check(i, g, s, view)
+            if g.size:  # a leaf without elements has nothing to precondition
+                jobs.append((view, (first, g, s.factors)))
+                owners.append(i)
         due = (h.t - 1) % precond_update_every == 0
         consts = (state.key, step, do_balance, h.precond_lr, due)
+        outs = list(zip(leaves, states, strict=True))
         with jax.numpy_dtype_promotion("standard"):
-            outs = map_each(leaf, jobs, consts)
+            for i, out in zip(owners, map_each(leaf, jobs, consts), strict=True):
+                outs[i] = out
         new_updates = treedef.unflatten([u for u, _ in outs])
         new_leaves = treedef.unflatten([s for _, s in outs])
         return new_updates, ScaleByPsgdKronState(hyperparams, state.key, new_leaves)
@@ -376,6 +347,7 @@ def psgd_kron(
     seed: Any = 0,
     precond_dtype: DTypeLike | None = None,
     mu_dtype: DTypeLike | None = None,
+    matrix_spec: Any = None,
 ) -> GradientTransformation:
     r"""PSGD Kron: bias-corrected momentum preconditioned by a Kronecker-factored ``Q^T Q``.
 
@@ -399,6 +371,9 @@ def psgd_kron(
       precond_lr, init_scale, max_size_triangular, min_ndim_triangular, precond_update_every, trust_region_scale, seed, precond_dtype: see
         :func:`scale_by_psgd_kron`.
       mu_dtype: dtype of the momentum; default: the param's dtype widened to at least float32.
+      matrix_spec: which axes of each leaf form its matrices (:class:`optix.MatrixSpec` per leaf,
+        a tree, a function or path patterns); see :func:`scale_by_psgd_kron`. A stacked leaf
+        ``(L, d_in, d_out)`` needs one, e.g. ``{"layers/**": optix.MatrixSpec(batch_axes=(0,))}``.
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -428,6 +403,7 @@ def psgd_kron(
             trust_region_scale=trust_region_scale,
             seed=seed,
             precond_dtype=precond_dtype,
+            matrix_spec=matrix_spec,
         ),
         *decayed_weights(weight_decay, mask),
         scale_lr(learning_rate),

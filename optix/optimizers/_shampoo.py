@@ -23,6 +23,7 @@ from optix._base import Params
 from optix._base import Updates
 from optix._chain import chain
 from optix.optimizers._sgd import scale_by_momentum
+from optix.optimizers._shampoo_eigen import scale_by_eigenvalue_corrected_shampoo
 from optix.toolkit import Beta
 from optix.toolkit import Fraction
 from optix.toolkit import Hyperparams
@@ -31,6 +32,11 @@ from optix.toolkit import NonNegative
 from optix.toolkit import checked
 from optix.toolkit import transform
 from optix.transforms._distribute import map_matrices
+from optix.transforms._layer_graft import Graft
+from optix.transforms._layer_graft import check_graft
+from optix.transforms._layer_graft import graft_hyperparams
+from optix.transforms._layer_graft import graft_state
+from optix.transforms._layer_graft import grafted
 from optix.transforms._matrix import accumulate
 from optix.transforms._matrix import check_layout_args
 from optix.transforms._matrix import check_leaf_shapes
@@ -78,7 +84,7 @@ def scale_by_shampoo(
     precondition_frequency: int = 1,
     block_size: int | None = None,
     max_precond_dim: int = 1024,
-    graft: Literal["none", "adagrad", "adam"] = "none",
+    graft: Graft = "none",
     graft_eps: NonNegative = 1e-8,
     graft_b2: Beta = 0.999,
     stat_dtype: DTypeLike | None = None,
@@ -109,10 +115,15 @@ def scale_by_shampoo(
     changes nothing measurable, in float32 it keeps noise directions from being amplified; keep
     ``eps`` well above ``1e-7 * max eigenvalue`` when running in float32.
 
-    With ``graft``, each leaf's update (each matrix's, for a stack) keeps Shampoo's direction but takes the norm of a simpler
-    optimizer's update (layer-wise grafting, Agarwal et al. 2020): ``"adagrad"``
-    (``g / (sqrt(sum g^2) + graft_eps)``) or ``"adam"`` (Adam's bias-corrected second moment
-    without momentum, ``g / (sqrt(v_hat) + graft_eps)``).
+    With ``graft``, each leaf's update (each matrix's, for a stack) keeps Shampoo's direction but
+    takes the Frobenius norm of a simpler optimizer's update on the same gradient (layer-wise
+    grafting, Agarwal et al. 2020; the grafts of Distributed Shampoo): ``"sgd"`` (``g`` itself),
+    ``"adagrad"`` (``g / (sqrt(sum g^2) + graft_eps)``), ``"rmsprop"`` (``g / (sqrt(v) +
+    graft_eps)``, ``v`` an EMA of ``g^2`` with decay ``graft_b2``, not bias-corrected) or
+    ``"adam"`` (the same with ``v`` bias-corrected; Adam's second moment without momentum).
+    Distributed Shampoo grafts block by block and feeds both its preconditioner and the grafted
+    method the momentum-filtered gradient; optix grafts per leaf (per matrix of a stack) on the
+    raw gradient, and :func:`optix.shampoo`'s momentum acts on the grafted step.
 
     Args:
       eps: damping ``epsilon`` >= 0 added to every statistic before its root.
@@ -121,9 +132,9 @@ def scale_by_shampoo(
       precondition_frequency: recompute the roots every this many steps.
       block_size: largest block side; None: one block per leaf.
       max_precond_dim: block sides longer than this get no preconditioner.
-      graft: ``"none"``, ``"adagrad"`` or ``"adam"``.
-      graft_eps, graft_b2: the grafted optimizer's ``eps`` >= 0 and (Adam) second-moment decay in
-        [0, 1).
+      graft: ``"none"``, ``"sgd"``, ``"adagrad"``, ``"rmsprop"`` or ``"adam"``.
+      graft_eps, graft_b2: the grafted optimizer's ``eps`` >= 0 and (RMSprop, Adam) second-moment
+        decay in [0, 1) (Distributed Shampoo's defaults: 0.99 for RMSprop, 0.999 for Adam).
       stat_dtype: dtype of the statistics and roots; default: the compute dtype (>= float32).
       matrix_spec: the :class:`optix.MatrixSpec` of each leaf of 2+ axes: a tree of them (a
         prefix of the params; None: the default), a function of the params, or a dict of path
@@ -141,14 +152,10 @@ def scale_by_shampoo(
     """
     check_layout_args(precondition_frequency, block_size, max_precond_dim)
     _tree.check_state_dtype("stat_dtype", stat_dtype)
-    if graft not in ("none", "adagrad", "adam"):
-        raise ValueError(f"`graft` must be 'none', 'adagrad' or 'adam', got {graft!r}")
-    specs = {"eps": eps, "stat_decay": stat_decay}
-    if graft != "none":
-        specs["graft_eps"] = graft_eps
-    if graft == "adam":
-        specs["graft_b2"] = graft_b2
-    spec = Hyperparams(**specs)
+    check_graft(graft)
+    spec = Hyperparams(
+        eps=eps, stat_decay=stat_decay, **graft_hyperparams(graft, graft_eps, graft_b2)
+    )
     is_leaf_state = lambda x: isinstance(x, ShampooLeafState)  # noqa: E731
 
     def layouts_of(tree):
@@ -183,10 +190,7 @@ def scale_by_shampoo(
         bare = _tree.unwrap_variables(params)  # per-leaf nodes never sit in a Variable
         check_real_leaves(params, "scale_by_shampoo")
         leaves = _tree.map_leaves(leaf_init, bare, layouts_of(bare))
-        nu = None
-        if graft != "none":
-            nu = _tree.moments_like(params)
-        return ScaleByShampooState(spec.init(), leaves, nu)
+        return ScaleByShampooState(spec.init(), leaves, graft_state(params, graft))
 
     def update(updates, state, params=None, **extra):
         del params, extra
@@ -261,32 +265,20 @@ def scale_by_shampoo(
         preconditioned = treedef.unflatten([u for u, _ in finished])
         leaves = treedef.unflatten([new for _, new in finished])
 
-        def grafted(g, u, lay, v):
-            gc = _tree.upcast(g)
-            if graft == "adagrad":
-                v_new = v + gc * gc
-                v_hat = v_new
-            else:
-                v_new = h.graft_b2 * v + (1 - h.graft_b2) * gc * gc
-                v_hat = v_new / _tree.bias_correction(h.graft_b2, h.t)
-            base = gc / (jnp.sqrt(v_hat) + h.graft_eps)
-            stacked = lay is not None and lay.stacked  # each matrix of a stack on its own
-            if stacked:
-                u, base = lay.to_stack(u), lay.to_stack(base)
-            axes = (-2, -1) if stacked else None
-            u_norm = jnp.sqrt(jnp.sum(u * u, axis=axes, keepdims=stacked))
-            ratio = jnp.sqrt(jnp.sum(base * base, axis=axes, keepdims=stacked))
-            u = u * (ratio / jnp.where(u_norm > 0, u_norm, 1))
-            if stacked:
-                u = lay.from_stack(u)
-            return u.astype(g.dtype), v_new.astype(v.dtype)
+        def with_graft(g, u, lay, v):
+            u, v = grafted(graft, u, g, v, h, lay)
+            return u.astype(g.dtype), v
 
         if graft == "none":
             updates = jax.tree.map(lambda u, g: u.astype(g.dtype), preconditioned, updates)
             nu = None
+        elif graft == "sgd":  # no second moment
+            fn = lambda g, u, lay: with_graft(g, u, lay, None)[0]  # noqa: E731
+            updates = _tree.map_leaves(fn, updates, preconditioned, layouts)
+            nu = None
         else:
             updates, nu = _tree.map_leaves(
-                grafted, updates, preconditioned, layouts, state.graft, n_out=2
+                with_graft, updates, preconditioned, layouts, state.graft, n_out=2
             )
         return updates, ScaleByShampooState(hyperparams, leaves, nu)
 
@@ -336,11 +328,12 @@ def shampoo(
     precondition_frequency: int = 1,
     block_size: int | None = None,
     max_precond_dim: int = 1024,
-    graft: Literal["none", "adagrad", "adam"] = "none",
+    graft: Graft = "none",
     graft_eps: NonNegative = 1e-8,
     graft_b2: Beta = 0.999,
     stat_dtype: DTypeLike | None = None,
     matrix_spec: Any = None,
+    preconditioner: Literal["root", "eigenvalue_corrected"] = "root",
 ) -> GradientTransformation:
     r"""Shampoo: each matrix preconditioned on both sides by inverse fourth roots of its statistics.
 
@@ -356,6 +349,14 @@ def shampoo(
     ``chain(scale_by_shampoo(...), scale_by_momentum(momentum), add_decayed_weights(weight_decay,
     mask), scale_lr(learning_rate))``, without the momentum or the decay when they are zero.
 
+    ``preconditioner="eigenvalue_corrected"`` puts
+    :func:`optix.scale_by_eigenvalue_corrected_shampoo` in the place of :func:`scale_by_shampoo`
+    (same arguments): Shampoo's factors give only the eigenbasis, and a diagonal second moment in
+    it the scale (Distributed Shampoo's ``EigenvalueCorrectedShampooPreconditionerConfig``). Its
+    SOAP-like settings: ``stat_decay=0.95`` (or 0.999), ``momentum=0.9``, ``eps=1e-8`` and
+    ``precondition_frequency`` of 10 to 100; unlike :func:`optix.soap`, the momentum acts on the
+    preconditioned step, not inside the eigenbasis.
+
     optax has no Shampoo; optix's is checked against a NumPy transcription of the paper's
     algorithm.
 
@@ -370,6 +371,8 @@ def shampoo(
       weight_decay: decoupled decay ``lambda`` (multiplied by the learning rate).
       mask: which params decay: a tree of bools, a function or path patterns.
       nesterov: Nesterov momentum.
+      preconditioner: ``"root"`` (default; inverse roots of the factors, the paper's Shampoo) or
+        ``"eigenvalue_corrected"`` (EShampoo, see above).
 
     Example:
       >>> import jax.numpy as jnp, optix
@@ -389,8 +392,15 @@ def shampoo(
     moment = []
     if _validate.concrete_float(momentum) != 0.0:
         moment = [scale_by_momentum(momentum, nesterov=nesterov)]
+    if preconditioner not in ("root", "eigenvalue_corrected"):
+        raise ValueError(
+            f"`preconditioner` must be 'root' or 'eigenvalue_corrected', got {preconditioner!r}"
+        )
+    scale_by = (
+        scale_by_shampoo if preconditioner == "root" else scale_by_eigenvalue_corrected_shampoo
+    )
     return chain(
-        scale_by_shampoo(
+        scale_by(
             eps,
             stat_decay,
             precondition_frequency=precondition_frequency,
