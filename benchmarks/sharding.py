@@ -144,6 +144,9 @@ def matrix_flops(devices: int, size: int, count: int) -> None:
         "muon": optix.muon(0.02, matrix_spec=spec),
         "normuon": optix.normuon(0.02, matrix_spec=spec),
         "shampoo": optix.shampoo(0.1, matrix_spec=spec, block_size=size // 2),
+        "shampoo (eigenvalue-corrected)": optix.shampoo(
+            0.1, matrix_spec=spec, block_size=size // 2, preconditioner="eigenvalue_corrected"
+        ),
         "soap": optix.soap(0.01, matrix_spec=spec, precondition_frequency=1),
         "psgd_kron": optix.psgd_kron(0.01),
     }

@@ -22,7 +22,7 @@ from optix.transforms._distribute import map_matrices
 
 DEVICES = 8
 STEPS = 10
-NAMES = ("muon", "normuon", "shampoo", "soap", "psgd_kron")
+NAMES = ("muon", "normuon", "shampoo", "shampoo_eigenvalue_corrected", "soap", "psgd_kron")
 
 
 def _make(name, spec, block_size=8):
@@ -33,6 +33,14 @@ def _make(name, spec, block_size=8):
         return optix.normuon(0.02, matrix_spec=spec)
     if name == "shampoo":
         return optix.shampoo(0.1, matrix_spec=spec, block_size=block_size, precondition_frequency=2)
+    if name == "shampoo_eigenvalue_corrected":
+        return optix.shampoo(
+            0.1,
+            matrix_spec=spec,
+            block_size=block_size,
+            precondition_frequency=2,
+            preconditioner="eigenvalue_corrected",
+        )
     if name == "soap":
         return optix.soap(0.01, matrix_spec=spec, precondition_frequency=2)
     return optix.psgd_kron(0.01, precond_update_every=2)

@@ -28,6 +28,7 @@ from optix.toolkit import Hyperparams
 from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
 from optix.toolkit import transform
+from optix.transforms._distribute import map_matrices
 from optix.transforms._layer_graft import Graft
 from optix.transforms._layer_graft import check_graft
 from optix.transforms._layer_graft import graft_hyperparams
@@ -77,6 +78,13 @@ def _rotate(x: jax.Array, ql: jax.Array | None, qr: jax.Array | None, back: bool
     if qr is not None:
         x = matmul(x, transpose(qr).astype(x.dtype) if back else qr.astype(x.dtype))
     return x
+
+
+def _scaled(x: jax.Array, d: jax.Array, decay: Any, eps: Any, c: Any) -> tuple[jax.Array, Any]:
+    """``x / (sqrt(D / c) + eps)``, after the second moment ``D`` took ``x``'s square: and the
+    new ``D``."""
+    d = accumulate(d, x * x, decay)
+    return x / (jnp.sqrt(d.astype(x.dtype) / c) + eps), d
 
 
 @transform(ScaleByEigenShampooState)
@@ -200,50 +208,78 @@ def scale_by_eigenvalue_corrected_shampoo(
         c = jnp.where(decay < 1, _tree.bias_correction(decay, h.t), 1)
         refresh = (h.t - 1) % precondition_frequency == 0  # on steps 1, 1 + f, 1 + 2f, ...
 
-        def scaled(x, d):
-            """``x / (sqrt(D / c) + eps)``, after ``D`` took ``x``'s square: its new ``D``."""
-            d = accumulate(d, x * x, decay)
-            return x / (jnp.sqrt(d.astype(x.dtype) / c) + eps), d
-
-        def precondition(g, s, lay):
-            gc = _tree.upcast(g)
+        def prepare(g, s, lay):
+            """The leaf's matrix jobs (one per group of equal blocks) and what :func:`finish`
+            needs; a leaf without a layout takes the diagonal rule here and has no job."""
+            # whole matrices when a mesh with explicit axes splits the leaf (tensor parallelism)
+            gc = _tree.unsplit(_tree.upcast(g))
             layout = leaf_layout(lay, block_size, max_precond_dim)
             if layout is None:
-                u, d = scaled(gc, s.diag)
-                return u, s._replace(diag=d.astype(s.diag.dtype))
+                u, d = _scaled(gc, s.diag, decay, eps, c)
+                return [], (u, s._replace(diag=d.astype(s.diag.dtype)))
             groups, sides = layout
             gm = lay.to_stack(gc)  # (count, rows, cols): one matrix per batch index and block
-            parts, new = [], []
-            for i, (group, (on_l, on_r)) in enumerate(zip(groups, sides, strict=True)):
-                gb = stack_blocks(gm, group)
-                left, right, ql, qr = s.left[i], s.right[i], s.left_basis[i], s.right_basis[i]
-                if on_l:
-                    left = accumulate(left, matmul(gb, transpose(gb)), decay).astype(left.dtype)
-                    ql = new_basis(refresh, left, ql)
-                if on_r:
-                    right = accumulate(right, matmul(transpose(gb), gb), decay).astype(right.dtype)
-                    qr = new_basis(refresh, right, qr)
-                y, d = scaled(_rotate(gb, ql, qr, back=False), s.corrected[i])
-                parts.append(_rotate(y, ql, qr, back=True))
-                new.append((left, right, ql, qr, d.astype(s.corrected[i].dtype)))
-            u = lay.from_stack(unstack_blocks(parts, groups, (lay.n_matrices,)))
-            left, right, ql, qr, d = (tuple(x) for x in zip(*new, strict=True))
+            jobs = [
+                (
+                    sides[i],
+                    (stack_blocks(gm, group), s.left[i], s.right[i])
+                    + (s.left_basis[i], s.right_basis[i], s.corrected[i]),
+                )
+                for i, group in enumerate(groups)
+            ]
+            return jobs, (lay, groups)
+
+        def finish(context, results):
+            """The leaf's update and state from its jobs' results."""
+            if not results:
+                return context
+            lay, groups = context
+            parts, left, right, ql, qr, d = (tuple(x) for x in zip(*results, strict=True))
+            u = lay.from_stack(unstack_blocks(list(parts), groups, (lay.n_matrices,)))
             return u, EigenShampooLeafState(left, right, ql, qr, d, None)
 
-        def leaf(g, s, lay, v=None):
-            u, new = precondition(g, s, lay)
+        # the matrix work of every leaf, one job per group of equal blocks; under a distribution
+        # (optix.sharding.zero, distribute_matrices) each device computes only its share
+        g_leaves, treedef = jax.tree.flatten(updates)
+        s_leaves = treedef.flatten_up_to(state.leaves)
+        with jax.numpy_dtype_promotion("standard"):
+            prepared = [
+                prepare(g, s, lay)
+                for g, s, lay in zip(g_leaves, s_leaves, flat_layouts, strict=True)
+            ]
+            jobs = [job for leaf_jobs, _ in prepared for job in leaf_jobs]
+            done = iter(map_matrices(precondition_block, jobs, (decay, eps, c, refresh)))
+            finished = [finish(ctx, [next(done) for _ in leaf_jobs]) for leaf_jobs, ctx in prepared]
+        preconditioned = treedef.unflatten([u for u, _ in finished])
+        leaves = treedef.unflatten([new for _, new in finished])
+
+        def with_graft(g, u, lay, v=None):
             if graft != "none":
                 u, v = grafted(graft, u, g, v, h, lay)
-            return u.astype(g.dtype), new, v
+            return u.astype(g.dtype), v
 
         if state.graft is None:
-            fn = lambda g, s, lay: leaf(g, s, lay)[:2]  # noqa: E731
-            updates, leaves = _tree.map_leaves(fn, updates, state.leaves, layouts, n_out=2)
+            fn = lambda g, u, lay: with_graft(g, u, lay)[0]  # noqa: E731
+            updates = _tree.map_leaves(fn, updates, preconditioned, layouts)
             nu = None
         else:
-            updates, leaves, nu = _tree.map_leaves(
-                leaf, updates, state.leaves, layouts, state.graft, n_out=3
+            updates, nu = _tree.map_leaves(
+                with_graft, updates, preconditioned, layouts, state.graft, n_out=2
             )
         return updates, ScaleByEigenShampooState(hyperparams, leaves, nu)
+
+    def precondition_block(sides, arrays, decay, eps, c, refresh):
+        """One group of equal blocks (stacked on the leading axis): its statistics, bases and
+        second moment in the basis, and its preconditioned blocks."""
+        on_l, on_r = sides
+        gb, left, right, ql, qr, d = arrays
+        if on_l:
+            left = accumulate(left, matmul(gb, transpose(gb)), decay).astype(left.dtype)
+            ql = new_basis(refresh, left, ql)
+        if on_r:
+            right = accumulate(right, matmul(transpose(gb), gb), decay).astype(right.dtype)
+            qr = new_basis(refresh, right, qr)
+        y, d_new = _scaled(_rotate(gb, ql, qr, back=False), d, decay, eps, c)
+        return _rotate(y, ql, qr, back=True), left, right, ql, qr, d_new.astype(d.dtype)
 
     return GradientTransformation(init, update)
