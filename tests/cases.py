@@ -476,4 +476,7 @@ HYPERGRADIENT_ZERO_GRADIENT_NAN: dict[str, str] = {
     # not a defect: the refresh of the eigenbasis is a QR decomposition of `statistic @ basis`,
     # singular when the statistic is (a zero gradient row), and QR has no derivative there
     "soap": "QR of a rank-deficient statistic times the basis: not differentiable there",
+    # the eigenbasis of a statistic with a repeated (zero) eigenvalue is not unique, and eigh's
+    # derivative divides by the gap between eigenvalues
+    "shampoo_eigenvalue_corrected": "eigenvectors of a repeated eigenvalue: no derivative",
 }
