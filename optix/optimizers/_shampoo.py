@@ -31,7 +31,7 @@ from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
 from optix.toolkit import checked
 from optix.toolkit import transform
-from optix.transforms._distribute import map_matrices
+from optix.transforms._distribute import map_leaf_jobs
 from optix.transforms._layer_graft import Graft
 from optix.transforms._layer_graft import check_graft
 from optix.transforms._layer_graft import graft_hyperparams
@@ -250,20 +250,15 @@ def scale_by_shampoo(
 
         # the matrix work of every leaf, one job per group of equal blocks; under a distribution
         # each device computes only its share of the blocks
-        g_leaves, treedef = jax.tree.flatten(updates)
-        s_leaves = treedef.flatten_up_to(state.leaves)
-        with jax.numpy_dtype_promotion("standard"):
-            prepared = [
-                prepare(g, s, lay)
-                for g, s, lay in zip(
-                    g_leaves, s_leaves, treedef.flatten_up_to(layouts), strict=True
-                )
-            ]
-            jobs = [job for leaf_jobs, _ in prepared for job in leaf_jobs]
-            done = iter(map_matrices(precondition_block, jobs, (decay, damp, refresh)))
-            finished = [finish(c, [next(done) for _ in leaf_jobs]) for leaf_jobs, c in prepared]
-        preconditioned = treedef.unflatten([u for u, _ in finished])
-        leaves = treedef.unflatten([new for _, new in finished])
+        preconditioned, leaves = map_leaf_jobs(
+            prepare,
+            precondition_block,
+            finish,
+            (decay, damp, refresh),
+            updates,
+            state.leaves,
+            layouts,
+        )
 
         def with_graft(g, u, lay, v):
             u, v = grafted(graft, u, g, v, h, lay)

@@ -28,7 +28,7 @@ from optix.toolkit import Hyperparams
 from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
 from optix.toolkit import transform
-from optix.transforms._distribute import map_matrices
+from optix.transforms._distribute import map_leaf_jobs
 from optix.transforms._layer_graft import Graft
 from optix.transforms._layer_graft import check_graft
 from optix.transforms._layer_graft import graft_hyperparams
@@ -240,18 +240,15 @@ def scale_by_eigenvalue_corrected_shampoo(
 
         # the matrix work of every leaf, one job per group of equal blocks; under a distribution
         # (optix.sharding.zero, distribute_matrices) each device computes only its share
-        g_leaves, treedef = jax.tree.flatten(updates)
-        s_leaves = treedef.flatten_up_to(state.leaves)
-        with jax.numpy_dtype_promotion("standard"):
-            prepared = [
-                prepare(g, s, lay)
-                for g, s, lay in zip(g_leaves, s_leaves, flat_layouts, strict=True)
-            ]
-            jobs = [job for leaf_jobs, _ in prepared for job in leaf_jobs]
-            done = iter(map_matrices(precondition_block, jobs, (decay, eps, c, refresh)))
-            finished = [finish(ctx, [next(done) for _ in leaf_jobs]) for leaf_jobs, ctx in prepared]
-        preconditioned = treedef.unflatten([u for u, _ in finished])
-        leaves = treedef.unflatten([new for _, new in finished])
+        preconditioned, leaves = map_leaf_jobs(
+            prepare,
+            precondition_block,
+            finish,
+            (decay, eps, c, refresh),
+            updates,
+            state.leaves,
+            layouts,
+        )
 
         def with_graft(g, u, lay, v=None):
             if graft != "none":

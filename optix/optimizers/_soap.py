@@ -27,7 +27,7 @@ from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
 from optix.toolkit import checked
 from optix.toolkit import transform
-from optix.transforms._distribute import map_matrices
+from optix.transforms._distribute import map_leaf_jobs
 from optix.transforms._matrix import accumulate
 from optix.transforms._matrix import check_layout_args
 from optix.transforms._matrix import check_real_leaves
@@ -294,15 +294,16 @@ def scale_by_soap(
 
         # the matrix work of every leaf, one job per group of equal blocks; under a distribution
         # each device computes only its share of the blocks
-        g_leaves, treedef = jax.tree.flatten(updates)
-        rest = [treedef.flatten_up_to(t) for t in (state.mu, state.nu, state.leaves, layouts)]
-        with jax.numpy_dtype_promotion("standard"):
-            prepared = [prepare(*args) for args in zip(g_leaves, *rest, strict=True)]
-            jobs = [job for leaf_jobs, _ in prepared for job in leaf_jobs]
-            done = iter(map_matrices(_rotated_adam, jobs, consts))
-            finished = [finish(c, [next(done) for _ in leaf_jobs]) for leaf_jobs, c in prepared]
-        updates, mu, nu, leaves = (
-            treedef.unflatten(list(col)) for col in zip(*finished, strict=True)
+        updates, mu, nu, leaves = map_leaf_jobs(
+            prepare,
+            _rotated_adam,
+            finish,
+            consts,
+            updates,
+            state.mu,
+            state.nu,
+            state.leaves,
+            layouts,
         )
         return updates, ScaleBySoapState(hyperparams, mu, nu, leaves)
 

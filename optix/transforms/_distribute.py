@@ -170,3 +170,25 @@ def map_each(
 
     lead = [(key, jax.tree.map(lambda x: jnp.asarray(x)[None], arrays)) for key, arrays in jobs]
     return [jax.tree.map(lambda y: y[0], out) for out in map_matrices(batched, lead, consts)]
+
+
+def map_leaf_jobs(
+    prepare: Callable[..., tuple[list[tuple[Hashable, Any]], Any]],
+    fn: Callable[..., Any],
+    finish: Callable[[Any, list[Any]], tuple[Any, ...]],
+    consts: tuple[Any, ...],
+    tree: Any,
+    *rest: Any,
+) -> tuple[Any, ...]:
+    """A matrix optimizer's step over a tree, leaf by leaf around one :func:`map_matrices`:
+    ``prepare(leaf, *rest_leaves)`` gives a leaf's jobs and a context, ``fn`` runs every job of
+    every leaf (split over devices under :func:`distributing`), ``finish(context, results)`` gives
+    the leaf's outputs (a tuple); returned as one tree per output, shaped like ``tree``."""
+    leaves, treedef = jax.tree.flatten(tree)
+    others = [treedef.flatten_up_to(t) for t in rest]
+    with jax.numpy_dtype_promotion("standard"):
+        prepared = [prepare(*args) for args in zip(leaves, *others, strict=True)]
+        jobs = [job for leaf_jobs, _ in prepared for job in leaf_jobs]
+        done = iter(map_matrices(fn, jobs, consts))
+        finished = [finish(ctx, [next(done) for _ in leaf_jobs]) for leaf_jobs, ctx in prepared]
+    return tuple(treedef.unflatten(list(col)) for col in zip(*finished, strict=True))
