@@ -40,13 +40,13 @@ from optix.transforms._kron_factors import init_factors
 from optix.transforms._kron_factors import precondition
 from optix.transforms._kron_factors import trust_region
 from optix.transforms._matrix import check_real_leaves
+from optix.transforms._matrix import checked_layouts
 from optix.transforms._matrix import decayed_weights
 from optix.transforms._matrix_spec import MatrixLayout
 from optix.transforms._matrix_spec import leaf_specs
 from optix.transforms._matrix_spec import resolve_layout
 from optix.transforms._scale import scale_lr
 
-_SHAPELESS = object()  # a reference leaf without a shape: the factors are checked per leaf
 _BALANCE_EVERY = 100  # steps between rebalancings of a leaf's factors (a no-op on Q^T Q)
 _WHAT = "`scale_by_psgd_kron`"
 
@@ -246,32 +246,18 @@ def scale_by_psgd_kron(
     def update(updates, state, params=None, **extra):
         del params, extra
         is_leaf_state = lambda x: isinstance(x, PsgdKronLeafState)  # noqa: E731
-        _validate.check_updates(
-            updates,
-            jax.tree.map(lambda s: _SHAPELESS, state.leaves, is_leaf=is_leaf_state),
-            "scale_by_psgd_kron",
+        leaf_views = checked_layouts(
+            updates, state.leaves, leaf_init, is_leaf_state, views, _WHAT.strip("`"), flat=True
         )
-        check_real_leaves(updates, "scale_by_psgd_kron")
         h, hyperparams = spec.step(state.hyperparams)
         step = h.t - 1  # 0-based: the probes' step
         do_balance = h.t % _BALANCE_EVERY == 0
         leaves, treedef = jax.tree.flatten(updates)
         states = treedef.flatten_up_to(state.leaves)
-        leaf_views = views(updates)
         # the probe index of each leaf's first core: the cores of a stack count one by one
         firsts = [0]
         for view in leaf_views:
             firsts.append(firsts[-1] + view.n)
-
-        def check(i, g, s, view):
-            expected = jax.eval_shape(lambda: leaf_init(g, view)).factors
-            if tuple(q.shape for q in s.factors) != tuple(q.shape for q in expected):
-                raise ValueError(
-                    f"`scale_by_psgd_kron`: leaf {i} of shape {g.shape} does not match its state "
-                    f"(factors {[q.shape for q in s.factors]}, expected "
-                    f"{[q.shape for q in expected]}); was the state initialised with the same "
-                    "params and matrix_spec?"
-                )
 
         def leaf(view, arrays, key, step, do_balance, precond_lr, due):
             first, g, old = arrays
@@ -314,7 +300,6 @@ def scale_by_psgd_kron(
         for i, (g, s, view, first) in enumerate(
             zip(leaves, states, leaf_views, firsts[:-1], strict=True)
         ):
-            check(i, g, s, view)
             if g.size:  # a leaf without elements has nothing to precondition
                 jobs.append((view, (first, g, s.factors)))
                 owners.append(i)

@@ -35,24 +35,22 @@ from optix.transforms._distribute import map_leaf_jobs
 from optix.transforms._layer_graft import Graft
 from optix.transforms._layer_graft import check_graft
 from optix.transforms._layer_graft import graft_hyperparams
+from optix.transforms._layer_graft import graft_leaves
 from optix.transforms._layer_graft import graft_state
-from optix.transforms._layer_graft import grafted
 from optix.transforms._matrix import accumulate
+from optix.transforms._matrix import block_factors
 from optix.transforms._matrix import check_layout_args
-from optix.transforms._matrix import check_leaf_shapes
-from optix.transforms._matrix import check_real_leaves
+from optix.transforms._matrix import checked_layouts
 from optix.transforms._matrix import decayed_weights
+from optix.transforms._matrix import init_leaf_states
 from optix.transforms._matrix import inverse_root
 from optix.transforms._matrix import leaf_layout
 from optix.transforms._matrix import matmul
 from optix.transforms._matrix import stack_blocks
-from optix.transforms._matrix import stacked_eye
 from optix.transforms._matrix import transpose
 from optix.transforms._matrix import unstack_blocks
 from optix.transforms._matrix_spec import layout_tree
 from optix.transforms._scale import scale_lr
-
-_SHAPELESS = object()  # a reference leaf whose shape :func:`check_leaf_shapes` checks instead
 
 
 class ShampooLeafState(NamedTuple):
@@ -171,40 +169,18 @@ def scale_by_shampoo(
         layout = leaf_layout(lay, block_size, max_precond_dim)
         if layout is None:
             return ShampooLeafState((), (), (), (), jnp.zeros(p.shape, dtype))
-        groups, sides = layout
-        pairs = list(zip(groups, sides, strict=True))
-        n = lambda g: lay.n_matrices * g.n_blocks  # noqa: E731  (matrices of the stack x blocks)
-        zero = lambda g, k, on: jnp.zeros((n(g), k, k), dtype) if on else None  # noqa: E731
-        eye = lambda g, k, on: stacked_eye(n(g), k, dtype) if on else None  # noqa: E731
-        needs_diag = any(not any(s) for s in sides)
-        return ShampooLeafState(
-            tuple(zero(g, g.size_r, s[0]) for g, s in pairs),
-            tuple(zero(g, g.size_c, s[1]) for g, s in pairs),
-            tuple(eye(g, g.size_r, s[0]) for g, s in pairs),
-            tuple(eye(g, g.size_c, s[1]) for g, s in pairs),
-            jnp.zeros(diag_shape(lay), dtype) if needs_diag else None,
-        )
+        needs_diag = any(not any(s) for s in layout[1])
+        diag = jnp.zeros(diag_shape(lay), dtype) if needs_diag else None
+        return ShampooLeafState(*block_factors(lay, layout, dtype), diag)
 
     def init(params):
-        params = _tree.as_arrays(params)
-        bare = _tree.unwrap_variables(params)  # per-leaf nodes never sit in a Variable
-        check_real_leaves(params, "scale_by_shampoo")
-        leaves = _tree.map_leaves(leaf_init, bare, layouts_of(bare))
+        params, leaves = init_leaf_states(params, leaf_init, layouts_of, "scale_by_shampoo")
         return ScaleByShampooState(spec.init(), leaves, graft_state(params, graft))
 
     def update(updates, state, params=None, **extra):
         del params, extra
-        shapeless = jax.tree.map(lambda _: _SHAPELESS, state.leaves, is_leaf=is_leaf_state)
-        _validate.check_updates(updates, shapeless, "scale_by_shampoo")
-        check_real_leaves(updates, "scale_by_shampoo")
-        layouts = layouts_of(updates)
-        check_leaf_shapes(
-            updates,
-            state.leaves,
-            leaf_init,
-            is_leaf_state,
-            "scale_by_shampoo",
-            jax.tree.structure(updates).flatten_up_to(layouts),
+        layouts = checked_layouts(
+            updates, state.leaves, leaf_init, is_leaf_state, layouts_of, "scale_by_shampoo"
         )
         h, hyperparams = spec.step(state.hyperparams)
         decay, damp = h.stat_decay, h.eps
@@ -260,21 +236,7 @@ def scale_by_shampoo(
             layouts,
         )
 
-        def with_graft(g, u, lay, v):
-            u, v = grafted(graft, u, g, v, h, lay)
-            return u.astype(g.dtype), v
-
-        if graft == "none":
-            updates = jax.tree.map(lambda u, g: u.astype(g.dtype), preconditioned, updates)
-            nu = None
-        elif graft == "sgd":  # no second moment
-            fn = lambda g, u, lay: with_graft(g, u, lay, None)[0]  # noqa: E731
-            updates = _tree.map_leaves(fn, updates, preconditioned, layouts)
-            nu = None
-        else:
-            updates, nu = _tree.map_leaves(
-                with_graft, updates, preconditioned, layouts, state.graft, n_out=2
-            )
+        updates, nu = graft_leaves(graft, updates, preconditioned, layouts, state.graft, h)
         return updates, ScaleByShampooState(hyperparams, leaves, nu)
 
     def precondition_block(sides, arrays, decay, damp, refresh):

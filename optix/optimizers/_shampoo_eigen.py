@@ -19,7 +19,6 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree
-from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Updates
 from optix.toolkit import Beta
@@ -32,21 +31,19 @@ from optix.transforms._distribute import map_leaf_jobs
 from optix.transforms._layer_graft import Graft
 from optix.transforms._layer_graft import check_graft
 from optix.transforms._layer_graft import graft_hyperparams
+from optix.transforms._layer_graft import graft_leaves
 from optix.transforms._layer_graft import graft_state
-from optix.transforms._layer_graft import grafted
 from optix.transforms._matrix import accumulate
+from optix.transforms._matrix import block_factors
 from optix.transforms._matrix import check_layout_args
-from optix.transforms._matrix import check_leaf_shapes
-from optix.transforms._matrix import check_real_leaves
+from optix.transforms._matrix import checked_layouts
+from optix.transforms._matrix import init_leaf_states
 from optix.transforms._matrix import leaf_layout
 from optix.transforms._matrix import matmul
 from optix.transforms._matrix import stack_blocks
-from optix.transforms._matrix import stacked_eye
 from optix.transforms._matrix import transpose
 from optix.transforms._matrix import unstack_blocks
 from optix.transforms._matrix_spec import layout_tree
-
-_SHAPELESS = object()  # a reference leaf whose shape :func:`check_leaf_shapes` checks instead
 
 
 class EigenShampooLeafState(NamedTuple):
@@ -160,34 +157,22 @@ def scale_by_eigenvalue_corrected_shampoo(
         eps=eps, stat_decay=stat_decay, **graft_hyperparams(graft, graft_eps, graft_b2)
     )
     is_leaf_state = lambda x: isinstance(x, EigenShampooLeafState)  # noqa: E731
-    what = "`scale_by_eigenvalue_corrected_shampoo`"
+    name = "scale_by_eigenvalue_corrected_shampoo"
 
     def layouts_of(tree):
-        return layout_tree(matrix_spec, tree, what)
+        return layout_tree(matrix_spec, tree, f"`{name}`")
 
     def leaf_init(p, lay):
         dtype = _tree.state_dtype(p.dtype, stat_dtype)
         layout = leaf_layout(lay, block_size, max_precond_dim)
         if layout is None:
             return EigenShampooLeafState((), (), (), (), (), jnp.zeros(p.shape, dtype))
-        pairs = list(zip(*layout, strict=True))
         n = lambda g: lay.n_matrices * g.n_blocks  # noqa: E731  (matrices of the stack x blocks)
-        zero = lambda g, k, on: jnp.zeros((n(g), k, k), dtype) if on else None  # noqa: E731
-        eye = lambda g, k, on: stacked_eye(n(g), k, dtype) if on else None  # noqa: E731
-        return EigenShampooLeafState(
-            tuple(zero(g, g.size_r, s[0]) for g, s in pairs),
-            tuple(zero(g, g.size_c, s[1]) for g, s in pairs),
-            tuple(eye(g, g.size_r, s[0]) for g, s in pairs),
-            tuple(eye(g, g.size_c, s[1]) for g, s in pairs),
-            tuple(jnp.zeros((n(g), g.size_r, g.size_c), dtype) for g, _ in pairs),
-            None,
-        )
+        corrected = tuple(jnp.zeros((n(g), g.size_r, g.size_c), dtype) for g in layout[0])
+        return EigenShampooLeafState(*block_factors(lay, layout, dtype), corrected, None)
 
     def init(params):
-        params = _tree.as_arrays(params)
-        bare = _tree.unwrap_variables(params)  # per-leaf nodes never sit in a Variable
-        check_real_leaves(params, "scale_by_eigenvalue_corrected_shampoo")
-        leaves = _tree.map_leaves(leaf_init, bare, layouts_of(bare))
+        params, leaves = init_leaf_states(params, leaf_init, layouts_of, name)
         return ScaleByEigenShampooState(spec.init(), leaves, graft_state(params, graft))
 
     def new_basis(refresh, stat, old):
@@ -197,12 +182,7 @@ def scale_by_eigenvalue_corrected_shampoo(
 
     def update(updates, state, params=None, **extra):
         del params, extra
-        shapeless = jax.tree.map(lambda _: _SHAPELESS, state.leaves, is_leaf=is_leaf_state)
-        _validate.check_updates(updates, shapeless, "scale_by_eigenvalue_corrected_shampoo")
-        check_real_leaves(updates, "scale_by_eigenvalue_corrected_shampoo")
-        layouts = layouts_of(updates)
-        flat_layouts = jax.tree.structure(updates).flatten_up_to(layouts)
-        check_leaf_shapes(updates, state.leaves, leaf_init, is_leaf_state, what, flat_layouts)
+        layouts = checked_layouts(updates, state.leaves, leaf_init, is_leaf_state, layouts_of, name)
         h, hyperparams = spec.step(state.hyperparams)
         decay, eps = h.stat_decay, h.eps
         c = jnp.where(decay < 1, _tree.bias_correction(decay, h.t), 1)
@@ -250,19 +230,7 @@ def scale_by_eigenvalue_corrected_shampoo(
             layouts,
         )
 
-        def with_graft(g, u, lay, v=None):
-            if graft != "none":
-                u, v = grafted(graft, u, g, v, h, lay)
-            return u.astype(g.dtype), v
-
-        if state.graft is None:
-            fn = lambda g, u, lay: with_graft(g, u, lay)[0]  # noqa: E731
-            updates = _tree.map_leaves(fn, updates, preconditioned, layouts)
-            nu = None
-        else:
-            updates, nu = _tree.map_leaves(
-                with_graft, updates, preconditioned, layouts, state.graft, n_out=2
-            )
+        updates, nu = graft_leaves(graft, updates, preconditioned, layouts, state.graft, h)
         return updates, ScaleByEigenShampooState(hyperparams, leaves, nu)
 
     def precondition_block(sides, arrays, decay, eps, c, refresh):

@@ -29,13 +29,14 @@ from optix.toolkit import checked
 from optix.toolkit import transform
 from optix.transforms._distribute import map_leaf_jobs
 from optix.transforms._matrix import accumulate
+from optix.transforms._matrix import block_factors
 from optix.transforms._matrix import check_layout_args
 from optix.transforms._matrix import check_real_leaves
 from optix.transforms._matrix import decayed_weights
+from optix.transforms._matrix import init_leaf_states
 from optix.transforms._matrix import leaf_layout
 from optix.transforms._matrix import matmul
 from optix.transforms._matrix import stack_blocks
-from optix.transforms._matrix import stacked_eye
 from optix.transforms._matrix import transpose
 from optix.transforms._matrix import unstack_blocks
 from optix.transforms._matrix_spec import layout_tree
@@ -210,27 +211,13 @@ def scale_by_soap(
         layout = leaf_layout(lay, block_size, max_precond_dim)
         if layout is None:
             return SoapLeafState((), (), (), ())
-        pairs = list(zip(*layout, strict=True))
-        n = lambda g: lay.n_matrices * g.n_blocks  # noqa: E731  (matrices of the stack x blocks)
-        zero = lambda g, k, on: jnp.zeros((n(g), k, k), dtype) if on else None  # noqa: E731
-        eye = lambda g, k, on: stacked_eye(n(g), k, dtype) if on else None  # noqa: E731
-        return SoapLeafState(
-            tuple(zero(g, g.size_r, s[0]) for g, s in pairs),
-            tuple(zero(g, g.size_c, s[1]) for g, s in pairs),
-            tuple(eye(g, g.size_r, s[0]) for g, s in pairs),
-            tuple(eye(g, g.size_c, s[1]) for g, s in pairs),
-        )
+        return SoapLeafState(*block_factors(lay, layout, dtype))
 
     def init(params):
-        params = _tree.as_arrays(params)
-        bare = _tree.unwrap_variables(params)  # per-leaf nodes never sit in a Variable
-        check_real_leaves(params, "scale_by_soap")
-        return ScaleBySoapState(
-            spec.init(),
-            _tree.moments_like(params, mu_dtype, name="mu_dtype"),
-            _tree.moments_like(params, nu_dtype, name="nu_dtype"),
-            _tree.map_leaves(leaf_init, bare, layouts_of(bare)),
-        )
+        params, leaves = init_leaf_states(params, leaf_init, layouts_of, "scale_by_soap")
+        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
+        nu = _tree.moments_like(params, nu_dtype, name="nu_dtype")
+        return ScaleBySoapState(spec.init(), mu, nu, leaves)
 
     def update(updates, state, params=None, **extra):
         del params, extra

@@ -80,3 +80,21 @@ def grafted(
     else:
         u = _norm_to(u, base, None)
     return u, (None if v is None else v_new.astype(v.dtype))
+
+
+def graft_leaves(
+    graft: str, updates: Any, preconditioned: Any, layouts: Any, moments: Any, h: Any
+) -> tuple[Any, Any]:
+    """Every leaf's preconditioned step (compute dtype) grafted with :func:`grafted` (left as it is
+    for ``"none"``) and cast to its gradient's dtype; and the new second moments (None for a graft
+    without them)."""
+
+    def leaf(g: jax.Array, u: jax.Array, lay: Any, v: Any = None) -> tuple[jax.Array, Any]:
+        if graft != "none":
+            u, v = grafted(graft, u, g, v, h, lay)
+        return u.astype(g.dtype), v
+
+    if moments is None:
+        direction = lambda g, u, lay: leaf(g, u, lay)[0]  # noqa: E731
+        return _tree.map_leaves(direction, updates, preconditioned, layouts), None
+    return _tree.map_leaves(leaf, updates, preconditioned, layouts, moments, n_out=2)

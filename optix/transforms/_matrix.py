@@ -154,6 +154,69 @@ def leaf_layout(
     return groups, sides
 
 
+def block_factors(
+    lay: MatrixLayout,
+    layout: tuple[list[BlockGroup], list[tuple[bool, bool]]],
+    dtype: DTypeLike,
+) -> tuple[tuple, tuple, tuple, tuple]:
+    """The starting factors of a leaf cut by :func:`leaf_layout`, one entry per group of equal
+    blocks (each of the leaf's matrices times its blocks, stacked on the leading axis): zero
+    statistics ``L`` and ``R``, then identities for what is kept of ``L`` and ``R`` (inverse
+    roots, eigenbases). A side that is not preconditioned has None."""
+    groups, sides = layout
+
+    def stacked(group: BlockGroup, k: int, on: bool, eye: bool) -> jax.Array | None:
+        n = lay.n_matrices * group.n_blocks
+        if not on:
+            return None
+        return stacked_eye(n, k, dtype) if eye else jnp.zeros((n, k, k), dtype)
+
+    pairs = list(zip(groups, sides, strict=True))
+    return (
+        tuple(stacked(g, g.size_r, on_l, False) for g, (on_l, _) in pairs),
+        tuple(stacked(g, g.size_c, on_r, False) for g, (_, on_r) in pairs),
+        tuple(stacked(g, g.size_r, on_l, True) for g, (on_l, _) in pairs),
+        tuple(stacked(g, g.size_c, on_r, True) for g, (_, on_r) in pairs),
+    )
+
+
+def init_leaf_states(
+    params: Any, leaf_init: Callable[[Any, Any], Any], layouts_of: Callable[[Any], Any], what: str
+) -> tuple[Any, Any]:
+    """``params`` as arrays (real floats checked, errors naming ``what``), and the per-leaf states
+    ``leaf_init(leaf, layout)`` with each leaf's layout from ``layouts_of``."""
+    params = _tree.as_arrays(params)
+    bare = _tree.unwrap_variables(params)  # per-leaf nodes never sit in a Variable
+    check_real_leaves(params, what)
+    return params, _tree.map_leaves(leaf_init, bare, layouts_of(bare))
+
+
+_SHAPELESS = object()  # a reference leaf whose shape :func:`check_leaf_shapes` checks instead
+
+
+def checked_layouts(
+    updates: Any,
+    leaves: Any,
+    leaf_init: Callable[[Any, Any], Any],
+    is_leaf: Callable[[Any], bool],
+    layouts_of: Callable[[Any], Any],
+    what: str,
+    *,
+    flat: bool = False,
+) -> Any:
+    """The layouts of ``updates`` (from ``layouts_of``: a tree like ``updates``, or with ``flat`` a
+    list, one per leaf), after checking them against the per-leaf states ``leaves``: the tree
+    structure, real float leaves, and each leaf's shape against the state ``leaf_init`` would
+    build for it (errors name ``what`` and the leaf's path)."""
+    shapeless = jax.tree.map(lambda _: _SHAPELESS, leaves, is_leaf=is_leaf)
+    _validate.check_updates(updates, shapeless, what)
+    check_real_leaves(updates, what)
+    layouts = layouts_of(updates)
+    flat_layouts = layouts if flat else jax.tree.structure(updates).flatten_up_to(layouts)
+    check_leaf_shapes(updates, leaves, leaf_init, is_leaf, what, flat_layouts)
+    return layouts
+
+
 def check_layout_args(
     precondition_frequency: int, block_size: int | None, max_precond_dim: int
 ) -> None:
