@@ -54,6 +54,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Annotated
 from typing import Any
 from typing import TypeVar
@@ -165,6 +166,18 @@ def transform(state_cls: type) -> Callable[[F], F]:
     return decorate
 
 
+def arguments_for(fn: Callable[..., Any], scope: Mapping[str, Any]) -> dict[str, Any]:
+    """Every argument of ``fn``, by name, taken from ``scope``: an alias's ``locals()`` when it
+    offers all of its transform's options under the same names, so that it chains
+    ``scale_by_x(**arguments_for(scale_by_x, locals()))`` instead of writing each one out again.
+    Raises ``TypeError`` naming what ``scope`` lacks (an option the alias does not offer)."""
+    names = list(inspect.signature(fn).parameters)
+    missing = [name for name in names if name not in scope]
+    if missing:
+        raise TypeError(f"`{fn.__name__}` needs {missing}, which the caller does not have")
+    return {name: scope[name] for name in names}
+
+
 def leafwise(fn: Callable[..., Any], updates: Any, *state: Any) -> Any:
     """Apply ``fn`` leaf by leaf, with the casts done here rather than in ``fn``.
 
@@ -274,6 +287,7 @@ __all__ = [
     "PositiveOrNone",
     "Range",
     "Values",
+    "arguments_for",
     "checked",
     "first_and_second_moments",
     "is_off",

@@ -14,6 +14,7 @@ import pytest
 import optix
 from optix.toolkit import Beta
 from optix.toolkit import Hyperparams
+from optix.toolkit import arguments_for
 from optix.toolkit import leafwise
 from optix.toolkit import ranges
 from optix.toolkit import transform
@@ -175,3 +176,48 @@ def test_step_values_by_name_and_one_counter():
         assert float(h.b1) == pytest.approx(0.9) and float(h.lr) == 0.5
     with pytest.raises(AttributeError, match="b1"):
         _ = h.b3
+
+
+def test_arguments_for_forwards_every_option_by_name_and_names_what_is_missing():
+    def scale_by_x(b1=0.9, *, eps=1e-8):
+        return b1, eps
+
+    def x(learning_rate, b1=0.5, *, eps=1e-3):
+        return scale_by_x(**arguments_for(scale_by_x, locals()))
+
+    assert x(1.0) == (0.5, 1e-3)
+    assert x(1.0, 0.25, eps=2.0) == (0.25, 2.0)
+    with pytest.raises(TypeError, match=r"`scale_by_x` needs \['eps'\]"):
+        arguments_for(scale_by_x, {"b1": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("alias", "option", "value", "field"),
+    [
+        ("muon", "ns_steps", 3, None),
+        ("soap", "block_size", 2, None),
+        ("normuon", "ns_eps", 0.5, "ns_eps"),
+        ("psgd_kron", "precond_lr", 0.3, "precond_lr"),
+        ("shampoo", "stat_decay", 0.5, "stat_decay"),
+    ],
+)
+def test_aliases_forward_their_transform_options(alias, option, value, field):
+    """An alias that chains its transform with ``arguments_for`` hands each option on: the value
+    reaches the transform's hyperparameters (or, for a static option, changes the update)."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(4, 3)}
+    grads = {"w": jnp.cos(jnp.arange(12.0)).reshape(4, 3)}
+
+    def run(**kw):
+        tx = getattr(optix, alias)(0.1, **kw)
+        state = tx.init(params)
+        for _ in range(2):
+            updates, state = tx.update(grads, state, params)
+        return updates, state
+
+    if field is not None:
+        _, state = run(**{option: value})
+        assert float(optix.get_hyperparams(state)[field]) == pytest.approx(value)
+    else:
+        changed, _ = run(**{option: value})
+        default, _ = run()
+        assert not jnp.allclose(changed["w"], default["w"])

@@ -31,6 +31,7 @@ from optix.toolkit import Hyperparams
 from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
 from optix.toolkit import Range
+from optix.toolkit import first_and_second_moments
 from optix.toolkit import transform
 
 Mask = Any | Callable[[Params], Any] | None
@@ -71,6 +72,24 @@ def adam_correction(h: Values, on: bool) -> jax.Array:
         return jnp.ones([], hyperparam_dtype())
     bc1 = _tree.bias_correction(h.b1, h.t)
     return jnp.sqrt(_tree.bias_correction(h.b2, h.t)) / bc1
+
+
+def adam_moments(
+    params: Params, mask: Mask, mu_dtype: DTypeLike | None, nu_dtype: DTypeLike | None, name: str
+) -> tuple[Any, Any]:
+    """Zero Adam moments for D-Adapt AdamW and Prodigy, once float params and the decay ``mask``
+    are checked (errors naming ``name``)."""
+    _validate.check_float_leaves(params, f"`{name}` params")
+    decay_masks(mask, params, f"`{name}` mask")
+    return first_and_second_moments(params, mu_dtype, nu_dtype)
+
+
+def check_step_inputs(updates: Updates, mu: Updates, params: Params, name: str) -> None:
+    """The inputs of a step that reads the params: ``params`` given, and ``updates`` matching the
+    state's first moment ``mu`` and the params (errors naming ``name``)."""
+    _validate.require_params(params, name)
+    _validate.check_updates(updates, mu, name)
+    _validate.check_matches_params(updates, params)
 
 
 def decay_masks(mask: Mask, params: Params, what: str) -> Any:
@@ -161,19 +180,14 @@ def dadapt_adamw(
     )
 
     def init(params):
-        _validate.check_float_leaves(params, "`dadapt_adamw` params")
-        decay_masks(mask, params, "`dadapt_adamw` mask")
-        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
-        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
+        mu, nu = adam_moments(params, mask, mu_dtype, nu_dtype, "dadapt_adamw")
         d = jnp.asarray(estim_lr0, hyperparam_dtype())
         s = jax.tree.map(jnp.copy, mu)  # its own buffers (a donated state must not alias)
         return ScaleByDadaptAdamState(spec.init(), mu, nu, s, d, jnp.zeros_like(d))
 
     def update(updates, state, params=None, **extra):
         del extra
-        _validate.require_params(params, "dadapt_adamw")
-        _validate.check_updates(updates, state.mu, "dadapt_adamw")
-        _validate.check_matches_params(updates, params)
+        check_step_inputs(updates, state.mu, params, "dadapt_adamw")
         h, hyperparams = spec.step(state.hyperparams)
         b1, b2, eps, d = h.b1, h.b2, h.eps, state.d
         sb2 = jnp.sqrt(b2)

@@ -29,6 +29,7 @@ from optix.toolkit import Hyperparams
 from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
 from optix.toolkit import NonNegativeOrNone
+from optix.toolkit import arguments_for
 from optix.toolkit import checked
 from optix.toolkit import transform
 from optix.transforms._distribute import map_stacks
@@ -296,21 +297,7 @@ def muon(
     training <https://arxiv.org/abs/2502.16982>`_, 2025.
     """
     muon_tx = [
-        scale_by_muon(
-            beta,
-            eps,
-            ns_steps=ns_steps,
-            ns_coeffs=ns_coeffs,
-            nesterov=nesterov,
-            bias_correction=bias_correction,
-            eps_mode=eps_mode,
-            layout=layout,
-            scale_mode=scale_mode,
-            rms_scale=rms_scale,
-            mu_dtype=mu_dtype,
-            matrix_spec=matrix_spec,
-            orthogonalize=orthogonalize,
-        ),
+        scale_by_muon(**arguments_for(scale_by_muon, locals())),
         *decayed_weights(weight_decay, mask),
     ]
     adam = (adam_learning_rate, adam_b1, adam_b2, adam_eps, adam_weight_decay)

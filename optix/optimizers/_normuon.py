@@ -29,6 +29,7 @@ from optix.toolkit import Hyperparams
 from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
 from optix.toolkit import NonNegativeOrNone
+from optix.toolkit import arguments_for
 from optix.toolkit import checked
 from optix.toolkit import transform
 from optix.transforms._distribute import map_stacks
@@ -227,20 +228,7 @@ def normuon(
     <https://arxiv.org/abs/2510.05491>`_, 2025.
     """
     muon_tx = [
-        scale_by_normuon(
-            beta,
-            b2,
-            eps,
-            ns_eps=ns_eps,
-            rms_scale=rms_scale,
-            ns_steps=ns_steps,
-            ns_coeffs=ns_coeffs,
-            orthogonalize=orthogonalize,
-            nesterov=nesterov,
-            layout=layout,
-            mu_dtype=mu_dtype,
-            matrix_spec=matrix_spec,
-        ),
+        scale_by_normuon(**arguments_for(scale_by_normuon, locals())),
         *decayed_weights(weight_decay, mask),
     ]
     adam = (adam_learning_rate, adam_b1, adam_b2, adam_eps, adam_weight_decay)

@@ -13,7 +13,6 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from optix import _tree
-from optix import _validate
 from optix._base import GradientTransformation
 from optix._base import Params
 from optix._base import Updates
@@ -21,7 +20,9 @@ from optix._fusable import mark_elementwise
 from optix.optimizers._dadapt import InitialEstimate
 from optix.optimizers._dadapt import Mask
 from optix.optimizers._dadapt import adam_correction
+from optix.optimizers._dadapt import adam_moments
 from optix.optimizers._dadapt import check_initial_estimate
+from optix.optimizers._dadapt import check_step_inputs
 from optix.optimizers._dadapt import decay_masks
 from optix.optimizers._dadapt import l1
 from optix.optimizers._dadapt import real_dot
@@ -133,10 +134,7 @@ def prodigy(
     spec = Hyperparams(learning_rate=learning_rate, weight_decay=weight_decay, **specs)
 
     def init(params):
-        _validate.check_float_leaves(params, "`prodigy` params")
-        decay_masks(mask, params, "`prodigy` mask")
-        mu = _tree.moments_like(params, mu_dtype, name="mu_dtype")
-        nu = _tree.moments_like(params, nu_dtype, real=True, name="nu_dtype")
+        mu, nu = adam_moments(params, mask, mu_dtype, nu_dtype, "prodigy")
         hyperparams = spec.init()
         d = jnp.copy(hyperparams.values["estim_lr0"])  # a number, never a schedule
         # copies: no state leaf may share a buffer with the params or another leaf (donation)
@@ -145,9 +143,7 @@ def prodigy(
 
     def update(updates, state, params=None, **extra):
         del extra
-        _validate.require_params(params, "prodigy")
-        _validate.check_updates(updates, state.mu, "prodigy")
-        _validate.check_matches_params(updates, params)
+        check_step_inputs(updates, state.mu, params, "prodigy")
         h, hyperparams = spec.step(state.hyperparams)
         b1, b2, d, d0 = h.b1, h.b2, state.d, h.estim_lr0
         beta3_ = h.beta3 if beta3 is not None else jnp.sqrt(b2)

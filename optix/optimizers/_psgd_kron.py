@@ -30,6 +30,7 @@ from optix.toolkit import Hyperparams
 from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
 from optix.toolkit import Positive
+from optix.toolkit import arguments_for
 from optix.toolkit import checked
 from optix.toolkit import transform
 from optix.transforms._distribute import map_each
@@ -379,17 +380,7 @@ def psgd_kron(
         moment = [ema(b1, debias=True, accumulator_dtype=mu_dtype)]
     return chain(
         *moment,
-        scale_by_psgd_kron(
-            precond_lr,
-            init_scale=init_scale,
-            max_size_triangular=max_size_triangular,
-            min_ndim_triangular=min_ndim_triangular,
-            precond_update_every=precond_update_every,
-            trust_region_scale=trust_region_scale,
-            seed=seed,
-            precond_dtype=precond_dtype,
-            matrix_spec=matrix_spec,
-        ),
+        scale_by_psgd_kron(**arguments_for(scale_by_psgd_kron, locals())),
         *decayed_weights(weight_decay, mask),
         scale_lr(learning_rate),
     )

@@ -29,6 +29,7 @@ from optix.toolkit import Fraction
 from optix.toolkit import Hyperparams
 from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
+from optix.toolkit import arguments_for
 from optix.toolkit import checked
 from optix.toolkit import transform
 from optix.transforms._distribute import map_leaf_jobs
@@ -357,18 +358,7 @@ def shampoo(
         scale_by_shampoo if preconditioner == "root" else scale_by_eigenvalue_corrected_shampoo
     )
     return chain(
-        scale_by(
-            eps,
-            stat_decay,
-            precondition_frequency=precondition_frequency,
-            block_size=block_size,
-            max_precond_dim=max_precond_dim,
-            graft=graft,
-            graft_eps=graft_eps,
-            graft_b2=graft_b2,
-            stat_dtype=stat_dtype,
-            matrix_spec=matrix_spec,
-        ),
+        scale_by(**arguments_for(scale_by, locals())),
         *moment,
         *decayed_weights(weight_decay, mask),
         scale_lr(learning_rate),

@@ -25,6 +25,7 @@ from optix.toolkit import BetaOrNone
 from optix.toolkit import Hyperparams
 from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
+from optix.toolkit import arguments_for
 from optix.toolkit import checked
 from optix.toolkit import transform
 from optix.transforms._distribute import map_leaf_jobs
@@ -358,19 +359,7 @@ def soap(
     <https://arxiv.org/abs/2409.11321>`_, ICLR 2025.
     """
     return chain(
-        scale_by_soap(
-            b1,
-            b2,
-            eps,
-            shampoo_beta,
-            precondition_frequency=precondition_frequency,
-            block_size=block_size,
-            max_precond_dim=max_precond_dim,
-            mu_dtype=mu_dtype,
-            nu_dtype=nu_dtype,
-            stat_dtype=stat_dtype,
-            matrix_spec=matrix_spec,
-        ),
+        scale_by_soap(**arguments_for(scale_by_soap, locals())),
         *decayed_weights(weight_decay, mask),
         scale_lr(learning_rate),
     )

@@ -36,6 +36,7 @@ from optix.toolkit import Hyperparams
 from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
 from optix.toolkit import PositiveOrNone
+from optix.toolkit import arguments_for
 from optix.toolkit import checked
 from optix.toolkit import leafwise
 from optix.toolkit import transform
@@ -276,20 +277,7 @@ def sophia(
     for language model pre-training <https://arxiv.org/abs/2305.14342>`_, ICLR 2024.
     """
     return chain(
-        scale_by_sophia(
-            b1,
-            b2,
-            eps,
-            gamma,
-            clip_threshold,
-            update_interval,
-            hessian_diagonal_fn,
-            seed=seed,
-            bias_correction=bias_correction,
-            refresh_first=refresh_first,
-            mu_dtype=mu_dtype,
-            nu_dtype=nu_dtype,
-        ),
+        scale_by_sophia(**arguments_for(scale_by_sophia, locals())),
         add_decayed_weights(weight_decay, mask),
         scale_lr(learning_rate),
     )

@@ -30,6 +30,7 @@ from optix.toolkit import HyperparamState
 from optix.toolkit import NonNegative
 from optix.toolkit import OpenFraction
 from optix.toolkit import Positive
+from optix.toolkit import Values
 from optix.toolkit import multiply
 from optix.toolkit import transform
 
@@ -78,6 +79,27 @@ def line_search_inputs(
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values()):
         return value_fn, dict(extra)
     return value_fn, {k: v for k, v in extra.items() if k in sig}
+
+
+def start_search(
+    transform: str,
+    spec: Hyperparams,
+    updates: Any,
+    state: Any,
+    params: Any,
+    inputs: tuple[Any, Any, Any, dict],
+) -> tuple[Callable, dict, Values, HyperparamState, jax.Array]:
+    """What a line search's update does first: check its ``inputs`` (``value``, ``grad``,
+    ``value_fn`` and the extra keyword arguments, see :func:`line_search_inputs`) and the updates
+    against the params. Returns ``value_fn``, the keyword arguments it takes, this step's
+    hyperparameters in the dtype of the state's ``value``, the next hyperparameter state, and the
+    value at the start point in that dtype."""
+    value, grad, value_fn, extra = inputs
+    fn, fn_kwargs = line_search_inputs(transform, params, value, grad, value_fn, extra)
+    _validate.check_updates(updates, params, transform)
+    h, hyperparams = spec.step(state.hyperparams)
+    dt = state.value.dtype
+    return fn, fn_kwargs, h.astype(dt), hyperparams, jnp.asarray(value).astype(dt)
 
 
 def cast_like(tree: Any, like: Any) -> Any:
@@ -176,12 +198,11 @@ def scale_by_backtracking_linesearch(
         )
 
     def update(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra):
-        fn, fn_kwargs = line_search_inputs(name, params, value, grad, value_fn, extra)
-        _validate.check_updates(updates, params, name)
-        h, hyperparams = spec.step(state.hyperparams)
+        inputs = (value, grad, value_fn, extra)
+        fn, fn_kwargs, h, hyperparams, value0 = start_search(
+            name, spec, updates, state, params, inputs
+        )
         dt = state.value.dtype
-        h = h.astype(dt)
-        value0 = jnp.asarray(value).astype(dt)
         slope = slope_along(cast_like(grad, params), updates).astype(dt)
 
         def decrease_error(eta, new_value):

@@ -28,8 +28,8 @@ from optix.toolkit import multiply
 from optix.toolkit import transform
 from optix.transforms._linesearch import ScaleByBacktrackingLinesearchState
 from optix.transforms._linesearch import cast_like
-from optix.transforms._linesearch import line_search_inputs
 from optix.transforms._linesearch import slope_along
+from optix.transforms._linesearch import start_search
 from optix.transforms._linesearch import step_along
 from optix.transforms._linesearch import value_dtype
 
@@ -200,13 +200,12 @@ def scale_by_zoom_linesearch(
         )
 
     def update(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra):
-        fn, fn_kwargs = line_search_inputs(name, params, value, grad, value_fn, extra)
-        _validate.check_updates(updates, params, name)
-        h, hyperparams = spec.step(state.hyperparams)
+        inputs = (value, grad, value_fn, extra)
+        fn, fn_kwargs, h, hyperparams, value0 = start_search(
+            name, spec, updates, state, params, inputs
+        )
         dt = state.value.dtype
-        h = h.astype(dt)
         value_and_grad = jax.value_and_grad(lambda p: fn(p, **fn_kwargs))
-        value0 = jnp.asarray(value).astype(dt)
         grad0 = cast_like(grad, params)
         slope0 = slope_along(grad0, updates).astype(dt)
 
