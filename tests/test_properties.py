@@ -53,7 +53,8 @@ def _make_for(case, params):
         if not cubes or "`matrix_spec`" not in str(err):
             raise
         assert any(f"'{path}'" in str(err) for path in cubes), err
-        return case.make(matrix_spec={path: optix.MatrixSpec(batch_axes=(0,)) for path in cubes})
+        stack = optix.MatrixSpec(batch_axes=(0,))
+        return case.make(matrix_spec=jax.tree.map(lambda x: stack if x.ndim >= 3 else None, params))
     return tx
 
 
