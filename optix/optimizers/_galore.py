@@ -124,7 +124,7 @@ class ScaleByGaloreState(NamedTuple):
 
     hyperparams: HyperparamState  # scale; count is t
     inner: OptState  # the base optimizer's state, on low-rank gradients for projected leaves
-    projector: Updates  # per leaf: the orthonormal (n, r) projector, or a (0, 0) placeholder
+    projector: Updates  # per leaf: the orthonormal (n, r) projector, or a scalar placeholder
 
 
 @transform(ScaleByGaloreState)
@@ -192,7 +192,9 @@ def scale_by_galore(
         projectors, low = [], []
         for x, lay in zip(leaves, layouts(params), strict=True):
             dt = _tree.state_dtype(x.dtype)
-            projectors.append(jnp.zeros((0, 0) if lay is None else lay.projector_shape, dt))
+            # a leaf that is not projected keeps a scalar, not an empty array: orbax refuses to
+            # save arrays with no elements
+            projectors.append(jnp.zeros(() if lay is None else lay.projector_shape, dt))
             low.append(x if lay is None else jnp.zeros(lay.low_shape, x.dtype))
         low_params = treedef.unflatten(low)
         return ScaleByGaloreState(spec.init(), base.init(low_params), treedef.unflatten(projectors))
