@@ -77,20 +77,25 @@ def test_state_is_stable_across_update_scan_and_cond(case):
     state = tx.init(params)
     _, new_state = jax.jit(tx.update)(_grads(params), state, params)
     assert _signature(new_state) == _signature(state)
+    assert_scan_and_cond_keep(tx, state, params)
+
+
+def assert_scan_and_cond_keep(tx, state, params, *, compiled=True, **extra):
+    """``tx.update`` gives back a state that is a valid ``lax.scan`` carry and ``lax.cond``
+    branch for ``state``, run compiled or, with ``compiled=False``, only traced: both are type
+    checks made while tracing, so ``eval_shape`` makes them without compiling."""
+    run = (lambda f, *args: jax.jit(f)(*args)) if compiled else jax.eval_shape
 
     def body(state, grads):
-        return tx.update(grads, state, params)[1], None
-
-    grads = jax.tree.map(lambda g: jnp.stack([g, -g]), _grads(params))
-    scanned, _ = jax.jit(lambda s: jax.lax.scan(body, s, grads))(state)
-    assert _signature(scanned) == _signature(state)
+        return tx.update(grads, state, params, **extra)[1], None
 
     def maybe_step(flag, state):
-        return jax.lax.cond(
-            flag, lambda s: tx.update(_grads(params), s, params)[1], lambda s: s, state
-        )
+        return jax.lax.cond(flag, lambda s: body(s, _grads(params))[0], lambda s: s, state)
 
-    assert _signature(jax.jit(maybe_step)(True, state)) == _signature(state)
+    grads = jax.tree.map(lambda g: jnp.stack([g, -g]), _grads(params))
+    scanned, _ = run(lambda s: jax.lax.scan(body, s, grads), state)
+    assert _signature(scanned) == _signature(state)
+    assert _signature(run(maybe_step, True, state)) == _signature(state)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16, jnp.complex64])

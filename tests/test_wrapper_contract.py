@@ -16,6 +16,7 @@ from tests.cases import WRAPPERS
 from tests.test_contract import _grads
 from tests.test_contract import _params
 from tests.test_contract import _signature
+from tests.test_contract import assert_scan_and_cond_keep
 
 
 @pytest.mark.parametrize("wrapper", WRAPPER_IDS)
@@ -57,18 +58,9 @@ def test_wrapper_contract(wrapper, case):
     ]
     assert any(moved)
 
-    # the state is a valid lax.scan carry and lax.cond branch: both are checked while tracing, so
-    # eval_shape checks them without compiling (the step above already ran compiled)
-    def body(state, g):
-        return tx.update(g, state, params, value=jnp.float32(0.0))[1], None
-
-    grads = jax.tree.map(lambda g: jnp.stack([g, -g]), _grads(params))
-    scanned, _ = jax.eval_shape(lambda s: jax.lax.scan(body, s, grads), state)
-    assert _signature(scanned) == _signature(state)
-    kept = jax.eval_shape(
-        lambda s: jax.lax.cond(False, lambda s: body(s, _grads(params))[0], lambda s: s, s), state
-    )
-    assert _signature(kept) == _signature(state)
+    # the state is a valid lax.scan carry and lax.cond branch, checked while tracing (the step
+    # above already ran compiled)
+    assert_scan_and_cond_keep(tx, state, params, compiled=False, value=jnp.float32(0.0))
 
 
 @pytest.mark.parametrize("wrapper", WRAPPER_IDS)
